@@ -1,0 +1,150 @@
+//! Extractors: who is calling (a session token, from a Bearer header or a cookie), which org a
+//! path names, where the request came from, and JSON bodies whose rejections are problems.
+//! Extractors prove identity only; they open no transaction.
+
+use std::net::SocketAddr;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Path, Request};
+use axum::http::request::Parts;
+use axum::http::{Method, header};
+use axum_extra::extract::cookie::CookieJar;
+use palisade_app::RequestMeta;
+use palisade_core::{OrgId, SessionTokenHash};
+use serde::de::DeserializeOwned;
+use sha2::{Digest, Sha256};
+
+use crate::problem::Problem;
+use crate::request_id::RequestId;
+
+pub const SESSION_COOKIE: &str = "palisade_session";
+pub const CSRF_COOKIE: &str = "palisade_csrf";
+pub const CSRF_HEADER: &str = "x-csrf-token";
+
+/// The CSRF token bound to a session token: only someone who can read the (HttpOnly) session
+/// cookie's value, i.e. our own pages and the client it was issued to, can compute it.
+pub fn csrf_token_for(session_token: &str) -> String {
+    let digest = Sha256::digest(format!("palisade-csrf-v1:{session_token}").as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A caller that presented a session token. Whether it is valid is decided in the database,
+/// in the same transaction as the work.
+pub struct Caller {
+    pub proof: SessionTokenHash,
+}
+
+fn unauthenticated(detail: &str) -> Problem {
+    Problem::new("unauthenticated", detail)
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        if let Some(value) = parts.headers.get(header::AUTHORIZATION) {
+            let token = value
+                .to_str()
+                .ok()
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .map(str::trim)
+                .filter(|t| !t.is_empty() && t.len() <= 512)
+                .ok_or_else(|| unauthenticated("Use 'Authorization: Bearer <token>'."))?;
+            return Ok(Caller { proof: palisade_auth::hash_token(token) });
+        }
+        let jar = CookieJar::from_headers(&parts.headers);
+        let Some(cookie) = jar.get(SESSION_COOKIE) else {
+            return Err(unauthenticated("Sign in first: no session token or cookie was sent."));
+        };
+        let token = cookie.value();
+        if token.is_empty() || token.len() > 512 {
+            return Err(unauthenticated("The session cookie is not valid; sign in again."));
+        }
+        let safe = matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
+        if !safe {
+            let presented = parts.headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("");
+            let expected = csrf_token_for(token);
+            if !constant_time_eq(presented.as_bytes(), expected.as_bytes()) {
+                return Err(Problem::new(
+                    "csrf-failed",
+                    "Send the X-CSRF-Token header with the value of the palisade_csrf cookie.",
+                ));
+            }
+        }
+        Ok(Caller { proof: palisade_auth::hash_token(token) })
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The organization named in the path. An id that does not parse is "not found", exactly like
+/// an id that parses but is not visible, so ids cannot be probed.
+pub struct OrgPath(pub OrgId);
+
+impl<S: Send + Sync> FromRequestParts<S> for OrgPath {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let not_found = || Problem::new("not-found", "No such resource.");
+        let Path(raw): Path<String> = Path::from_request_parts(parts, state).await.map_err(|_| not_found())?;
+        raw.parse().map(OrgPath).map_err(|_| not_found())
+    }
+}
+
+/// Where the request came from, for the audit log.
+pub struct Meta(pub RequestMeta);
+
+impl<S: Send + Sync> FromRequestParts<S> for Meta {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let ip = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|ci| ci.0.ip());
+        let user_agent = parts
+            .headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(|ua| ua.chars().take(512).collect());
+        let request_id = parts.extensions.get::<RequestId>().map(|r| r.0.clone());
+        Ok(Meta(RequestMeta { ip, user_agent, request_id }))
+    }
+}
+
+/// A JSON body. Malformed JSON → 400, wrong content type → 415, unknown/missing/mistyped
+/// fields → 422, oversize → 413, each as a problem.
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = Problem;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(value)) => Ok(ApiJson(value)),
+            Err(rejection) => Err(json_problem(rejection)),
+        }
+    }
+}
+
+fn json_problem(rejection: JsonRejection) -> Problem {
+    match rejection {
+        JsonRejection::JsonDataError(err) => {
+            // serde's message names the field and what was expected; it never echoes values of
+            // other fields, and input strings are not repeated back beyond the field name.
+            let message = err.body_text();
+            let detail =
+                message.strip_prefix("Failed to deserialize the JSON body into the target type: ").unwrap_or(&message);
+            let mut problem = Problem::new("validation", detail.to_owned());
+            problem.errors = vec![crate::problem::FieldError { pointer: String::new(), detail: detail.to_owned() }];
+            problem
+        }
+        JsonRejection::JsonSyntaxError(_) => Problem::new("invalid-json", "The body is not valid JSON."),
+        JsonRejection::MissingJsonContentType(_) => {
+            Problem::new("unsupported-media-type", "Send the body with 'Content-Type: application/json'.")
+        }
+        JsonRejection::BytesRejection(err) if err.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE => {
+            Problem::new("payload-too-large", "The body is larger than the 1 MiB limit.")
+        }
+        other => Problem::new("invalid-json", format!("The body could not be read: {}", other.body_text())),
+    }
+}

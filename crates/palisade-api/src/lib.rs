@@ -1,0 +1,63 @@
+//! HTTP JSON API (axum): routes, extractors, problem+json errors, the OpenAPI document and the
+//! middleware every response passes through (request ids, limits, security headers).
+
+pub mod extract;
+mod middleware;
+pub mod openapi;
+pub mod problem;
+pub mod request_id;
+pub mod routes;
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use palisade_app::App;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::timeout::TimeoutLayer;
+use utoipa::OpenApi;
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::problem::Problem;
+
+/// Shared state of every handler.
+#[derive(Clone)]
+pub struct ApiState {
+    pub app: App,
+    /// Mark cookies Secure (the public URL is https).
+    pub secure_cookies: bool,
+}
+
+/// Request bodies larger than this are refused with 413.
+pub const BODY_LIMIT: usize = 1024 * 1024;
+/// A request that takes longer than this is answered with 408.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub fn router(state: ApiState) -> Router {
+    let api = Router::new()
+        .route("/api/v1/auth/signup", post(routes::auth::signup))
+        .route("/api/v1/auth/login", post(routes::auth::login))
+        .route("/api/v1/auth/logout", post(routes::auth::logout))
+        .route("/api/v1/me", get(routes::me::me))
+        .route("/api/v1/orgs", post(routes::orgs::create).get(routes::orgs::list))
+        .route("/api/v1/orgs/{org}", get(routes::orgs::get).patch(routes::orgs::update))
+        .route("/api/v1/orgs/{org}/members", get(routes::orgs::members))
+        .route("/healthz", get(routes::system::healthz))
+        .route("/readyz", get(routes::system::readyz))
+        .route("/problems/{slug}", get(routes::system::problem_type))
+        .with_state(state);
+    Router::new()
+        .merge(api)
+        .merge(SwaggerUi::new("/docs").url("/api/v1/openapi.json", openapi::ApiDoc::openapi()))
+        .fallback(|| async { Problem::new("not-found", "No such resource.") })
+        .method_not_allowed_fallback(|| async {
+            Problem::new("method-not-allowed", "This path does not accept this method.")
+        })
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(axum::middleware::from_fn(middleware::problem_for_bare_errors))
+        .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT))
+        .layer(CatchPanicLayer::custom(middleware::panic_to_problem))
+        .layer(axum::middleware::from_fn(middleware::security_headers))
+        .layer(axum::middleware::from_fn(request_id::middleware))
+}

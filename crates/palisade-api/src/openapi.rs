@@ -1,0 +1,59 @@
+//! The OpenAPI 3.1 document, generated from the handlers' annotations.
+
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use crate::problem::{CATALOG, FieldError, Problem};
+use crate::routes::{Items, auth, me, orgs, system};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Palisade API", description = "Multi-tenant platform server for B2B work products."),
+    paths(
+        auth::signup, auth::login, auth::logout, me::me,
+        orgs::create, orgs::list, orgs::get, orgs::update, orgs::members,
+        system::healthz, system::readyz, system::problem_type,
+    ),
+    components(schemas(Problem, FieldError, Items<orgs::OrgResponse>, Items<orgs::MemberResponse>)),
+    modifiers(&SecuritySchemes, &ProblemTypes),
+    tags(
+        (name = "auth", description = "Sign-up, sign-in, sign-out"),
+        (name = "account", description = "The caller's own account"),
+        (name = "orgs", description = "Organizations (tenants) and members"),
+        (name = "system", description = "Health and documentation"),
+    )
+)]
+pub struct ApiDoc;
+
+struct SecuritySchemes;
+
+impl Modify for SecuritySchemes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+        components.add_security_scheme(
+            "cookie",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
+                "palisade_session",
+                "Browser session; state-changing requests also need the X-CSRF-Token header",
+            ))),
+        );
+    }
+}
+
+/// Lists every problem `type` with its status and meaning in the document's description.
+struct ProblemTypes;
+
+impl Modify for ProblemTypes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let mut text = openapi.info.description.clone().unwrap_or_default();
+        text.push_str("\n\n## Problem types\nEvery error is `application/problem+json` (RFC 9457) with one of these stable `type` values:\n\n| type | status | meaning |\n|---|---|---|\n");
+        for (slug, status, _title, description) in CATALOG {
+            text.push_str(&format!("| `/problems/{slug}` | {status} | {description} |\n"));
+        }
+        openapi.info.description = Some(text);
+    }
+}

@@ -1,0 +1,172 @@
+//! RFC 9457 problem details. Every error response is `application/problem+json` with a stable
+//! `type`; a 500 shows only an error id that is also in the log.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use palisade_app::AppError;
+use palisade_core::ValidationError;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// Every problem type this API emits: (slug, status, title, when it happens).
+/// The `type` URI is `/problems/<slug>`; `GET /problems/<slug>` describes it.
+pub const CATALOG: &[(&str, u16, &str, &str)] = &[
+    ("invalid-json", 400, "Malformed JSON", "The body is not valid JSON."),
+    (
+        "unauthenticated",
+        401,
+        "Not signed in",
+        "No credentials, or credentials that are not valid (expired, revoked, unknown).",
+    ),
+    (
+        "invalid-credentials",
+        401,
+        "Invalid email or password",
+        "Sign-in failed. Unknown email and wrong password give this same answer.",
+    ),
+    ("forbidden", 403, "Permission denied", "Signed in and a member, but the role lacks the permission."),
+    (
+        "csrf-failed",
+        403,
+        "CSRF check failed",
+        "A state-changing request authenticated by cookie lacks the X-CSRF-Token header matching the palisade_csrf cookie.",
+    ),
+    (
+        "not-found",
+        404,
+        "Not found",
+        "No such resource, or not one the caller can see. Another organization's ids answer this too.",
+    ),
+    ("method-not-allowed", 405, "Method not allowed", "The path exists but not with this method."),
+    ("request-timeout", 408, "Request timeout", "The request took too long."),
+    ("conflict", 409, "Conflict", "The change conflicts with the current state."),
+    ("payload-too-large", 413, "Payload too large", "The body exceeds the size limit."),
+    ("unsupported-media-type", 415, "Unsupported media type", "Send the body as application/json."),
+    (
+        "validation",
+        422,
+        "Invalid input",
+        "The JSON is well formed but a field is missing, unknown, of the wrong type or not acceptable; `errors` lists each with its JSON pointer.",
+    ),
+    ("internal", 500, "Internal error", "Something failed on our side. Quote `error_id` when reporting it."),
+    ("busy", 503, "Busy", "A bounded queue is full. Retry after the number of seconds in Retry-After."),
+    ("unavailable", 503, "Service unavailable", "A dependency (the database) cannot take work right now."),
+];
+
+/// One field-level error.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct FieldError {
+    /// JSON pointer to the field, e.g. `/email`.
+    pub pointer: String,
+    pub detail: String,
+}
+
+/// An RFC 9457 problem.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Problem {
+    /// Stable identifier of the problem type, e.g. `/problems/not-found`.
+    #[serde(rename = "type")]
+    pub type_uri: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<FieldError>,
+    /// Present on 500 only; the same id is in the server log.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_id: Option<String>,
+}
+
+impl Problem {
+    pub fn new(slug: &str, detail: impl Into<String>) -> Self {
+        let (status, title) = CATALOG
+            .iter()
+            .find(|(s, ..)| *s == slug)
+            .map(|(_, status, title, _)| (*status, *title))
+            .unwrap_or((500, "Internal error"));
+        Self {
+            type_uri: format!("/problems/{slug}"),
+            title: title.into(),
+            status,
+            detail: detail.into(),
+            errors: vec![],
+            error_id: None,
+        }
+    }
+
+    pub fn validation(errors: Vec<ValidationError>) -> Self {
+        let detail = errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
+        let mut problem = Problem::new("validation", detail);
+        problem.errors = errors.into_iter().map(|e| FieldError { pointer: e.field, detail: e.message }).collect();
+        problem
+    }
+
+    /// A 500 that reveals nothing but an id; the cause goes to the log under that id.
+    pub fn internal(cause: &dyn std::fmt::Display) -> Self {
+        let error_id = format!("err_{}", uuid::Uuid::new_v4().simple());
+        tracing::error!(error_id = %error_id, cause = %cause, "internal error");
+        let mut problem =
+            Problem::new("internal", format!("An internal error occurred; quote {error_id} when reporting it."));
+        problem.error_id = Some(error_id);
+        problem
+    }
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let retry = self.status == 503;
+        let unauthenticated = self.status == 401;
+        let mut response = (status, Json(self)).into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        if retry {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        if unauthenticated {
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+/// Handler error type: a use-case error, rendered as a problem.
+pub struct ApiError(pub Problem);
+
+impl From<Problem> for ApiError {
+    fn from(problem: Problem) -> Self {
+        ApiError(problem)
+    }
+}
+
+impl From<AppError> for ApiError {
+    fn from(err: AppError) -> Self {
+        ApiError(match err {
+            AppError::Validation(errors) => Problem::validation(errors),
+            AppError::InvalidCredentials => {
+                Problem::new("invalid-credentials", "The email or password is not correct.")
+            }
+            AppError::Unauthenticated => Problem::new("unauthenticated", "Sign in again: the session is not valid."),
+            AppError::NotFound => Problem::new("not-found", "No such resource."),
+            AppError::Forbidden => Problem::new("forbidden", "Your role does not allow this action."),
+            AppError::Conflict(_) => {
+                Problem::new("conflict", "The change conflicts with the current state; reload and retry.")
+            }
+            AppError::Busy => Problem::new("busy", "Too many sign-ins are being processed; retry shortly."),
+            AppError::Unavailable(why) => {
+                tracing::warn!(cause = %why, "dependency unavailable");
+                Problem::new("unavailable", "The database is not available right now; retry shortly.")
+            }
+            AppError::Internal(cause) => Problem::internal(&cause),
+        })
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        self.0.into_response()
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;

@@ -1,0 +1,115 @@
+//! Sign-up, sign-in and sign-out.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
+use palisade_app::{LoginInput, SignupInput};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::ApiState;
+use crate::extract::{ApiJson, CSRF_COOKIE, Caller, Meta, SESSION_COOKIE, csrf_token_for};
+use crate::problem::{ApiResult, Problem};
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SignupRequest {
+    #[schema(example = "ada@example.com")]
+    pub email: String,
+    /// 12 to 256 characters, not easily guessed.
+    #[schema(value_type = String, format = Password, min_length = 12, max_length = 256)]
+    pub password: SecretString,
+    #[schema(example = "Ada Lovelace")]
+    pub name: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SignupAccepted {
+    pub message: &'static str,
+}
+
+/// Same answer whether or not the email was already registered.
+pub const SIGNUP_MESSAGE: &str = "If this email can be registered, the account is ready: sign in with it.";
+
+#[utoipa::path(post, path = "/api/v1/auth/signup", tag = "auth", request_body = SignupRequest,
+    responses(
+        (status = 202, description = "Accepted (the same answer for an email already registered)", body = SignupAccepted),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 415, body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid or weak input", body = Problem, content_type = "application/problem+json"),
+        (status = 503, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn signup(
+    State(state): State<ApiState>,
+    Meta(meta): Meta,
+    ApiJson(body): ApiJson<SignupRequest>,
+) -> ApiResult<(StatusCode, axum::Json<SignupAccepted>)> {
+    state.app.sign_up(SignupInput { email: body.email, password: body.password, name: body.name }, &meta).await?;
+    Ok((StatusCode::ACCEPTED, axum::Json(SignupAccepted { message: SIGNUP_MESSAGE })))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    pub email: String,
+    #[schema(value_type = String, format = Password)]
+    pub password: SecretString,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct TokenResponse {
+    pub access_token: String,
+    #[schema(example = "Bearer")]
+    pub token_type: &'static str,
+    /// Seconds until the session's absolute expiry.
+    pub expires_in: i64,
+}
+
+#[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = LoginRequest,
+    responses(
+        (status = 200, description = "Signed in; also sets the palisade_session (HttpOnly) and palisade_csrf cookies", body = TokenResponse),
+        (status = 401, description = "Unknown email or wrong password (one answer)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+        (status = 503, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn login(
+    State(state): State<ApiState>,
+    Meta(meta): Meta,
+    ApiJson(body): ApiJson<LoginRequest>,
+) -> ApiResult<Response> {
+    let out = state.app.log_in(LoginInput { email: body.email, password: body.password }, &meta).await?;
+    let token = out.token.expose_secret().to_owned();
+    let max_age = time::Duration::seconds(out.expires_in);
+    let session = Cookie::build((SESSION_COOKIE, token.clone()))
+        .http_only(true)
+        .secure(state.secure_cookies)
+        .same_site(SameSite::Lax)
+        .path("/")
+        .max_age(max_age);
+    let csrf = Cookie::build((CSRF_COOKIE, csrf_token_for(&token)))
+        .http_only(false)
+        .secure(state.secure_cookies)
+        .same_site(SameSite::Lax)
+        .path("/")
+        .max_age(max_age);
+    let jar = CookieJar::new().add(session).add(csrf);
+    let body = TokenResponse { access_token: token, token_type: "Bearer", expires_in: out.expires_in };
+    Ok((jar, axum::Json(body)).into_response())
+}
+
+#[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth",
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 204, description = "Signed out; the session no longer works anywhere"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Cookie request without its CSRF token", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn logout(State(state): State<ApiState>, caller: Caller, Meta(meta): Meta) -> ApiResult<Response> {
+    state.app.log_out(&caller.proof, &meta).await?;
+    let jar = CookieJar::new()
+        .add(Cookie::build((SESSION_COOKIE, "")).path("/").max_age(time::Duration::ZERO))
+        .add(Cookie::build((CSRF_COOKIE, "")).path("/").max_age(time::Duration::ZERO));
+    Ok((StatusCode::NO_CONTENT, jar).into_response())
+}

@@ -1,0 +1,21 @@
+//! HTTP handlers, one module per area. Each handler: extract (who, which org, body) → call one
+//! use case → shape the response.
+
+pub mod auth;
+pub mod me;
+pub mod orgs;
+pub mod system;
+
+use serde::Serialize;
+use time::OffsetDateTime;
+
+/// RFC 3339 text for timestamps in responses.
+pub(crate) fn rfc3339(at: OffsetDateTime) -> String {
+    at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+}
+
+/// A list response: `{"items": [...]}`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Items<T> {
+    pub items: Vec<T>,
+}

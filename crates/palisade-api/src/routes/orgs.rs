@@ -1,0 +1,152 @@
+//! Organizations (the tenant) and their members.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use palisade_app::{Member, Org, OrgPatch};
+use palisade_core::{OrgId, OrgRole, UserId};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::ApiState;
+use crate::extract::{ApiJson, Caller, Meta, OrgPath};
+use crate::problem::{ApiResult, Problem};
+use crate::routes::{Items, rfc3339};
+
+#[derive(Serialize, ToSchema)]
+pub struct OrgResponse {
+    #[schema(value_type = String, example = "org_01h455vb4pex5vsknk084sn02q")]
+    pub id: OrgId,
+    pub name: String,
+    /// The caller's role in this organization.
+    #[schema(value_type = Option<String>, example = "owner")]
+    pub role: Option<OrgRole>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl From<Org> for OrgResponse {
+    fn from(org: Org) -> Self {
+        Self {
+            id: org.id,
+            name: org.name,
+            role: org.my_role,
+            created_at: rfc3339(org.created_at),
+            updated_at: rfc3339(org.updated_at),
+        }
+    }
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateOrgRequest {
+    #[schema(example = "Acme Field Services")]
+    pub name: String,
+}
+
+#[utoipa::path(post, path = "/api/v1/orgs", tag = "orgs", request_body = CreateOrgRequest,
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 201, description = "Created; the caller is its owner", body = OrgResponse),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn create(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Meta(meta): Meta,
+    ApiJson(body): ApiJson<CreateOrgRequest>,
+) -> ApiResult<Response> {
+    let org = state.app.create_org(&caller.proof, &body.name, &meta).await?;
+    let location = HeaderValue::from_str(&format!("/api/v1/orgs/{}", org.id)).ok();
+    let mut response = (StatusCode::CREATED, Json(OrgResponse::from(org))).into_response();
+    if let Some(location) = location {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    Ok(response)
+}
+
+#[utoipa::path(get, path = "/api/v1/orgs", tag = "orgs",
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 200, description = "The organizations the caller belongs to", body = Items<OrgResponse>),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn list(State(state): State<ApiState>, caller: Caller) -> ApiResult<Json<Items<OrgResponse>>> {
+    let orgs = state.app.list_orgs(&caller.proof).await?;
+    Ok(Json(Items { items: orgs.into_iter().map(OrgResponse::from).collect() }))
+}
+
+#[utoipa::path(get, path = "/api/v1/orgs/{org}", tag = "orgs",
+    params(("org" = String, Path, description = "Organization id (org_…)")),
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 200, body = OrgResponse),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such organization, or not a member (one answer)", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn get(State(state): State<ApiState>, caller: Caller, OrgPath(org): OrgPath) -> ApiResult<Json<OrgResponse>> {
+    Ok(Json(state.app.get_org(&caller.proof, org).await?.into()))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateOrgRequest {
+    pub name: Option<String>,
+}
+
+#[utoipa::path(patch, path = "/api/v1/orgs/{org}", tag = "orgs", request_body = UpdateOrgRequest,
+    params(("org" = String, Path, description = "Organization id (org_…)")),
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 200, body = OrgResponse),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Role is not owner or admin", body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn update(
+    State(state): State<ApiState>,
+    caller: Caller,
+    OrgPath(org): OrgPath,
+    Meta(meta): Meta,
+    ApiJson(body): ApiJson<UpdateOrgRequest>,
+) -> ApiResult<Json<OrgResponse>> {
+    let updated = state.app.update_org(&caller.proof, org, OrgPatch { name: body.name }, &meta).await?;
+    Ok(Json(updated.into()))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct MemberResponse {
+    #[schema(value_type = String, example = "usr_01h455vb4pex5vsknk084sn02q")]
+    pub user_id: UserId,
+    pub name: String,
+    pub email: String,
+    #[schema(value_type = Option<String>, example = "member")]
+    pub role: Option<OrgRole>,
+    pub joined_at: String,
+}
+
+impl From<Member> for MemberResponse {
+    fn from(m: Member) -> Self {
+        Self { user_id: m.user_id, name: m.name, email: m.email, role: m.role, joined_at: rfc3339(m.joined_at) }
+    }
+}
+
+#[utoipa::path(get, path = "/api/v1/orgs/{org}/members", tag = "orgs",
+    params(("org" = String, Path, description = "Organization id (org_…)")),
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 200, body = Items<MemberResponse>),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn members(
+    State(state): State<ApiState>,
+    caller: Caller,
+    OrgPath(org): OrgPath,
+) -> ApiResult<Json<Items<MemberResponse>>> {
+    let members = state.app.list_members(&caller.proof, org).await?;
+    Ok(Json(Items { items: members.into_iter().map(MemberResponse::from).collect() }))
+}

@@ -1,0 +1,173 @@
+//! Sign-up, sign-in, sign-out and the caller's own account.
+
+use palisade_auth::{SessionToken, check_strength};
+use palisade_core::{Email, EventId, Password, PersonName, SessionId, SessionTokenHash, UserId, ValidationError};
+use palisade_store::repo::audit::{self, Actor, NewEvent, Outcome, RequestMeta};
+use palisade_store::repo::users::{self, Me, NewSession, NewUser};
+use palisade_store::{Anonymous, Tx};
+use secrecy::SecretString;
+use serde_json::json;
+
+use crate::{App, AppError};
+
+pub struct SignupInput {
+    pub email: String,
+    pub password: SecretString,
+    pub name: String,
+}
+
+pub struct LoginInput {
+    pub email: String,
+    pub password: SecretString,
+}
+
+pub struct LoginOutput {
+    pub token: SecretString,
+    pub expires_in: i64,
+    pub user_id: UserId,
+}
+
+/// Collects every field error at once, so the client can fix them in one go.
+fn parse_all<A, B, C>(
+    a: Result<A, ValidationError>,
+    b: Result<B, ValidationError>,
+    c: Result<C, ValidationError>,
+) -> Result<(A, B, C), AppError> {
+    match (a, b, c) {
+        (Ok(a), Ok(b), Ok(c)) => Ok((a, b, c)),
+        (a, b, c) => Err(AppError::Validation([a.err(), b.err(), c.err()].into_iter().flatten().collect())),
+    }
+}
+
+impl App {
+    /// Creates an account. An email that is already registered gets the same answer after the
+    /// same work, and changes nothing but an audit trace.
+    pub async fn sign_up(&self, input: SignupInput, meta: &RequestMeta) -> Result<(), AppError> {
+        let (email, name, password) =
+            parse_all(Email::parse(&input.email), PersonName::parse(&input.name), Password::parse(input.password))?;
+        check_strength(&password, &[email.as_str(), name.as_str()])?;
+        let password_hash = self.hasher.hash(&password).await?;
+        let now = self.clock.now();
+        let mut tx = Tx::anonymous();
+        let created = users::sign_up(
+            &mut tx,
+            NewUser {
+                id: UserId::new(&*self.clock, &*self.random),
+                email: &email,
+                name: &name,
+                password_hash,
+                at: now,
+                event: EventId::new(&*self.clock, &*self.random),
+            },
+            meta,
+        );
+        let mut results = tx.run(&self.db).await?;
+        let created = results.get(created)?;
+        tracing::info!(created, "sign-up processed");
+        Ok(())
+    }
+
+    /// Checks the password and opens a session. Unknown email and wrong password are one answer,
+    /// reached after the same work.
+    pub async fn log_in(&self, input: LoginInput, meta: &RequestMeta) -> Result<LoginOutput, AppError> {
+        // A malformed email cannot belong to an account; treat it exactly like an unknown one.
+        let email = Email::parse(&input.email).ok();
+        let credentials = match &email {
+            Some(email) => {
+                let mut tx = Tx::anonymous();
+                let step = users::find_credentials(&mut tx, email);
+                tx.run(&self.db).await?.get(step)?
+            }
+            None => None,
+        };
+        let verified =
+            self.hasher.verify(&input.password, credentials.as_ref().map(|c| c.password_hash.as_str())).await?;
+        let now = self.clock.now();
+        let mut tx = Tx::<Anonymous>::anonymous();
+        let Some(credentials) = credentials.filter(|_| verified) else {
+            audit::record(
+                &mut tx,
+                NewEvent {
+                    id: EventId::new(&*self.clock, &*self.random),
+                    org: None,
+                    at: now,
+                    actor: Actor::None,
+                    action: "user.login_failed",
+                    target_kind: None,
+                    target_id: None,
+                    outcome: Outcome::Failure,
+                    details: json!({}),
+                    meta,
+                },
+            );
+            tx.run(&self.db).await?;
+            return Err(AppError::InvalidCredentials);
+        };
+        let token = SessionToken::mint(&*self.random);
+        let session_id = SessionId::new(&*self.clock, &*self.random);
+        users::create_session(
+            &mut tx,
+            NewSession {
+                id: session_id,
+                user_id: credentials.user_id,
+                token_hash: token.hash,
+                at: now,
+                lifetime: self.policy.session_lifetime,
+                idle_timeout: self.policy.session_idle_timeout,
+                ip: meta.ip,
+                user_agent: meta.user_agent.clone(),
+            },
+        );
+        audit::record(
+            &mut tx,
+            NewEvent {
+                id: EventId::new(&*self.clock, &*self.random),
+                org: None,
+                at: now,
+                actor: Actor::User(credentials.user_id.as_uuid()),
+                action: "user.login",
+                target_kind: Some("session"),
+                target_id: Some(session_id.as_uuid()),
+                outcome: Outcome::Success,
+                details: json!({"method": "password"}),
+                meta,
+            },
+        );
+        tx.run(&self.db).await?;
+        Ok(LoginOutput {
+            token: token.token,
+            expires_in: self.policy.session_lifetime.whole_seconds(),
+            user_id: credentials.user_id,
+        })
+    }
+
+    /// Ends the presented session.
+    pub async fn log_out(&self, proof: &SessionTokenHash, meta: &RequestMeta) -> Result<(), AppError> {
+        let now = self.clock.now();
+        let mut tx = Tx::session(proof, now);
+        users::revoke_current_session(&mut tx, now);
+        audit::record(
+            &mut tx,
+            NewEvent {
+                id: EventId::new(&*self.clock, &*self.random),
+                org: None,
+                at: now,
+                actor: Actor::SessionUser,
+                action: "user.logout",
+                target_kind: None,
+                target_id: None,
+                outcome: Outcome::Success,
+                details: json!({}),
+                meta,
+            },
+        );
+        tx.run(&self.db).await?;
+        Ok(())
+    }
+
+    pub async fn me(&self, proof: &SessionTokenHash) -> Result<Me, AppError> {
+        let mut tx = Tx::session(proof, self.clock.now());
+        let me = users::me(&mut tx);
+        Ok(tx.run(&self.db).await?.get(me)?)
+    }
+}

@@ -1,0 +1,57 @@
+//! The use-case error: what went wrong in terms the API can map to a problem type.
+
+use palisade_core::ValidationError;
+use palisade_store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("invalid input")]
+    Validation(Vec<ValidationError>),
+    /// Unknown email or wrong password: deliberately one answer.
+    #[error("invalid email or password")]
+    InvalidCredentials,
+    #[error("not signed in")]
+    Unauthenticated,
+    /// Missing, not visible to the caller, or in another tenant: deliberately one answer.
+    #[error("not found")]
+    NotFound,
+    #[error("permission denied")]
+    Forbidden,
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// A bounded queue is full; try again shortly.
+    #[error("busy")]
+    Busy,
+    #[error("service unavailable: {0}")]
+    Unavailable(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<ValidationError> for AppError {
+    fn from(err: ValidationError) -> Self {
+        AppError::Validation(vec![err])
+    }
+}
+
+impl From<StoreError> for AppError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::Unauthenticated => AppError::Unauthenticated,
+            StoreError::NotFound => AppError::NotFound,
+            StoreError::Forbidden => AppError::Forbidden,
+            StoreError::Conflict { constraint } => AppError::Conflict(constraint),
+            StoreError::Unavailable(why) => AppError::Unavailable(why),
+            other @ StoreError::Database(_) => AppError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<palisade_auth::HashError> for AppError {
+    fn from(err: palisade_auth::HashError) -> Self {
+        match err {
+            palisade_auth::HashError::Busy => AppError::Busy,
+            palisade_auth::HashError::Internal(why) => AppError::Internal(why),
+        }
+    }
+}

@@ -1,0 +1,59 @@
+//! Use cases: one function per action, each = validate → authorize → write + audit in one
+//! transaction. Nothing here knows about HTTP.
+
+mod accounts;
+mod error;
+mod orgs;
+
+use std::sync::Arc;
+
+use palisade_auth::PasswordHasher;
+use palisade_core::{Clock, Randomness};
+use palisade_store::Db;
+
+pub use accounts::{LoginInput, LoginOutput, SignupInput};
+pub use error::AppError;
+pub use orgs::OrgPatch;
+pub use palisade_store::repo::audit::RequestMeta;
+pub use palisade_store::repo::orgs::{Member, Org};
+pub use palisade_store::repo::users::Me;
+
+/// Instance-wide settings the use cases need.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// Absolute lifetime of a session.
+    pub session_lifetime: time::Duration,
+    /// A session unused for this long stops working.
+    pub session_idle_timeout: time::Duration,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Self { session_lifetime: time::Duration::hours(12), session_idle_timeout: time::Duration::minutes(30) }
+    }
+}
+
+/// Everything a use case may touch. Cheap to clone.
+#[derive(Clone)]
+pub struct App {
+    pub db: Db,
+    pub hasher: PasswordHasher,
+    pub clock: Arc<dyn Clock>,
+    pub random: Arc<dyn Randomness>,
+    pub policy: Policy,
+}
+
+impl App {
+    /// Ready to serve: the database answers and carries exactly the schema this build expects.
+    pub async fn readiness(&self) -> Result<(), AppError> {
+        let applied = self.db.applied_migration_version().await?;
+        let expected = palisade_store::migrate::latest_version();
+        if applied == expected {
+            Ok(())
+        } else {
+            Err(AppError::Unavailable(format!(
+                "database schema is at migration {applied}, this build expects {expected}"
+            )))
+        }
+    }
+}

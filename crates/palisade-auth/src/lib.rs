@@ -1,0 +1,7 @@
+//! Passwords (argon2id on a bounded blocking pool, strength estimation) and session tokens.
+
+pub mod password;
+pub mod token;
+
+pub use password::{HashError, PasswordHasher, check_strength};
+pub use token::{SessionToken, hash_token};

@@ -1,0 +1,167 @@
+//! Password hashing with argon2id (m = 19 MiB, t = 2, p = 1) on a bounded pool of blocking
+//! threads, so a flood of sign-ins queues for the CPU instead of starving every other request.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier as _, SaltString};
+use argon2::{Algorithm, Argon2, Params, Version};
+use palisade_core::{Password, ValidationError};
+use secrecy::{ExposeSecret, SecretString};
+use tokio::sync::Semaphore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum HashError {
+    /// Too many hashes are already queued; the caller should answer 503 with Retry-After.
+    #[error("the password hashing queue is full")]
+    Busy,
+    #[error("password hashing failed: {0}")]
+    Internal(String),
+}
+
+/// The argon2id parameters recommended by OWASP: 19 MiB, two passes, one lane.
+pub fn argon2id() -> Argon2<'static> {
+    let params = Params::new(19 * 1024, 2, 1, None).expect("static argon2 parameters are valid");
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+}
+
+/// Hashes and verifies passwords off the async workers, at most `workers` at a time, with at
+/// most `max_waiting` callers queued behind them.
+#[derive(Clone)]
+pub struct PasswordHasher {
+    permits: Arc<Semaphore>,
+    waiting: Arc<AtomicUsize>,
+    max_waiting: usize,
+    /// A hash of a random password, verified when the account does not exist, so an unknown
+    /// email costs the same as a wrong password.
+    dummy_hash: Arc<str>,
+}
+
+impl PasswordHasher {
+    pub fn new(workers: usize, max_waiting: usize) -> Self {
+        let mut random = [0u8; 32];
+        getrandom_fill(&mut random);
+        let dummy_password: String = random.iter().map(|b| format!("{b:02x}")).collect();
+        let salt = SaltString::generate(&mut rand::rngs::OsRng);
+        let dummy_hash = argon2id()
+            .hash_password(dummy_password.as_bytes(), &salt)
+            .expect("hashing a fixed-size password cannot fail")
+            .to_string();
+        Self {
+            permits: Arc::new(Semaphore::new(workers.max(1))),
+            waiting: Arc::new(AtomicUsize::new(0)),
+            max_waiting,
+            dummy_hash: dummy_hash.into(),
+        }
+    }
+
+    async fn run_blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> Result<T, HashError> + Send + 'static,
+    ) -> Result<T, HashError> {
+        let queued = self.waiting.fetch_add(1, Ordering::SeqCst);
+        if queued >= self.max_waiting {
+            self.waiting.fetch_sub(1, Ordering::SeqCst);
+            return Err(HashError::Busy);
+        }
+        let permit = self.permits.clone().acquire_owned().await;
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
+        let permit = permit.map_err(|_| HashError::Internal("hash pool closed".into()))?;
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            work()
+        })
+        .await
+        .map_err(|e| HashError::Internal(e.to_string()))?
+    }
+
+    /// Hashes a new password into a PHC string.
+    pub async fn hash(&self, password: &Password) -> Result<String, HashError> {
+        let secret = SecretString::from(password.expose().to_owned());
+        self.run_blocking(move || {
+            let salt = SaltString::generate(&mut rand::rngs::OsRng);
+            argon2id()
+                .hash_password(secret.expose_secret().as_bytes(), &salt)
+                .map(|h| h.to_string())
+                .map_err(|e| HashError::Internal(e.to_string()))
+        })
+        .await
+    }
+
+    /// Checks a password against a stored PHC hash, or against the dummy hash when there is no
+    /// account, doing the same work either way. Returns false for no account.
+    pub async fn verify(&self, candidate: &SecretString, stored: Option<&str>) -> Result<bool, HashError> {
+        let real = stored.is_some();
+        let hash: String = stored.map(str::to_owned).unwrap_or_else(|| self.dummy_hash.to_string());
+        let candidate = candidate.clone();
+        let matches = self
+            .run_blocking(move || {
+                let parsed = PasswordHash::new(&hash).map_err(|e| HashError::Internal(e.to_string()))?;
+                Ok(argon2id().verify_password(candidate.expose_secret().as_bytes(), &parsed).is_ok())
+            })
+            .await?;
+        Ok(real && matches)
+    }
+}
+
+fn getrandom_fill(dest: &mut [u8]) {
+    use rand::RngCore;
+    rand::rngs::OsRng.fill_bytes(dest);
+}
+
+/// Refuses passwords an offline guessing attack would find quickly (zxcvbn score below 3),
+/// including ones built from the user's own email or name, and says why.
+pub fn check_strength(password: &Password, user_inputs: &[&str]) -> Result<(), ValidationError> {
+    // zxcvbn's matching grows with length; the first 128 characters decide any weakness that matters.
+    let sample: String = password.expose().chars().take(128).collect();
+    let estimate = zxcvbn::zxcvbn(&sample, user_inputs);
+    if (estimate.score() as u8) >= 3 {
+        return Ok(());
+    }
+    let mut reason = String::from("is too easy to guess");
+    if let Some(feedback) = estimate.feedback() {
+        if let Some(warning) = feedback.warning() {
+            reason = format!("is too easy to guess: {warning}");
+        }
+        if let Some(tip) = feedback.suggestions().first() {
+            reason.push_str(&format!(" ({tip})"));
+        }
+    }
+    Err(ValidationError::new("password", reason))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn weak_and_personal_passwords_are_refused_with_a_reason() {
+        let weak = Password::parse("passwordpassword".into()).unwrap();
+        let err = check_strength(&weak, &[]).unwrap_err();
+        assert_eq!(err.field, "/password");
+        assert!(err.message.starts_with("is too easy to guess"), "{}", err.message);
+        let personal = Password::parse("ada.lovelace@example.com".into()).unwrap();
+        assert!(check_strength(&personal, &["ada.lovelace@example.com"]).is_err());
+        let strong = Password::parse("violet-kettle-orbit-93-sandstone".into()).unwrap();
+        assert!(check_strength(&strong, &[]).is_ok());
+    }
+
+    #[tokio::test]
+    async fn hashes_are_argon2id_and_verify_only_the_right_password() {
+        let hasher = PasswordHasher::new(2, 8);
+        let password = Password::parse("violet-kettle-orbit-93-sandstone".into()).unwrap();
+        let hash = hasher.hash(&password).await.unwrap();
+        assert!(hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{hash}");
+        assert!(hasher.verify(&"violet-kettle-orbit-93-sandstone".into(), Some(&hash)).await.unwrap());
+        assert!(!hasher.verify(&"violet-kettle-orbit-93-sandstonE".into(), Some(&hash)).await.unwrap());
+        // No account: the dummy hash is checked and the answer is always "no".
+        assert!(!hasher.verify(&"violet-kettle-orbit-93-sandstone".into(), None).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_answers_busy_instead_of_growing() {
+        let hasher = PasswordHasher::new(1, 0);
+        let result = hasher.verify(&"anything-at-all-here".into(), None).await;
+        assert!(matches!(result, Err(HashError::Busy)));
+    }
+}

@@ -1,0 +1,52 @@
+//! Opaque session tokens: 256 random bits, shown to the client once, stored only as SHA-256.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use palisade_core::{Randomness, SessionTokenHash};
+use secrecy::{ExposeSecret, SecretString};
+use sha2::{Digest, Sha256};
+
+/// The recognisable prefix of a Palisade session token (so a leaked one can be spotted by scanners).
+pub const SESSION_TOKEN_PREFIX: &str = "pss_";
+
+/// A freshly minted token and the hash to store.
+pub struct SessionToken {
+    pub token: SecretString,
+    pub hash: SessionTokenHash,
+}
+
+impl SessionToken {
+    pub fn mint(random: &dyn Randomness) -> Self {
+        let mut bytes = zeroize::Zeroizing::new([0u8; 32]);
+        random.fill(bytes.as_mut());
+        let token = format!("{SESSION_TOKEN_PREFIX}{}", URL_SAFE_NO_PAD.encode(bytes.as_ref()));
+        let hash = hash_token(&token);
+        Self { token: token.into(), hash }
+    }
+
+    pub fn expose(&self) -> &str {
+        self.token.expose_secret()
+    }
+}
+
+/// The stored form of a presented token. Any string hashes; only a real token's hash matches a row.
+pub fn hash_token(presented: &str) -> SessionTokenHash {
+    SessionTokenHash(Sha256::digest(presented.as_bytes()).into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use palisade_core::SystemRandomness;
+
+    #[test]
+    fn tokens_are_prefixed_random_and_hash_consistently() {
+        let a = SessionToken::mint(&SystemRandomness);
+        let b = SessionToken::mint(&SystemRandomness);
+        assert!(a.expose().starts_with(SESSION_TOKEN_PREFIX));
+        assert_eq!(a.expose().len(), SESSION_TOKEN_PREFIX.len() + 43);
+        assert_ne!(a.expose(), b.expose());
+        assert_eq!(hash_token(a.expose()), a.hash);
+        assert_ne!(hash_token(b.expose()), a.hash);
+    }
+}

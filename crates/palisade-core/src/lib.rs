@@ -1,0 +1,13 @@
+//! Domain types shared by every layer: typed ids, parsed values, roles, the clock. No I/O, no async.
+
+pub mod clock;
+pub mod ids;
+pub mod role;
+pub mod values;
+
+pub use clock::{Clock, ManualClock, Randomness, SystemClock, SystemRandomness};
+pub use ids::{EventId, IdParseError, OrgId, SessionId, UserId};
+pub use role::OrgRole;
+pub use values::{Email, OrgName, Password, PersonName, ValidationError};
+pub mod session;
+pub use session::SessionTokenHash;

@@ -1,0 +1,169 @@
+//! Configuration: defaults, then a TOML file, then `PALISADE_*` environment variables, then flags.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Json,
+    Pretty,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Where the embedded database and generated secrets live.
+    pub data_dir: PathBuf,
+    /// Address the HTTP API listens on.
+    pub listen: SocketAddr,
+    /// The URL people use to reach this server (links in emails, cookie security). Defaults to
+    /// `http://<listen>`.
+    pub public_url: Option<String>,
+    /// Runtime connection (the unprivileged role). Unset: use the embedded PostgreSQL.
+    pub database_url: Option<SecretString>,
+    /// Owner/superuser connection for `palisade migrate`.
+    pub database_admin_url: Option<SecretString>,
+    /// Name of the runtime login role `migrate` creates.
+    pub runtime_role: String,
+    pub db_pool_size: usize,
+    pub log_format: LogFormat,
+    pub log_level: String,
+    pub session_lifetime_minutes: i64,
+    pub session_idle_minutes: i64,
+    /// Threads hashing passwords at once; default: the number of CPU cores.
+    pub hash_workers: Option<usize>,
+    /// Sign-ins allowed to queue for a hashing thread before new ones get 503.
+    pub hash_queue: usize,
+    /// Extra `name=value` settings for the embedded PostgreSQL.
+    pub embedded_postgres_settings: Vec<String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("./palisade-data"),
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            public_url: None,
+            database_url: None,
+            database_admin_url: None,
+            runtime_role: "palisade_app".into(),
+            db_pool_size: 16,
+            log_format: LogFormat::Json,
+            log_level: "info".into(),
+            session_lifetime_minutes: 12 * 60,
+            session_idle_minutes: 30,
+            hash_workers: None,
+            hash_queue: 256,
+            embedded_postgres_settings: Vec::new(),
+        }
+    }
+}
+
+/// Environment variables under the PALISADE_ prefix that are not config keys.
+const NON_CONFIG_ENV: &[&str] = &["config", "pg_bin_dir", "rate_limits", "redis_url"];
+
+/// Flags given on the command line; they win over everything else.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub config_file: Option<PathBuf>,
+    pub data_dir: Option<PathBuf>,
+    pub listen: Option<SocketAddr>,
+}
+
+impl Config {
+    pub fn load(overrides: &Overrides) -> Result<Self> {
+        let file = overrides
+            .config_file
+            .clone()
+            .or_else(|| std::env::var_os("PALISADE_CONFIG").map(PathBuf::from))
+            .or_else(|| Path::new("palisade.toml").exists().then(|| PathBuf::from("palisade.toml")));
+        let mut figment = Figment::new();
+        if let Some(file) = &file {
+            anyhow::ensure!(file.exists(), "config file {} does not exist", file.display());
+            figment = figment.merge(Toml::file(file));
+        }
+        figment = figment.merge(Env::prefixed("PALISADE_").ignore(NON_CONFIG_ENV));
+        if let Some(dir) = &overrides.data_dir {
+            figment = figment.merge(Serialized::default("data_dir", dir));
+        }
+        if let Some(listen) = overrides.listen {
+            figment = figment.merge(Serialized::default("listen", listen.to_string()));
+        }
+        figment.extract().context("invalid configuration (see `palisade config check`)")
+    }
+
+    pub fn public_url(&self) -> String {
+        self.public_url.clone().unwrap_or_else(|| format!("http://{}", self.listen))
+    }
+
+    pub fn is_embedded(&self) -> bool {
+        self.database_url.is_none() && self.database_admin_url.is_none()
+    }
+
+    /// The effective configuration as text, secrets redacted.
+    pub fn describe(&self) -> String {
+        let url = |u: &Option<SecretString>| {
+            u.as_ref().map(|s| redact_url(s.expose_secret())).unwrap_or_else(|| "(unset)".into())
+        };
+        [
+            format!("data_dir = {:?}", self.data_dir.display().to_string()),
+            format!("listen = \"{}\"", self.listen),
+            format!("public_url = \"{}\"", self.public_url()),
+            format!("database = \"{}\"", if self.is_embedded() { "embedded" } else { "external" }),
+            format!("database_url = \"{}\"", url(&self.database_url)),
+            format!("database_admin_url = \"{}\"", url(&self.database_admin_url)),
+            format!("runtime_role = \"{}\"", self.runtime_role),
+            format!("db_pool_size = {}", self.db_pool_size),
+            format!("log_format = \"{:?}\"", self.log_format).to_lowercase(),
+            format!("log_level = \"{}\"", self.log_level),
+            format!("session_lifetime_minutes = {}", self.session_lifetime_minutes),
+            format!("session_idle_minutes = {}", self.session_idle_minutes),
+            format!("hash_workers = {}", self.hash_workers()),
+            format!("hash_queue = {}", self.hash_queue),
+            format!("embedded_postgres_settings = {:?}", self.embedded_postgres_settings),
+        ]
+        .join("\n")
+    }
+
+    pub fn hash_workers(&self) -> usize {
+        self.hash_workers.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2))
+    }
+}
+
+/// Hides the password in `postgres://user:password@host/db` and in `password=…` key-value strings.
+pub fn redact_url(url: &str) -> String {
+    if let Some(scheme_end) = url.find("://") {
+        let rest = &url[scheme_end + 3..];
+        if let Some(at) = rest.rfind('@') {
+            let userinfo = &rest[..at];
+            if let Some(colon) = userinfo.find(':') {
+                return format!("{}://{}:***@{}", &url[..scheme_end], &userinfo[..colon], &rest[at + 1..]);
+            }
+        }
+        return url.to_owned();
+    }
+    url.split_whitespace()
+        .map(|kv| if kv.to_lowercase().starts_with("password=") { "password=***".to_owned() } else { kv.to_owned() })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_redacted_in_both_url_forms() {
+        assert_eq!(redact_url("postgres://app:s3cret@db:5432/palisade"), "postgres://app:***@db:5432/palisade");
+        assert_eq!(redact_url("postgres://app@db/palisade"), "postgres://app@db/palisade");
+        assert_eq!(redact_url("host=db user=app password=s3cret dbname=x"), "host=db user=app password=*** dbname=x");
+        assert!(!redact_url("postgres://a:p@ss@db/x").contains("p@ss"));
+    }
+}

@@ -1,0 +1,115 @@
+//! Connecting to PostgreSQL the way `serve`, `migrate` and the checks need: the embedded cluster
+//! (started or attached, database created, migrated) or an external server from URLs.
+
+use std::str::FromStr;
+
+use anyhow::{Context, Result, bail};
+use palisade_store::migrate::{self, RoleName};
+use secrecy::{ExposeSecret, SecretString};
+use tokio_postgres::{Client, NoTls};
+
+use crate::config::Config;
+use crate::embedded::{self, EmbeddedCluster};
+
+/// Connections resolved from the configuration.
+pub struct Connections {
+    pub runtime: Option<tokio_postgres::Config>,
+    pub admin: Option<tokio_postgres::Config>,
+    /// Kept alive while the caller works; stopping it is the caller's last step.
+    pub cluster: Option<EmbeddedCluster>,
+}
+
+pub async fn connect(config: &tokio_postgres::Config) -> Result<Client> {
+    let (client, connection) = config.connect(NoTls).await.context("connecting to PostgreSQL")?;
+    tokio::spawn(async move {
+        if let Err(err) = connection.await {
+            tracing::debug!(error = %err, "database connection closed");
+        }
+    });
+    Ok(client)
+}
+
+fn parse_url(url: &SecretString, what: &str) -> Result<tokio_postgres::Config> {
+    tokio_postgres::Config::from_str(url.expose_secret())
+        .map_err(|_| anyhow::anyhow!("{what} is not a valid PostgreSQL URL (postgres://user:password@host/db)"))
+}
+
+/// Opens the database for a command. Embedded: starts (or attaches to) the cluster, creates the
+/// database and migrates it, so `serve` works with no setup at all.
+pub async fn open(config: &Config) -> Result<Connections> {
+    let role = RoleName::parse(&config.runtime_role).map_err(anyhow::Error::msg)?;
+    if !config.is_embedded() {
+        return Ok(Connections {
+            runtime: config.database_url.as_ref().map(|u| parse_url(u, "PALISADE_DATABASE_URL")).transpose()?,
+            admin: config
+                .database_admin_url
+                .as_ref()
+                .map(|u| parse_url(u, "PALISADE_DATABASE_ADMIN_URL"))
+                .transpose()?,
+            cluster: None,
+        });
+    }
+    let data_dir = config.data_dir.clone();
+    let options = embedded::Options { settings: config.embedded_postgres_settings.clone() };
+    let cluster = tokio::task::spawn_blocking(move || EmbeddedCluster::start(&data_dir, &options))
+        .await
+        .context("embedded PostgreSQL start task")??;
+    let bootstrap = connect(&cluster.admin_config("postgres")).await?;
+    embedded::ensure_database(&bootstrap, embedded::DATABASE).await?;
+    drop(bootstrap);
+    let admin = cluster.admin_config(embedded::DATABASE);
+    let mut client = connect(&admin).await?;
+    let report = migrate::migrate(&mut client, &role, Some(cluster.runtime_password())).await?;
+    for name in &report.applied {
+        tracing::info!(migration = %name, "applied migration");
+    }
+    Ok(Connections {
+        runtime: Some(cluster.runtime_config(role.as_str(), embedded::DATABASE)),
+        admin: Some(admin),
+        cluster: Some(cluster),
+    })
+}
+
+/// `palisade migrate`: schema and runtime role over the admin connection.
+pub async fn migrate_command(config: &Config) -> Result<()> {
+    let role = RoleName::parse(&config.runtime_role).map_err(anyhow::Error::msg)?;
+    if config.is_embedded() {
+        let mut connections = open(config).await?;
+        println!(
+            "Embedded database migrated to version {}; runtime role {} is in place.",
+            migrate::latest_version(),
+            role.as_str()
+        );
+        if let Some(cluster) = connections.cluster.as_mut() {
+            cluster.stop()?;
+        }
+        return Ok(());
+    }
+    let Some(admin_url) = &config.database_admin_url else {
+        bail!("set PALISADE_DATABASE_ADMIN_URL to an owner or superuser connection to migrate an external database");
+    };
+    let admin = parse_url(admin_url, "PALISADE_DATABASE_ADMIN_URL")?;
+    // The runtime role's password, if the operator gave the runtime URL too.
+    let password = match &config.database_url {
+        Some(url) => parse_url(url, "PALISADE_DATABASE_URL")?
+            .get_password()
+            .map(|p| SecretString::from(String::from_utf8_lossy(p).into_owned())),
+        None => None,
+    };
+    let mut client = connect(&admin).await?;
+    let report = migrate::migrate(&mut client, &role, password.as_ref()).await?;
+    println!(
+        "Applied {} migration(s) ({} already current); runtime role {} {}.",
+        report.applied.len(),
+        report.already_current,
+        role.as_str(),
+        if report.role_created { "created" } else { "checked" }
+    );
+    if report.role_created && password.is_none() {
+        println!(
+            "Set its password: ALTER ROLE {} PASSWORD '…'; then give it to serve in PALISADE_DATABASE_URL.",
+            role.as_str()
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,9 @@
+//! The `palisade` binary's library: configuration, the embedded PostgreSQL, database bootstrap,
+//! control checks and the serve loop. `main.rs` is only the command line.
+
+pub mod config;
+pub mod controls;
+pub mod database;
+pub mod embedded;
+pub mod logging;
+pub mod serve;

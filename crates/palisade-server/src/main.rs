@@ -1,0 +1,171 @@
+//! The `palisade` command line.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use palisade_server::config::{Config, Overrides};
+use palisade_server::{controls, database, logging, serve};
+
+#[derive(Parser)]
+#[command(name = "palisade", version, about = "Multi-tenant platform server with verifiable security controls")]
+struct Cli {
+    #[command(flatten)]
+    common: Common,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args)]
+struct Common {
+    /// TOML configuration file (env PALISADE_CONFIG; default ./palisade.toml if present).
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    /// Data directory for the embedded database and generated secrets (env PALISADE_DATA_DIR).
+    #[arg(long, global = true)]
+    data_dir: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (embedded PostgreSQL unless PALISADE_DATABASE_URL is set).
+    Serve {
+        /// Address to listen on (env PALISADE_LISTEN; default 127.0.0.1:8080).
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+    },
+    /// Create or upgrade the schema and the runtime role (PALISADE_DATABASE_ADMIN_URL).
+    Migrate,
+    /// Instance administration.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+    /// Live checks of the security controls.
+    Controls {
+        #[command(subcommand)]
+        command: ControlsCommand,
+    },
+    /// Configuration tools.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Make an existing account an instance administrator.
+    Grant {
+        #[arg(long)]
+        email: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum ControlsCommand {
+    /// Run every check; exits non-zero if any fails.
+    Check {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Base URL of a running server, for checks that probe it.
+        #[arg(long)]
+        url: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Print the effective configuration, secrets redacted.
+    Check,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let listen = match &cli.command {
+        Command::Serve { listen } => *listen,
+        _ => None,
+    };
+    let overrides = Overrides { config_file: cli.common.config.clone(), data_dir: cli.common.data_dir.clone(), listen };
+    let config = match Config::load(&overrides) {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            return ExitCode::from(2);
+        }
+    };
+    if matches!(cli.command, Command::Serve { .. }) {
+        logging::init(&config);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command, config)) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command, config: Config) -> Result<ExitCode> {
+    match command {
+        Command::Serve { .. } => serve::run(config).await.map(|()| ExitCode::SUCCESS),
+        Command::Migrate => database::migrate_command(&config).await.map(|()| ExitCode::SUCCESS),
+        Command::Admin { command: AdminCommand::Grant { email } } => admin_grant(&config, &email).await,
+        Command::Controls { command: ControlsCommand::Check { json, url } } => controls_check(&config, json, url).await,
+        Command::Config { command: ConfigCommand::Check } => {
+            println!("{}", config.describe());
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn admin_grant(config: &Config, email: &str) -> Result<ExitCode> {
+    let email = palisade_core::Email::parse(email).map_err(|e| anyhow::anyhow!("--email {}", e.message))?;
+    let mut connections = database::open(config).await?;
+    let admin =
+        connections.admin.clone().context("set PALISADE_DATABASE_ADMIN_URL: granting needs the admin connection")?;
+    let client = database::connect(&admin).await?;
+    let outcome = palisade_store::repo::users::grant_instance_admin(&client, &email).await;
+    if let Some(cluster) = connections.cluster.as_mut() {
+        cluster.stop()?;
+    }
+    match outcome {
+        Ok(user) => {
+            println!("{user} is now an instance administrator.");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(palisade_store::StoreError::NotFound) => {
+            eprintln!("error: no account with that email; sign up first, then grant.");
+            Ok(ExitCode::FAILURE)
+        }
+        Err(err) => Err(err.into()),
+    }
+}
+
+async fn controls_check(config: &Config, json: bool, url: Option<String>) -> Result<ExitCode> {
+    let mut connections = database::open(config).await?;
+    let runtime = connections.runtime.clone().context("set PALISADE_DATABASE_URL (the runtime role's connection)")?;
+    let client = database::connect(&runtime).await?;
+    let results = controls::run_all(&client, url.as_deref()).await;
+    drop(client);
+    if let Some(cluster) = connections.cluster.as_mut() {
+        cluster.stop()?;
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&results)?);
+    } else {
+        print!("{}", controls::render_table(&results));
+    }
+    let failed = results.iter().any(|r| r.status == controls::Status::Fail);
+    Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}

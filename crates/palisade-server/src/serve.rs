@@ -1,0 +1,87 @@
+//! `palisade serve`: open the database, refuse an over-privileged role, serve until SIGTERM,
+//! drain, stop the embedded cluster.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use palisade_api::ApiState;
+use palisade_app::{App, Policy};
+use palisade_auth::PasswordHasher;
+use palisade_core::{Clock, Randomness, SystemClock, SystemRandomness};
+use palisade_store::{Db, catalog};
+
+use crate::config::Config;
+use crate::database;
+
+/// Builds the use-case layer over a runtime pool.
+pub fn build_app(config: &Config, db: Db, clock: Arc<dyn Clock>, random: Arc<dyn Randomness>) -> App {
+    App {
+        db,
+        hasher: PasswordHasher::new(config.hash_workers(), config.hash_queue),
+        clock,
+        random,
+        policy: Policy {
+            session_lifetime: time::Duration::minutes(config.session_lifetime_minutes),
+            session_idle_timeout: time::Duration::minutes(config.session_idle_minutes),
+        },
+    }
+}
+
+/// Refuses to serve with a role that could step around row-level security.
+pub async fn refuse_unsafe_role(db: &Db) -> Result<()> {
+    let client = db.client().await.context("connecting as the runtime role")?;
+    let facts = catalog::current_role_facts(&client).await?;
+    let problems = facts.problems();
+    if !problems.is_empty() {
+        bail!(
+            "refusing to start: {}. Serve with the unprivileged runtime role that `palisade migrate` creates (PALISADE_DATABASE_URL).",
+            problems.join("; ")
+        );
+    }
+    Ok(())
+}
+
+pub async fn run(config: Config) -> Result<()> {
+    let mut connections = database::open(&config).await?;
+    let runtime = connections.runtime.clone().context(
+        "set PALISADE_DATABASE_URL to the runtime role's connection (or unset both URLs for the embedded database)",
+    )?;
+    let db = Db::connect(runtime, config.db_pool_size)?;
+    refuse_unsafe_role(&db).await?;
+    let app = build_app(&config, db, Arc::new(SystemClock), Arc::new(SystemRandomness));
+    if let Err(err) = app.readiness().await {
+        bail!("the database is not ready: {err}. Run `palisade migrate` first.");
+    }
+    let state = ApiState { app, secure_cookies: config.public_url().starts_with("https://") };
+    let router = palisade_api::router(state);
+    let listener = tokio::net::TcpListener::bind(config.listen).await.with_context(|| {
+        format!("cannot listen on {}: is another server using it? Choose another with --listen", config.listen)
+    })?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, database = if config.is_embedded() { "embedded" } else { "external" }, "palisade is listening");
+    eprintln!(
+        "Palisade is running: open {} (API docs at {}/docs). Stop with Ctrl-C.",
+        config.public_url(),
+        config.public_url()
+    );
+    axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("serving HTTP")?;
+    tracing::info!("drained in-flight requests; stopping");
+    if let Some(cluster) = connections.cluster.as_mut() {
+        tokio::task::block_in_place(|| cluster.stop())?;
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("installing the SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("installing the SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received: draining"),
+        _ = int.recv() => tracing::info!("SIGINT received: draining"),
+    }
+}

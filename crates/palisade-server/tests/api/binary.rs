@@ -1,0 +1,239 @@
+//! The `palisade` binary itself: refusing privileged roles, secrets kept out of logs, crash
+//! recovery of the embedded cluster, clean shutdown, and the CLI tools.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use palisade_testkit::{PASSWORD, TestApp};
+use serde_json::{Value, json};
+
+const BIN: &str = env!("CARGO_BIN_EXE_palisade");
+
+/// A `palisade serve` child process with its output collected.
+struct Server {
+    child: Child,
+    output: Arc<Mutex<Vec<String>>>,
+    base_url: String,
+}
+
+fn collect(stream: impl std::io::Read + Send + 'static, into: Arc<Mutex<Vec<String>>>) {
+    std::thread::spawn(move || {
+        for line in BufReader::new(stream).lines().map_while(Result::ok) {
+            into.lock().unwrap().push(line);
+        }
+    });
+}
+
+fn command(envs: &[(&str, &str)]) -> Command {
+    let mut command = Command::new(BIN);
+    command.env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
+    for (key, value) in envs {
+        command.env(key, value);
+    }
+    command
+}
+
+impl Server {
+    fn start(envs: &[(&str, &str)]) -> Server {
+        let mut child = command(envs)
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start palisade");
+        let output = Arc::new(Mutex::new(Vec::new()));
+        collect(child.stdout.take().unwrap(), output.clone());
+        collect(child.stderr.take().unwrap(), output.clone());
+        let started = Instant::now();
+        loop {
+            let addr = output.lock().unwrap().iter().find_map(|line| {
+                let json: Value = serde_json::from_str(line).ok()?;
+                (json["message"] == "palisade is listening").then(|| json["addr"].as_str().unwrap().to_owned())
+            });
+            if let Some(addr) = addr {
+                return Server { child, output, base_url: format!("http://{addr}") };
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("palisade exited with {status}: {:?}", output.lock().unwrap());
+            }
+            assert!(started.elapsed() < Duration::from_secs(90), "palisade did not start: {:?}", output.lock().unwrap());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn output(&self) -> String {
+        self.output.lock().unwrap().join("\n")
+    }
+
+    fn kill9(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    fn terminate(&mut self) -> std::process::ExitStatus {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(started.elapsed() < Duration::from_secs(60), "no exit after SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn call(base: &str, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> (u16, Value) {
+    let client = reqwest::Client::new();
+    let mut request = client.request(method.parse().unwrap(), format!("{base}{path}"));
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+fn refused(app: &TestApp, dsn: &str) -> String {
+    let output = command(&[("PALISADE_DATABASE_URL", dsn), ("PALISADE_LOG_LEVEL", "warn")])
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success(), "serve must refuse for {}", app.db.name);
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[tokio::test]
+async fn serve_refuses_a_superuser_a_bypassrls_role_and_an_owner() {
+    let app = TestApp::spawn().await;
+    let stderr = refused(&app, &app.db.admin_dsn());
+    assert!(stderr.contains("refusing to start") && stderr.contains("is a superuser"), "{stderr}");
+
+    let admin = app.admin().await;
+    let bypass = format!("bypass_{}", app.db.name);
+    admin.batch_execute(&format!("CREATE ROLE {bypass} LOGIN BYPASSRLS PASSWORD 'pw'; GRANT CONNECT ON DATABASE {} TO {bypass}", app.db.name)).await.unwrap();
+    let stderr = refused(&app, &app.db.dsn(&bypass, "pw"));
+    assert!(stderr.contains("has BYPASSRLS"), "{stderr}");
+
+    let owner = format!("owner_{}", app.db.name);
+    admin
+        .batch_execute(&format!("CREATE ROLE {owner} LOGIN PASSWORD 'pw'; GRANT CONNECT ON DATABASE {} TO {owner}; GRANT USAGE ON SCHEMA palisade TO {owner}; ALTER TABLE palisade.memberships OWNER TO {owner}", app.db.name))
+        .await
+        .unwrap();
+    let stderr = refused(&app, &app.db.dsn(&owner, "pw"));
+    assert!(stderr.contains("owns table memberships"), "{stderr}");
+}
+
+#[tokio::test]
+async fn passwords_and_tokens_never_reach_the_logs() {
+    let app = TestApp::spawn().await;
+    let mut server = Server::start(&[("PALISADE_DATABASE_URL", &app.db.runtime_dsn()), ("PALISADE_LOG_LEVEL", "trace")]);
+    let base = server.base_url.clone();
+    let (status, _) = call(&base, "POST", "/api/v1/auth/signup", None, Some(json!({"email": "log@example.com", "password": PASSWORD, "name": "Log"}))).await;
+    assert_eq!(status, 202);
+    let (status, body) = call(&base, "POST", "/api/v1/auth/login", None, Some(json!({"email": "log@example.com", "password": PASSWORD}))).await;
+    assert_eq!(status, 200);
+    let token = body["access_token"].as_str().unwrap().to_owned();
+    // A token in a query string must not be logged either.
+    let (status, _) = call(&base, "GET", &format!("/api/v1/me?token={token}&password={PASSWORD}"), Some(&token), None).await;
+    assert_eq!(status, 200);
+    let (status, _) = call(&base, "POST", "/api/v1/auth/login", None, Some(json!({"email": "log@example.com", "password": "wrong-but-secret-999"}))).await;
+    assert_eq!(status, 401);
+    let (status, _) = call(&base, "POST", "/api/v1/auth/logout", Some(&token), None).await;
+    assert_eq!(status, 204);
+    std::thread::sleep(Duration::from_millis(300));
+    let logs = server.output();
+    assert!(logs.contains("request finished") && logs.contains("/api/v1/auth/login"), "logs were captured: {logs}");
+    for secret in [PASSWORD, token.as_str(), &token[4..], "wrong-but-secret-999", "log@example.com"] {
+        if let Some(line) = logs.lines().find(|l| l.contains(secret)) { panic!("{secret:?} leaked into the logs: {line}"); }
+    }
+    assert!(!logs.contains("token="), "query strings are not logged");
+    assert!(server.terminate().success());
+}
+
+#[tokio::test]
+async fn embedded_cluster_survives_kill_9_and_stops_cleanly_on_sigterm() {
+    let data_dir = std::env::temp_dir().join(format!("palisade-crash-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data_dir);
+    let data = data_dir.to_str().unwrap().to_owned();
+    let envs = [("PALISADE_DATA_DIR", data.as_str()), ("PALISADE_LOG_LEVEL", "warn,palisade_server=info")];
+
+    let mut first = Server::start(&envs);
+    let base = first.base_url.clone();
+    call(&base, "POST", "/api/v1/auth/signup", None, Some(json!({"email": "crash@example.com", "password": PASSWORD, "name": "C"}))).await;
+    let (_, login) = call(&base, "POST", "/api/v1/auth/login", None, Some(json!({"email": "crash@example.com", "password": PASSWORD}))).await;
+    let token = login["access_token"].as_str().unwrap().to_owned();
+    let (status, org) = call(&base, "POST", "/api/v1/orgs", Some(&token), Some(json!({"name": "Survivor"}))).await;
+    assert_eq!(status, 201);
+    let org_id = org["id"].as_str().unwrap().to_owned();
+    first.kill9();
+
+    // Start again at once: the orphaned postmaster (shutting down on its parent-death signal,
+    // or already gone, leaving postmaster.pid behind) must not stop the new server.
+    let mut second = Server::start(&envs);
+    let (status, body) = call(&second.base_url, "GET", &format!("/api/v1/orgs/{org_id}"), Some(&token), None).await;
+    assert_eq!(status, 200, "data and session intact after kill -9: {body}");
+    assert_eq!(body["name"], "Survivor");
+    // The cluster was reused, not created again.
+    assert_eq!(second.output().matches("Creating the embedded PostgreSQL cluster").count(), 0);
+
+    assert!(second.terminate().success(), "SIGTERM exits 0: {}", second.output());
+    // No postmaster of this cluster is left running.
+    let location = std::fs::read_to_string(data_dir.join("embedded-pg/cluster-location"))
+        .map(|l| std::path::PathBuf::from(l.trim()))
+        .unwrap_or_else(|_| data_dir.join("pg"));
+    assert!(!location.join("pgdata/postmaster.pid").exists(), "postmaster stopped and removed its pid file");
+    let _ = std::fs::remove_dir_all(&location);
+    let _ = std::fs::remove_dir_all(&data_dir);
+}
+
+#[tokio::test]
+async fn config_check_redacts_secrets_and_controls_check_reports_json() {
+    let app = TestApp::spawn().await;
+    let dsn = app.db.runtime_dsn();
+    let password = dsn.split("password=").nth(1).unwrap().split(' ').next().unwrap().to_owned();
+    let config = command(&[("PALISADE_DATABASE_URL", &dsn)]).args(["config", "check"]).output().unwrap();
+    let text = String::from_utf8_lossy(&config.stdout);
+    assert!(config.status.success());
+    assert!(text.contains("password=***") && !text.contains(&password), "{text}");
+    assert!(text.contains("database = \"external\""));
+
+    let check = command(&[("PALISADE_DATABASE_URL", &dsn)]).args(["controls", "check", "--json"]).output().unwrap();
+    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
+    let results: Value = serde_json::from_slice(&check.stdout).unwrap();
+    let statuses: Vec<(&str, &str)> = results.as_array().unwrap().iter().map(|r| (r["id"].as_str().unwrap(), r["status"].as_str().unwrap())).collect();
+    assert_eq!(statuses, [("T1", "PASS"), ("T2", "PASS"), ("P2", "SKIP")]);
+
+    app.admin().await.batch_execute("ALTER TABLE palisade.orgs NO FORCE ROW LEVEL SECURITY").await.unwrap();
+    let broken = command(&[("PALISADE_DATABASE_URL", &dsn)]).args(["controls", "check"]).output().unwrap();
+    assert_eq!(broken.status.code(), Some(1));
+    let table = String::from_utf8_lossy(&broken.stdout);
+    assert!(table.lines().any(|l| l.starts_with("T1") && l.contains("FAIL")), "{table}");
+}
+
+#[tokio::test]
+async fn admin_grant_makes_an_instance_admin_and_is_audited() {
+    let app = TestApp::spawn().await;
+    let token = app.user("root@example.com").await;
+    let admin_dsn = app.db.admin_dsn();
+    let grant = command(&[("PALISADE_DATABASE_ADMIN_URL", &admin_dsn)]).args(["admin", "grant", "--email", "ROOT@example.com"]).output().unwrap();
+    assert!(grant.status.success(), "{}", String::from_utf8_lossy(&grant.stderr));
+    assert_eq!(app.get("/api/v1/me", Some(&token)).await.body["is_instance_admin"], true);
+    let events: i64 = app.admin().await.query_one("SELECT count(*) FROM palisade.audit_events WHERE action = 'user.admin_granted' AND actor_kind = 'system'", &[]).await.unwrap().get(0);
+    assert_eq!(events, 1);
+    let missing = command(&[("PALISADE_DATABASE_ADMIN_URL", &admin_dsn)]).args(["admin", "grant", "--email", "nobody@example.com"]).output().unwrap();
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("sign up first"));
+}

@@ -1,0 +1,105 @@
+//! `palisade controls check`: each check passes on a healthy install and fails when its control
+//! is broken.
+
+use palisade_server::controls::{self, Status};
+use palisade_testkit::TestApp;
+
+async fn connect_as(app: &TestApp, role: &str, password: &str) -> tokio_postgres::Client {
+    let config: tokio_postgres::Config = app.db.dsn(role, password).parse().unwrap();
+    palisade_server::database::connect(&config).await.unwrap()
+}
+
+/// A login role of this test's own (roles are cluster-wide; names must not collide).
+async fn make_role(app: &TestApp, attributes: &str) -> String {
+    let role = format!("r_{}", app.db.name);
+    let admin = app.admin().await;
+    admin.batch_execute(&format!("CREATE ROLE {role} LOGIN PASSWORD 'pw-{role}' {attributes}; GRANT CONNECT ON DATABASE {} TO {role}; GRANT USAGE ON SCHEMA palisade TO {role}; GRANT SELECT ON ALL TABLES IN SCHEMA palisade TO {role}; GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA palisade TO {role}", app.db.name)).await.unwrap();
+    role
+}
+
+#[tokio::test]
+async fn a_healthy_install_passes_t1_t2_and_p2() {
+    let app = TestApp::spawn().await;
+    app.owner_of("a@example.com", "Org A").await;
+    let results = controls::run_all(&app.runtime().await, None).await;
+    let by_id = |id: &str| results.iter().find(|r| r.id == id).unwrap().clone();
+    assert_eq!(by_id("T1").status, Status::Pass, "{:?}", by_id("T1"));
+    assert_eq!(by_id("T2").status, Status::Pass, "{:?}", by_id("T2"));
+    assert_eq!(by_id("P2").status, Status::Skip);
+    let with_url = controls::check_p2(Some(&app.base_url)).await;
+    assert_eq!(with_url.status, Status::Pass, "{with_url:?}");
+}
+
+#[tokio::test]
+async fn t1_fails_when_rls_is_not_forced_disabled_or_without_policy() {
+    let breakages = [
+        ("ALTER TABLE palisade.orgs NO FORCE ROW LEVEL SECURITY", "orgs: row-level security is not forced"),
+        ("ALTER TABLE palisade.memberships DISABLE ROW LEVEL SECURITY", "memberships: row-level security is not enabled"),
+        ("DROP POLICY tenant_isolation ON palisade.audit_events", "audit_events: no policy"),
+        ("CREATE TABLE palisade.notes (tenant_id uuid, body text); GRANT SELECT ON palisade.notes TO palisade_app", "notes: row-level security is not enabled"),
+        ("CREATE TABLE palisade.stray (body text)", "stray has no tenant_id"),
+    ];
+    for (sql, expected) in breakages {
+        let app = TestApp::spawn().await;
+        app.admin().await.batch_execute(sql).await.unwrap();
+        let result = controls::check_t1(&app.runtime().await).await;
+        assert_eq!(result.status, Status::Fail, "{sql}: {result:?}");
+        assert!(result.evidence.contains(expected), "{sql}: {}", result.evidence);
+    }
+}
+
+#[tokio::test]
+async fn t1_fails_when_rows_leak_without_a_tenant() {
+    let app = TestApp::spawn().await;
+    app.owner_of("a@example.com", "Org A").await;
+    app.admin().await.batch_execute("CREATE POLICY leak ON palisade.orgs FOR SELECT USING (true)").await.unwrap();
+    let result = controls::check_t1(&app.runtime().await).await;
+    assert_eq!(result.status, Status::Fail);
+    assert!(result.evidence.contains("orgs: 1 row(s) visible with no tenant set"), "{}", result.evidence);
+}
+
+#[tokio::test]
+async fn t2_fails_for_a_bypassrls_role() {
+    let app = TestApp::spawn().await;
+    let role = make_role(&app, "BYPASSRLS").await;
+    let result = controls::check_t2(&connect_as(&app, &role, &format!("pw-{role}")).await).await;
+    assert_eq!(result.status, Status::Fail);
+    assert!(result.evidence.contains("has BYPASSRLS"), "{}", result.evidence);
+}
+
+#[tokio::test]
+async fn t2_fails_for_a_role_that_owns_a_table() {
+    let app = TestApp::spawn().await;
+    let role = make_role(&app, "").await;
+    app.admin().await.batch_execute(&format!("ALTER TABLE palisade.orgs OWNER TO {role}")).await.unwrap();
+    let result = controls::check_t2(&connect_as(&app, &role, &format!("pw-{role}")).await).await;
+    assert_eq!(result.status, Status::Fail);
+    assert!(result.evidence.contains("owns table orgs"), "{}", result.evidence);
+}
+
+#[tokio::test]
+async fn t2_fails_when_enter_tenant_stops_checking() {
+    let app = TestApp::spawn().await;
+    app.admin()
+        .await
+        .batch_execute(
+            "CREATE OR REPLACE FUNCTION palisade.enter_tenant(p_token_hash bytea, p_now timestamptz, p_org uuid) RETURNS text
+             LANGUAGE plpgsql SECURITY DEFINER AS $$ BEGIN PERFORM set_config('app.tenant_id', p_org::text, true); RETURN 'owner'; END $$",
+        )
+        .await
+        .unwrap();
+    let result = controls::check_t2(&app.runtime().await).await;
+    assert_eq!(result.status, Status::Fail);
+    assert!(result.evidence.contains("accepted an unknown session"), "{}", result.evidence);
+}
+
+#[tokio::test]
+async fn p2_fails_against_a_server_that_accepts_anything() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let lax = axum::Router::new().fallback(|| async { "ok" });
+    tokio::spawn(async move { axum::serve(listener, lax).await.unwrap() });
+    let result = controls::check_p2(Some(&format!("http://{addr}"))).await;
+    assert_eq!(result.status, Status::Fail);
+    assert!(result.evidence.contains("expected 400 /problems/invalid-json"), "{}", result.evidence);
+}

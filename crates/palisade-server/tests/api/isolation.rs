@@ -1,0 +1,124 @@
+//! Tenant isolation in the database itself, as the runtime role, below the API.
+
+use palisade_core::{EventId, OrgId, SystemClock, SystemRandomness};
+use palisade_store::catalog;
+use palisade_store::repo::audit::{self, Actor, NewEvent, Outcome, RequestMeta};
+use palisade_store::{Db, StoreError, Tx};
+use palisade_testkit::TestApp;
+
+fn proof(token: &str) -> Vec<u8> {
+    palisade_auth::hash_token(token).0.to_vec()
+}
+
+fn uuid_of(org: &str) -> uuid::Uuid {
+    org.parse::<OrgId>().unwrap().as_uuid()
+}
+
+/// Every table in the schema that has tenant_id must have forced RLS and a tenant policy, and
+/// every other table must be a declared instance table. A future migration that forgets either
+/// fails here.
+#[tokio::test]
+async fn catalog_invariant_every_tenant_table_has_forced_rls() {
+    let app = TestApp::spawn().await;
+    let tables = catalog::table_facts(&app.runtime().await).await.unwrap();
+    let problems: Vec<String> = tables.iter().filter_map(catalog::TableFacts::problem).collect();
+    assert!(problems.is_empty(), "{problems:?}");
+    let tenant_tables: Vec<&str> = tables.iter().filter(|t| t.has_tenant_id).map(|t| t.name.as_str()).collect();
+    assert_eq!(tenant_tables, ["audit_events", "memberships", "orgs"]);
+}
+
+#[tokio::test]
+async fn runtime_role_sees_only_the_entered_tenant_and_cannot_write_into_another() {
+    let app = TestApp::spawn().await;
+    let (a_token, a_org) = app.owner_of("a@example.com", "Org A").await;
+    let (_, b_org) = app.owner_of("b@example.com", "Org B").await;
+    let runtime = app.runtime().await;
+
+    // No tenant set: nothing at all is visible.
+    for table in ["orgs", "memberships", "audit_events"] {
+        let n: i64 = runtime.query_one(&format!("SELECT count(*) FROM palisade.{table}"), &[]).await.unwrap().get(0);
+        assert_eq!(n, 0, "{table} without a tenant");
+    }
+
+    runtime.batch_execute("BEGIN").await.unwrap();
+    runtime
+        .query_one("SELECT palisade.enter_tenant($1, now(), $2)", &[&proof(&a_token), &uuid_of(&a_org)])
+        .await
+        .unwrap();
+    for table in ["orgs", "memberships", "audit_events"] {
+        let sql = format!("SELECT count(*) FILTER (WHERE tenant_id = $1), count(*) FILTER (WHERE tenant_id <> $1) FROM palisade.{table}");
+        let row = runtime.query_one(&sql, &[&uuid_of(&b_org)]).await.unwrap();
+        assert_eq!(row.get::<_, i64>(0), 0, "{table}: B rows visible in A");
+        assert!(row.get::<_, i64>(1) >= 1, "{table}: A rows visible in A");
+    }
+    let err = runtime
+        .execute("UPDATE palisade.orgs SET name = 'x' WHERE tenant_id = $1", &[&uuid_of(&b_org)])
+        .await
+        .unwrap();
+    assert_eq!(err, 0, "B's row is invisible to UPDATE");
+    let insert = runtime
+        .execute(
+            "INSERT INTO palisade.audit_events (id, tenant_id, occurred_at, action, outcome) VALUES (gen_random_uuid(), $1, now(), 'org.updated', 'success')",
+            &[&uuid_of(&b_org)],
+        )
+        .await;
+    assert_eq!(insert.unwrap_err().code().unwrap().code(), "42501", "writing into B is refused");
+    runtime.batch_execute("ROLLBACK").await.unwrap();
+}
+
+#[tokio::test]
+async fn enter_functions_raise_inside_postgres() {
+    let app = TestApp::spawn().await;
+    let (a_token, a_org) = app.owner_of("a@example.com", "Org A").await;
+    let (b_token, _) = app.owner_of("b@example.com", "Org B").await;
+    let runtime = app.runtime().await;
+    let code = |r: Result<tokio_postgres::Row, tokio_postgres::Error>| r.unwrap_err().code().unwrap().code().to_owned();
+    let a = uuid_of(&a_org);
+    assert_eq!(code(runtime.query_one("SELECT palisade.enter_tenant($1, now(), $2)", &[&proof("pss_forged"), &a]).await), "PA401");
+    assert_eq!(code(runtime.query_one("SELECT palisade.enter_tenant($1, now(), $2)", &[&proof(&b_token), &a]).await), "PA404");
+    assert_eq!(code(runtime.query_one("SELECT palisade.enter_session($1, now())", &[&proof("pss_forged")]).await), "PA401");
+    // A tenant id that exists can never be claimed as new.
+    assert_eq!(code(runtime.query_one("SELECT palisade.enter_new_tenant($1, now(), $2)", &[&proof(&b_token), &a]).await), "23505");
+    // The runtime role cannot touch the tenant registry or the audit log's history.
+    for sql in ["INSERT INTO palisade.tenants VALUES (gen_random_uuid(), now())", "UPDATE palisade.audit_events SET action = 'x.y'", "DELETE FROM palisade.audit_events", "UPDATE palisade.users SET is_instance_admin = true"] {
+        let err = runtime.execute(sql, &[]).await.unwrap_err();
+        assert_eq!(err.code().unwrap().code(), "42501", "{sql}");
+    }
+    let role: String = runtime.query_one("SELECT palisade.enter_tenant($1, now(), $2)", &[&proof(&a_token), &a]).await.unwrap().get(0);
+    assert_eq!(role, "owner");
+}
+
+/// A failed check aborts the pipelined transaction before any statement queued behind it runs.
+#[tokio::test]
+async fn a_failed_tenant_check_aborts_the_statements_queued_behind_it() {
+    let app = TestApp::spawn().await;
+    let (_, a_org) = app.owner_of("a@example.com", "Org A").await;
+    let (b_token, _) = app.owner_of("b@example.com", "Org B").await;
+    let db = Db::connect(app.db.runtime_config(), 2).unwrap();
+    let before = app.count("audit_events").await;
+    let org: OrgId = a_org.parse().unwrap();
+    let meta = RequestMeta::default();
+    let event = |org| NewEvent {
+        id: EventId::new(&SystemClock, &SystemRandomness),
+        org: Some(org),
+        at: time::OffsetDateTime::now_utc(),
+        actor: Actor::SessionUser,
+        action: "org.updated",
+        target_kind: None,
+        target_id: None,
+        outcome: Outcome::Success,
+        details: serde_json::json!({}),
+        meta: &meta,
+    };
+    let mut tx = Tx::tenant(&palisade_auth::hash_token(&b_token), time::OffsetDateTime::now_utc(), org);
+    audit::record(&mut tx, event(org));
+    assert!(matches!(tx.run(&db).await, Err(StoreError::NotFound)));
+    let mut tx = Tx::tenant(&palisade_auth::hash_token("pss_forged"), time::OffsetDateTime::now_utc(), org);
+    audit::record(&mut tx, event(org));
+    assert!(matches!(tx.run(&db).await, Err(StoreError::Unauthenticated)));
+    assert_eq!(app.count("audit_events").await, before, "nothing queued behind the check ran");
+    // The pooled connection is clean afterwards: a good transaction on it works.
+    let mut tx = Tx::session(&palisade_auth::hash_token(&b_token), time::OffsetDateTime::now_utc());
+    let me = palisade_store::repo::users::me(&mut tx);
+    assert!(tx.run(&db).await.unwrap().get(me).is_ok());
+}

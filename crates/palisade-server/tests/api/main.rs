@@ -1,0 +1,9 @@
+//! Integration tests: the real server over real PostgreSQL, spoken to over HTTP (and the real
+//! `palisade` binary where the process itself is under test).
+
+mod accounts;
+mod binary;
+mod controls;
+mod errors;
+mod isolation;
+mod orgs;

@@ -1,0 +1,22 @@
+-- Grants for the runtime role, re-applied on every migrate. {role} is replaced by the quoted,
+-- validated runtime role name. The runtime role owns nothing and gets only what it needs.
+REVOKE ALL ON ALL TABLES IN SCHEMA palisade FROM {role};
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA palisade FROM PUBLIC;
+GRANT USAGE ON SCHEMA palisade TO {role};
+GRANT SELECT ON palisade.schema_migrations TO {role};
+GRANT SELECT, INSERT ON palisade.users TO {role};
+GRANT UPDATE (name, password_hash, updated_at) ON palisade.users TO {role};
+GRANT SELECT, INSERT ON palisade.sessions TO {role};
+GRANT UPDATE (revoked_at) ON palisade.sessions TO {role};
+GRANT SELECT, INSERT ON palisade.orgs TO {role};
+GRANT UPDATE (name, updated_at) ON palisade.orgs TO {role};
+GRANT SELECT, INSERT, DELETE ON palisade.memberships TO {role};
+GRANT UPDATE (role) ON palisade.memberships TO {role};
+-- The audit log is append-only for the server: no UPDATE, no DELETE.
+GRANT SELECT, INSERT ON palisade.audit_events TO {role};
+GRANT EXECUTE ON FUNCTION palisade.current_user_id() TO {role};
+GRANT EXECUTE ON FUNCTION palisade.current_session_id() TO {role};
+GRANT EXECUTE ON FUNCTION palisade.enter_session(bytea, timestamptz) TO {role};
+GRANT EXECUTE ON FUNCTION palisade.enter_tenant(bytea, timestamptz, uuid) TO {role};
+GRANT EXECUTE ON FUNCTION palisade.enter_new_tenant(bytea, timestamptz, uuid) TO {role};
+GRANT EXECUTE ON FUNCTION palisade.require_role(text[]) TO {role};

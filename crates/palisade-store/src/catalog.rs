@@ -1,0 +1,149 @@
+//! Live facts read from the database catalog: is the runtime role safe to serve with, and does
+//! every tenant table carry forced row-level security. Used by `serve` (refuse to start) and by
+//! `palisade controls check` (T1, T2).
+
+use tokio_postgres::Client;
+
+use crate::StoreError;
+
+/// Tables that hold no tenant data, by design. Anything else without `tenant_id` is a finding.
+pub const INSTANCE_TABLES: &[&str] = &["schema_migrations", "users", "sessions", "tenants"];
+
+/// The connected role's attributes, for the "owns nothing, no BYPASSRLS" rule.
+#[derive(Debug, Clone)]
+pub struct RoleFacts {
+    pub role: String,
+    pub superuser: bool,
+    pub bypass_rls: bool,
+    /// Tables, views, sequences, functions and the schema itself owned by this role (or a role it
+    /// can act as).
+    pub owned_objects: Vec<String>,
+    /// Roles this role is a member of that are superuser or bypass RLS.
+    pub powerful_memberships: Vec<String>,
+}
+
+impl RoleFacts {
+    /// Every reason this role must not serve requests. Empty means safe.
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.superuser {
+            problems.push(format!("role {} is a superuser", self.role));
+        }
+        if self.bypass_rls {
+            problems.push(format!("role {} has BYPASSRLS", self.role));
+        }
+        if !self.owned_objects.is_empty() {
+            problems.push(format!("role {} owns {}", self.role, self.owned_objects.join(", ")));
+        }
+        if !self.powerful_memberships.is_empty() {
+            problems.push(format!(
+                "role {} is a member of privileged role(s) {}",
+                self.role,
+                self.powerful_memberships.join(", ")
+            ));
+        }
+        problems
+    }
+}
+
+pub async fn current_role_facts(client: &Client) -> Result<RoleFacts, StoreError> {
+    let row = client
+        .query_one("SELECT current_user::text, rolsuper, rolbypassrls FROM pg_roles WHERE rolname = current_user", &[])
+        .await
+        .map_err(StoreError::from_pg)?;
+    let owned = client
+        .query(
+            "SELECT 'schema palisade' FROM pg_namespace
+               WHERE nspname = 'palisade' AND pg_has_role(current_user, nspowner, 'USAGE')
+             UNION ALL
+             SELECT format('table %s', c.relname) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+               WHERE n.nspname = 'palisade' AND pg_has_role(current_user, c.relowner, 'USAGE')
+             UNION ALL
+             SELECT format('function %s', p.proname) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+               WHERE n.nspname = 'palisade' AND pg_has_role(current_user, p.proowner, 'USAGE')
+             ORDER BY 1",
+            &[],
+        )
+        .await
+        .map_err(StoreError::from_pg)?;
+    let powerful = client
+        .query(
+            "SELECT r.rolname::text FROM pg_roles r
+               WHERE r.rolname <> current_user AND (r.rolsuper OR r.rolbypassrls)
+                 AND pg_has_role(current_user, r.oid, 'MEMBER')
+             ORDER BY 1",
+            &[],
+        )
+        .await
+        .map_err(StoreError::from_pg)?;
+    Ok(RoleFacts {
+        role: row.get(0),
+        superuser: row.get(1),
+        bypass_rls: row.get(2),
+        owned_objects: owned.iter().map(|r| r.get(0)).collect(),
+        powerful_memberships: powerful.iter().map(|r| r.get(0)).collect(),
+    })
+}
+
+/// Row-level security facts for one table of the palisade schema.
+#[derive(Debug, Clone)]
+pub struct TableFacts {
+    pub name: String,
+    pub has_tenant_id: bool,
+    pub rls_enabled: bool,
+    pub rls_forced: bool,
+    /// Names of policies whose USING and WITH CHECK both compare against the tenant setting.
+    pub tenant_policies: Vec<String>,
+}
+
+impl TableFacts {
+    /// Why this table breaks the tenant-isolation rule, if it does.
+    pub fn problem(&self) -> Option<String> {
+        if !self.has_tenant_id {
+            return (!INSTANCE_TABLES.contains(&self.name.as_str()))
+                .then(|| format!("{} has no tenant_id and is not a declared instance table", self.name));
+        }
+        let mut missing = Vec::new();
+        if !self.rls_enabled {
+            missing.push("row-level security is not enabled");
+        }
+        if !self.rls_forced {
+            missing.push("row-level security is not forced");
+        }
+        if self.tenant_policies.is_empty() {
+            missing.push("no policy checks app.tenant_id in USING and WITH CHECK");
+        }
+        (!missing.is_empty()).then(|| format!("{}: {}", self.name, missing.join("; ")))
+    }
+}
+
+pub async fn table_facts(client: &Client) -> Result<Vec<TableFacts>, StoreError> {
+    let rows = client
+        .query(
+            "SELECT c.relname::text,
+                    EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attname = 'tenant_id'
+                            AND NOT a.attisdropped),
+                    c.relrowsecurity, c.relforcerowsecurity,
+                    coalesce((SELECT array_agg(p.polname::text ORDER BY p.polname) FROM pg_policy p
+                      WHERE p.polrelid = c.oid AND p.polpermissive AND p.polcmd = '*'
+                        AND pg_get_expr(p.polqual, p.polrelid) LIKE '%tenant_id = (NULLIF(current_setting(''app.tenant_id''::text, true)%'
+                        AND pg_get_expr(p.polwithcheck, p.polrelid) LIKE '%tenant_id = (NULLIF(current_setting(''app.tenant_id''::text, true)%'),
+                      '{}')
+             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE n.nspname = 'palisade' AND c.relkind IN ('r', 'p')
+             ORDER BY 1",
+            &[],
+        )
+        .await
+        .map_err(StoreError::from_pg)?;
+    Ok(rows
+        .iter()
+        .map(|r| TableFacts {
+            name: r.get(0),
+            has_tenant_id: r.get(1),
+            rls_enabled: r.get(2),
+            rls_forced: r.get(3),
+            tenant_policies: r.get(4),
+        })
+        .collect())
+}

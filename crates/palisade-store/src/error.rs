@@ -1,0 +1,78 @@
+//! The store's error type: database failures sorted into what the layers above can act on.
+
+use tokio_postgres::error::SqlState;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The session check inside the database failed (PA401).
+    #[error("the session is not valid")]
+    Unauthenticated,
+    /// Not a member, or no such row (PA404 or an empty result where one row was expected).
+    #[error("not found")]
+    NotFound,
+    /// The caller's role lacks the permission (PA403).
+    #[error("permission denied")]
+    Forbidden,
+    /// A unique constraint refused the write.
+    #[error("conflict on {constraint}")]
+    Conflict { constraint: String },
+    /// The database cannot take work now (pool exhausted, connection lost, timeout, disk full).
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// Anything else: a bug or an unexpected database state.
+    #[error("database error: {}", describe(.0))]
+    Database(#[from] tokio_postgres::Error),
+}
+
+impl StoreError {
+    pub(crate) fn from_pg(err: tokio_postgres::Error) -> Self {
+        let Some(db) = err.as_db_error() else {
+            return if err.is_closed() {
+                StoreError::Unavailable("connection closed".into())
+            } else {
+                StoreError::Database(err)
+            };
+        };
+        let code = db.code();
+        match code.code() {
+            "PA401" => StoreError::Unauthenticated,
+            "PA404" => StoreError::NotFound,
+            "PA403" => StoreError::Forbidden,
+            _ if *code == SqlState::UNIQUE_VIOLATION => {
+                StoreError::Conflict { constraint: db.constraint().unwrap_or("unknown").to_owned() }
+            }
+            // Statement timeout, lock timeout, out of disk, too many connections, shutting down.
+            _ if *code == SqlState::QUERY_CANCELED
+                || *code == SqlState::LOCK_NOT_AVAILABLE
+                || code.code().starts_with("53")
+                || code.code().starts_with("57P")
+                || code.code().starts_with("08") =>
+            {
+                StoreError::Unavailable(db.message().to_owned())
+            }
+            _ => StoreError::Database(err),
+        }
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for StoreError {
+    fn from(err: deadpool_postgres::PoolError) -> Self {
+        match err {
+            deadpool_postgres::PoolError::Backend(pg) => StoreError::from_pg(pg),
+            other => StoreError::Unavailable(other.to_string()),
+        }
+    }
+}
+
+/// tokio-postgres's Display says only "db error"; the log needs the code and message.
+fn describe(err: &tokio_postgres::Error) -> String {
+    match err.as_db_error() {
+        Some(db) => format!(
+            "{} {}{}",
+            db.code().code(),
+            db.message(),
+            db.detail().map(|d| format!(" ({d})")).unwrap_or_default()
+        ),
+        None => format!("{err:?}"),
+    }
+}

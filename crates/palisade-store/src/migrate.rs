@@ -1,0 +1,189 @@
+//! Schema migrations and the runtime role, applied over the admin (owner) connection.
+//!
+//! Migrations are plain SQL files compiled into the binary, applied in order under an advisory
+//! lock, each in its own transaction, with a checksum so an edited migration is noticed.
+
+use secrecy::{ExposeSecret, SecretString};
+use sha2::{Digest, Sha256};
+use tokio_postgres::Client;
+
+use crate::StoreError;
+
+struct Migration {
+    version: i32,
+    name: &'static str,
+    sql: &'static str,
+}
+
+const MIGRATIONS: &[Migration] =
+    &[Migration { version: 1, name: "foundation", sql: include_str!("../migrations/0001_foundation.sql") }];
+
+const GRANTS: &str = include_str!("../migrations/grants.sql");
+
+/// The newest migration this build knows.
+pub fn latest_version() -> i32 {
+    MIGRATIONS.last().map(|m| m.version).unwrap_or(0)
+}
+
+/// A PostgreSQL role name we are willing to interpolate: `[a-z_][a-z0-9_]{0,62}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoleName(String);
+
+impl RoleName {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let mut chars = raw.chars();
+        let first_ok = chars.next().is_some_and(|c| c.is_ascii_lowercase() || c == '_');
+        let rest_ok = chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        if first_ok && rest_ok && raw.len() <= 63 {
+            Ok(Self(raw.to_owned()))
+        } else {
+            Err(format!("{raw:?} is not a valid role name: use lower-case letters, digits and _, at most 63"))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    fn quoted(&self) -> String {
+        format!("\"{}\"", self.0)
+    }
+}
+
+/// What `migrate` did, for the CLI to print.
+#[derive(Debug, Default)]
+pub struct MigrationReport {
+    pub applied: Vec<String>,
+    pub already_current: usize,
+    pub role_created: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MigrateError {
+    #[error("migration {version} ({name}) was changed after it was applied; restore the original file")]
+    ChecksumMismatch { version: i32, name: &'static str },
+    #[error("the database has migration {0}, newer than this build knows; upgrade palisade")]
+    DatabaseIsNewer(i32),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+fn pg(err: tokio_postgres::Error) -> MigrateError {
+    MigrateError::Store(StoreError::from_pg(err))
+}
+
+fn checksum(sql: &str) -> String {
+    hex_lower(&Sha256::digest(sql.as_bytes()))
+}
+
+fn hex_lower(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Creates or upgrades the schema, then creates (or corrects) the runtime role and its grants.
+/// `runtime_password`, when given, is stored as a SCRAM verifier: the plaintext never reaches
+/// the database server.
+pub async fn migrate(
+    admin: &mut Client,
+    runtime_role: &RoleName,
+    runtime_password: Option<&SecretString>,
+) -> Result<MigrationReport, MigrateError> {
+    let mut report = MigrationReport::default();
+    admin.batch_execute("SELECT pg_advisory_lock(727274001)").await.map_err(pg)?;
+    let result = migrate_locked(admin, runtime_role, runtime_password, &mut report).await;
+    let unlock = admin.batch_execute("SELECT pg_advisory_unlock(727274001)").await;
+    result?;
+    unlock.map_err(pg)?;
+    Ok(report)
+}
+
+async fn migrate_locked(
+    admin: &mut Client,
+    runtime_role: &RoleName,
+    runtime_password: Option<&SecretString>,
+    report: &mut MigrationReport,
+) -> Result<(), MigrateError> {
+    admin
+        .batch_execute(
+            "CREATE SCHEMA IF NOT EXISTS palisade;
+             REVOKE ALL ON SCHEMA palisade FROM PUBLIC;
+             CREATE TABLE IF NOT EXISTS palisade.schema_migrations (
+                 version integer PRIMARY KEY,
+                 name text NOT NULL,
+                 checksum text NOT NULL,
+                 applied_at timestamptz NOT NULL DEFAULT now())",
+        )
+        .await
+        .map_err(pg)?;
+    let applied = admin
+        .query("SELECT version, checksum FROM palisade.schema_migrations ORDER BY version", &[])
+        .await
+        .map_err(pg)?;
+    let applied: Vec<(i32, String)> = applied.iter().map(|r| (r.get(0), r.get(1))).collect();
+    if let Some((newest, _)) = applied.last()
+        && *newest > latest_version()
+    {
+        return Err(MigrateError::DatabaseIsNewer(*newest));
+    }
+    for migration in MIGRATIONS {
+        let sum = checksum(migration.sql);
+        match applied.iter().find(|(v, _)| *v == migration.version) {
+            Some((_, existing)) if *existing == sum => report.already_current += 1,
+            Some(_) => {
+                return Err(MigrateError::ChecksumMismatch { version: migration.version, name: migration.name });
+            }
+            None => {
+                let tx = admin.transaction().await.map_err(pg)?;
+                tx.batch_execute(migration.sql).await.map_err(pg)?;
+                tx.execute(
+                    "INSERT INTO palisade.schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
+                    &[&migration.version, &migration.name, &sum],
+                )
+                .await
+                .map_err(pg)?;
+                tx.commit().await.map_err(pg)?;
+                report.applied.push(format!("{:04}_{}", migration.version, migration.name));
+            }
+        }
+    }
+    report.role_created = ensure_runtime_role(admin, runtime_role, runtime_password).await?;
+    let grants = GRANTS.replace("{role}", &runtime_role.quoted());
+    let tx = admin.transaction().await.map_err(pg)?;
+    tx.batch_execute(&grants).await.map_err(pg)?;
+    tx.commit().await.map_err(pg)?;
+    Ok(())
+}
+
+async fn ensure_runtime_role(
+    admin: &Client,
+    role: &RoleName,
+    password: Option<&SecretString>,
+) -> Result<bool, MigrateError> {
+    let exists =
+        admin.query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&role.as_str()]).await.map_err(pg)?.is_some();
+    let q = role.quoted();
+    if !exists {
+        admin.batch_execute(&format!("CREATE ROLE {q} LOGIN")).await.map_err(pg)?;
+    }
+    // Re-asserted every time: a runtime role that gained privileges is put back in its place.
+    admin
+        .batch_execute(&format!(
+            "ALTER ROLE {q} LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE NOREPLICATION;
+             ALTER ROLE {q} SET statement_timeout = '15s';
+             ALTER ROLE {q} SET idle_in_transaction_session_timeout = '30s';
+             ALTER ROLE {q} SET lock_timeout = '5s'"
+        ))
+        .await
+        .map_err(pg)?;
+    let database: String = admin.query_one("SELECT current_database()", &[]).await.map_err(pg)?.get(0);
+    admin
+        .batch_execute(&format!("GRANT CONNECT ON DATABASE \"{}\" TO {q}", database.replace('"', "\"\"")))
+        .await
+        .map_err(pg)?;
+    if let Some(password) = password {
+        let verifier = postgres_protocol::password::scram_sha_256(password.expose_secret().as_bytes());
+        // The verifier is base64 and '$'-separated: no quote can occur in it.
+        admin.batch_execute(&format!("ALTER ROLE {q} PASSWORD '{verifier}'")).await.map_err(pg)?;
+    }
+    Ok(!exists)
+}

@@ -1,0 +1,192 @@
+//! Transactions that reach PostgreSQL in one network flight.
+//!
+//! A `Tx` collects prepared statements; `run` prepares any not yet cached on the connection, then
+//! sends BEGIN, every step and COMMIT without waiting between them. The scope marker says what the
+//! first step proved: `Tenant` transactions start with `enter_tenant` (session + membership checked
+//! in the database, tenant set), `Authenticated` with `enter_session`. Repository functions that
+//! touch tenant tables take `&mut Tx<Tenant>`, so code that skips the check does not compile.
+//!
+//! Invariant: a transaction never spans a decision made in Rust. Because every message is queued
+//! on the first poll, a request that is cancelled mid-way still sends COMMIT, and a pooled
+//! connection is never handed back inside an open transaction.
+
+use std::marker::PhantomData;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use palisade_core::{OrgId, SessionTokenHash};
+use time::OffsetDateTime;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{NoTls, Row};
+
+use crate::error::StoreError;
+
+/// No caller proof: sign-up and sign-in only reach instance tables.
+pub struct Anonymous;
+/// A verified session (`enter_session` ran first).
+pub struct Authenticated;
+/// A verified session and membership, tenant set (`enter_tenant` or `enter_new_tenant` ran first).
+pub struct Tenant;
+
+type Param = Box<dyn ToSql + Sync + Send>;
+type Decoder<T> = fn(Vec<Row>) -> Result<T, StoreError>;
+
+struct PendingStep {
+    sql: &'static str,
+    params: Vec<Param>,
+}
+
+/// A handle to the result of one step, decoded after the transaction committed.
+pub struct Step<T> {
+    index: usize,
+    decode: Decoder<T>,
+}
+
+/// The rows of every step of a committed transaction.
+pub struct Results {
+    rows: Vec<Option<Vec<Row>>>,
+}
+
+impl Results {
+    pub fn get<T>(&mut self, step: Step<T>) -> Result<T, StoreError> {
+        let rows = self.rows.get_mut(step.index).and_then(Option::take).unwrap_or_default();
+        (step.decode)(rows)
+    }
+}
+
+/// A transaction being assembled. See the module docs.
+pub struct Tx<S> {
+    steps: Vec<PendingStep>,
+    scope: PhantomData<S>,
+}
+
+const ENTER_SESSION: &str = "SELECT palisade.enter_session($1, $2)";
+const ENTER_TENANT: &str = "SELECT palisade.enter_tenant($1, $2, $3)";
+const ENTER_NEW_TENANT: &str = "SELECT palisade.enter_new_tenant($1, $2, $3)";
+const REQUIRE_ROLE: &str = "SELECT palisade.require_role($1)";
+
+/// The most steps one transaction may hold. `join_all` polls up to this many futures in order on
+/// the first poll, which is what puts the messages on the wire in order.
+const MAX_STEPS: usize = 28;
+
+impl Tx<Anonymous> {
+    pub fn anonymous() -> Self {
+        Tx { steps: Vec::new(), scope: PhantomData }
+    }
+}
+
+impl Tx<Authenticated> {
+    pub fn session(proof: &SessionTokenHash, now: OffsetDateTime) -> Self {
+        let mut tx = Tx { steps: Vec::new(), scope: PhantomData };
+        tx.push_raw(ENTER_SESSION, vec![Box::new(proof.0.to_vec()), Box::new(now)]);
+        tx
+    }
+}
+
+impl Tx<Tenant> {
+    /// Enters an existing organization: fails in the database unless the session is valid and
+    /// its user is a member.
+    pub fn tenant(proof: &SessionTokenHash, now: OffsetDateTime, org: OrgId) -> Self {
+        let mut tx = Tx { steps: Vec::new(), scope: PhantomData };
+        tx.push_raw(ENTER_TENANT, vec![Box::new(proof.0.to_vec()), Box::new(now), Box::new(org.as_uuid())]);
+        tx
+    }
+
+    /// Claims a fresh tenant id for an organization being created by the session's user.
+    pub fn new_tenant(proof: &SessionTokenHash, now: OffsetDateTime, org: OrgId) -> Self {
+        let mut tx = Tx { steps: Vec::new(), scope: PhantomData };
+        tx.push_raw(ENTER_NEW_TENANT, vec![Box::new(proof.0.to_vec()), Box::new(now), Box::new(org.as_uuid())]);
+        tx
+    }
+
+    /// Aborts the transaction in the database unless the caller's role is one of `roles`.
+    pub fn require_role(&mut self, roles: &[&'static str]) {
+        let roles: Vec<String> = roles.iter().map(|r| (*r).to_owned()).collect();
+        self.push_raw(REQUIRE_ROLE, vec![Box::new(roles)]);
+    }
+}
+
+impl<S> Tx<S> {
+    fn push_raw(&mut self, sql: &'static str, params: Vec<Param>) -> usize {
+        self.steps.push(PendingStep { sql, params });
+        self.steps.len() - 1
+    }
+
+    /// Adds a statement; its rows are decoded by `decode` after commit.
+    pub(crate) fn push<T>(&mut self, sql: &'static str, params: Vec<Param>, decode: Decoder<T>) -> Step<T> {
+        let index = self.push_raw(sql, params);
+        Step { index, decode }
+    }
+
+    /// Sends BEGIN, every step and COMMIT in one flight and returns the rows of each step.
+    /// The first failing step's error is returned; PostgreSQL has then rolled everything back.
+    pub async fn run(self, db: &Db) -> Result<Results, StoreError> {
+        assert!(self.steps.len() <= MAX_STEPS, "a transaction holds at most {MAX_STEPS} steps");
+        let client = db.pool.get().await?;
+        // Every statement is prepared before the flight: an unprepared one would be parsed on
+        // the fly and could overtake BEGIN.
+        let begin = client.prepare_cached("BEGIN").await.map_err(StoreError::from_pg)?;
+        let commit = client.prepare_cached("COMMIT").await.map_err(StoreError::from_pg)?;
+        let mut statements = Vec::with_capacity(self.steps.len());
+        for step in &self.steps {
+            statements.push(client.prepare_cached(step.sql).await.map_err(StoreError::from_pg)?);
+        }
+        let no_params: [&(dyn ToSql + Sync); 0] = [];
+        let params: Vec<Vec<&(dyn ToSql + Sync)>> = self
+            .steps
+            .iter()
+            .map(|step| step.params.iter().map(|p| p.as_ref() as &(dyn ToSql + Sync)).collect())
+            .collect();
+        let mut flight = Vec::with_capacity(self.steps.len() + 2);
+        flight.push(client.query(&begin, &no_params));
+        for (statement, params) in statements.iter().zip(&params) {
+            flight.push(client.query(statement, params.as_slice()));
+        }
+        flight.push(client.query(&commit, &no_params));
+        let mut outcomes = futures::future::join_all(flight).await;
+        let commit_outcome = outcomes.pop();
+        outcomes.remove(0).map_err(StoreError::from_pg)?;
+        let mut rows = Vec::with_capacity(outcomes.len());
+        for outcome in outcomes {
+            rows.push(Some(outcome.map_err(StoreError::from_pg)?));
+        }
+        match commit_outcome {
+            Some(Ok(_)) => Ok(Results { rows }),
+            Some(Err(err)) => Err(StoreError::from_pg(err)),
+            None => Err(StoreError::Unavailable("commit result missing".into())),
+        }
+    }
+}
+
+/// The runtime connection pool.
+#[derive(Clone)]
+pub struct Db {
+    pool: Pool,
+}
+
+impl Db {
+    pub fn connect(config: tokio_postgres::Config, max_connections: usize) -> Result<Self, StoreError> {
+        let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let pool = Pool::builder(manager)
+            .max_size(max_connections)
+            .wait_timeout(Some(std::time::Duration::from_secs(10)))
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .build()
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        Ok(Self { pool })
+    }
+
+    /// A client for checks and maintenance that are not part of a request.
+    pub async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        Ok(self.pool.get().await?)
+    }
+
+    /// The newest migration applied, or an error when the database is unreachable.
+    pub async fn applied_migration_version(&self) -> Result<i32, StoreError> {
+        let client = self.client().await?;
+        let row = client
+            .query_one("SELECT coalesce(max(version), 0) FROM palisade.schema_migrations", &[])
+            .await
+            .map_err(StoreError::from_pg)?;
+        Ok(row.get(0))
+    }
+}

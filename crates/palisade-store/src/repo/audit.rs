@@ -1,0 +1,95 @@
+//! The audit spine: events written in the same transaction as the change they record.
+
+use std::net::IpAddr;
+
+use palisade_core::{EventId, OrgId};
+use serde_json::Value;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::pipeline::{Step, Tx};
+use crate::repo::ignore;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Success,
+    Failure,
+    Denied,
+}
+
+impl Outcome {
+    fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Success => "success",
+            Outcome::Failure => "failure",
+            Outcome::Denied => "denied",
+        }
+    }
+}
+
+/// Who acted. `SessionUser` is resolved inside the database from the verified session.
+#[derive(Debug, Clone, Copy)]
+pub enum Actor {
+    None,
+    User(Uuid),
+    SessionUser,
+}
+
+/// Where the request came from.
+#[derive(Debug, Clone, Default)]
+pub struct RequestMeta {
+    pub ip: Option<IpAddr>,
+    pub user_agent: Option<String>,
+    pub request_id: Option<String>,
+}
+
+/// One audit event to write.
+pub struct NewEvent<'a> {
+    pub id: EventId,
+    pub org: Option<OrgId>,
+    pub at: OffsetDateTime,
+    pub actor: Actor,
+    pub action: &'static str,
+    pub target_kind: Option<&'static str>,
+    pub target_id: Option<Uuid>,
+    pub outcome: Outcome,
+    pub details: Value,
+    pub meta: &'a RequestMeta,
+}
+
+const INSERT: &str = "INSERT INTO palisade.audit_events \
+    (id, tenant_id, occurred_at, actor_kind, actor_id, action, target_kind, target_id, ip, user_agent, request_id, outcome, details) \
+    VALUES ($1, $2, $3, \
+            CASE WHEN $4::boolean THEN 'user' END, \
+            CASE WHEN $4::boolean THEN coalesce($5, palisade.current_user_id()) END, \
+            $6, $7, $8, $9, $10, $11, $12, $13)";
+
+/// Adds the event to the transaction. If it cannot be written, the whole transaction fails:
+/// an action whose audit event is lost does not happen.
+pub fn record<S>(tx: &mut Tx<S>, event: NewEvent<'_>) -> Step<()> {
+    let (has_actor, actor_id) = match event.actor {
+        Actor::None => (false, None),
+        Actor::User(id) => (true, Some(id)),
+        Actor::SessionUser => (true, None),
+    };
+    let user_agent = event.meta.user_agent.as_ref().map(|ua| ua.chars().take(512).collect::<String>());
+    tx.push(
+        INSERT,
+        vec![
+            Box::new(event.id.as_uuid()),
+            Box::new(event.org.map(|o| o.as_uuid())),
+            Box::new(event.at),
+            Box::new(has_actor),
+            Box::new(actor_id),
+            Box::new(event.action),
+            Box::new(event.target_kind),
+            Box::new(event.target_id),
+            Box::new(event.meta.ip),
+            Box::new(user_agent),
+            Box::new(event.meta.request_id.clone()),
+            Box::new(event.outcome.as_str()),
+            Box::new(event.details),
+        ],
+        ignore,
+    )
+}

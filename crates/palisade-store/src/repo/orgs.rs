@@ -1,0 +1,90 @@
+//! Organizations and memberships: tenant tables, reachable only through `Tx<Tenant>` (plus the
+//! caller's own list, which row-level security limits to their memberships).
+
+use palisade_core::{OrgId, OrgName, OrgRole, UserId};
+use time::OffsetDateTime;
+use tokio_postgres::Row;
+
+use crate::pipeline::{Authenticated, Step, Tenant, Tx};
+use crate::repo::{exactly_one, ignore};
+
+pub struct Org {
+    pub id: OrgId,
+    pub name: String,
+    pub created_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
+    /// The caller's role in this organization.
+    pub my_role: Option<OrgRole>,
+}
+
+fn org_from_row(row: &Row) -> Org {
+    Org {
+        id: OrgId::from_uuid(row.get(0)),
+        name: row.get(1),
+        created_at: row.get(2),
+        updated_at: row.get(3),
+        my_role: OrgRole::from_db(row.get(4)),
+    }
+}
+
+const INSERT_ORG: &str = "INSERT INTO palisade.orgs (tenant_id, name, created_at, updated_at) VALUES ($1, $2, $3, $3)";
+const INSERT_OWNER: &str = "INSERT INTO palisade.memberships (tenant_id, user_id, role, created_at) \
+    VALUES ($1, palisade.current_user_id(), 'owner', $2)";
+
+/// Creates the organization and makes the session's user its owner.
+pub fn create(tx: &mut Tx<Tenant>, id: OrgId, name: &OrgName, at: OffsetDateTime) -> Step<()> {
+    tx.push(INSERT_ORG, vec![Box::new(id.as_uuid()), Box::new(name.as_str().to_owned()), Box::new(at)], ignore);
+    tx.push(INSERT_OWNER, vec![Box::new(id.as_uuid()), Box::new(at)], ignore)
+}
+
+const GET: &str = "SELECT tenant_id, name, created_at, updated_at, current_setting('app.role', true) \
+    FROM palisade.orgs WHERE tenant_id = $1";
+
+pub fn get(tx: &mut Tx<Tenant>, id: OrgId) -> Step<Org> {
+    tx.push(GET, vec![Box::new(id.as_uuid())], |rows| Ok(org_from_row(&exactly_one(rows)?)))
+}
+
+const RENAME: &str = "UPDATE palisade.orgs SET name = $2, updated_at = $3 WHERE tenant_id = $1 \
+    RETURNING tenant_id, name, created_at, updated_at, current_setting('app.role', true)";
+
+pub fn rename(tx: &mut Tx<Tenant>, id: OrgId, name: &OrgName, at: OffsetDateTime) -> Step<Org> {
+    tx.push(RENAME, vec![Box::new(id.as_uuid()), Box::new(name.as_str().to_owned()), Box::new(at)], |rows| {
+        Ok(org_from_row(&exactly_one(rows)?))
+    })
+}
+
+const LIST_MINE: &str = "SELECT o.tenant_id, o.name, o.created_at, o.updated_at, m.role \
+    FROM palisade.memberships m JOIN palisade.orgs o ON o.tenant_id = m.tenant_id \
+    WHERE m.user_id = palisade.current_user_id() ORDER BY o.created_at, o.tenant_id LIMIT 1000";
+
+/// The organizations the session's user belongs to.
+pub fn list_mine(tx: &mut Tx<Authenticated>) -> Step<Vec<Org>> {
+    tx.push(LIST_MINE, vec![], |rows| Ok(rows.iter().map(org_from_row).collect()))
+}
+
+pub struct Member {
+    pub user_id: UserId,
+    pub name: String,
+    pub email: String,
+    pub role: Option<OrgRole>,
+    pub joined_at: OffsetDateTime,
+}
+
+const MEMBERS: &str = "SELECT m.user_id, u.name, u.email, m.role, m.created_at \
+    FROM palisade.memberships m JOIN palisade.users u ON u.id = m.user_id \
+    WHERE m.tenant_id = $1 ORDER BY m.created_at, m.user_id LIMIT 5000";
+
+pub fn members(tx: &mut Tx<Tenant>, id: OrgId) -> Step<Vec<Member>> {
+    tx.push(MEMBERS, vec![Box::new(id.as_uuid())], |rows| {
+        Ok(rows
+            .iter()
+            .map(|row| Member {
+                user_id: UserId::from_uuid(row.get(0)),
+                name: row.get(1),
+                email: row.get(2),
+                role: OrgRole::from_db(row.get(3)),
+                joined_at: row.get(4),
+            })
+            .collect())
+    })
+}

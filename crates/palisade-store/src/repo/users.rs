@@ -1,0 +1,155 @@
+//! Accounts and sessions: instance tables, not tenant-scoped.
+
+use std::net::IpAddr;
+
+use palisade_core::{Email, PersonName, SessionId, SessionTokenHash, UserId};
+use time::{Duration, OffsetDateTime};
+use tokio_postgres::Row;
+
+use crate::StoreError;
+use crate::pipeline::{Anonymous, Authenticated, Step, Tx};
+use crate::repo::{audit, exactly_one, ignore, one_row_touched};
+
+/// What sign-in needs to check a password.
+pub struct Credentials {
+    pub user_id: UserId,
+    pub password_hash: String,
+}
+
+const FIND_CREDENTIALS: &str = "SELECT id, password_hash FROM palisade.users WHERE email = $1";
+
+pub fn find_credentials(tx: &mut Tx<Anonymous>, email: &Email) -> Step<Option<Credentials>> {
+    tx.push(FIND_CREDENTIALS, vec![Box::new(email.as_str().to_owned())], |rows| {
+        Ok(rows
+            .into_iter()
+            .next()
+            .map(|row| Credentials { user_id: UserId::from_uuid(row.get(0)), password_hash: row.get(1) }))
+    })
+}
+
+/// Creates the account unless the email is taken, and records `user.signup` either way, in one
+/// statement, so a duplicate sign-up does the same work and leaves only an audit trace.
+const SIGN_UP: &str = "WITH inserted AS ( \
+        INSERT INTO palisade.users (id, email, name, password_hash, created_at, updated_at) \
+        VALUES ($1, $2, $3, $4, $5, $5) ON CONFLICT (email) DO NOTHING RETURNING id), \
+    audit AS ( \
+        INSERT INTO palisade.audit_events \
+            (id, tenant_id, occurred_at, actor_kind, actor_id, action, target_kind, target_id, ip, user_agent, request_id, outcome, details) \
+        SELECT $6, NULL, $5, \
+               CASE WHEN i.id IS NOT NULL THEN 'user' END, i.id, 'user.signup', 'user', \
+               coalesce(i.id, (SELECT u.id FROM palisade.users u WHERE u.email = $2)), \
+               $7, $8, $9, \
+               CASE WHEN i.id IS NOT NULL THEN 'success' ELSE 'failure' END, \
+               CASE WHEN i.id IS NOT NULL THEN '{}'::jsonb ELSE '{\"reason\": \"email_taken\"}'::jsonb END \
+        FROM (SELECT NULL) AS one LEFT JOIN inserted i ON true) \
+    SELECT EXISTS (SELECT 1 FROM inserted)";
+
+pub struct NewUser<'a> {
+    pub id: UserId,
+    pub email: &'a Email,
+    pub name: &'a PersonName,
+    pub password_hash: String,
+    pub at: OffsetDateTime,
+    pub event: palisade_core::EventId,
+}
+
+/// Returns true when a new account was created, false when the email was already taken.
+pub fn sign_up(tx: &mut Tx<Anonymous>, user: NewUser<'_>, meta: &audit::RequestMeta) -> Step<bool> {
+    tx.push(
+        SIGN_UP,
+        vec![
+            Box::new(user.id.as_uuid()),
+            Box::new(user.email.as_str().to_owned()),
+            Box::new(user.name.as_str().to_owned()),
+            Box::new(user.password_hash),
+            Box::new(user.at),
+            Box::new(user.event.as_uuid()),
+            Box::new(meta.ip),
+            Box::new(meta.user_agent.as_ref().map(|ua| ua.chars().take(512).collect::<String>())),
+            Box::new(meta.request_id.clone()),
+        ],
+        |rows| Ok(exactly_one(rows)?.get(0)),
+    )
+}
+
+pub struct NewSession {
+    pub id: SessionId,
+    pub user_id: UserId,
+    pub token_hash: SessionTokenHash,
+    pub at: OffsetDateTime,
+    pub lifetime: Duration,
+    pub idle_timeout: Duration,
+    pub ip: Option<IpAddr>,
+    pub user_agent: Option<String>,
+}
+
+const INSERT_SESSION: &str = "INSERT INTO palisade.sessions \
+    (id, user_id, token_hash, created_at, last_seen_at, expires_at, idle_timeout, ip, user_agent) \
+    VALUES ($1, $2, $3, $4, $4, $5, make_interval(secs => $6), $7, $8)";
+
+pub fn create_session(tx: &mut Tx<Anonymous>, session: NewSession) -> Step<()> {
+    tx.push(
+        INSERT_SESSION,
+        vec![
+            Box::new(session.id.as_uuid()),
+            Box::new(session.user_id.as_uuid()),
+            Box::new(session.token_hash.0.to_vec()),
+            Box::new(session.at),
+            Box::new(session.at + session.lifetime),
+            Box::new(session.idle_timeout.as_seconds_f64()),
+            Box::new(session.ip),
+            Box::new(session.user_agent.map(|ua| ua.chars().take(512).collect::<String>())),
+        ],
+        ignore,
+    )
+}
+
+const REVOKE_CURRENT_SESSION: &str =
+    "UPDATE palisade.sessions SET revoked_at = $1 WHERE id = palisade.current_session_id() RETURNING 1";
+
+pub fn revoke_current_session(tx: &mut Tx<Authenticated>, at: OffsetDateTime) -> Step<()> {
+    tx.push(REVOKE_CURRENT_SESSION, vec![Box::new(at)], one_row_touched)
+}
+
+/// The signed-in user's own account.
+pub struct Me {
+    pub id: UserId,
+    pub email: String,
+    pub name: String,
+    pub is_instance_admin: bool,
+    pub created_at: OffsetDateTime,
+}
+
+const ME: &str = "SELECT id, email, name, is_instance_admin, created_at FROM palisade.users \
+    WHERE id = palisade.current_user_id()";
+
+pub fn me(tx: &mut Tx<Authenticated>) -> Step<Me> {
+    tx.push(ME, vec![], |rows| {
+        let row: Row = exactly_one(rows)?;
+        Ok(Me {
+            id: UserId::from_uuid(row.get(0)),
+            email: row.get(1),
+            name: row.get(2),
+            is_instance_admin: row.get(3),
+            created_at: row.get(4),
+        })
+    })
+}
+
+/// Instance administration runs over the admin connection, never through the API. The grant
+/// and its audit event are one statement.
+pub async fn grant_instance_admin(admin: &tokio_postgres::Client, email: &Email) -> Result<UserId, StoreError> {
+    let rows = admin
+        .query(
+            "WITH granted AS ( \
+                 UPDATE palisade.users SET is_instance_admin = true, updated_at = now() WHERE email = $1 RETURNING id), \
+             audit AS ( \
+                 INSERT INTO palisade.audit_events (id, tenant_id, occurred_at, actor_kind, action, target_kind, target_id, outcome, details) \
+                 SELECT $2, NULL, now(), 'system', 'user.admin_granted', 'user', g.id, 'success', '{\"via\": \"cli\"}' FROM granted g) \
+             SELECT id FROM granted",
+            &[&email.as_str(), &uuid::Uuid::now_v7()],
+        )
+        .await
+        .map_err(StoreError::from_pg)?;
+    rows.first().map(|row| UserId::from_uuid(row.get(0))).ok_or(StoreError::NotFound)
+}

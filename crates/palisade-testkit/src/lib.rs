@@ -1,0 +1,174 @@
+//! Test kit: the real server on a random port over a fresh database, for tests that speak HTTP.
+//!
+//! One embedded PostgreSQL cluster per test process (started by the same code as `palisade
+//! serve`), one migrated template database, and a fresh database cloned from it per test.
+
+mod cluster;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use palisade_api::ApiState;
+use palisade_core::{ManualClock, SystemRandomness};
+use palisade_server::config::Config;
+use palisade_store::Db;
+use serde_json::{Value, json};
+
+pub use cluster::{TestDb, fresh_database};
+
+/// A password every test account uses: long and not guessable by zxcvbn.
+pub const PASSWORD: &str = "violet-kettle-orbit-93";
+
+/// A running server over its own database.
+pub struct TestApp {
+    pub base_url: String,
+    pub addr: SocketAddr,
+    pub http: reqwest::Client,
+    pub clock: Arc<ManualClock>,
+    pub db: TestDb,
+}
+
+/// An answer, read whole.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+    pub text: String,
+}
+
+impl Answer {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// Asserts an RFC 9457 problem of this status and `type`.
+    #[track_caller]
+    pub fn assert_problem(&self, status: u16, slug: &str) {
+        assert_eq!(self.status, status, "status; body: {}", self.text);
+        assert_eq!(self.header("content-type"), Some("application/problem+json"), "content type; body: {}", self.text);
+        assert_eq!(self.body["type"], format!("/problems/{slug}"), "problem type; body: {}", self.text);
+        assert_eq!(self.body["status"], status, "problem status member");
+        assert!(self.body["detail"].as_str().is_some_and(|d| !d.is_empty()), "detail present");
+    }
+}
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        let db = fresh_database().await;
+        let config = Config { hash_workers: Some(2), ..Config::default() };
+        let pool = Db::connect(db.runtime_config(), 8).expect("pool");
+        palisade_server::serve::refuse_unsafe_role(&pool).await.expect("runtime role is safe");
+        let clock = Arc::new(ManualClock::ticking(time::OffsetDateTime::now_utc(), time::Duration::milliseconds(1)));
+        let app = palisade_server::serve::build_app(&config, pool, clock.clone(), Arc::new(SystemRandomness));
+        let router = palisade_api::router(ApiState { app, secure_cookies: false });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>()).await.expect("serve");
+        });
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent("palisade-testkit")
+            .build()
+            .expect("client");
+        Self { base_url: format!("http://{addr}"), addr, http, clock, db }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base_url)
+    }
+
+    /// Sends a request with an optional bearer token and JSON body.
+    pub async fn send(&self, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> Answer {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut request = self.http.request(method, self.url(path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        read(request.send().await.expect("request sent")).await
+    }
+
+    /// Sends a raw body with a given content type.
+    pub async fn send_raw(&self, method: &str, path: &str, token: Option<&str>, content_type: &str, body: Vec<u8>) -> Answer {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut request = self.http.request(method, self.url(path)).header("content-type", content_type).body(body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        read(request.send().await.expect("request sent")).await
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> Answer {
+        self.send("GET", path, token, None).await
+    }
+
+    pub async fn signup(&self, email: &str, name: &str) -> Answer {
+        self.send("POST", "/api/v1/auth/signup", None, Some(json!({"email": email, "password": PASSWORD, "name": name})))
+            .await
+    }
+
+    /// Signs in and returns the bearer token.
+    pub async fn login(&self, email: &str) -> String {
+        let answer = self.send("POST", "/api/v1/auth/login", None, Some(json!({"email": email, "password": PASSWORD}))).await;
+        assert_eq!(answer.status, 200, "login: {}", answer.text);
+        answer.body["access_token"].as_str().expect("access_token").to_owned()
+    }
+
+    /// A new account, signed in.
+    pub async fn user(&self, email: &str) -> String {
+        assert_eq!(self.signup(email, "Test Person").await.status, 202);
+        self.login(email).await
+    }
+
+    /// A new account that owns a new organization: (token, org id).
+    pub async fn owner_of(&self, email: &str, org_name: &str) -> (String, String) {
+        let token = self.user(email).await;
+        let answer = self.send("POST", "/api/v1/orgs", Some(&token), Some(json!({"name": org_name}))).await;
+        assert_eq!(answer.status, 201, "create org: {}", answer.text);
+        (token, answer.body["id"].as_str().expect("org id").to_owned())
+    }
+
+    /// A superuser connection to this test's database, for assertions and for breaking things.
+    pub async fn admin(&self) -> tokio_postgres::Client {
+        self.db.admin().await
+    }
+
+    /// A connection as the runtime role, as the server uses.
+    pub async fn runtime(&self) -> tokio_postgres::Client {
+        self.db.runtime().await
+    }
+
+    /// Row count of a palisade table, seen by the superuser (row-level security does not apply).
+    pub async fn count(&self, table: &str) -> i64 {
+        let sql = format!("SELECT count(*) FROM palisade.\"{table}\"");
+        self.admin().await.query_one(&sql, &[]).await.expect("count").get(0)
+    }
+
+    /// Counts of every palisade table, for "nothing was written" assertions.
+    pub async fn snapshot(&self) -> Vec<(String, i64)> {
+        let admin = self.admin().await;
+        let tables = admin
+            .query("SELECT tablename::text FROM pg_tables WHERE schemaname = 'palisade' ORDER BY 1", &[])
+            .await
+            .expect("tables");
+        let mut counts = Vec::new();
+        for row in tables {
+            let name: String = row.get(0);
+            let sql = format!("SELECT count(*) FROM palisade.\"{name}\"");
+            counts.push((name, admin.query_one(&sql, &[]).await.expect("count").get(0)));
+        }
+        counts
+    }
+}
+
+async fn read(response: reqwest::Response) -> Answer {
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let text = response.text().await.unwrap_or_default();
+    let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+    Answer { status, headers, body, text }
+}
