@@ -7,7 +7,8 @@ use crate::config::{Config, LogFormat};
 /// Dependencies whose debug output carries request data: tokio-postgres logs statement parameters
 /// (password hashes, token hashes, emails), hyper logs headers (Authorization, Cookie). They stay
 /// at info whatever level is configured, so no log level can leak a secret.
-const QUIET_DEPENDENCIES: &[&str] = &["tokio_postgres=info", "hyper=info", "hyper_util=info", "h2=info", "reqwest=info"];
+const QUIET_DEPENDENCIES: &[&str] =
+    &["tokio_postgres=info", "hyper=info", "hyper_util=info", "h2=info", "reqwest=info"];
 
 pub fn filter(level: &str) -> EnvFilter {
     let mut filter = EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new("info"));

@@ -50,7 +50,12 @@ fn start_cluster() -> TestCluster {
     std::fs::DirBuilder::new().recursive(true).mode(0o711).create(&data_dir).expect("test data dir");
     let options = embedded::Options {
         // Durability is not under test here (the crash tests use their own clusters): trade it for speed.
-        settings: vec!["fsync=off".into(), "synchronous_commit=off".into(), "full_page_writes=off".into(), "max_connections=400".into()],
+        settings: vec![
+            "fsync=off".into(),
+            "synchronous_commit=off".into(),
+            "full_page_writes=off".into(),
+            "max_connections=400".into(),
+        ],
     };
     let cluster = EmbeddedCluster::start(&data_dir, &options).expect("embedded PostgreSQL for tests");
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");

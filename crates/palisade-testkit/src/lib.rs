@@ -93,7 +93,14 @@ impl TestApp {
     }
 
     /// Sends a raw body with a given content type.
-    pub async fn send_raw(&self, method: &str, path: &str, token: Option<&str>, content_type: &str, body: Vec<u8>) -> Answer {
+    pub async fn send_raw(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> Answer {
         let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
         let mut request = self.http.request(method, self.url(path)).header("content-type", content_type).body(body);
         if let Some(token) = token {
@@ -107,13 +114,19 @@ impl TestApp {
     }
 
     pub async fn signup(&self, email: &str, name: &str) -> Answer {
-        self.send("POST", "/api/v1/auth/signup", None, Some(json!({"email": email, "password": PASSWORD, "name": name})))
-            .await
+        self.send(
+            "POST",
+            "/api/v1/auth/signup",
+            None,
+            Some(json!({"email": email, "password": PASSWORD, "name": name})),
+        )
+        .await
     }
 
     /// Signs in and returns the bearer token.
     pub async fn login(&self, email: &str) -> String {
-        let answer = self.send("POST", "/api/v1/auth/login", None, Some(json!({"email": email, "password": PASSWORD}))).await;
+        let answer =
+            self.send("POST", "/api/v1/auth/login", None, Some(json!({"email": email, "password": PASSWORD}))).await;
         assert_eq!(answer.status, 200, "login: {}", answer.text);
         answer.body["access_token"].as_str().expect("access_token").to_owned()
     }

@@ -19,7 +19,9 @@ async fn signup_login_me_logout_round_trip_is_audited() {
     let app = TestApp::spawn().await;
     let signup = app.signup("ada@example.com", "Ada Lovelace").await;
     assert_eq!(signup.status, 202, "{}", signup.text);
-    let login = app.send("POST", "/api/v1/auth/login", None, Some(json!({"email": "ADA@example.com", "password": PASSWORD}))).await;
+    let login = app
+        .send("POST", "/api/v1/auth/login", None, Some(json!({"email": "ADA@example.com", "password": PASSWORD})))
+        .await;
     assert_eq!(login.status, 200, "{}", login.text);
     assert_eq!(login.body["token_type"], "Bearer");
     assert_eq!(login.body["expires_in"], 12 * 3600);
@@ -65,7 +67,10 @@ async fn passwords_are_argon2id_and_tokens_are_stored_only_as_hashes() {
     let stored: Vec<u8> = admin.query_one("SELECT token_hash FROM palisade.sessions", &[]).await.unwrap().get(0);
     assert_eq!(stored, palisade_auth::hash_token(&token).0.to_vec());
     let leaks: i64 = admin
-        .query_one("SELECT count(*) FROM palisade.sessions s WHERE row_to_json(s)::text LIKE '%' || $1 || '%'", &[&token])
+        .query_one(
+            "SELECT count(*) FROM palisade.sessions s WHERE row_to_json(s)::text LIKE '%' || $1 || '%'",
+            &[&token],
+        )
         .await
         .unwrap()
         .get(0);
@@ -80,7 +85,10 @@ async fn signup_rejects_bad_input_and_writes_nothing() {
         (json!({"email": "not-an-email", "password": PASSWORD, "name": "A"}), "/email"),
         (json!({"email": "a@example.com", "password": "short", "name": "A"}), "/password"),
         (json!({"email": "a@example.com", "password": "passwordpassword", "name": "A"}), "/password"),
-        (json!({"email": "ada.lovelace@example.com", "password": "ada.lovelace@example.com", "name": "A"}), "/password"),
+        (
+            json!({"email": "ada.lovelace@example.com", "password": "ada.lovelace@example.com", "name": "A"}),
+            "/password",
+        ),
         (json!({"email": "a@example.com", "password": "x".repeat(257), "name": "A"}), "/password"),
         (json!({"email": "a@example.com", "password": PASSWORD, "name": ""}), "/name"),
         (json!({"email": "a@example.com", "password": PASSWORD, "name": "bad\u{7}name"}), "/name"),
@@ -88,21 +96,41 @@ async fn signup_rejects_bad_input_and_writes_nothing() {
     for (body, pointer) in cases {
         let answer = app.send("POST", "/api/v1/auth/signup", None, Some(body.clone())).await;
         answer.assert_problem(422, "validation");
-        let pointers: Vec<&str> = answer.body["errors"].as_array().unwrap().iter().map(|e| e["pointer"].as_str().unwrap()).collect();
+        let pointers: Vec<&str> =
+            answer.body["errors"].as_array().unwrap().iter().map(|e| e["pointer"].as_str().unwrap()).collect();
         assert!(pointers.contains(&pointer), "{body} should flag {pointer}: {}", answer.text);
     }
     // The weak-password answer says why.
-    let weak = app.send("POST", "/api/v1/auth/signup", None, Some(json!({"email": "a@example.com", "password": "passwordpassword", "name": "A"}))).await;
+    let weak = app
+        .send(
+            "POST",
+            "/api/v1/auth/signup",
+            None,
+            Some(json!({"email": "a@example.com", "password": "passwordpassword", "name": "A"})),
+        )
+        .await;
     assert!(weak.body["detail"].as_str().unwrap().contains("too easy to guess"), "{}", weak.text);
     // Several bad fields are reported together.
-    let many = app.send("POST", "/api/v1/auth/signup", None, Some(json!({"email": "x", "password": "y", "name": ""}))).await;
+    let many =
+        app.send("POST", "/api/v1/auth/signup", None, Some(json!({"email": "x", "password": "y", "name": ""}))).await;
     assert_eq!(many.body["errors"].as_array().unwrap().len(), 3, "{}", many.text);
-    app.send("POST", "/api/v1/auth/signup", None, Some(json!({"email": "a@example.com", "password": PASSWORD, "name": "A", "is_instance_admin": true})))
+    app.send(
+        "POST",
+        "/api/v1/auth/signup",
+        None,
+        Some(json!({"email": "a@example.com", "password": PASSWORD, "name": "A", "is_instance_admin": true})),
+    )
+    .await
+    .assert_problem(422, "validation");
+    app.send("POST", "/api/v1/auth/signup", None, Some(json!({"email": "a@example.com"})))
         .await
         .assert_problem(422, "validation");
-    app.send("POST", "/api/v1/auth/signup", None, Some(json!({"email": "a@example.com"}))).await.assert_problem(422, "validation");
-    app.send_raw("POST", "/api/v1/auth/signup", None, "application/json", b"{\"email\":".to_vec()).await.assert_problem(400, "invalid-json");
-    app.send_raw("POST", "/api/v1/auth/signup", None, "text/plain", b"{}".to_vec()).await.assert_problem(415, "unsupported-media-type");
+    app.send_raw("POST", "/api/v1/auth/signup", None, "application/json", b"{\"email\":".to_vec())
+        .await
+        .assert_problem(400, "invalid-json");
+    app.send_raw("POST", "/api/v1/auth/signup", None, "text/plain", b"{}".to_vec())
+        .await
+        .assert_problem(415, "unsupported-media-type");
     assert_eq!(app.snapshot().await, before, "nothing was written");
 }
 
@@ -112,15 +140,25 @@ async fn duplicate_signup_answers_like_a_new_one_and_changes_nothing() {
     let first = app.signup("lin@example.com", "Lin").await;
     let users_before = app.count("users").await;
     let second = app
-        .send("POST", "/api/v1/auth/signup", None, Some(json!({"email": "Lin@Example.com", "password": "another-strong-phrase-71", "name": "Mallory"})))
+        .send(
+            "POST",
+            "/api/v1/auth/signup",
+            None,
+            Some(json!({"email": "Lin@Example.com", "password": "another-strong-phrase-71", "name": "Mallory"})),
+        )
         .await;
     assert_eq!((first.status, &first.body), (second.status, &second.body));
     assert_eq!(app.count("users").await, users_before);
     // The original password still works; the second one does not.
     app.login("lin@example.com").await;
-    app.send("POST", "/api/v1/auth/login", None, Some(json!({"email": "lin@example.com", "password": "another-strong-phrase-71"})))
-        .await
-        .assert_problem(401, "invalid-credentials");
+    app.send(
+        "POST",
+        "/api/v1/auth/login",
+        None,
+        Some(json!({"email": "lin@example.com", "password": "another-strong-phrase-71"})),
+    )
+    .await
+    .assert_problem(401, "invalid-credentials");
     let name: String = app.admin().await.query_one("SELECT name FROM palisade.users", &[]).await.unwrap().get(0);
     assert_eq!(name, "Lin");
     let outcomes = audit_actions(&app).await;
@@ -131,9 +169,20 @@ async fn duplicate_signup_answers_like_a_new_one_and_changes_nothing() {
 async fn unknown_email_and_wrong_password_get_one_answer() {
     let app = TestApp::spawn().await;
     app.user("kay@example.com").await;
-    let wrong = app.send("POST", "/api/v1/auth/login", None, Some(json!({"email": "kay@example.com", "password": "wrong-password-123456"}))).await;
-    let unknown = app.send("POST", "/api/v1/auth/login", None, Some(json!({"email": "nobody@example.com", "password": PASSWORD}))).await;
-    let malformed = app.send("POST", "/api/v1/auth/login", None, Some(json!({"email": "not an email", "password": PASSWORD}))).await;
+    let wrong = app
+        .send(
+            "POST",
+            "/api/v1/auth/login",
+            None,
+            Some(json!({"email": "kay@example.com", "password": "wrong-password-123456"})),
+        )
+        .await;
+    let unknown = app
+        .send("POST", "/api/v1/auth/login", None, Some(json!({"email": "nobody@example.com", "password": PASSWORD})))
+        .await;
+    let malformed = app
+        .send("POST", "/api/v1/auth/login", None, Some(json!({"email": "not an email", "password": PASSWORD})))
+        .await;
     for answer in [&wrong, &unknown, &malformed] {
         answer.assert_problem(401, "invalid-credentials");
         assert!(answer.header("set-cookie").is_none());
@@ -149,10 +198,15 @@ async fn unknown_email_and_wrong_password_get_one_answer() {
 async fn login_sets_an_http_only_lax_cookie_and_csrf_guards_cookie_writes() {
     let app = TestApp::spawn().await;
     app.user("cookie@example.com").await;
-    let login = app.send("POST", "/api/v1/auth/login", None, Some(json!({"email": "cookie@example.com", "password": PASSWORD}))).await;
+    let login = app
+        .send("POST", "/api/v1/auth/login", None, Some(json!({"email": "cookie@example.com", "password": PASSWORD})))
+        .await;
     let cookies: Vec<&str> = login.headers.get_all("set-cookie").iter().map(|v| v.to_str().unwrap()).collect();
     let session = cookies.iter().find(|c| c.starts_with("palisade_session=")).expect("session cookie");
-    assert!(session.contains("HttpOnly") && session.contains("SameSite=Lax") && session.contains("Path=/"), "{session}");
+    assert!(
+        session.contains("HttpOnly") && session.contains("SameSite=Lax") && session.contains("Path=/"),
+        "{session}"
+    );
     assert!(!session.contains("Secure"), "no Secure flag without TLS: {session}");
     let csrf = cookies.iter().find(|c| c.starts_with("palisade_csrf=")).expect("csrf cookie");
     assert!(!csrf.contains("HttpOnly"));

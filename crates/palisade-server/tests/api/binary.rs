@@ -58,7 +58,11 @@ impl Server {
             if let Ok(Some(status)) = child.try_wait() {
                 panic!("palisade exited with {status}: {:?}", output.lock().unwrap());
             }
-            assert!(started.elapsed() < Duration::from_secs(90), "palisade did not start: {:?}", output.lock().unwrap());
+            assert!(
+                started.elapsed() < Duration::from_secs(90),
+                "palisade did not start: {:?}",
+                output.lock().unwrap()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -73,7 +77,8 @@ impl Server {
     }
 
     fn terminate(&mut self) -> std::process::ExitStatus {
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), nix::sys::signal::Signal::SIGTERM)
+            .unwrap();
         let started = Instant::now();
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
@@ -123,7 +128,13 @@ async fn serve_refuses_a_superuser_a_bypassrls_role_and_an_owner() {
 
     let admin = app.admin().await;
     let bypass = format!("bypass_{}", app.db.name);
-    admin.batch_execute(&format!("CREATE ROLE {bypass} LOGIN BYPASSRLS PASSWORD 'pw'; GRANT CONNECT ON DATABASE {} TO {bypass}", app.db.name)).await.unwrap();
+    admin
+        .batch_execute(&format!(
+            "CREATE ROLE {bypass} LOGIN BYPASSRLS PASSWORD 'pw'; GRANT CONNECT ON DATABASE {} TO {bypass}",
+            app.db.name
+        ))
+        .await
+        .unwrap();
     let stderr = refused(&app, &app.db.dsn(&bypass, "pw"));
     assert!(stderr.contains("has BYPASSRLS"), "{stderr}");
 
@@ -139,17 +150,40 @@ async fn serve_refuses_a_superuser_a_bypassrls_role_and_an_owner() {
 #[tokio::test]
 async fn passwords_and_tokens_never_reach_the_logs() {
     let app = TestApp::spawn().await;
-    let mut server = Server::start(&[("PALISADE_DATABASE_URL", &app.db.runtime_dsn()), ("PALISADE_LOG_LEVEL", "trace")]);
+    let mut server =
+        Server::start(&[("PALISADE_DATABASE_URL", &app.db.runtime_dsn()), ("PALISADE_LOG_LEVEL", "trace")]);
     let base = server.base_url.clone();
-    let (status, _) = call(&base, "POST", "/api/v1/auth/signup", None, Some(json!({"email": "log@example.com", "password": PASSWORD, "name": "Log"}))).await;
+    let (status, _) = call(
+        &base,
+        "POST",
+        "/api/v1/auth/signup",
+        None,
+        Some(json!({"email": "log@example.com", "password": PASSWORD, "name": "Log"})),
+    )
+    .await;
     assert_eq!(status, 202);
-    let (status, body) = call(&base, "POST", "/api/v1/auth/login", None, Some(json!({"email": "log@example.com", "password": PASSWORD}))).await;
+    let (status, body) = call(
+        &base,
+        "POST",
+        "/api/v1/auth/login",
+        None,
+        Some(json!({"email": "log@example.com", "password": PASSWORD})),
+    )
+    .await;
     assert_eq!(status, 200);
     let token = body["access_token"].as_str().unwrap().to_owned();
     // A token in a query string must not be logged either.
-    let (status, _) = call(&base, "GET", &format!("/api/v1/me?token={token}&password={PASSWORD}"), Some(&token), None).await;
+    let (status, _) =
+        call(&base, "GET", &format!("/api/v1/me?token={token}&password={PASSWORD}"), Some(&token), None).await;
     assert_eq!(status, 200);
-    let (status, _) = call(&base, "POST", "/api/v1/auth/login", None, Some(json!({"email": "log@example.com", "password": "wrong-but-secret-999"}))).await;
+    let (status, _) = call(
+        &base,
+        "POST",
+        "/api/v1/auth/login",
+        None,
+        Some(json!({"email": "log@example.com", "password": "wrong-but-secret-999"})),
+    )
+    .await;
     assert_eq!(status, 401);
     let (status, _) = call(&base, "POST", "/api/v1/auth/logout", Some(&token), None).await;
     assert_eq!(status, 204);
@@ -157,7 +191,9 @@ async fn passwords_and_tokens_never_reach_the_logs() {
     let logs = server.output();
     assert!(logs.contains("request finished") && logs.contains("/api/v1/auth/login"), "logs were captured: {logs}");
     for secret in [PASSWORD, token.as_str(), &token[4..], "wrong-but-secret-999", "log@example.com"] {
-        if let Some(line) = logs.lines().find(|l| l.contains(secret)) { panic!("{secret:?} leaked into the logs: {line}"); }
+        if let Some(line) = logs.lines().find(|l| l.contains(secret)) {
+            panic!("{secret:?} leaked into the logs: {line}");
+        }
     }
     assert!(!logs.contains("token="), "query strings are not logged");
     assert!(server.terminate().success());
@@ -172,8 +208,22 @@ async fn embedded_cluster_survives_kill_9_and_stops_cleanly_on_sigterm() {
 
     let mut first = Server::start(&envs);
     let base = first.base_url.clone();
-    call(&base, "POST", "/api/v1/auth/signup", None, Some(json!({"email": "crash@example.com", "password": PASSWORD, "name": "C"}))).await;
-    let (_, login) = call(&base, "POST", "/api/v1/auth/login", None, Some(json!({"email": "crash@example.com", "password": PASSWORD}))).await;
+    call(
+        &base,
+        "POST",
+        "/api/v1/auth/signup",
+        None,
+        Some(json!({"email": "crash@example.com", "password": PASSWORD, "name": "C"})),
+    )
+    .await;
+    let (_, login) = call(
+        &base,
+        "POST",
+        "/api/v1/auth/login",
+        None,
+        Some(json!({"email": "crash@example.com", "password": PASSWORD})),
+    )
+    .await;
     let token = login["access_token"].as_str().unwrap().to_owned();
     let (status, org) = call(&base, "POST", "/api/v1/orgs", Some(&token), Some(json!({"name": "Survivor"}))).await;
     assert_eq!(status, 201);
@@ -213,7 +263,12 @@ async fn config_check_redacts_secrets_and_controls_check_reports_json() {
     let check = command(&[("PALISADE_DATABASE_URL", &dsn)]).args(["controls", "check", "--json"]).output().unwrap();
     assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
     let results: Value = serde_json::from_slice(&check.stdout).unwrap();
-    let statuses: Vec<(&str, &str)> = results.as_array().unwrap().iter().map(|r| (r["id"].as_str().unwrap(), r["status"].as_str().unwrap())).collect();
+    let statuses: Vec<(&str, &str)> = results
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["id"].as_str().unwrap(), r["status"].as_str().unwrap()))
+        .collect();
     assert_eq!(statuses, [("T1", "PASS"), ("T2", "PASS"), ("P2", "SKIP")]);
 
     app.admin().await.batch_execute("ALTER TABLE palisade.orgs NO FORCE ROW LEVEL SECURITY").await.unwrap();
@@ -228,12 +283,27 @@ async fn admin_grant_makes_an_instance_admin_and_is_audited() {
     let app = TestApp::spawn().await;
     let token = app.user("root@example.com").await;
     let admin_dsn = app.db.admin_dsn();
-    let grant = command(&[("PALISADE_DATABASE_ADMIN_URL", &admin_dsn)]).args(["admin", "grant", "--email", "ROOT@example.com"]).output().unwrap();
+    let grant = command(&[("PALISADE_DATABASE_ADMIN_URL", &admin_dsn)])
+        .args(["admin", "grant", "--email", "ROOT@example.com"])
+        .output()
+        .unwrap();
     assert!(grant.status.success(), "{}", String::from_utf8_lossy(&grant.stderr));
     assert_eq!(app.get("/api/v1/me", Some(&token)).await.body["is_instance_admin"], true);
-    let events: i64 = app.admin().await.query_one("SELECT count(*) FROM palisade.audit_events WHERE action = 'user.admin_granted' AND actor_kind = 'system'", &[]).await.unwrap().get(0);
+    let events: i64 = app
+        .admin()
+        .await
+        .query_one(
+            "SELECT count(*) FROM palisade.audit_events WHERE action = 'user.admin_granted' AND actor_kind = 'system'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(events, 1);
-    let missing = command(&[("PALISADE_DATABASE_ADMIN_URL", &admin_dsn)]).args(["admin", "grant", "--email", "nobody@example.com"]).output().unwrap();
+    let missing = command(&[("PALISADE_DATABASE_ADMIN_URL", &admin_dsn)])
+        .args(["admin", "grant", "--email", "nobody@example.com"])
+        .output()
+        .unwrap();
     assert!(!missing.status.success());
     assert!(String::from_utf8_lossy(&missing.stderr).contains("sign up first"));
 }

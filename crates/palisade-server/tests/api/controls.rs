@@ -34,9 +34,15 @@ async fn a_healthy_install_passes_t1_t2_and_p2() {
 async fn t1_fails_when_rls_is_not_forced_disabled_or_without_policy() {
     let breakages = [
         ("ALTER TABLE palisade.orgs NO FORCE ROW LEVEL SECURITY", "orgs: row-level security is not forced"),
-        ("ALTER TABLE palisade.memberships DISABLE ROW LEVEL SECURITY", "memberships: row-level security is not enabled"),
+        (
+            "ALTER TABLE palisade.memberships DISABLE ROW LEVEL SECURITY",
+            "memberships: row-level security is not enabled",
+        ),
         ("DROP POLICY tenant_isolation ON palisade.audit_events", "audit_events: no policy"),
-        ("CREATE TABLE palisade.notes (tenant_id uuid, body text); GRANT SELECT ON palisade.notes TO palisade_app", "notes: row-level security is not enabled"),
+        (
+            "CREATE TABLE palisade.notes (tenant_id uuid, body text); GRANT SELECT ON palisade.notes TO palisade_app",
+            "notes: row-level security is not enabled",
+        ),
         ("CREATE TABLE palisade.stray (body text)", "stray has no tenant_id"),
     ];
     for (sql, expected) in breakages {

@@ -12,7 +12,9 @@ async fn unknown_routes_methods_and_oversize_bodies_are_problems() {
     let token = app.user("big@example.com").await;
     let before = app.snapshot().await;
     let huge = format!("{{\"name\": \"{}\"}}", "x".repeat(palisade_api::BODY_LIMIT + 1));
-    app.send_raw("POST", "/api/v1/orgs", Some(&token), "application/json", huge.into_bytes()).await.assert_problem(413, "payload-too-large");
+    app.send_raw("POST", "/api/v1/orgs", Some(&token), "application/json", huge.into_bytes())
+        .await
+        .assert_problem(413, "payload-too-large");
     assert_eq!(app.snapshot().await, before);
 }
 
@@ -23,7 +25,8 @@ async fn request_ids_are_echoed_or_generated_and_unsafe_ones_replaced() {
     assert_eq!(kept.headers()["x-request-id"], "abc-123.x");
     let generated = app.http.get(app.url("/healthz")).send().await.unwrap();
     assert!(generated.headers()["x-request-id"].to_str().unwrap().starts_with("req_"));
-    let replaced = app.http.get(app.url("/healthz")).header("x-request-id", "bad id\twith spaces").send().await.unwrap();
+    let replaced =
+        app.http.get(app.url("/healthz")).header("x-request-id", "bad id\twith spaces").send().await.unwrap();
     assert!(replaced.headers()["x-request-id"].to_str().unwrap().starts_with("req_"));
     let long = app.http.get(app.url("/healthz")).header("x-request-id", "a".repeat(200)).send().await.unwrap();
     assert!(long.headers()["x-request-id"].to_str().unwrap().starts_with("req_"));
@@ -35,7 +38,11 @@ async fn security_headers_are_on_every_response_errors_included() {
     for path in ["/healthz", "/api/v1/me", "/api/v1/nothing"] {
         let answer = app.get(path, None).await;
         assert_eq!(answer.header("x-content-type-options"), Some("nosniff"), "{path}");
-        assert_eq!(answer.header("content-security-policy"), Some("default-src 'none'; frame-ancestors 'none'"), "{path}");
+        assert_eq!(
+            answer.header("content-security-policy"),
+            Some("default-src 'none'; frame-ancestors 'none'"),
+            "{path}"
+        );
         assert_eq!(answer.header("cache-control"), Some("no-store"), "{path}");
         assert_eq!(answer.header("referrer-policy"), Some("no-referrer"), "{path}");
         assert_eq!(answer.header("x-frame-options"), Some("DENY"), "{path}");
@@ -49,7 +56,17 @@ async fn openapi_documents_every_route_and_problem_type_and_docs_are_served() {
     assert_eq!(doc.status, 200);
     assert!(doc.body["openapi"].as_str().unwrap().starts_with("3.1"));
     let paths = doc.body["paths"].as_object().unwrap();
-    for path in ["/api/v1/auth/signup", "/api/v1/auth/login", "/api/v1/auth/logout", "/api/v1/me", "/api/v1/orgs", "/api/v1/orgs/{org}", "/api/v1/orgs/{org}/members", "/healthz", "/readyz"] {
+    for path in [
+        "/api/v1/auth/signup",
+        "/api/v1/auth/login",
+        "/api/v1/auth/logout",
+        "/api/v1/me",
+        "/api/v1/orgs",
+        "/api/v1/orgs/{org}",
+        "/api/v1/orgs/{org}/members",
+        "/healthz",
+        "/readyz",
+    ] {
         assert!(paths.contains_key(path), "{path} missing from OpenAPI");
     }
     let description = doc.body["info"]["description"].as_str().unwrap();

@@ -46,15 +46,15 @@ async fn runtime_role_sees_only_the_entered_tenant_and_cannot_write_into_another
         .await
         .unwrap();
     for table in ["orgs", "memberships", "audit_events"] {
-        let sql = format!("SELECT count(*) FILTER (WHERE tenant_id = $1), count(*) FILTER (WHERE tenant_id <> $1) FROM palisade.{table}");
+        let sql = format!(
+            "SELECT count(*) FILTER (WHERE tenant_id = $1), count(*) FILTER (WHERE tenant_id <> $1) FROM palisade.{table}"
+        );
         let row = runtime.query_one(&sql, &[&uuid_of(&b_org)]).await.unwrap();
         assert_eq!(row.get::<_, i64>(0), 0, "{table}: B rows visible in A");
         assert!(row.get::<_, i64>(1) >= 1, "{table}: A rows visible in A");
     }
-    let err = runtime
-        .execute("UPDATE palisade.orgs SET name = 'x' WHERE tenant_id = $1", &[&uuid_of(&b_org)])
-        .await
-        .unwrap();
+    let err =
+        runtime.execute("UPDATE palisade.orgs SET name = 'x' WHERE tenant_id = $1", &[&uuid_of(&b_org)]).await.unwrap();
     assert_eq!(err, 0, "B's row is invisible to UPDATE");
     let insert = runtime
         .execute(
@@ -74,17 +74,35 @@ async fn enter_functions_raise_inside_postgres() {
     let runtime = app.runtime().await;
     let code = |r: Result<tokio_postgres::Row, tokio_postgres::Error>| r.unwrap_err().code().unwrap().code().to_owned();
     let a = uuid_of(&a_org);
-    assert_eq!(code(runtime.query_one("SELECT palisade.enter_tenant($1, now(), $2)", &[&proof("pss_forged"), &a]).await), "PA401");
-    assert_eq!(code(runtime.query_one("SELECT palisade.enter_tenant($1, now(), $2)", &[&proof(&b_token), &a]).await), "PA404");
-    assert_eq!(code(runtime.query_one("SELECT palisade.enter_session($1, now())", &[&proof("pss_forged")]).await), "PA401");
+    assert_eq!(
+        code(runtime.query_one("SELECT palisade.enter_tenant($1, now(), $2)", &[&proof("pss_forged"), &a]).await),
+        "PA401"
+    );
+    assert_eq!(
+        code(runtime.query_one("SELECT palisade.enter_tenant($1, now(), $2)", &[&proof(&b_token), &a]).await),
+        "PA404"
+    );
+    assert_eq!(
+        code(runtime.query_one("SELECT palisade.enter_session($1, now())", &[&proof("pss_forged")]).await),
+        "PA401"
+    );
     // A tenant id that exists can never be claimed as new.
-    assert_eq!(code(runtime.query_one("SELECT palisade.enter_new_tenant($1, now(), $2)", &[&proof(&b_token), &a]).await), "23505");
+    assert_eq!(
+        code(runtime.query_one("SELECT palisade.enter_new_tenant($1, now(), $2)", &[&proof(&b_token), &a]).await),
+        "23505"
+    );
     // The runtime role cannot touch the tenant registry or the audit log's history.
-    for sql in ["INSERT INTO palisade.tenants VALUES (gen_random_uuid(), now())", "UPDATE palisade.audit_events SET action = 'x.y'", "DELETE FROM palisade.audit_events", "UPDATE palisade.users SET is_instance_admin = true"] {
+    for sql in [
+        "INSERT INTO palisade.tenants VALUES (gen_random_uuid(), now())",
+        "UPDATE palisade.audit_events SET action = 'x.y'",
+        "DELETE FROM palisade.audit_events",
+        "UPDATE palisade.users SET is_instance_admin = true",
+    ] {
         let err = runtime.execute(sql, &[]).await.unwrap_err();
         assert_eq!(err.code().unwrap().code(), "42501", "{sql}");
     }
-    let role: String = runtime.query_one("SELECT palisade.enter_tenant($1, now(), $2)", &[&proof(&a_token), &a]).await.unwrap().get(0);
+    let role: String =
+        runtime.query_one("SELECT palisade.enter_tenant($1, now(), $2)", &[&proof(&a_token), &a]).await.unwrap().get(0);
     assert_eq!(role, "owner");
 }
 

@@ -30,7 +30,10 @@ async fn creating_an_org_makes_the_caller_owner_and_is_audited() {
         .await
         .unwrap();
     assert!(event.get::<_, bool>(0));
-    assert_eq!((event.get::<_, String>(1), event.get::<_, String>(2), event.get::<_, String>(3)), ("user".into(), "org".into(), "success".into()));
+    assert_eq!(
+        (event.get::<_, String>(1), event.get::<_, String>(2), event.get::<_, String>(3)),
+        ("user".into(), "org".into(), "success".into())
+    );
 }
 
 #[tokio::test]
@@ -38,12 +41,23 @@ async fn create_org_refuses_bad_input_and_missing_credentials_writing_nothing() 
     let app = TestApp::spawn().await;
     let token = app.user("someone@example.com").await;
     let before = app.snapshot().await;
-    for body in [json!({"name": ""}), json!({"name": "   "}), json!({"name": "x".repeat(101)}), json!({"name": 7}), json!({}), json!({"name": "A", "tenant_id": "x"})] {
+    for body in [
+        json!({"name": ""}),
+        json!({"name": "   "}),
+        json!({"name": "x".repeat(101)}),
+        json!({"name": 7}),
+        json!({}),
+        json!({"name": "A", "tenant_id": "x"}),
+    ] {
         app.send("POST", "/api/v1/orgs", Some(&token), Some(body)).await.assert_problem(422, "validation");
     }
-    app.send_raw("POST", "/api/v1/orgs", Some(&token), "application/json", b"{name: 1}".to_vec()).await.assert_problem(400, "invalid-json");
+    app.send_raw("POST", "/api/v1/orgs", Some(&token), "application/json", b"{name: 1}".to_vec())
+        .await
+        .assert_problem(400, "invalid-json");
     app.send("POST", "/api/v1/orgs", None, Some(json!({"name": "Acme"}))).await.assert_problem(401, "unauthenticated");
-    app.send("POST", "/api/v1/orgs", Some("pss_forged"), Some(json!({"name": "Acme"}))).await.assert_problem(401, "unauthenticated");
+    app.send("POST", "/api/v1/orgs", Some("pss_forged"), Some(json!({"name": "Acme"})))
+        .await
+        .assert_problem(401, "unauthenticated");
     assert_eq!(app.snapshot().await, before);
 }
 
@@ -84,7 +98,8 @@ async fn another_tenants_org_is_indistinguishable_from_no_org() {
     let patch = app.send("PATCH", &format!("/api/v1/orgs/{a_org}"), Some(&b), Some(json!({"name": "Pwned"}))).await;
     assert_eq!((patch.status, &patch.body), (404, &foreign.body));
     assert_eq!(app.snapshot().await, before, "nothing written, not even an audit event in A");
-    let name: String = app.admin().await.query_one("SELECT name FROM palisade.orgs WHERE name = 'Org A'", &[]).await.unwrap().get(0);
+    let name: String =
+        app.admin().await.query_one("SELECT name FROM palisade.orgs WHERE name = 'Org A'", &[]).await.unwrap().get(0);
     assert_eq!(name, "Org A");
 }
 
@@ -94,14 +109,17 @@ async fn get_and_members_need_credentials() {
     let (_, org) = app.owner_of("a@example.com", "Org A").await;
     app.get(&format!("/api/v1/orgs/{org}"), None).await.assert_problem(401, "unauthenticated");
     app.get(&format!("/api/v1/orgs/{org}/members"), None).await.assert_problem(401, "unauthenticated");
-    app.send("PATCH", &format!("/api/v1/orgs/{org}"), None, Some(json!({"name": "X"}))).await.assert_problem(401, "unauthenticated");
+    app.send("PATCH", &format!("/api/v1/orgs/{org}"), None, Some(json!({"name": "X"})))
+        .await
+        .assert_problem(401, "unauthenticated");
 }
 
 #[tokio::test]
 async fn owner_renames_and_the_change_is_audited() {
     let app = TestApp::spawn().await;
     let (token, org) = app.owner_of("a@example.com", "Org A").await;
-    let answer = app.send("PATCH", &format!("/api/v1/orgs/{org}"), Some(&token), Some(json!({"name": "Org Renamed"}))).await;
+    let answer =
+        app.send("PATCH", &format!("/api/v1/orgs/{org}"), Some(&token), Some(json!({"name": "Org Renamed"}))).await;
     assert_eq!(answer.status, 200, "{}", answer.text);
     assert_eq!(answer.body["name"], "Org Renamed");
     assert_ne!(answer.body["updated_at"], answer.body["created_at"]);
@@ -109,7 +127,10 @@ async fn owner_renames_and_the_change_is_audited() {
     let details: serde_json::Value = app
         .admin()
         .await
-        .query_one("SELECT details FROM palisade.audit_events WHERE action = 'org.updated' AND outcome = 'success'", &[])
+        .query_one(
+            "SELECT details FROM palisade.audit_events WHERE action = 'org.updated' AND outcome = 'success'",
+            &[],
+        )
         .await
         .unwrap()
         .get(0);
@@ -121,8 +142,12 @@ async fn update_refuses_bad_input_writing_nothing() {
     let app = TestApp::spawn().await;
     let (token, org) = app.owner_of("a@example.com", "Org A").await;
     let before = app.snapshot().await;
-    for body in [json!({}), json!({"name": ""}), json!({"name": null}), json!({"name": "ok", "plan": "enterprise"}), json!([1])] {
-        app.send("PATCH", &format!("/api/v1/orgs/{org}"), Some(&token), Some(body)).await.assert_problem(422, "validation");
+    for body in
+        [json!({}), json!({"name": ""}), json!({"name": null}), json!({"name": "ok", "plan": "enterprise"}), json!([1])]
+    {
+        app.send("PATCH", &format!("/api/v1/orgs/{org}"), Some(&token), Some(body))
+            .await
+            .assert_problem(422, "validation");
     }
     assert_eq!(app.snapshot().await, before);
     assert_eq!(app.get(&format!("/api/v1/orgs/{org}"), Some(&token)).await.body["name"], "Org A");
@@ -147,7 +172,9 @@ async fn roles_below_admin_cannot_update_and_the_attempt_is_audited() {
             .await
             .unwrap();
         assert_eq!(app.get(&format!("/api/v1/orgs/{org}"), Some(&member)).await.body["role"], role);
-        let answer = app.send("PATCH", &format!("/api/v1/orgs/{org}"), Some(&member), Some(json!({"name": format!("By {role}")}))).await;
+        let answer = app
+            .send("PATCH", &format!("/api/v1/orgs/{org}"), Some(&member), Some(json!({"name": format!("By {role}")})))
+            .await;
         assert_eq!(answer.status, expected, "{role}: {}", answer.text);
         if expected == 403 {
             answer.assert_problem(403, "forbidden");
@@ -156,7 +183,10 @@ async fn roles_below_admin_cannot_update_and_the_attempt_is_audited() {
     let name: String = admin.query_one("SELECT name FROM palisade.orgs", &[]).await.unwrap().get(0);
     assert_eq!(name, "By admin");
     let denied: i64 = admin
-        .query_one("SELECT count(*) FROM palisade.audit_events WHERE action = 'org.updated' AND outcome = 'denied'", &[])
+        .query_one(
+            "SELECT count(*) FROM palisade.audit_events WHERE action = 'org.updated' AND outcome = 'denied'",
+            &[],
+        )
         .await
         .unwrap()
         .get(0);
