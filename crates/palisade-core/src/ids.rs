@@ -111,6 +111,26 @@ typed_id!(
     /// An audit event.
     EventId, "evt"
 );
+typed_id!(
+    /// A record in an organization's collection.
+    RecordId, "rec"
+);
+typed_id!(
+    /// An API key.
+    ApiKeyId, "key"
+);
+typed_id!(
+    /// An invitation to join an organization.
+    InvitationId, "inv"
+);
+typed_id!(
+    /// A stored secret.
+    SecretId, "sec"
+);
+typed_id!(
+    /// A custom role.
+    RoleId, "rol"
+);
 
 #[cfg(test)]
 mod tests {
@@ -136,6 +156,26 @@ mod tests {
         assert!("org_8zzzzzzzzzzzzzzzzzzzzzzzzz".parse::<OrgId>().is_err());
         // A valid TypeID whose UUID is not version 7.
         assert!("org_00000000000000000000000000".parse::<OrgId>().is_err());
+    }
+
+    #[test]
+    fn every_kind_has_its_own_prefix() {
+        let uuid = Uuid::parse_str("01890a5d-ac96-774b-bcce-b302099a8057").unwrap();
+        let texts = [
+            OrgId::from_uuid(uuid).to_string(),
+            UserId::from_uuid(uuid).to_string(),
+            SessionId::from_uuid(uuid).to_string(),
+            EventId::from_uuid(uuid).to_string(),
+            RecordId::from_uuid(uuid).to_string(),
+            ApiKeyId::from_uuid(uuid).to_string(),
+            InvitationId::from_uuid(uuid).to_string(),
+            SecretId::from_uuid(uuid).to_string(),
+            RoleId::from_uuid(uuid).to_string(),
+        ];
+        let prefixes: Vec<&str> = texts.iter().map(|t| t.split('_').next().unwrap()).collect();
+        assert_eq!(prefixes, ["org", "usr", "ses", "evt", "rec", "key", "inv", "sec", "rol"]);
+        assert!(texts[4].parse::<OrgId>().is_err(), "a record id is not an org id");
+        assert_eq!(texts[4].parse::<RecordId>().unwrap().as_uuid(), uuid);
     }
 
     #[test]

@@ -6,7 +6,7 @@ pub mod role;
 pub mod values;
 
 pub use clock::{Clock, ManualClock, Randomness, SystemClock, SystemRandomness};
-pub use ids::{EventId, IdParseError, OrgId, SessionId, UserId};
+pub use ids::{ApiKeyId, EventId, IdParseError, InvitationId, OrgId, RecordId, RoleId, SecretId, SessionId, UserId};
 pub use role::OrgRole;
 pub use values::{Email, OrgName, Password, PersonName, ValidationError};
 pub mod session;

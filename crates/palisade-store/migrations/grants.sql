@@ -6,7 +6,11 @@ GRANT USAGE ON SCHEMA palisade TO {role};
 GRANT SELECT ON palisade.schema_migrations TO {role};
 GRANT SELECT, INSERT ON palisade.users TO {role};
 GRANT UPDATE (name, password_hash, updated_at) ON palisade.users TO {role};
-GRANT SELECT, INSERT ON palisade.sessions TO {role};
+-- Token hashes are readable only by enter_session (SECURITY DEFINER): a compromised runtime
+-- connection cannot lift another user's session proof.
+GRANT INSERT ON palisade.sessions TO {role};
+GRANT SELECT (id, user_id, created_at, last_seen_at, expires_at, idle_timeout, revoked_at, ip, user_agent)
+    ON palisade.sessions TO {role};
 GRANT UPDATE (revoked_at) ON palisade.sessions TO {role};
 GRANT SELECT, INSERT ON palisade.orgs TO {role};
 GRANT UPDATE (name, updated_at) ON palisade.orgs TO {role};

@@ -307,3 +307,75 @@ async fn admin_grant_makes_an_instance_admin_and_is_audited() {
     assert!(!missing.status.success());
     assert!(String::from_utf8_lossy(&missing.stderr).contains("sign up first"));
 }
+
+#[tokio::test]
+async fn migrate_builds_an_empty_external_database_and_serve_runs_as_the_new_role() {
+    let app = TestApp::spawn().await;
+    // An empty database next to the test's own, as an operator would provide.
+    let empty = format!("{}_ext", app.db.name);
+    let role = format!("app_{}", app.db.name);
+    app.admin().await.batch_execute(&format!("CREATE DATABASE {empty}")).await.unwrap();
+    let swap_db = |dsn: String| dsn.replace(&format!("dbname={}", app.db.name), &format!("dbname={empty}"));
+    let admin_dsn = swap_db(app.db.admin_dsn());
+    let runtime_dsn = swap_db(app.db.dsn(&role, "runtime-secret-for-test"));
+    let envs = [
+        ("PALISADE_DATABASE_ADMIN_URL", admin_dsn.as_str()),
+        ("PALISADE_DATABASE_URL", runtime_dsn.as_str()),
+        ("PALISADE_RUNTIME_ROLE", role.as_str()),
+    ];
+
+    // serve before migrate: the role does not exist yet, so it cannot even connect.
+    let early = command(&[("PALISADE_DATABASE_URL", runtime_dsn.as_str())])
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert!(!early.status.success());
+
+    let migrate = command(&envs).arg("migrate").output().unwrap();
+    let out = String::from_utf8_lossy(&migrate.stdout);
+    assert!(migrate.status.success(), "{out}{}", String::from_utf8_lossy(&migrate.stderr));
+    assert!(out.contains("Applied 1 migration(s)") && out.contains(&format!("runtime role {role} created")), "{out}");
+    let again = command(&envs).arg("migrate").output().unwrap();
+    assert!(String::from_utf8_lossy(&again.stdout).contains("Applied 0 migration(s) (1 already current)"));
+
+    let server = Server::start(&[("PALISADE_DATABASE_URL", runtime_dsn.as_str())]);
+    let (status, _) = call(&server.base_url, "GET", "/readyz", None, None).await;
+    assert_eq!(status, 200, "{}", server.output());
+    let (status, _) = call(
+        &server.base_url,
+        "POST",
+        "/api/v1/auth/signup",
+        None,
+        Some(json!({"email": "ext@example.com", "password": PASSWORD, "name": "E"})),
+    )
+    .await;
+    assert_eq!(status, 202);
+}
+
+#[tokio::test]
+async fn configuration_comes_from_a_toml_file_then_the_environment_then_flags() {
+    let dir = std::env::temp_dir().join(format!("palisade-config-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("palisade.toml");
+    std::fs::write(&file, "listen = \"127.0.0.1:9001\"\nsession_idle_minutes = 15\nruntime_role = \"from_file\"\n")
+        .unwrap();
+    let path = file.to_str().unwrap();
+    let out = command(&[("PALISADE_CONFIG", path), ("PALISADE_RUNTIME_ROLE", "from_env")])
+        .args(["config", "check"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("listen = \"127.0.0.1:9001\""), "{text}");
+    assert!(text.contains("session_idle_minutes = 15"), "{text}");
+    assert!(text.contains("runtime_role = \"from_env\""), "environment wins over the file: {text}");
+    let flagged = command(&[("PALISADE_CONFIG", path)])
+        .args(["--data-dir", "/srv/palisade", "config", "check"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&flagged.stdout).contains("data_dir = \"/srv/palisade\""));
+    std::fs::write(&file, "no_such_key = 1\n").unwrap();
+    let bad = command(&[("PALISADE_CONFIG", path)]).args(["config", "check"]).output().unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("no_such_key"), "{}", String::from_utf8_lossy(&bad.stderr));
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -91,8 +91,9 @@ async fn enter_functions_raise_inside_postgres() {
         code(runtime.query_one("SELECT palisade.enter_new_tenant($1, now(), $2)", &[&proof(&b_token), &a]).await),
         "23505"
     );
-    // The runtime role cannot touch the tenant registry or the audit log's history.
+    // The runtime role cannot read session proofs, touch the tenant registry or rewrite the audit log.
     for sql in [
+        "SELECT token_hash FROM palisade.sessions",
         "INSERT INTO palisade.tenants VALUES (gen_random_uuid(), now())",
         "UPDATE palisade.audit_events SET action = 'x.y'",
         "DELETE FROM palisade.audit_events",
