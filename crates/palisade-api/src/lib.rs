@@ -7,6 +7,7 @@ pub mod openapi;
 pub mod problem;
 pub mod request_id;
 pub mod routes;
+pub mod throttle;
 
 use std::time::Duration;
 
@@ -27,6 +28,8 @@ pub struct ApiState {
     pub app: App,
     /// Mark cookies Secure (the public URL is https).
     pub secure_cookies: bool,
+    /// Per-IP throttle on sign-up and sign-in; `None` when rate limits are off.
+    pub auth_throttle: Option<throttle::AuthThrottle>,
 }
 
 /// Request bodies larger than this are refused with 413.
@@ -35,9 +38,12 @@ pub const BODY_LIMIT: usize = 1024 * 1024;
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub fn router(state: ApiState) -> Router {
-    let api = Router::new()
+    let credential_routes = Router::new()
         .route("/api/v1/auth/signup", post(routes::auth::signup))
         .route("/api/v1/auth/login", post(routes::auth::login))
+        .route_layer(axum::middleware::from_fn_with_state(state.auth_throttle.clone(), throttle::middleware));
+    let api = Router::new()
+        .merge(credential_routes)
         .route("/api/v1/auth/logout", post(routes::auth::logout))
         .route("/api/v1/me", get(routes::me::me))
         .route("/api/v1/orgs", post(routes::orgs::create).get(routes::orgs::list))

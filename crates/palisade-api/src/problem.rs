@@ -42,6 +42,12 @@ pub const CATALOG: &[(&str, u16, &str, &str)] = &[
     ("request-timeout", 408, "Request timeout", "The request took too long."),
     ("conflict", 409, "Conflict", "The change conflicts with the current state."),
     ("payload-too-large", 413, "Payload too large", "The body exceeds the size limit."),
+    (
+        "rate-limited",
+        429,
+        "Too many requests",
+        "A rate limit was reached. Retry after the number of seconds in Retry-After.",
+    ),
     ("unsupported-media-type", 415, "Unsupported media type", "Send the body as application/json."),
     (
         "validation",
@@ -116,7 +122,7 @@ impl Problem {
 impl IntoResponse for Problem {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let retry = self.status == 503;
+        let retry = self.status == 503 || self.status == 429;
         let unauthenticated = self.status == 401;
         let mut response = (status, Json(self)).into_response();
         let headers = response.headers_mut();

@@ -67,42 +67,28 @@ impl App {
         Ok(())
     }
 
-    /// Checks the password and opens a session. Unknown email and wrong password are one answer,
-    /// reached after the same work.
+    /// Checks the password and opens a session. Unknown email, wrong password and locked account
+    /// are one answer, reached after the same work (one argon2id verification).
     pub async fn log_in(&self, input: LoginInput, meta: &RequestMeta) -> Result<LoginOutput, AppError> {
         // A malformed email cannot belong to an account; treat it exactly like an unknown one.
         let email = Email::parse(&input.email).ok();
-        let credentials = match &email {
+        let (reserved, known_user) = match &email {
             Some(email) => {
                 let mut tx = Tx::anonymous();
-                let step = users::find_credentials(&mut tx, email);
-                tx.run(&self.db).await?.get(step)?
+                let (reserved, id) = users::reserve_login(&mut tx, email, self.clock.now(), self.policy.lockout);
+                let mut results = tx.run(&self.db).await?;
+                (results.get(reserved)?, results.get(id)?)
             }
-            None => None,
+            None => (None, None),
         };
-        let verified =
-            self.hasher.verify(&input.password, credentials.as_ref().map(|c| c.password_hash.as_str())).await?;
+        let verified = self.hasher.verify(&input.password, reserved.as_ref().map(|c| c.password_hash.as_str())).await?;
+        let credentials = match reserved {
+            Some(credentials) if verified => credentials,
+            reserved => return Err(self.record_failed_login(known_user, reserved, meta).await),
+        };
         let now = self.clock.now();
         let mut tx = Tx::<Anonymous>::anonymous();
-        let Some(credentials) = credentials.filter(|_| verified) else {
-            audit::record(
-                &mut tx,
-                NewEvent {
-                    id: EventId::new(&*self.clock, &*self.random),
-                    org: None,
-                    at: now,
-                    actor: Actor::None,
-                    action: "user.login_failed",
-                    target_kind: None,
-                    target_id: None,
-                    outcome: Outcome::Failure,
-                    details: json!({}),
-                    meta,
-                },
-            );
-            tx.run(&self.db).await?;
-            return Err(AppError::InvalidCredentials);
-        };
+        users::clear_failures(&mut tx, credentials.user_id);
         let token = SessionToken::mint(&*self.random);
         let session_id = SessionId::new(&*self.clock, &*self.random);
         users::create_session(
@@ -139,6 +125,62 @@ impl App {
             expires_in: self.policy.session_lifetime.whole_seconds(),
             user_id: credentials.user_id,
         })
+    }
+
+    /// Records a refused sign-in (and the lock, if this attempt set it). Returns the one answer
+    /// every refusal gets, unless the record itself cannot be written.
+    async fn record_failed_login(
+        &self,
+        known_user: Option<UserId>,
+        reserved: Option<users::Credentials>,
+        meta: &RequestMeta,
+    ) -> AppError {
+        let now = self.clock.now();
+        let reason = match (&known_user, &reserved) {
+            (None, _) => "unknown_account",
+            (Some(_), None) => "locked",
+            (Some(_), Some(_)) => "wrong_password",
+        };
+        let mut tx = Tx::<Anonymous>::anonymous();
+        audit::record(
+            &mut tx,
+            NewEvent {
+                id: EventId::new(&*self.clock, &*self.random),
+                org: None,
+                at: now,
+                actor: Actor::None,
+                action: "user.login_failed",
+                target_kind: known_user.map(|_| "user"),
+                target_id: known_user.map(|u| u.as_uuid()),
+                outcome: Outcome::Failure,
+                details: json!({ "reason": reason }),
+                meta,
+            },
+        );
+        if let Some(locked) = reserved.filter(|c| c.locks_now) {
+            audit::record(
+                &mut tx,
+                NewEvent {
+                    id: EventId::new(&*self.clock, &*self.random),
+                    org: None,
+                    at: now,
+                    actor: Actor::None,
+                    action: "user.locked",
+                    target_kind: Some("user"),
+                    target_id: Some(locked.user_id.as_uuid()),
+                    outcome: Outcome::Success,
+                    details: json!({
+                        "failed_attempts": self.policy.lockout.threshold,
+                        "locked_for_seconds": self.policy.lockout.duration.whole_seconds(),
+                    }),
+                    meta,
+                },
+            );
+        }
+        match tx.run(&self.db).await {
+            Ok(_) => AppError::InvalidCredentials,
+            Err(err) => err.into(),
+        }
     }
 
     /// Ends the presented session.

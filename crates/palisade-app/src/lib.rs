@@ -16,7 +16,7 @@ pub use error::AppError;
 pub use orgs::OrgPatch;
 pub use palisade_store::repo::audit::RequestMeta;
 pub use palisade_store::repo::orgs::{Member, Org};
-pub use palisade_store::repo::users::Me;
+pub use palisade_store::repo::users::{Lockout, Me};
 
 /// Instance-wide settings the use cases need.
 #[derive(Debug, Clone)]
@@ -25,11 +25,17 @@ pub struct Policy {
     pub session_lifetime: time::Duration,
     /// A session unused for this long stops working.
     pub session_idle_timeout: time::Duration,
+    /// Consecutive failed sign-ins that lock an account, and for how long.
+    pub lockout: Lockout,
 }
 
 impl Default for Policy {
     fn default() -> Self {
-        Self { session_lifetime: time::Duration::hours(12), session_idle_timeout: time::Duration::minutes(30) }
+        Self {
+            session_lifetime: time::Duration::hours(12),
+            session_idle_timeout: time::Duration::minutes(30),
+            lockout: Lockout { threshold: 6, duration: time::Duration::minutes(15) },
+        }
     }
 }
 

@@ -35,6 +35,8 @@ pub struct PasswordHasher {
     /// A hash of a random password, verified when the account does not exist, so an unknown
     /// email costs the same as a wrong password.
     dummy_hash: Arc<str>,
+    /// Verifications against real accounts' hashes (not the dummy), for tests and metrics.
+    real_verifications: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl PasswordHasher {
@@ -52,6 +54,7 @@ impl PasswordHasher {
             waiting: Arc::new(AtomicUsize::new(0)),
             max_waiting,
             dummy_hash: dummy_hash.into(),
+            real_verifications: Arc::default(),
         }
     }
 
@@ -75,6 +78,11 @@ impl PasswordHasher {
         .map_err(|e| HashError::Internal(e.to_string()))?
     }
 
+    /// How many verifications ran against real accounts' hashes since start.
+    pub fn real_verifications(&self) -> u64 {
+        self.real_verifications.load(Ordering::SeqCst)
+    }
+
     /// Hashes a new password into a PHC string.
     pub async fn hash(&self, password: &Password) -> Result<String, HashError> {
         let secret = SecretString::from(password.expose().to_owned());
@@ -92,6 +100,9 @@ impl PasswordHasher {
     /// account, doing the same work either way. Returns false for no account.
     pub async fn verify(&self, candidate: &SecretString, stored: Option<&str>) -> Result<bool, HashError> {
         let real = stored.is_some();
+        if real {
+            self.real_verifications.fetch_add(1, Ordering::SeqCst);
+        }
         let hash: String = stored.map(str::to_owned).unwrap_or_else(|| self.dummy_hash.to_string());
         let candidate = candidate.clone();
         let matches = self

@@ -16,6 +16,14 @@ pub enum LogFormat {
     Pretty,
 }
 
+/// `PALISADE_RATE_LIMITS=on|off`: off is for tests and benchmarks that are not about limits.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Switch {
+    On,
+    Off,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
@@ -43,6 +51,14 @@ pub struct Config {
     pub hash_queue: usize,
     /// Extra `name=value` settings for the embedded PostgreSQL.
     pub embedded_postgres_settings: Vec<String>,
+    /// Consecutive failed sign-ins (password or second factor) that lock an account.
+    pub lockout_threshold: i32,
+    /// How long a locked account stays locked; it unlocks by itself afterwards.
+    pub lockout_minutes: i64,
+    /// Rate limits, including the per-IP throttle on authentication routes. Never the lockout.
+    pub rate_limits: Switch,
+    /// Sign-up and sign-in requests per minute from one client address.
+    pub auth_per_ip_per_minute: u32,
 }
 
 impl Default for Config {
@@ -62,12 +78,16 @@ impl Default for Config {
             hash_workers: None,
             hash_queue: 256,
             embedded_postgres_settings: Vec::new(),
+            lockout_threshold: 6,
+            lockout_minutes: 15,
+            rate_limits: Switch::On,
+            auth_per_ip_per_minute: 20,
         }
     }
 }
 
 /// Environment variables under the PALISADE_ prefix that are not config keys.
-const NON_CONFIG_ENV: &[&str] = &["config", "pg_bin_dir", "rate_limits", "redis_url"];
+const NON_CONFIG_ENV: &[&str] = &["config", "pg_bin_dir", "redis_url"];
 
 /// Flags given on the command line; they win over everything else.
 #[derive(Debug, Default, Clone)]
@@ -128,6 +148,10 @@ impl Config {
             format!("hash_workers = {}", self.hash_workers()),
             format!("hash_queue = {}", self.hash_queue),
             format!("embedded_postgres_settings = {:?}", self.embedded_postgres_settings),
+            format!("lockout_threshold = {}", self.lockout_threshold),
+            format!("lockout_minutes = {}", self.lockout_minutes),
+            format!("rate_limits = \"{}\"", if self.rate_limits == Switch::On { "on" } else { "off" }),
+            format!("auth_per_ip_per_minute = {}", self.auth_per_ip_per_minute),
         ]
         .join("\n")
     }

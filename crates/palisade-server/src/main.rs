@@ -62,6 +62,11 @@ enum AdminCommand {
         #[arg(long)]
         email: String,
     },
+    /// Unlock an account locked by failed sign-ins, before the lock runs out.
+    Unlock {
+        #[arg(long)]
+        email: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -120,7 +125,8 @@ async fn run(command: Command, config: Config) -> Result<ExitCode> {
     match command {
         Command::Serve { .. } => serve::run(config).await.map(|()| ExitCode::SUCCESS),
         Command::Migrate => database::migrate_command(&config).await.map(|()| ExitCode::SUCCESS),
-        Command::Admin { command: AdminCommand::Grant { email } } => admin_grant(&config, &email).await,
+        Command::Admin { command: AdminCommand::Grant { email } } => admin(&config, &email, AdminAction::Grant).await,
+        Command::Admin { command: AdminCommand::Unlock { email } } => admin(&config, &email, AdminAction::Unlock).await,
         Command::Controls { command: ControlsCommand::Check { json, url } } => controls_check(&config, json, url).await,
         Command::Config { command: ConfigCommand::Check } => {
             println!("{}", config.describe());
@@ -129,19 +135,31 @@ async fn run(command: Command, config: Config) -> Result<ExitCode> {
     }
 }
 
-async fn admin_grant(config: &Config, email: &str) -> Result<ExitCode> {
+#[derive(Clone, Copy)]
+enum AdminAction {
+    Grant,
+    Unlock,
+}
+
+async fn admin(config: &Config, email: &str, action: AdminAction) -> Result<ExitCode> {
     let email = palisade_core::Email::parse(email).map_err(|e| anyhow::anyhow!("--email {}", e.message))?;
     let mut connections = database::open(config).await?;
     let admin =
-        connections.admin.clone().context("set PALISADE_DATABASE_ADMIN_URL: granting needs the admin connection")?;
+        connections.admin.clone().context("set PALISADE_DATABASE_ADMIN_URL: this needs the admin connection")?;
     let client = database::connect(&admin).await?;
-    let outcome = palisade_store::repo::users::grant_instance_admin(&client, &email).await;
+    let outcome = match action {
+        AdminAction::Grant => palisade_store::repo::users::grant_instance_admin(&client, &email).await,
+        AdminAction::Unlock => palisade_store::repo::users::unlock(&client, &email).await,
+    };
     if let Some(cluster) = connections.cluster.as_mut() {
         cluster.stop()?;
     }
     match outcome {
         Ok(user) => {
-            println!("{user} is now an instance administrator.");
+            match action {
+                AdminAction::Grant => println!("{user} is now an instance administrator."),
+                AdminAction::Unlock => println!("{user} is unlocked and may sign in again."),
+            }
             Ok(ExitCode::SUCCESS)
         }
         Err(palisade_store::StoreError::NotFound) => {

@@ -6,12 +6,13 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use palisade_api::ApiState;
-use palisade_app::{App, Policy};
+use palisade_api::throttle::AuthThrottle;
+use palisade_app::{App, Lockout, Policy};
 use palisade_auth::PasswordHasher;
 use palisade_core::{Clock, Randomness, SystemClock, SystemRandomness};
 use palisade_store::{Db, catalog};
 
-use crate::config::Config;
+use crate::config::{Config, Switch};
 use crate::database;
 
 /// Builds the use-case layer over a runtime pool.
@@ -24,6 +25,10 @@ pub fn build_app(config: &Config, db: Db, clock: Arc<dyn Clock>, random: Arc<dyn
         policy: Policy {
             session_lifetime: time::Duration::minutes(config.session_lifetime_minutes),
             session_idle_timeout: time::Duration::minutes(config.session_idle_minutes),
+            lockout: Lockout {
+                threshold: config.lockout_threshold.max(1),
+                duration: time::Duration::minutes(config.lockout_minutes.max(1)),
+            },
         },
     }
 }
@@ -53,7 +58,11 @@ pub async fn run(config: Config) -> Result<()> {
     if let Err(err) = app.readiness().await {
         bail!("the database is not ready: {err}. Run `palisade migrate` first.");
     }
-    let state = ApiState { app, secure_cookies: config.public_url().starts_with("https://") };
+    let state = ApiState {
+        app,
+        secure_cookies: config.public_url().starts_with("https://"),
+        auth_throttle: auth_throttle(&config),
+    };
     let router = palisade_api::router(state);
     let listener = tokio::net::TcpListener::bind(config.listen).await.with_context(|| {
         format!("cannot listen on {}: is another server using it? Choose another with --listen", config.listen)
@@ -74,6 +83,24 @@ pub async fn run(config: Config) -> Result<()> {
         tokio::task::block_in_place(|| cluster.stop())?;
     }
     Ok(())
+}
+
+/// The per-IP authentication throttle, unless rate limits are off (then a warning says so).
+pub fn auth_throttle(config: &Config) -> Option<AuthThrottle> {
+    if config.rate_limits == Switch::Off {
+        tracing::warn!("rate limits are OFF (PALISADE_RATE_LIMITS=off): only for tests and benchmarks");
+        return None;
+    }
+    let throttle = AuthThrottle::per_minute(config.auth_per_ip_per_minute);
+    let sweeper = throttle.clone();
+    tokio::spawn(async move {
+        let mut every_minute = tokio::time::interval(std::time::Duration::from_secs(60));
+        loop {
+            every_minute.tick().await;
+            sweeper.forget_idle();
+        }
+    });
+    Some(throttle)
 }
 
 async fn shutdown_signal() {

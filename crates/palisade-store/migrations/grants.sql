@@ -5,7 +5,7 @@ REVOKE ALL ON ALL FUNCTIONS IN SCHEMA palisade FROM PUBLIC;
 GRANT USAGE ON SCHEMA palisade TO {role};
 GRANT SELECT ON palisade.schema_migrations TO {role};
 GRANT SELECT, INSERT ON palisade.users TO {role};
-GRANT UPDATE (name, password_hash, updated_at) ON palisade.users TO {role};
+GRANT UPDATE (name, password_hash, updated_at, failed_logins, locked_until) ON palisade.users TO {role};
 -- Token hashes are readable only by enter_session (SECURITY DEFINER): a compromised runtime
 -- connection cannot lift another user's session proof.
 GRANT INSERT ON palisade.sessions TO {role};

@@ -15,8 +15,10 @@ struct Migration {
     sql: &'static str,
 }
 
-const MIGRATIONS: &[Migration] =
-    &[Migration { version: 1, name: "foundation", sql: include_str!("../migrations/0001_foundation.sql") }];
+const MIGRATIONS: &[Migration] = &[
+    Migration { version: 1, name: "foundation", sql: include_str!("../migrations/0001_foundation.sql") },
+    Migration { version: 2, name: "lockout", sql: include_str!("../migrations/0002_lockout.sql") },
+];
 
 const GRANTS: &str = include_str!("../migrations/grants.sql");
 

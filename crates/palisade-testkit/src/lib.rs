@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use palisade_api::ApiState;
 use palisade_core::{ManualClock, SystemRandomness};
-use palisade_server::config::Config;
+use palisade_server::config::{Config, Switch};
 use palisade_store::Db;
 use serde_json::{Value, json};
 
@@ -26,6 +26,8 @@ pub struct TestApp {
     pub http: reqwest::Client,
     pub clock: Arc<ManualClock>,
     pub db: TestDb,
+    /// The server's password hasher, to count real verifications.
+    pub hasher: palisade_auth::PasswordHasher,
 }
 
 /// An answer, read whole.
@@ -55,13 +57,19 @@ impl Answer {
 
 impl TestApp {
     pub async fn spawn() -> Self {
+        Self::spawn_with(Config { hash_workers: Some(2), rate_limits: Switch::Off, ..Config::default() }).await
+    }
+
+    /// A server with a configuration of the test's choosing.
+    pub async fn spawn_with(config: Config) -> Self {
         let db = fresh_database().await;
-        let config = Config { hash_workers: Some(2), ..Config::default() };
         let pool = Db::connect(db.runtime_config(), 8).expect("pool");
         palisade_server::serve::refuse_unsafe_role(&pool).await.expect("runtime role is safe");
         let clock = Arc::new(ManualClock::ticking(time::OffsetDateTime::now_utc(), time::Duration::milliseconds(1)));
         let app = palisade_server::serve::build_app(&config, pool, clock.clone(), Arc::new(SystemRandomness));
-        let router = palisade_api::router(ApiState { app, secure_cookies: false });
+        let hasher = app.hasher.clone();
+        let auth_throttle = palisade_server::serve::auth_throttle(&config);
+        let router = palisade_api::router(ApiState { app, secure_cookies: false, auth_throttle });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         tokio::spawn(async move {
@@ -72,7 +80,7 @@ impl TestApp {
             .user_agent("palisade-testkit")
             .build()
             .expect("client");
-        Self { base_url: format!("http://{addr}"), addr, http, clock, db }
+        Self { base_url: format!("http://{addr}"), addr, http, clock, db, hasher }
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -334,9 +334,20 @@ async fn migrate_builds_an_empty_external_database_and_serve_runs_as_the_new_rol
     let migrate = command(&envs).arg("migrate").output().unwrap();
     let out = String::from_utf8_lossy(&migrate.stdout);
     assert!(migrate.status.success(), "{out}{}", String::from_utf8_lossy(&migrate.stderr));
-    assert!(out.contains("Applied 1 migration(s)") && out.contains(&format!("runtime role {role} created")), "{out}");
+    assert!(
+        out.contains(&format!("Applied {} migration(s)", palisade_store::migrate::latest_version()))
+            && out.contains(&format!("runtime role {role} created")),
+        "{out}"
+    );
     let again = command(&envs).arg("migrate").output().unwrap();
-    assert!(String::from_utf8_lossy(&again.stdout).contains("Applied 0 migration(s) (1 already current)"));
+    let again = String::from_utf8_lossy(&again.stdout);
+    assert!(
+        again.contains(&format!(
+            "Applied 0 migration(s) ({} already current)",
+            palisade_store::migrate::latest_version()
+        )),
+        "{again}"
+    );
 
     let server = Server::start(&[("PALISADE_DATABASE_URL", runtime_dsn.as_str())]);
     let (status, _) = call(&server.base_url, "GET", "/readyz", None, None).await;

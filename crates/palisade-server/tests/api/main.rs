@@ -6,4 +6,5 @@ mod binary;
 mod controls;
 mod errors;
 mod isolation;
+mod lockout;
 mod orgs;

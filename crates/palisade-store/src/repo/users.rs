@@ -14,17 +14,65 @@ use crate::repo::{audit, exactly_one, ignore, one_row_touched};
 pub struct Credentials {
     pub user_id: UserId,
     pub password_hash: String,
+    /// This attempt is the one that locked the account (it is still checked; success unlocks).
+    pub locks_now: bool,
 }
 
-const FIND_CREDENTIALS: &str = "SELECT id, password_hash FROM palisade.users WHERE email = $1";
+/// Lockout rules, from the instance configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct Lockout {
+    pub threshold: i32,
+    pub duration: Duration,
+}
 
-pub fn find_credentials(tx: &mut Tx<Anonymous>, email: &Email) -> Step<Option<Credentials>> {
-    tx.push(FIND_CREDENTIALS, vec![Box::new(email.as_str().to_owned())], |rows| {
-        Ok(rows
-            .into_iter()
-            .next()
-            .map(|row| Credentials { user_id: UserId::from_uuid(row.get(0)), password_hash: row.get(1) }))
-    })
+/// Reserves one password check for the account, atomically: the row lock serializes concurrent
+/// sign-ins, each reservation counts as a failure until a success resets it, and once `threshold`
+/// reservations are out the account is locked until `locked_until`. A locked or unknown account
+/// yields no row, so the caller checks the dummy hash and answers as for a wrong password.
+const RESERVE_LOGIN: &str = "UPDATE palisade.users u SET \
+        failed_logins = (CASE WHEN u.locked_until <= $2 THEN 0 ELSE u.failed_logins END) + 1, \
+        locked_until = CASE WHEN (CASE WHEN u.locked_until <= $2 THEN 0 ELSE u.failed_logins END) + 1 >= $3 \
+                            THEN $2 + make_interval(secs => $4) END \
+    WHERE u.email = $1 AND (u.locked_until IS NULL OR u.locked_until <= $2) \
+    RETURNING u.id, u.password_hash, u.locked_until IS NOT NULL";
+
+const FIND_USER_ID: &str = "SELECT id FROM palisade.users WHERE email = $1";
+
+/// Adds the reservation and a plain lookup of the account id (for the audit trail when the
+/// account is locked) to the transaction.
+pub fn reserve_login(
+    tx: &mut Tx<Anonymous>,
+    email: &Email,
+    now: OffsetDateTime,
+    rules: Lockout,
+) -> (Step<Option<Credentials>>, Step<Option<UserId>>) {
+    let reserved = tx.push(
+        RESERVE_LOGIN,
+        vec![
+            Box::new(email.as_str().to_owned()),
+            Box::new(now),
+            Box::new(rules.threshold),
+            Box::new(rules.duration.as_seconds_f64()),
+        ],
+        |rows| {
+            Ok(rows.into_iter().next().map(|row| Credentials {
+                user_id: UserId::from_uuid(row.get(0)),
+                password_hash: row.get(1),
+                locks_now: row.get(2),
+            }))
+        },
+    );
+    let id = tx.push(FIND_USER_ID, vec![Box::new(email.as_str().to_owned())], |rows| {
+        Ok(rows.into_iter().next().map(|row| UserId::from_uuid(row.get(0))))
+    });
+    (reserved, id)
+}
+
+const CLEAR_FAILURES: &str = "UPDATE palisade.users SET failed_logins = 0, locked_until = NULL WHERE id = $1";
+
+/// A successful sign-in ends the run of failures (and any lock it had just set).
+pub fn clear_failures<S>(tx: &mut Tx<S>, user: UserId) -> Step<()> {
+    tx.push(CLEAR_FAILURES, vec![Box::new(user.as_uuid())], ignore)
 }
 
 /// Creates the account unless the email is taken, and records `user.signup` either way, in one
@@ -134,6 +182,23 @@ pub fn me(tx: &mut Tx<Authenticated>) -> Step<Me> {
             created_at: row.get(4),
         })
     })
+}
+
+/// Unlocks an account early (instance administration, over the admin connection), audited.
+pub async fn unlock(admin: &tokio_postgres::Client, email: &Email) -> Result<UserId, StoreError> {
+    let rows = admin
+        .query(
+            "WITH unlocked AS ( \
+                 UPDATE palisade.users SET failed_logins = 0, locked_until = NULL WHERE email = $1 RETURNING id), \
+             audit AS ( \
+                 INSERT INTO palisade.audit_events (id, tenant_id, occurred_at, actor_kind, action, target_kind, target_id, outcome, details) \
+                 SELECT $2, NULL, now(), 'system', 'user.unlocked', 'user', u.id, 'success', '{\"via\": \"cli\"}' FROM unlocked u) \
+             SELECT id FROM unlocked",
+            &[&email.as_str(), &uuid::Uuid::now_v7()],
+        )
+        .await
+        .map_err(StoreError::from_pg)?;
+    rows.first().map(|row| UserId::from_uuid(row.get(0))).ok_or(StoreError::NotFound)
 }
 
 /// Instance administration runs over the admin connection, never through the API. The grant
