@@ -93,6 +93,33 @@ impl<S: Send + Sync> FromRequestParts<S> for OrgPath {
     }
 }
 
+/// One typed id from the path (e.g. a session id), with the same 404-on-garbage rule.
+pub struct IdPath<T>(pub T);
+
+impl<S: Send + Sync, T: std::str::FromStr + Send> FromRequestParts<S> for IdPath<T> {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let not_found = || Problem::new("not-found", "No such resource.");
+        let Path(raw): Path<String> = Path::from_request_parts(parts, state).await.map_err(|_| not_found())?;
+        raw.parse().map(IdPath).map_err(|_| not_found())
+    }
+}
+
+/// An organization and one of its members from the path (`/orgs/{org}/members/{user}/…`).
+pub struct OrgMemberPath(pub OrgId, pub palisade_core::UserId);
+
+impl<S: Send + Sync> FromRequestParts<S> for OrgMemberPath {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let not_found = || Problem::new("not-found", "No such resource.");
+        let Path((org, user)): Path<(String, String)> =
+            Path::from_request_parts(parts, state).await.map_err(|_| not_found())?;
+        Ok(OrgMemberPath(org.parse().map_err(|_| not_found())?, user.parse().map_err(|_| not_found())?))
+    }
+}
+
 /// Where the request came from, for the audit log.
 pub struct Meta(pub RequestMeta);
 

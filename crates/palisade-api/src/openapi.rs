@@ -10,11 +10,11 @@ use crate::routes::{Items, auth, me, orgs, system};
 #[openapi(
     info(title = "Palisade API", description = "Multi-tenant platform server for B2B work products."),
     paths(
-        auth::signup, auth::login, auth::logout, me::me,
-        orgs::create, orgs::list, orgs::get, orgs::update, orgs::members,
+        auth::signup, auth::login, auth::logout, me::me, me::sessions, me::revoke_session, me::revoke_other_sessions,
+        orgs::create, orgs::list, orgs::get, orgs::update, orgs::members, orgs::revoke_member_sessions,
         system::healthz, system::readyz, system::problem_type,
     ),
-    components(schemas(Problem, FieldError, Items<orgs::OrgResponse>, Items<orgs::MemberResponse>)),
+    components(schemas(Problem, FieldError, Items<orgs::OrgResponse>, Items<orgs::MemberResponse>, Items<me::SessionResponse>)),
     modifiers(&SecuritySchemes, &ProblemTypes),
     tags(
         (name = "auth", description = "Sign-up, sign-in, sign-out"),

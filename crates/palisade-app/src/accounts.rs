@@ -3,8 +3,9 @@
 use palisade_auth::{SessionToken, check_strength};
 use palisade_core::{Email, EventId, Password, PersonName, SessionId, SessionTokenHash, UserId, ValidationError};
 use palisade_store::repo::audit::{self, Actor, NewEvent, Outcome, RequestMeta};
+use palisade_store::repo::sessions::{self, SessionInfo};
 use palisade_store::repo::users::{self, Me, NewSession, NewUser};
-use palisade_store::{Anonymous, Tx};
+use palisade_store::{Anonymous, Authenticated, Tx};
 use secrecy::SecretString;
 use serde_json::json;
 
@@ -205,6 +206,63 @@ impl App {
         );
         tx.run(&self.db).await?;
         Ok(())
+    }
+
+    /// The caller's active sessions, the current one marked.
+    pub async fn list_sessions(&self, proof: &SessionTokenHash) -> Result<Vec<SessionInfo>, AppError> {
+        let now = self.clock.now();
+        let mut tx = Tx::session(proof, now);
+        let list = sessions::list_mine(&mut tx, now);
+        Ok(tx.run(&self.db).await?.get(list)?)
+    }
+
+    /// Revokes one of the caller's sessions (another user's id is "not found").
+    pub async fn revoke_session(
+        &self,
+        proof: &SessionTokenHash,
+        id: SessionId,
+        meta: &RequestMeta,
+    ) -> Result<(), AppError> {
+        let now = self.clock.now();
+        let mut tx = Tx::session(proof, now);
+        sessions::revoke_mine(&mut tx, id, now);
+        self.personal_event(&mut tx, "user.session_revoked", Some(("session", id.as_uuid())), json!({}), meta);
+        tx.run(&self.db).await?;
+        Ok(())
+    }
+
+    /// "Sign out everywhere else": revokes every other session of the caller; returns how many.
+    pub async fn revoke_other_sessions(&self, proof: &SessionTokenHash, meta: &RequestMeta) -> Result<i64, AppError> {
+        let now = self.clock.now();
+        let mut tx = Tx::session(proof, now);
+        let count = sessions::revoke_others(&mut tx, now);
+        self.personal_event(&mut tx, "user.sessions_revoked", None, json!({"scope": "all_other"}), meta);
+        Ok(tx.run(&self.db).await?.get(count)?)
+    }
+
+    fn personal_event(
+        &self,
+        tx: &mut Tx<Authenticated>,
+        action: &'static str,
+        target: Option<(&'static str, uuid::Uuid)>,
+        details: serde_json::Value,
+        meta: &RequestMeta,
+    ) {
+        audit::record(
+            tx,
+            NewEvent {
+                id: EventId::new(&*self.clock, &*self.random),
+                org: None,
+                at: self.clock.now(),
+                actor: Actor::SessionUser,
+                action,
+                target_kind: target.map(|t| t.0),
+                target_id: target.map(|t| t.1),
+                outcome: Outcome::Success,
+                details,
+                meta,
+            },
+        );
     }
 
     pub async fn me(&self, proof: &SessionTokenHash) -> Result<Me, AppError> {

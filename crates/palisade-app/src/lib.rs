@@ -16,6 +16,7 @@ pub use error::AppError;
 pub use orgs::OrgPatch;
 pub use palisade_store::repo::audit::RequestMeta;
 pub use palisade_store::repo::orgs::{Member, Org};
+pub use palisade_store::repo::sessions::SessionInfo;
 pub use palisade_store::repo::users::{Lockout, Me};
 
 /// Instance-wide settings the use cases need.

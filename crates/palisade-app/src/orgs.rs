@@ -1,9 +1,10 @@
 //! Organizations (tenants) and their members.
 
-use palisade_core::{EventId, OrgId, OrgName, OrgRole, SessionTokenHash};
+use palisade_core::{EventId, OrgId, OrgName, OrgRole, SessionTokenHash, UserId, ValidationError};
 use palisade_store::Tx;
 use palisade_store::repo::audit::{self, Actor, NewEvent, Outcome, RequestMeta};
 use palisade_store::repo::orgs::{self, Member, Org};
+use palisade_store::repo::sessions;
 use serde_json::json;
 
 use crate::{App, AppError};
@@ -12,7 +13,12 @@ use crate::{App, AppError};
 #[derive(Debug, Default)]
 pub struct OrgPatch {
     pub name: Option<String>,
+    /// `Some(None)` returns to the instance default.
+    pub session_idle_minutes: Option<Option<i64>>,
 }
+
+/// Allowed range of an organization's inactivity timeout, in minutes (5 minutes to 24 hours).
+pub const IDLE_MINUTES: std::ops::RangeInclusive<i64> = 5..=1440;
 
 /// Roles allowed to change organization settings, from the permission matrix in core.
 fn roles_that_update_orgs() -> Vec<&'static str> {
@@ -80,27 +86,92 @@ impl App {
         patch: OrgPatch,
         meta: &RequestMeta,
     ) -> Result<Org, AppError> {
-        let Some(raw_name) = patch.name else {
-            return Err(AppError::Validation(vec![palisade_core::ValidationError::new(
-                "",
-                "give at least one field to change: name",
-            )]));
+        if patch.name.is_none() && patch.session_idle_minutes.is_none() {
+            return Err(
+                ValidationError::new("", "give at least one field to change: name, session_idle_minutes").into()
+            );
+        }
+        let name = patch.name.as_deref().map(OrgName::parse).transpose()?;
+        let idle = match patch.session_idle_minutes {
+            Some(Some(minutes)) if !IDLE_MINUTES.contains(&minutes) => {
+                return Err(ValidationError::new(
+                    "session_idle_minutes",
+                    "must be 5 to 1440 minutes, or null for the default",
+                )
+                .into());
+            }
+            Some(minutes) => Some(minutes.map(|m| m as i32)),
+            None => None,
         };
-        let name = OrgName::parse(&raw_name)?;
+        let mut changed = Vec::new();
+        if name.is_some() {
+            changed.push("name");
+        }
+        if idle.is_some() {
+            changed.push("session_idle_minutes");
+        }
         let now = self.clock.now();
         let mut tx = Tx::tenant(proof, now, id);
         tx.require_role(&roles_that_update_orgs());
-        let updated = orgs::rename(&mut tx, id, &name, now);
-        audit::record(&mut tx, self.event(id, "org.updated", Outcome::Success, json!({"changed": ["name"]}), meta));
+        let updated =
+            orgs::update(&mut tx, id, &orgs::OrgChange { name: name.as_ref(), session_idle_minutes: idle }, now);
+        if name.is_some() {
+            audit::record(&mut tx, self.event(id, "org.updated", Outcome::Success, json!({"changed": ["name"]}), meta));
+        }
+        if let Some(minutes) = idle {
+            audit::record(
+                &mut tx,
+                self.event(id, "settings.changed", Outcome::Success, json!({"session_idle_minutes": minutes}), meta),
+            );
+        }
         match tx.run(&self.db).await {
             Ok(mut results) => Ok(results.get(updated)?),
             Err(palisade_store::StoreError::Forbidden) => {
-                let mut tx = Tx::tenant(proof, self.clock.now(), id);
-                audit::record(
-                    &mut tx,
-                    self.event(id, "org.updated", Outcome::Denied, json!({"changed": ["name"]}), meta),
-                );
-                tx.run(&self.db).await?;
+                self.record_denied(proof, id, "org.updated", json!({"changed": changed}), meta).await?;
+                Err(AppError::Forbidden)
+            }
+            Err(other) => Err(other.into()),
+        }
+    }
+
+    /// Writes the audit event of a refused action, in a transaction of its own (the refused one
+    /// was rolled back).
+    async fn record_denied(
+        &self,
+        proof: &SessionTokenHash,
+        id: OrgId,
+        action: &'static str,
+        details: serde_json::Value,
+        meta: &RequestMeta,
+    ) -> Result<(), AppError> {
+        let mut tx = Tx::tenant(proof, self.clock.now(), id);
+        audit::record(&mut tx, self.event(id, action, Outcome::Denied, details, meta));
+        tx.run(&self.db).await?;
+        Ok(())
+    }
+
+    /// Ends a member's current sessions for this organization (owner or admin; only an owner may
+    /// do it to an owner). The member's sessions keep working for their other organizations.
+    pub async fn revoke_member_sessions(
+        &self,
+        proof: &SessionTokenHash,
+        id: OrgId,
+        member: UserId,
+        meta: &RequestMeta,
+    ) -> Result<(), AppError> {
+        let now = self.clock.now();
+        let mut tx = Tx::tenant(proof, now, id);
+        tx.require_role(&roles_that_update_orgs());
+        sessions::cut_off_member(&mut tx, id, member, now);
+        let mut event = self.event(id, "user.sessions_revoked", Outcome::Success, json!({"scope": "org"}), meta);
+        event.target_kind = Some("user");
+        event.target_id = Some(member.as_uuid());
+        audit::record(&mut tx, event);
+        match tx.run(&self.db).await {
+            Ok(_) => Ok(()),
+            Err(palisade_store::StoreError::Forbidden) => {
+                self.record_denied(proof, id, "user.sessions_revoked", json!({"target": member.to_string()}), meta)
+                    .await?;
                 Err(AppError::Forbidden)
             }
             Err(other) => Err(other.into()),

@@ -13,9 +13,9 @@ GRANT SELECT (id, user_id, created_at, last_seen_at, expires_at, idle_timeout, r
     ON palisade.sessions TO {role};
 GRANT UPDATE (revoked_at) ON palisade.sessions TO {role};
 GRANT SELECT, INSERT ON palisade.orgs TO {role};
-GRANT UPDATE (name, updated_at) ON palisade.orgs TO {role};
+GRANT UPDATE (name, updated_at, session_idle_timeout) ON palisade.orgs TO {role};
 GRANT SELECT, INSERT, DELETE ON palisade.memberships TO {role};
-GRANT UPDATE (role) ON palisade.memberships TO {role};
+GRANT UPDATE (role, sessions_not_before) ON palisade.memberships TO {role};
 -- The audit log is append-only for the server: no UPDATE, no DELETE.
 GRANT SELECT, INSERT ON palisade.audit_events TO {role};
 GRANT EXECUTE ON FUNCTION palisade.current_user_id() TO {role};
@@ -24,3 +24,5 @@ GRANT EXECUTE ON FUNCTION palisade.enter_session(bytea, timestamptz) TO {role};
 GRANT EXECUTE ON FUNCTION palisade.enter_tenant(bytea, timestamptz, uuid) TO {role};
 GRANT EXECUTE ON FUNCTION palisade.enter_new_tenant(bytea, timestamptz, uuid) TO {role};
 GRANT EXECUTE ON FUNCTION palisade.require_role(text[]) TO {role};
+GRANT EXECUTE ON FUNCTION palisade.require_outranks(uuid) TO {role};
+GRANT EXECUTE ON FUNCTION palisade.require_found(bigint) TO {role};

@@ -18,6 +18,7 @@ struct Migration {
 const MIGRATIONS: &[Migration] = &[
     Migration { version: 1, name: "foundation", sql: include_str!("../migrations/0001_foundation.sql") },
     Migration { version: 2, name: "lockout", sql: include_str!("../migrations/0002_lockout.sql") },
+    Migration { version: 3, name: "sessions", sql: include_str!("../migrations/0003_sessions.sql") },
 ];
 
 const GRANTS: &str = include_str!("../migrations/grants.sql");

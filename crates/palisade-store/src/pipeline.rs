@@ -35,7 +35,9 @@ struct PendingStep {
     params: Vec<Param>,
 }
 
-/// A handle to the result of one step, decoded after the transaction committed.
+/// A handle to the result of one step, decoded after the transaction committed. Decoding cannot
+/// undo the commit: a check that must stop a write belongs in the SQL (a function that raises).
+#[must_use = "a step's result is decoded only through Results::get"]
 pub struct Step<T> {
     index: usize,
     decode: Decoder<T>,
@@ -109,6 +111,12 @@ impl<S> Tx<S> {
     fn push_raw(&mut self, sql: &'static str, params: Vec<Param>) -> usize {
         self.steps.push(PendingStep { sql, params });
         self.steps.len() - 1
+    }
+
+    /// Adds a write whose result nobody reads. Any check it needs must raise inside the SQL,
+    /// which aborts the transaction (see `palisade.require_found`).
+    pub(crate) fn push_write(&mut self, sql: &'static str, params: Vec<Param>) {
+        self.push_raw(sql, params);
     }
 
     /// Adds a statement; its rows are decoded by `decode` after commit.

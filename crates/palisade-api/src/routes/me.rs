@@ -2,14 +2,16 @@
 
 use axum::Json;
 use axum::extract::State;
-use palisade_core::UserId;
+use axum::http::StatusCode;
+use palisade_app::SessionInfo;
+use palisade_core::{SessionId, UserId};
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::ApiState;
-use crate::extract::Caller;
+use crate::extract::{Caller, IdPath, Meta};
 use crate::problem::{ApiResult, Problem};
-use crate::routes::rfc3339;
+use crate::routes::{Items, rfc3339};
 
 #[derive(Serialize, ToSchema)]
 pub struct MeResponse {
@@ -36,4 +38,112 @@ pub async fn me(State(state): State<ApiState>, caller: Caller) -> ApiResult<Json
         is_instance_admin: me.is_instance_admin,
         created_at: rfc3339(me.created_at),
     }))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SessionResponse {
+    #[schema(value_type = String, example = "ses_01h455vb4pex5vsknk084sn02q")]
+    pub id: SessionId,
+    /// A label derived from the user agent, e.g. "Firefox on Linux".
+    pub device: String,
+    pub ip: Option<String>,
+    pub created_at: String,
+    pub last_seen_at: String,
+    /// This is the session making the request.
+    pub current: bool,
+}
+
+/// A short, human label for a user agent string. Cosmetic only: it decides nothing.
+pub fn device_label(user_agent: Option<&str>) -> String {
+    let Some(ua) = user_agent else { return "Unknown device".into() };
+    let browser = [
+        ("Edg/", "Edge"),
+        ("OPR/", "Opera"),
+        ("Firefox/", "Firefox"),
+        ("Chrome/", "Chrome"),
+        ("Safari/", "Safari"),
+        ("curl/", "curl"),
+    ]
+    .iter()
+    .find(|(marker, _)| ua.contains(marker))
+    .map(|(_, name)| *name);
+    let os = [
+        ("Android", "Android"),
+        ("iPhone", "iOS"),
+        ("iPad", "iPadOS"),
+        ("Windows", "Windows"),
+        ("Mac OS X", "macOS"),
+        ("Linux", "Linux"),
+    ]
+    .iter()
+    .find(|(marker, _)| ua.contains(marker))
+    .map(|(_, name)| *name);
+    match (browser, os) {
+        (Some(b), Some(o)) => format!("{b} on {o}"),
+        (Some(b), None) => b.into(),
+        (None, Some(o)) => format!("Browser on {o}"),
+        (None, None) => ua.chars().take(40).collect(),
+    }
+}
+
+impl From<SessionInfo> for SessionResponse {
+    fn from(s: SessionInfo) -> Self {
+        Self {
+            id: s.id,
+            device: device_label(s.user_agent.as_deref()),
+            ip: s.ip.map(|ip| ip.to_string()),
+            created_at: rfc3339(s.created_at),
+            last_seen_at: rfc3339(s.last_seen_at),
+            current: s.current,
+        }
+    }
+}
+
+#[utoipa::path(get, path = "/api/v1/me/sessions", tag = "account",
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 200, description = "The caller's active sessions", body = Items<SessionResponse>),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn sessions(State(state): State<ApiState>, caller: Caller) -> ApiResult<Json<Items<SessionResponse>>> {
+    let list = state.app.list_sessions(&caller.proof).await?;
+    Ok(Json(Items { items: list.into_iter().map(SessionResponse::from).collect() }))
+}
+
+#[utoipa::path(delete, path = "/api/v1/me/sessions/{session}", tag = "account",
+    params(("session" = String, Path, description = "Session id (ses_…)")),
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 204, description = "Revoked; it stops working on its next request"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Not one of the caller's active sessions", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn revoke_session(
+    State(state): State<ApiState>,
+    caller: Caller,
+    IdPath(id): IdPath<SessionId>,
+    Meta(meta): Meta,
+) -> ApiResult<StatusCode> {
+    state.app.revoke_session(&caller.proof, id, &meta).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct RevokedCount {
+    pub revoked: i64,
+}
+
+#[utoipa::path(post, path = "/api/v1/me/sessions/revoke-others", tag = "account",
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 200, description = "Every other session of the caller is revoked", body = RevokedCount),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn revoke_other_sessions(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Meta(meta): Meta,
+) -> ApiResult<Json<RevokedCount>> {
+    let revoked = state.app.revoke_other_sessions(&caller.proof, &meta).await?;
+    Ok(Json(RevokedCount { revoked }))
 }

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::ApiState;
-use crate::extract::{ApiJson, Caller, Meta, OrgPath};
+use crate::extract::{ApiJson, Caller, Meta, OrgMemberPath, OrgPath};
 use crate::problem::{ApiResult, Problem};
 use crate::routes::{Items, rfc3339};
 
@@ -24,6 +24,8 @@ pub struct OrgResponse {
     pub role: Option<OrgRole>,
     pub created_at: String,
     pub updated_at: String,
+    /// Inactivity timeout for this organization in minutes; null = the instance default.
+    pub session_idle_minutes: Option<i64>,
 }
 
 impl From<Org> for OrgResponse {
@@ -34,6 +36,7 @@ impl From<Org> for OrgResponse {
             role: org.my_role,
             created_at: rfc3339(org.created_at),
             updated_at: rfc3339(org.updated_at),
+            session_idle_minutes: org.session_idle_minutes,
         }
     }
 }
@@ -90,10 +93,19 @@ pub async fn get(State(state): State<ApiState>, caller: Caller, OrgPath(org): Or
     Ok(Json(state.app.get_org(&caller.proof, org).await?.into()))
 }
 
+/// Distinguishes an absent field (`None`) from an explicit null (`Some(None)`).
+fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
+
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateOrgRequest {
     pub name: Option<String>,
+    /// 5 to 1440 minutes of inactivity before a session stops working here; null = default.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<i64>, minimum = 5, maximum = 1440)]
+    pub session_idle_minutes: Option<Option<i64>>,
 }
 
 #[utoipa::path(patch, path = "/api/v1/orgs/{org}", tag = "orgs", request_body = UpdateOrgRequest,
@@ -113,7 +125,8 @@ pub async fn update(
     Meta(meta): Meta,
     ApiJson(body): ApiJson<UpdateOrgRequest>,
 ) -> ApiResult<Json<OrgResponse>> {
-    let updated = state.app.update_org(&caller.proof, org, OrgPatch { name: body.name }, &meta).await?;
+    let patch = OrgPatch { name: body.name, session_idle_minutes: body.session_idle_minutes };
+    let updated = state.app.update_org(&caller.proof, org, patch, &meta).await?;
     Ok(Json(updated.into()))
 }
 
@@ -149,4 +162,23 @@ pub async fn members(
 ) -> ApiResult<Json<Items<MemberResponse>>> {
     let members = state.app.list_members(&caller.proof, org).await?;
     Ok(Json(Items { items: members.into_iter().map(MemberResponse::from).collect() }))
+}
+
+#[utoipa::path(post, path = "/api/v1/orgs/{org}/members/{user}/revoke-sessions", tag = "orgs",
+    params(("org" = String, Path, description = "Organization id (org_…)"), ("user" = String, Path, description = "Member's user id (usr_…)")),
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 204, description = "The member's current sessions no longer open this organization"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not owner/admin, or the member is an owner and the caller is not", body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn revoke_member_sessions(
+    State(state): State<ApiState>,
+    caller: Caller,
+    OrgMemberPath(org, user): OrgMemberPath,
+    Meta(meta): Meta,
+) -> ApiResult<StatusCode> {
+    state.app.revoke_member_sessions(&caller.proof, org, user, &meta).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

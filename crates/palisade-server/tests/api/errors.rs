@@ -64,6 +64,10 @@ async fn openapi_documents_every_route_and_problem_type_and_docs_are_served() {
         "/api/v1/orgs",
         "/api/v1/orgs/{org}",
         "/api/v1/orgs/{org}/members",
+        "/api/v1/orgs/{org}/members/{user}/revoke-sessions",
+        "/api/v1/me/sessions",
+        "/api/v1/me/sessions/{session}",
+        "/api/v1/me/sessions/revoke-others",
         "/healthz",
         "/readyz",
     ] {

@@ -8,3 +8,4 @@ mod errors;
 mod isolation;
 mod lockout;
 mod orgs;
+mod sessions;

@@ -7,8 +7,7 @@ use serde_json::Value;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::pipeline::{Step, Tx};
-use crate::repo::ignore;
+use crate::pipeline::Tx;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -66,14 +65,14 @@ const INSERT: &str = "INSERT INTO palisade.audit_events \
 
 /// Adds the event to the transaction. If it cannot be written, the whole transaction fails:
 /// an action whose audit event is lost does not happen.
-pub fn record<S>(tx: &mut Tx<S>, event: NewEvent<'_>) -> Step<()> {
+pub fn record<S>(tx: &mut Tx<S>, event: NewEvent<'_>) {
     let (has_actor, actor_id) = match event.actor {
         Actor::None => (false, None),
         Actor::User(id) => (true, Some(id)),
         Actor::SessionUser => (true, None),
     };
     let user_agent = event.meta.user_agent.as_ref().map(|ua| ua.chars().take(512).collect::<String>());
-    tx.push(
+    tx.push_write(
         INSERT,
         vec![
             Box::new(event.id.as_uuid()),
@@ -90,6 +89,5 @@ pub fn record<S>(tx: &mut Tx<S>, event: NewEvent<'_>) -> Step<()> {
             Box::new(event.outcome.as_str()),
             Box::new(event.details),
         ],
-        ignore,
     )
 }

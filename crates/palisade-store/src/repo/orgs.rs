@@ -6,7 +6,7 @@ use time::OffsetDateTime;
 use tokio_postgres::Row;
 
 use crate::pipeline::{Authenticated, Step, Tenant, Tx};
-use crate::repo::{exactly_one, ignore};
+use crate::repo::exactly_one;
 
 pub struct Org {
     pub id: OrgId,
@@ -15,6 +15,8 @@ pub struct Org {
     pub updated_at: OffsetDateTime,
     /// The caller's role in this organization.
     pub my_role: Option<OrgRole>,
+    /// Inactivity timeout for this organization; `None` = the instance default.
+    pub session_idle_minutes: Option<i64>,
 }
 
 fn org_from_row(row: &Row) -> Org {
@@ -24,6 +26,7 @@ fn org_from_row(row: &Row) -> Org {
         created_at: row.get(2),
         updated_at: row.get(3),
         my_role: OrgRole::from_db(row.get(4)),
+        session_idle_minutes: row.get::<_, Option<f64>>(5).map(|secs| (secs / 60.0).round() as i64),
     }
 }
 
@@ -32,28 +35,49 @@ const INSERT_OWNER: &str = "INSERT INTO palisade.memberships (tenant_id, user_id
     VALUES ($1, palisade.current_user_id(), 'owner', $2)";
 
 /// Creates the organization and makes the session's user its owner.
-pub fn create(tx: &mut Tx<Tenant>, id: OrgId, name: &OrgName, at: OffsetDateTime) -> Step<()> {
-    tx.push(INSERT_ORG, vec![Box::new(id.as_uuid()), Box::new(name.as_str().to_owned()), Box::new(at)], ignore);
-    tx.push(INSERT_OWNER, vec![Box::new(id.as_uuid()), Box::new(at)], ignore)
+pub fn create(tx: &mut Tx<Tenant>, id: OrgId, name: &OrgName, at: OffsetDateTime) {
+    tx.push_write(INSERT_ORG, vec![Box::new(id.as_uuid()), Box::new(name.as_str().to_owned()), Box::new(at)]);
+    tx.push_write(INSERT_OWNER, vec![Box::new(id.as_uuid()), Box::new(at)]);
 }
 
-const GET: &str = "SELECT tenant_id, name, created_at, updated_at, current_setting('app.role', true) \
-    FROM palisade.orgs WHERE tenant_id = $1";
+const COLUMNS: &str = "tenant_id, name, created_at, updated_at, current_setting('app.role', true), \
+    extract(epoch FROM session_idle_timeout)::float8";
+const GET: &str = const_format::concatcp!("SELECT ", COLUMNS, " FROM palisade.orgs WHERE tenant_id = $1");
 
 pub fn get(tx: &mut Tx<Tenant>, id: OrgId) -> Step<Org> {
     tx.push(GET, vec![Box::new(id.as_uuid())], |rows| Ok(org_from_row(&exactly_one(rows)?)))
 }
 
-const RENAME: &str = "UPDATE palisade.orgs SET name = $2, updated_at = $3 WHERE tenant_id = $1 \
-    RETURNING tenant_id, name, created_at, updated_at, current_setting('app.role', true)";
-
-pub fn rename(tx: &mut Tx<Tenant>, id: OrgId, name: &OrgName, at: OffsetDateTime) -> Step<Org> {
-    tx.push(RENAME, vec![Box::new(id.as_uuid()), Box::new(name.as_str().to_owned()), Box::new(at)], |rows| {
-        Ok(org_from_row(&exactly_one(rows)?))
-    })
+/// A change of settings; `None` leaves a setting as it is.
+pub struct OrgChange<'a> {
+    pub name: Option<&'a OrgName>,
+    /// `Some(None)` goes back to the instance default.
+    pub session_idle_minutes: Option<Option<i32>>,
 }
 
-const LIST_MINE: &str = "SELECT o.tenant_id, o.name, o.created_at, o.updated_at, m.role \
+const UPDATE: &str = const_format::concatcp!(
+    "UPDATE palisade.orgs SET name = coalesce($2, name), \
+        session_idle_timeout = CASE WHEN $3 THEN make_interval(mins => $4) ELSE session_idle_timeout END, \
+        updated_at = $5 WHERE tenant_id = $1 RETURNING ",
+    COLUMNS
+);
+
+pub fn update(tx: &mut Tx<Tenant>, id: OrgId, change: &OrgChange<'_>, at: OffsetDateTime) -> Step<Org> {
+    tx.push(
+        UPDATE,
+        vec![
+            Box::new(id.as_uuid()),
+            Box::new(change.name.map(|n| n.as_str().to_owned())),
+            Box::new(change.session_idle_minutes.is_some()),
+            Box::new(change.session_idle_minutes.flatten()),
+            Box::new(at),
+        ],
+        |rows| Ok(org_from_row(&exactly_one(rows)?)),
+    )
+}
+
+const LIST_MINE: &str = "SELECT o.tenant_id, o.name, o.created_at, o.updated_at, m.role, \
+    extract(epoch FROM o.session_idle_timeout)::float8 \
     FROM palisade.memberships m JOIN palisade.orgs o ON o.tenant_id = m.tenant_id \
     WHERE m.user_id = palisade.current_user_id() ORDER BY o.created_at, o.tenant_id LIMIT 1000";
 

@@ -8,7 +8,7 @@ use tokio_postgres::Row;
 
 use crate::StoreError;
 use crate::pipeline::{Anonymous, Authenticated, Step, Tx};
-use crate::repo::{audit, exactly_one, ignore, one_row_touched};
+use crate::repo::{audit, exactly_one};
 
 /// What sign-in needs to check a password.
 pub struct Credentials {
@@ -71,8 +71,8 @@ pub fn reserve_login(
 const CLEAR_FAILURES: &str = "UPDATE palisade.users SET failed_logins = 0, locked_until = NULL WHERE id = $1";
 
 /// A successful sign-in ends the run of failures (and any lock it had just set).
-pub fn clear_failures<S>(tx: &mut Tx<S>, user: UserId) -> Step<()> {
-    tx.push(CLEAR_FAILURES, vec![Box::new(user.as_uuid())], ignore)
+pub fn clear_failures<S>(tx: &mut Tx<S>, user: UserId) {
+    tx.push_write(CLEAR_FAILURES, vec![Box::new(user.as_uuid())]);
 }
 
 /// Creates the account unless the email is taken, and records `user.signup` either way, in one
@@ -135,8 +135,8 @@ const INSERT_SESSION: &str = "INSERT INTO palisade.sessions \
     (id, user_id, token_hash, created_at, last_seen_at, expires_at, idle_timeout, ip, user_agent) \
     VALUES ($1, $2, $3, $4, $4, $5, make_interval(secs => $6), $7, $8)";
 
-pub fn create_session(tx: &mut Tx<Anonymous>, session: NewSession) -> Step<()> {
-    tx.push(
+pub fn create_session(tx: &mut Tx<Anonymous>, session: NewSession) {
+    tx.push_write(
         INSERT_SESSION,
         vec![
             Box::new(session.id.as_uuid()),
@@ -148,15 +148,15 @@ pub fn create_session(tx: &mut Tx<Anonymous>, session: NewSession) -> Step<()> {
             Box::new(session.ip),
             Box::new(session.user_agent.map(|ua| ua.chars().take(512).collect::<String>())),
         ],
-        ignore,
-    )
+    );
 }
 
 const REVOKE_CURRENT_SESSION: &str =
-    "UPDATE palisade.sessions SET revoked_at = $1 WHERE id = palisade.current_session_id() RETURNING 1";
+    "UPDATE palisade.sessions SET revoked_at = $1 WHERE id = palisade.current_session_id()";
 
-pub fn revoke_current_session(tx: &mut Tx<Authenticated>, at: OffsetDateTime) -> Step<()> {
-    tx.push(REVOKE_CURRENT_SESSION, vec![Box::new(at)], one_row_touched)
+/// Sign-out. The session exists: `enter_session` just verified it in the same transaction.
+pub fn revoke_current_session(tx: &mut Tx<Authenticated>, at: OffsetDateTime) {
+    tx.push_write(REVOKE_CURRENT_SESSION, vec![Box::new(at)]);
 }
 
 /// The signed-in user's own account.
