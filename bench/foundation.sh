@@ -107,8 +107,8 @@ done
 S=$(printf '%s\n' "${SERVER[@]}" | median); PL=$(printf '%s\n' "${PLAIN[@]}" | median); PI=$(printf '%s\n' "${PIPE[@]}" | median)
 P50M=$(printf '%s\n' "${P50[@]}" | tail -1); P99M=$(printf '%s\n' "${P99[@]}" | tail -1)
 
-echo "==> RLS cost: 5 alternating runs of $((STEP / 2 > 3 ? STEP / 2 : 3))s, enforced (palisade_app) vs BYPASSRLS"
-RLS_STEP=$((STEP / 2 > 3 ? STEP / 2 : 3))
+RLS_STEP=$STEP
+echo "==> RLS cost: 5 alternating runs of ${RLS_STEP}s, enforced (palisade_app) vs BYPASSRLS"
 declare -a RATIOS
 for i in 1 2 3 4 5; do
   enforced=$(pgb palisade_app "$APP_PW" "$WORK/rls.sql" "$RLS_STEP")

@@ -26,3 +26,4 @@ GRANT EXECUTE ON FUNCTION palisade.enter_new_tenant(bytea, timestamptz, uuid) TO
 GRANT EXECUTE ON FUNCTION palisade.require_role(text[]) TO {role};
 GRANT EXECUTE ON FUNCTION palisade.require_outranks(uuid) TO {role};
 GRANT EXECUTE ON FUNCTION palisade.require_found(bigint) TO {role};
+GRANT EXECUTE ON FUNCTION palisade.my_orgs() TO {role};

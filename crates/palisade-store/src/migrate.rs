@@ -19,6 +19,7 @@ const MIGRATIONS: &[Migration] = &[
     Migration { version: 1, name: "foundation", sql: include_str!("../migrations/0001_foundation.sql") },
     Migration { version: 2, name: "lockout", sql: include_str!("../migrations/0002_lockout.sql") },
     Migration { version: 3, name: "sessions", sql: include_str!("../migrations/0003_sessions.sql") },
+    Migration { version: 4, name: "org_listing", sql: include_str!("../migrations/0004_org_listing.sql") },
 ];
 
 const GRANTS: &str = include_str!("../migrations/grants.sql");
@@ -168,11 +169,28 @@ async fn ensure_runtime_role(
     if !exists {
         admin.batch_execute(&format!("CREATE ROLE {q} LOGIN")).await.map_err(pg)?;
     }
-    // Re-asserted every time: a runtime role that gained privileges is put back in its place.
+    // Re-checked every time: a runtime role that gained privileges is put back in its place.
+    // Only wrong attributes are named: a CREATEROLE owner may not even mention SUPERUSER.
+    let row = admin
+        .query_one(
+            "SELECT rolsuper, rolbypassrls, rolreplication, rolcreatedb, rolcreaterole, rolcanlogin FROM pg_roles WHERE rolname = $1",
+            &[&role.as_str()],
+        )
+        .await
+        .map_err(pg)?;
+    let wrong: Vec<&str> =
+        [(0, "NOSUPERUSER"), (1, "NOBYPASSRLS"), (2, "NOREPLICATION"), (3, "NOCREATEDB"), (4, "NOCREATEROLE")]
+            .into_iter()
+            .filter(|(i, _)| row.get::<_, bool>(*i))
+            .map(|(_, attribute)| attribute)
+            .chain((!row.get::<_, bool>(5)).then_some("LOGIN"))
+            .collect();
+    if !wrong.is_empty() {
+        admin.batch_execute(&format!("ALTER ROLE {q} {}", wrong.join(" "))).await.map_err(pg)?;
+    }
     admin
         .batch_execute(&format!(
-            "ALTER ROLE {q} LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE NOREPLICATION;
-             ALTER ROLE {q} SET statement_timeout = '15s';
+            "ALTER ROLE {q} SET statement_timeout = '15s';
              ALTER ROLE {q} SET idle_in_transaction_session_timeout = '30s';
              ALTER ROLE {q} SET lock_timeout = '5s'"
         ))

@@ -349,6 +349,14 @@ async fn migrate_builds_an_empty_external_database_and_serve_runs_as_the_new_rol
         "{again}"
     );
 
+    // A runtime role that gained privileges is put back in its place by the next migrate.
+    let admin = app.admin().await;
+    admin.batch_execute(&format!("ALTER ROLE {role} BYPASSRLS CREATEDB")).await.unwrap();
+    assert!(command(&envs).arg("migrate").output().unwrap().status.success());
+    let row =
+        admin.query_one("SELECT rolbypassrls, rolcreatedb FROM pg_roles WHERE rolname = $1", &[&role]).await.unwrap();
+    assert_eq!((row.get::<_, bool>(0), row.get::<_, bool>(1)), (false, false));
+
     let server = Server::start(&[("PALISADE_DATABASE_URL", runtime_dsn.as_str())]);
     let (status, _) = call(&server.base_url, "GET", "/readyz", None, None).await;
     assert_eq!(status, 200, "{}", server.output());
@@ -389,4 +397,53 @@ async fn configuration_comes_from_a_toml_file_then_the_environment_then_flags() 
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("no_such_key"), "{}", String::from_utf8_lossy(&bad.stderr));
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// With an owner that is not a superuser, FORCE makes row-level security apply to the owner's
+/// own SECURITY DEFINER functions too: entering a tenant and listing one's organizations must
+/// still work, through the policies rather than around them.
+#[tokio::test]
+async fn everything_works_when_the_schema_owner_is_not_a_superuser() {
+    let app = TestApp::spawn().await;
+    let owner = format!("own_{}", app.db.name);
+    let role = format!("app_{}", app.db.name);
+    let database = format!("{}_own", app.db.name);
+    let admin = app.admin().await;
+    admin.batch_execute(&format!("CREATE ROLE {owner} LOGIN CREATEROLE PASSWORD 'owner-pw'")).await.unwrap();
+    admin.batch_execute(&format!("CREATE DATABASE {database} OWNER {owner}")).await.unwrap();
+    let swap_db = |dsn: String| dsn.replace(&format!("dbname={}", app.db.name), &format!("dbname={database}"));
+    let owner_dsn = swap_db(app.db.dsn(&owner, "owner-pw"));
+    let runtime_dsn = swap_db(app.db.dsn(&role, "runtime-pw-1234"));
+    let migrate = command(&[
+        ("PALISADE_DATABASE_ADMIN_URL", owner_dsn.as_str()),
+        ("PALISADE_DATABASE_URL", runtime_dsn.as_str()),
+        ("PALISADE_RUNTIME_ROLE", role.as_str()),
+    ])
+    .arg("migrate")
+    .output()
+    .unwrap();
+    assert!(migrate.status.success(), "{}", String::from_utf8_lossy(&migrate.stderr));
+
+    let server = Server::start(&[("PALISADE_DATABASE_URL", runtime_dsn.as_str()), ("PALISADE_RATE_LIMITS", "off")]);
+    let base = server.base_url.clone();
+    let signup = json!({"email": "o@example.com", "password": PASSWORD, "name": "O"});
+    assert_eq!(call(&base, "POST", "/api/v1/auth/signup", None, Some(signup)).await.0, 202);
+    let (_, login) =
+        call(&base, "POST", "/api/v1/auth/login", None, Some(json!({"email": "o@example.com", "password": PASSWORD})))
+            .await;
+    let token = login["access_token"].as_str().unwrap().to_owned();
+    let mut ids = Vec::new();
+    for name in ["First", "Second"] {
+        let (status, org) = call(&base, "POST", "/api/v1/orgs", Some(&token), Some(json!({"name": name}))).await;
+        assert_eq!(status, 201, "{org}");
+        ids.push(org["id"].as_str().unwrap().to_owned());
+    }
+    let (status, list) = call(&base, "GET", "/api/v1/orgs", Some(&token), None).await;
+    assert_eq!(status, 200, "{list}");
+    let listed: Vec<&str> = list["items"].as_array().unwrap().iter().map(|o| o["id"].as_str().unwrap()).collect();
+    assert_eq!(listed, ids.iter().map(String::as_str).collect::<Vec<_>>());
+    let (status, org) = call(&base, "GET", &format!("/api/v1/orgs/{}", ids[1]), Some(&token), None).await;
+    assert_eq!((status, org["name"].as_str()), (200, Some("Second")));
+    let (status, members) = call(&base, "GET", &format!("/api/v1/orgs/{}/members", ids[0]), Some(&token), None).await;
+    assert_eq!((status, members["items"].as_array().map(Vec::len)), (200, Some(1)));
 }

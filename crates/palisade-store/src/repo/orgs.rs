@@ -76,10 +76,8 @@ pub fn update(tx: &mut Tx<Tenant>, id: OrgId, change: &OrgChange<'_>, at: Offset
     )
 }
 
-const LIST_MINE: &str = "SELECT o.tenant_id, o.name, o.created_at, o.updated_at, m.role, \
-    extract(epoch FROM o.session_idle_timeout)::float8 \
-    FROM palisade.memberships m JOIN palisade.orgs o ON o.tenant_id = m.tenant_id \
-    WHERE m.user_id = palisade.current_user_id() ORDER BY o.created_at, o.tenant_id LIMIT 1000";
+const LIST_MINE: &str = "SELECT tenant_id, name, created_at, updated_at, role, session_idle_seconds \
+    FROM palisade.my_orgs() ORDER BY created_at, tenant_id LIMIT 1000";
 
 /// The organizations the session's user belongs to.
 pub fn list_mine(tx: &mut Tx<Authenticated>) -> Step<Vec<Org>> {
