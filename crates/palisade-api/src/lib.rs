@@ -41,10 +41,13 @@ pub fn router(state: ApiState) -> Router {
     let credential_routes = Router::new()
         .route("/api/v1/auth/signup", post(routes::auth::signup))
         .route("/api/v1/auth/login", post(routes::auth::login))
+        .route("/api/v1/auth/forgot-password", post(routes::auth::forgot_password))
+        .route("/api/v1/auth/reset-password", post(routes::auth::reset_password))
         .route_layer(axum::middleware::from_fn_with_state(state.auth_throttle.clone(), throttle::middleware));
     let api = Router::new()
         .merge(credential_routes)
         .route("/api/v1/auth/logout", post(routes::auth::logout))
+        .route("/api/v1/auth/verify-email", post(routes::auth::verify_email))
         .route("/api/v1/me", get(routes::me::me))
         .route("/api/v1/me/sessions", get(routes::me::sessions))
         .route("/api/v1/me/sessions/revoke-others", post(routes::me::revoke_other_sessions))

@@ -14,6 +14,12 @@ use utoipa::ToSchema;
 pub const CATALOG: &[(&str, u16, &str, &str)] = &[
     ("invalid-json", 400, "Malformed JSON", "The body is not valid JSON."),
     (
+        "invalid-token",
+        400,
+        "Invalid or expired link",
+        "The single-use link (email verification, password reset) is unknown, already used or expired. Ask for a new one.",
+    ),
+    (
         "unauthenticated",
         401,
         "Not signed in",
@@ -26,6 +32,12 @@ pub const CATALOG: &[(&str, u16, &str, &str)] = &[
         "Sign-in failed. Unknown email and wrong password give this same answer.",
     ),
     ("forbidden", 403, "Permission denied", "Signed in and a member, but the role lacks the permission."),
+    (
+        "email-unverified",
+        403,
+        "Email not verified",
+        "Confirm your email address (the link in the sign-up email) before creating or joining an organization.",
+    ),
     (
         "csrf-failed",
         403,
@@ -156,6 +168,13 @@ impl From<AppError> for ApiError {
             AppError::Unauthenticated => Problem::new("unauthenticated", "Sign in again: the session is not valid."),
             AppError::NotFound => Problem::new("not-found", "No such resource."),
             AppError::Forbidden => Problem::new("forbidden", "Your role does not allow this action."),
+            AppError::InvalidToken => {
+                Problem::new("invalid-token", "This link is invalid, expired or already used; ask for a new one.")
+            }
+            AppError::EmailUnverified => Problem::new(
+                "email-unverified",
+                "Confirm your email address first: open the link in the email we sent when you signed up.",
+            ),
             AppError::Conflict(_) => {
                 Problem::new("conflict", "The change conflicts with the current state; reload and retry.")
             }

@@ -1,14 +1,16 @@
 //! Sign-up, sign-in, sign-out and the caller's own account.
 
-use palisade_auth::{SessionToken, check_strength};
+use palisade_auth::{SessionToken, VERIFY_TOKEN_PREFIX, check_strength};
 use palisade_core::{Email, EventId, Password, PersonName, SessionId, SessionTokenHash, UserId, ValidationError};
 use palisade_store::repo::audit::{self, Actor, NewEvent, Outcome, RequestMeta};
+use palisade_store::repo::email_tokens;
 use palisade_store::repo::sessions::{self, SessionInfo};
 use palisade_store::repo::users::{self, Me, NewSession, NewUser};
 use palisade_store::{Anonymous, Authenticated, Tx};
 use secrecy::SecretString;
 use serde_json::json;
 
+use crate::mail::Notice;
 use crate::{App, AppError};
 
 pub struct SignupInput {
@@ -48,6 +50,7 @@ impl App {
             parse_all(Email::parse(&input.email), PersonName::parse(&input.name), Password::parse(input.password))?;
         check_strength(&password, &[email.as_str(), name.as_str()])?;
         let password_hash = self.hasher.hash(&password).await?;
+        let verification = SessionToken::mint_prefixed(&*self.random, VERIFY_TOKEN_PREFIX);
         let now = self.clock.now();
         let mut tx = Tx::anonymous();
         let created = users::sign_up(
@@ -59,12 +62,19 @@ impl App {
                 password_hash,
                 at: now,
                 event: EventId::new(&*self.clock, &*self.random),
+                verification: verification.hash,
+                verification_valid_for: self.policy.verification_valid_for,
             },
             meta,
         );
         let mut results = tx.run(&self.db).await?;
-        let created = results.get(created)?;
-        tracing::info!(created, "sign-up processed");
+        // Either way exactly one email goes out, in the background: the answer and its timing
+        // are the same for a new and a taken address.
+        if results.get(created)? {
+            self.send_verification(email.as_str(), name.as_str(), verification.expose());
+        } else {
+            self.send_notice(email.as_str(), Notice::SignupAttempt);
+        }
         Ok(())
     }
 
@@ -85,11 +95,12 @@ impl App {
         let verified = self.hasher.verify(&input.password, reserved.as_ref().map(|c| c.password_hash.as_str())).await?;
         let credentials = match reserved {
             Some(credentials) if verified => credentials,
-            reserved => return Err(self.record_failed_login(known_user, reserved, meta).await),
+            reserved => return Err(self.record_failed_login(email.as_ref(), known_user, reserved, meta).await),
         };
         let now = self.clock.now();
         let mut tx = Tx::<Anonymous>::anonymous();
         users::clear_failures(&mut tx, credentials.user_id);
+        let device = email_tokens::device_seen(&mut tx, credentials.user_id, meta.user_agent.as_deref());
         let token = SessionToken::mint(&*self.random);
         let session_id = SessionId::new(&*self.clock, &*self.random);
         users::create_session(
@@ -120,7 +131,12 @@ impl App {
                 meta,
             },
         );
-        tx.run(&self.db).await?;
+        let device = tx.run(&self.db).await?.get(device)?;
+        if let (Some(email), "new") = (&email, device.as_str()) {
+            let label = meta.user_agent.as_deref().unwrap_or("an unknown browser");
+            let ip = meta.ip.map(|ip| ip.to_string()).unwrap_or_else(|| "an unknown address".into());
+            self.send_notice(email.as_str(), Notice::NewSignIn { device: label, ip: &ip });
+        }
         Ok(LoginOutput {
             token: token.token,
             expires_in: self.policy.session_lifetime.whole_seconds(),
@@ -132,6 +148,7 @@ impl App {
     /// every refusal gets, unless the record itself cannot be written.
     async fn record_failed_login(
         &self,
+        email: Option<&Email>,
         known_user: Option<UserId>,
         reserved: Option<users::Credentials>,
         meta: &RequestMeta,
@@ -158,6 +175,7 @@ impl App {
                 meta,
             },
         );
+        let locked_now = reserved.as_ref().is_some_and(|c| c.locks_now);
         if let Some(locked) = reserved.filter(|c| c.locks_now) {
             audit::record(
                 &mut tx,
@@ -179,7 +197,15 @@ impl App {
             );
         }
         match tx.run(&self.db).await {
-            Ok(_) => AppError::InvalidCredentials,
+            Ok(_) => {
+                if let (true, Some(email)) = (locked_now, email) {
+                    self.send_notice(
+                        email.as_str(),
+                        Notice::Locked { minutes: self.policy.lockout.duration.whole_minutes() },
+                    );
+                }
+                AppError::InvalidCredentials
+            }
             Err(err) => err.into(),
         }
     }

@@ -17,6 +17,12 @@ pub enum AppError {
     NotFound,
     #[error("permission denied")]
     Forbidden,
+    /// A single-use link is unknown, used or expired.
+    #[error("invalid or expired token")]
+    InvalidToken,
+    /// The action needs a verified email address.
+    #[error("email address not verified")]
+    EmailUnverified,
     #[error("conflict: {0}")]
     Conflict(String),
     /// A bounded queue is full; try again shortly.
@@ -40,6 +46,8 @@ impl From<StoreError> for AppError {
             StoreError::Unauthenticated => AppError::Unauthenticated,
             StoreError::NotFound => AppError::NotFound,
             StoreError::Forbidden => AppError::Forbidden,
+            StoreError::InvalidToken => AppError::InvalidToken,
+            StoreError::EmailUnverified => AppError::EmailUnverified,
             StoreError::Conflict { constraint } => AppError::Conflict(constraint),
             StoreError::Unavailable(why) => AppError::Unavailable(why),
             other @ StoreError::Database(_) => AppError::Internal(other.to_string()),

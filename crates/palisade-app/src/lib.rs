@@ -2,7 +2,9 @@
 //! transaction. Nothing here knows about HTTP.
 
 mod accounts;
+mod email_flows;
 mod error;
+mod mail;
 mod orgs;
 
 use std::sync::Arc;
@@ -28,6 +30,12 @@ pub struct Policy {
     pub session_idle_timeout: time::Duration,
     /// Consecutive failed sign-ins that lock an account, and for how long.
     pub lockout: Lockout,
+    /// How long an email verification link works.
+    pub verification_valid_for: time::Duration,
+    /// How long a password reset link works.
+    pub reset_valid_for: time::Duration,
+    /// The URL people reach this server at, for links in emails.
+    pub public_url: String,
 }
 
 impl Default for Policy {
@@ -36,6 +44,9 @@ impl Default for Policy {
             session_lifetime: time::Duration::hours(12),
             session_idle_timeout: time::Duration::minutes(30),
             lockout: Lockout { threshold: 6, duration: time::Duration::minutes(15) },
+            verification_valid_for: time::Duration::hours(48),
+            reset_valid_for: time::Duration::minutes(30),
+            public_url: "http://127.0.0.1:8080".into(),
         }
     }
 }
@@ -48,6 +59,7 @@ pub struct App {
     pub clock: Arc<dyn Clock>,
     pub random: Arc<dyn Randomness>,
     pub policy: Policy,
+    pub mailer: palisade_mail::Mailer,
 }
 
 impl App {

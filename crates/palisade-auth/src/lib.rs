@@ -4,4 +4,4 @@ pub mod password;
 pub mod token;
 
 pub use password::{HashError, PasswordHasher, check_strength};
-pub use token::{SessionToken, hash_token};
+pub use token::{RESET_TOKEN_PREFIX, SessionToken, VERIFY_TOKEN_PREFIX, hash_token};

@@ -15,11 +15,21 @@ pub struct SessionToken {
     pub hash: SessionTokenHash,
 }
 
+/// Prefix of email verification tokens.
+pub const VERIFY_TOKEN_PREFIX: &str = "pev_";
+/// Prefix of password reset tokens.
+pub const RESET_TOKEN_PREFIX: &str = "prt_";
+
 impl SessionToken {
     pub fn mint(random: &dyn Randomness) -> Self {
+        Self::mint_prefixed(random, SESSION_TOKEN_PREFIX)
+    }
+
+    /// A 256-bit token with a recognisable prefix (email links use their own prefixes).
+    pub fn mint_prefixed(random: &dyn Randomness, prefix: &str) -> Self {
         let mut bytes = zeroize::Zeroizing::new([0u8; 32]);
         random.fill(bytes.as_mut());
-        let token = format!("{SESSION_TOKEN_PREFIX}{}", URL_SAFE_NO_PAD.encode(bytes.as_ref()));
+        let token = format!("{prefix}{}", URL_SAFE_NO_PAD.encode(bytes.as_ref()));
         let hash = hash_token(&token);
         Self { token: token.into(), hash }
     }

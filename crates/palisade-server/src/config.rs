@@ -59,6 +59,11 @@ pub struct Config {
     pub rate_limits: Switch,
     /// Sign-up and sign-in requests per minute from one client address.
     pub auth_per_ip_per_minute: u32,
+    /// SMTP server for transactional mail (`smtps://user:pass@host:465` or
+    /// `smtp://host:587?tls=required`). Unset: mail goes to `<data_dir>/outbox/`.
+    pub smtp_url: Option<SecretString>,
+    /// Sender of transactional mail.
+    pub mail_from: String,
 }
 
 impl Default for Config {
@@ -82,6 +87,8 @@ impl Default for Config {
             lockout_minutes: 15,
             rate_limits: Switch::On,
             auth_per_ip_per_minute: 20,
+            smtp_url: None,
+            mail_from: "Palisade <no-reply@localhost>".into(),
         }
     }
 }
@@ -152,8 +159,23 @@ impl Config {
             format!("lockout_minutes = {}", self.lockout_minutes),
             format!("rate_limits = \"{}\"", if self.rate_limits == Switch::On { "on" } else { "off" }),
             format!("auth_per_ip_per_minute = {}", self.auth_per_ip_per_minute),
+            format!("smtp_url = \"{}\"", url(&self.smtp_url)),
+            format!("mail_from = {:?}", self.mail_from),
         ]
         .join("\n")
+    }
+
+    /// Where mail goes when no SMTP server is configured.
+    pub fn outbox_dir(&self) -> PathBuf {
+        self.data_dir.join("outbox")
+    }
+
+    /// The transactional mailer this configuration asks for.
+    pub fn mailer(&self) -> Result<palisade_mail::Mailer> {
+        Ok(match &self.smtp_url {
+            Some(url) => palisade_mail::Mailer::smtp(url, &self.mail_from)?,
+            None => palisade_mail::Mailer::outbox(self.outbox_dir(), &self.mail_from)?,
+        })
     }
 
     pub fn hash_workers(&self) -> usize {

@@ -48,6 +48,12 @@ enum Command {
         #[command(subcommand)]
         command: ControlsCommand,
     },
+    /// Read the local outbox (mail written when no SMTP server is configured).
+    Outbox {
+        /// Print message N (1 = oldest) instead of the list.
+        #[arg(long)]
+        show: Option<usize>,
+    },
     /// Configuration tools.
     Config {
         #[command(subcommand)]
@@ -128,6 +134,7 @@ async fn run(command: Command, config: Config) -> Result<ExitCode> {
         Command::Admin { command: AdminCommand::Grant { email } } => admin(&config, &email, AdminAction::Grant).await,
         Command::Admin { command: AdminCommand::Unlock { email } } => admin(&config, &email, AdminAction::Unlock).await,
         Command::Controls { command: ControlsCommand::Check { json, url } } => controls_check(&config, json, url).await,
+        Command::Outbox { show } => outbox(&config, show),
         Command::Config { command: ConfigCommand::Check } => {
             println!("{}", config.describe());
             Ok(ExitCode::SUCCESS)
@@ -168,6 +175,34 @@ async fn admin(config: &Config, email: &str, action: AdminAction) -> Result<Exit
         }
         Err(err) => Err(err.into()),
     }
+}
+
+fn outbox(config: &Config, show: Option<usize>) -> Result<ExitCode> {
+    if config.smtp_url.is_some() {
+        println!("Mail goes to the SMTP server in smtp_url; there is no local outbox.");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let outbox = palisade_mail::Outbox::open(config.outbox_dir())?;
+    let entries = outbox.list()?;
+    match show {
+        Some(n) => {
+            let entry = entries.get(n.wrapping_sub(1)).with_context(|| {
+                format!("no message {n}: the outbox holds {} (see `palisade outbox`)", entries.len())
+            })?;
+            print!("{}", outbox.read(entry)?);
+        }
+        None if entries.is_empty() => println!("The outbox ({}) is empty.", outbox.dir().display()),
+        None => {
+            println!("{:>3}  {:<19}  {:<32}  SUBJECT", "#", "WRITTEN (UTC)", "TO");
+            let format = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
+            for (i, e) in entries.iter().enumerate() {
+                let when = time::OffsetDateTime::from(e.written).format(&format).unwrap_or_default();
+                println!("{:>3}  {:<19}  {:<32}  {}", i + 1, when, e.to, e.subject);
+            }
+            println!("Show one with `palisade outbox --show N`. Messages are deleted after 7 days.");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn controls_check(config: &Config, json: bool, url: Option<String>) -> Result<ExitCode> {

@@ -16,8 +16,8 @@ use crate::config::{Config, Switch};
 use crate::database;
 
 /// Builds the use-case layer over a runtime pool.
-pub fn build_app(config: &Config, db: Db, clock: Arc<dyn Clock>, random: Arc<dyn Randomness>) -> App {
-    App {
+pub fn build_app(config: &Config, db: Db, clock: Arc<dyn Clock>, random: Arc<dyn Randomness>) -> Result<App> {
+    Ok(App {
         db,
         hasher: PasswordHasher::new(config.hash_workers(), config.hash_queue),
         clock,
@@ -29,8 +29,12 @@ pub fn build_app(config: &Config, db: Db, clock: Arc<dyn Clock>, random: Arc<dyn
                 threshold: config.lockout_threshold.max(1),
                 duration: time::Duration::minutes(config.lockout_minutes.max(1)),
             },
+            verification_valid_for: time::Duration::hours(48),
+            reset_valid_for: time::Duration::minutes(30),
+            public_url: config.public_url(),
         },
-    }
+        mailer: config.mailer()?,
+    })
 }
 
 /// Refuses to serve with a role that could step around row-level security.
@@ -54,7 +58,9 @@ pub async fn run(config: Config) -> Result<()> {
     )?;
     let db = Db::connect(runtime, config.db_pool_size)?;
     refuse_unsafe_role(&db).await?;
-    let app = build_app(&config, db, Arc::new(SystemClock), Arc::new(SystemRandomness));
+    let app = build_app(&config, db, Arc::new(SystemClock), Arc::new(SystemRandomness))?;
+    tracing::info!(mail = %app.mailer.describe(), "transactional mail");
+    sweep_outbox(&config);
     if let Err(err) = app.readiness().await {
         bail!("the database is not ready: {err}. Run `palisade migrate` first.");
     }
@@ -101,6 +107,25 @@ pub fn auth_throttle(config: &Config) -> Option<AuthThrottle> {
         }
     });
     Some(throttle)
+}
+
+/// Deletes outbox messages older than 7 days, now and every hour.
+fn sweep_outbox(config: &Config) {
+    if config.smtp_url.is_some() {
+        return;
+    }
+    let Ok(outbox) = palisade_mail::Outbox::open(config.outbox_dir()) else { return };
+    tokio::spawn(async move {
+        let mut hourly = tokio::time::interval(std::time::Duration::from_secs(3600));
+        loop {
+            hourly.tick().await;
+            match outbox.sweep(std::time::SystemTime::now()) {
+                Ok(0) => {}
+                Ok(removed) => tracing::info!(removed, "deleted outbox messages older than 7 days"),
+                Err(err) => tracing::warn!(error = %err, "sweeping the outbox failed"),
+            }
+        }
+    });
 }
 
 async fn shutdown_signal() {

@@ -27,3 +27,8 @@ GRANT EXECUTE ON FUNCTION palisade.require_role(text[]) TO {role};
 GRANT EXECUTE ON FUNCTION palisade.require_outranks(uuid) TO {role};
 GRANT EXECUTE ON FUNCTION palisade.require_found(bigint) TO {role};
 GRANT EXECUTE ON FUNCTION palisade.my_orgs() TO {role};
+GRANT EXECUTE ON FUNCTION palisade.verify_email(bytea, timestamptz) TO {role};
+GRANT EXECUTE ON FUNCTION palisade.enter_reset(bytea, timestamptz) TO {role};
+GRANT EXECUTE ON FUNCTION palisade.device_seen(uuid, text) TO {role};
+-- Tokens are created by the server and consumed only by the functions above.
+GRANT INSERT ON palisade.email_tokens TO {role};

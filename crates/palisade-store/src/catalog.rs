@@ -7,7 +7,7 @@ use tokio_postgres::Client;
 use crate::StoreError;
 
 /// Tables that hold no tenant data, by design. Anything else without `tenant_id` is a finding.
-pub const INSTANCE_TABLES: &[&str] = &["schema_migrations", "users", "sessions", "tenants"];
+pub const INSTANCE_TABLES: &[&str] = &["schema_migrations", "users", "sessions", "tenants", "email_tokens"];
 
 /// The connected role's attributes, for the "owns nothing, no BYPASSRLS" rule.
 #[derive(Debug, Clone)]

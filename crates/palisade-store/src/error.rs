@@ -13,6 +13,12 @@ pub enum StoreError {
     /// The caller's role lacks the permission (PA403).
     #[error("permission denied")]
     Forbidden,
+    /// A single-use token is unknown, used or expired (PA410).
+    #[error("invalid or expired token")]
+    InvalidToken,
+    /// The account's email address is not verified yet (PAEV1).
+    #[error("email address not verified")]
+    EmailUnverified,
     /// A unique constraint refused the write.
     #[error("conflict on {constraint}")]
     Conflict { constraint: String },
@@ -38,6 +44,8 @@ impl StoreError {
             "PA401" => StoreError::Unauthenticated,
             "PA404" => StoreError::NotFound,
             "PA403" => StoreError::Forbidden,
+            "PA410" => StoreError::InvalidToken,
+            "PAEV1" => StoreError::EmailUnverified,
             _ if *code == SqlState::UNIQUE_VIOLATION => {
                 StoreError::Conflict { constraint: db.constraint().unwrap_or("unknown").to_owned() }
             }

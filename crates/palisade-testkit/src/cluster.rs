@@ -23,6 +23,11 @@ fn data_dir_for(pid: u32) -> PathBuf {
     std::env::temp_dir().join(format!("palisade-test-{pid}"))
 }
 
+/// This test process's directory (cluster, per-test data directories).
+pub fn data_dir() -> PathBuf {
+    data_dir_for(std::process::id())
+}
+
 /// Removes clusters left by earlier test processes that are gone.
 fn remove_stale_clusters() {
     let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else { return };

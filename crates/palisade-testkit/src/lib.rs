@@ -28,6 +28,8 @@ pub struct TestApp {
     pub db: TestDb,
     /// The server's password hasher, to count real verifications.
     pub hasher: palisade_auth::PasswordHasher,
+    /// Where this server's mail goes.
+    pub outbox: palisade_mail::Outbox,
 }
 
 /// An answer, read whole.
@@ -61,12 +63,16 @@ impl TestApp {
     }
 
     /// A server with a configuration of the test's choosing.
-    pub async fn spawn_with(config: Config) -> Self {
+    pub async fn spawn_with(mut config: Config) -> Self {
         let db = fresh_database().await;
+        // A data directory of its own: the outbox lives there.
+        config.data_dir = cluster::data_dir().join("apps").join(&db.name);
         let pool = Db::connect(db.runtime_config(), 8).expect("pool");
         palisade_server::serve::refuse_unsafe_role(&pool).await.expect("runtime role is safe");
         let clock = Arc::new(ManualClock::ticking(time::OffsetDateTime::now_utc(), time::Duration::milliseconds(1)));
-        let app = palisade_server::serve::build_app(&config, pool, clock.clone(), Arc::new(SystemRandomness));
+        let app = palisade_server::serve::build_app(&config, pool, clock.clone(), Arc::new(SystemRandomness))
+            .expect("build app");
+        let outbox = palisade_mail::Outbox::open(config.outbox_dir()).expect("outbox");
         let hasher = app.hasher.clone();
         let auth_throttle = palisade_server::serve::auth_throttle(&config);
         let router = palisade_api::router(ApiState { app, secure_cookies: false, auth_throttle });
@@ -80,7 +86,7 @@ impl TestApp {
             .user_agent("palisade-testkit")
             .build()
             .expect("client");
-        Self { base_url: format!("http://{addr}"), addr, http, clock, db, hasher }
+        Self { base_url: format!("http://{addr}"), addr, http, clock, db, hasher, outbox }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -139,10 +145,44 @@ impl TestApp {
         answer.body["access_token"].as_str().expect("access_token").to_owned()
     }
 
-    /// A new account, signed in.
+    /// A new account with a verified address, signed in.
     pub async fn user(&self, email: &str) -> String {
         assert_eq!(self.signup(email, "Test Person").await.status, 202);
+        let mail = self.wait_for_mail(email, "Confirm your email address").await;
+        let token = link_token(&mail, "/verify-email").expect("verification link");
+        let verified = self.send("POST", "/api/v1/auth/verify-email", None, Some(json!({"token": token}))).await;
+        assert_eq!(verified.status, 204, "verify: {}", verified.text);
         self.login(email).await
+    }
+
+    /// Every message sent to `to` so far, whole (headers and body), oldest first.
+    pub fn mails_to(&self, to: &str) -> Vec<String> {
+        self.outbox
+            .list()
+            .expect("outbox")
+            .into_iter()
+            .filter(|m| m.to.contains(to))
+            .map(|m| self.outbox.read(&m).expect("read mail"))
+            .collect()
+    }
+
+    /// Waits (up to 10 s; mail is sent in the background) for a message to `to` whose subject
+    /// contains `subject`, and returns the newest such message.
+    pub async fn wait_for_mail(&self, to: &str, subject: &str) -> String {
+        for _ in 0..200 {
+            let found = self
+                .outbox
+                .list()
+                .expect("outbox")
+                .into_iter()
+                .rev()
+                .find(|m| m.to.contains(to) && m.subject.contains(subject));
+            if let Some(mail) = found {
+                return self.outbox.read(&mail).expect("read mail");
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("no mail to {to} about {subject:?}; outbox: {:?}", self.outbox.list().unwrap_or_default());
     }
 
     /// A new account that owns a new organization: (token, org id).
@@ -184,6 +224,13 @@ impl TestApp {
         }
         counts
     }
+}
+
+/// The token of a link such as `<public-url>/verify-email?token=…` in a message.
+pub fn link_token(mail: &str, path: &str) -> Option<String> {
+    let marker = format!("{path}?token=");
+    let start = mail.find(&marker)? + marker.len();
+    Some(mail[start..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-').collect())
 }
 
 async fn read(response: reqwest::Response) -> Answer {

@@ -31,7 +31,7 @@ pub struct SignupAccepted {
 }
 
 /// Same answer whether or not the email was already registered.
-pub const SIGNUP_MESSAGE: &str = "If this email can be registered, the account is ready: sign in with it.";
+pub const SIGNUP_MESSAGE: &str = "If this address can be registered, a confirmation link is on its way to it. Confirm it to create or join organizations.";
 
 #[utoipa::path(post, path = "/api/v1/auth/signup", tag = "auth", request_body = SignupRequest,
     responses(
@@ -112,4 +112,74 @@ pub async fn logout(State(state): State<ApiState>, caller: Caller, Meta(meta): M
         .add(Cookie::build((SESSION_COOKIE, "")).path("/").max_age(time::Duration::ZERO))
         .add(Cookie::build((CSRF_COOKIE, "")).path("/").max_age(time::Duration::ZERO));
     Ok((StatusCode::NO_CONTENT, jar).into_response())
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TokenRequest {
+    /// The token from the emailed link.
+    pub token: String,
+}
+
+#[utoipa::path(post, path = "/api/v1/auth/verify-email", tag = "auth", request_body = TokenRequest,
+    responses(
+        (status = 204, description = "The address is verified"),
+        (status = 400, description = "Unknown, used or expired link", body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn verify_email(
+    State(state): State<ApiState>,
+    Meta(meta): Meta,
+    ApiJson(body): ApiJson<TokenRequest>,
+) -> ApiResult<StatusCode> {
+    state.app.verify_email(&body.token, &meta).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ForgotPasswordRequest {
+    pub email: String,
+}
+
+/// Same answer whether or not the address has an account.
+pub const FORGOT_MESSAGE: &str =
+    "If this address has an account, a reset link is on its way. It works once, for 30 minutes.";
+
+#[utoipa::path(post, path = "/api/v1/auth/forgot-password", tag = "auth", request_body = ForgotPasswordRequest,
+    responses(
+        (status = 202, description = "Accepted (the same answer for an unknown address)", body = SignupAccepted),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+        (status = 429, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn forgot_password(
+    State(state): State<ApiState>,
+    Meta(meta): Meta,
+    ApiJson(body): ApiJson<ForgotPasswordRequest>,
+) -> ApiResult<(StatusCode, axum::Json<SignupAccepted>)> {
+    state.app.forgot_password(&body.email, &meta).await?;
+    Ok((StatusCode::ACCEPTED, axum::Json(SignupAccepted { message: FORGOT_MESSAGE })))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResetPasswordRequest {
+    pub token: String,
+    #[schema(value_type = String, format = Password, min_length = 12, max_length = 256)]
+    pub password: SecretString,
+}
+
+#[utoipa::path(post, path = "/api/v1/auth/reset-password", tag = "auth", request_body = ResetPasswordRequest,
+    responses(
+        (status = 204, description = "Password set; every session of the account is signed out"),
+        (status = 400, description = "Unknown, used or expired link", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Weak or invalid password (the link stays usable)", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn reset_password(
+    State(state): State<ApiState>,
+    Meta(meta): Meta,
+    ApiJson(body): ApiJson<ResetPasswordRequest>,
+) -> ApiResult<StatusCode> {
+    state.app.reset_password(&body.token, body.password, &meta).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

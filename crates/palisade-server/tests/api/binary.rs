@@ -16,6 +16,16 @@ struct Server {
     child: Child,
     output: Arc<Mutex<Vec<String>>>,
     base_url: String,
+    data_dir: std::path::PathBuf,
+}
+
+/// A fresh directory for one server's data (its outbox, or its embedded cluster).
+fn scratch_dir(label: &str) -> std::path::PathBuf {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let dir = std::env::temp_dir().join(format!("palisade-bin-{}-{label}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
 }
 
 fn collect(stream: impl std::io::Read + Send + 'static, into: Arc<Mutex<Vec<String>>>) {
@@ -29,6 +39,8 @@ fn collect(stream: impl std::io::Read + Send + 'static, into: Arc<Mutex<Vec<Stri
 fn command(envs: &[(&str, &str)]) -> Command {
     let mut command = Command::new(BIN);
     command.env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
+    // Never the default ./palisade-data inside the source tree; a test may still set its own.
+    command.env("PALISADE_DATA_DIR", scratch_dir("cmd"));
     for (key, value) in envs {
         command.env(key, value);
     }
@@ -37,7 +49,13 @@ fn command(envs: &[(&str, &str)]) -> Command {
 
 impl Server {
     fn start(envs: &[(&str, &str)]) -> Server {
+        let data_dir = envs
+            .iter()
+            .find(|(k, _)| *k == "PALISADE_DATA_DIR")
+            .map(|(_, v)| std::path::PathBuf::from(v))
+            .unwrap_or_else(|| scratch_dir("serve"));
         let mut child = command(envs)
+            .env("PALISADE_DATA_DIR", &data_dir)
             .args(["serve", "--listen", "127.0.0.1:0"])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -53,7 +71,7 @@ impl Server {
                 (json["message"] == "palisade is listening").then(|| json["addr"].as_str().unwrap().to_owned())
             });
             if let Some(addr) = addr {
-                return Server { child, output, base_url: format!("http://{addr}") };
+                return Server { child, output, base_url: format!("http://{addr}"), data_dir };
             }
             if let Ok(Some(status)) = child.try_wait() {
                 panic!("palisade exited with {status}: {:?}", output.lock().unwrap());
@@ -65,6 +83,41 @@ impl Server {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// Signs up, confirms the address from this server's outbox, signs in: the bearer token.
+    async fn verified_user(&self, email: &str) -> String {
+        let body = json!({"email": email, "password": PASSWORD, "name": "Test"});
+        assert_eq!(call(&self.base_url, "POST", "/api/v1/auth/signup", None, Some(body)).await.0, 202);
+        let outbox = palisade_mail::Outbox::open(self.data_dir.join("outbox")).unwrap();
+        let mut token = None;
+        for _ in 0..200 {
+            token = outbox
+                .list()
+                .unwrap()
+                .iter()
+                .rev()
+                .find(|m| m.to.contains(email))
+                .and_then(|m| palisade_testkit::link_token(&outbox.read(m).unwrap(), "/verify-email"));
+            if token.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let token = token.expect("verification mail in the outbox");
+        let (status, _) =
+            call(&self.base_url, "POST", "/api/v1/auth/verify-email", None, Some(json!({"token": token}))).await;
+        assert_eq!(status, 204);
+        let (status, login) = call(
+            &self.base_url,
+            "POST",
+            "/api/v1/auth/login",
+            None,
+            Some(json!({"email": email, "password": PASSWORD})),
+        )
+        .await;
+        assert_eq!(status, 200, "{login}");
+        login["access_token"].as_str().unwrap().to_owned()
     }
 
     fn output(&self) -> String {
@@ -187,8 +240,35 @@ async fn passwords_and_tokens_never_reach_the_logs() {
     assert_eq!(status, 401);
     let (status, _) = call(&base, "POST", "/api/v1/auth/logout", Some(&token), None).await;
     assert_eq!(status, 204);
+    // Email links carry tokens too: request a reset and verify the address, then grep for both.
+    let (status, _) =
+        call(&base, "POST", "/api/v1/auth/forgot-password", None, Some(json!({"email": "log@example.com"}))).await;
+    assert_eq!(status, 202);
+    let outbox = palisade_mail::Outbox::open(server.data_dir.join("outbox")).unwrap();
+    let mut mails = Vec::new();
+    for _ in 0..200 {
+        mails = outbox.list().unwrap().iter().map(|m| outbox.read(m).unwrap()).collect::<Vec<_>>();
+        if mails.len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let email_tokens: Vec<String> = mails
+        .iter()
+        .flat_map(|m| {
+            [palisade_testkit::link_token(m, "/verify-email"), palisade_testkit::link_token(m, "/reset-password")]
+        })
+        .flatten()
+        .collect();
+    assert_eq!(email_tokens.len(), 2, "{mails:?}");
+    let (status, _) =
+        call(&base, "POST", "/api/v1/auth/verify-email", None, Some(json!({"token": email_tokens[0]}))).await;
+    assert_eq!(status, 204);
     std::thread::sleep(Duration::from_millis(300));
     let logs = server.output();
+    for token in &email_tokens {
+        assert!(!logs.contains(token.as_str()), "an email token leaked into the logs");
+    }
     assert!(logs.contains("request finished") && logs.contains("/api/v1/auth/login"), "logs were captured: {logs}");
     for secret in [PASSWORD, token.as_str(), &token[4..], "wrong-but-secret-999", "log@example.com"] {
         if let Some(line) = logs.lines().find(|l| l.contains(secret)) {
@@ -208,23 +288,7 @@ async fn embedded_cluster_survives_kill_9_and_stops_cleanly_on_sigterm() {
 
     let mut first = Server::start(&envs);
     let base = first.base_url.clone();
-    call(
-        &base,
-        "POST",
-        "/api/v1/auth/signup",
-        None,
-        Some(json!({"email": "crash@example.com", "password": PASSWORD, "name": "C"})),
-    )
-    .await;
-    let (_, login) = call(
-        &base,
-        "POST",
-        "/api/v1/auth/login",
-        None,
-        Some(json!({"email": "crash@example.com", "password": PASSWORD})),
-    )
-    .await;
-    let token = login["access_token"].as_str().unwrap().to_owned();
+    let token = first.verified_user("crash@example.com").await;
     let (status, org) = call(&base, "POST", "/api/v1/orgs", Some(&token), Some(json!({"name": "Survivor"}))).await;
     assert_eq!(status, 201);
     let org_id = org["id"].as_str().unwrap().to_owned();
@@ -426,12 +490,7 @@ async fn everything_works_when_the_schema_owner_is_not_a_superuser() {
 
     let server = Server::start(&[("PALISADE_DATABASE_URL", runtime_dsn.as_str()), ("PALISADE_RATE_LIMITS", "off")]);
     let base = server.base_url.clone();
-    let signup = json!({"email": "o@example.com", "password": PASSWORD, "name": "O"});
-    assert_eq!(call(&base, "POST", "/api/v1/auth/signup", None, Some(signup)).await.0, 202);
-    let (_, login) =
-        call(&base, "POST", "/api/v1/auth/login", None, Some(json!({"email": "o@example.com", "password": PASSWORD})))
-            .await;
-    let token = login["access_token"].as_str().unwrap().to_owned();
+    let token = server.verified_user("o@example.com").await;
     let mut ids = Vec::new();
     for name in ["First", "Second"] {
         let (status, org) = call(&base, "POST", "/api/v1/orgs", Some(&token), Some(json!({"name": name}))).await;

@@ -4,6 +4,7 @@
 mod accounts;
 mod binary;
 mod controls;
+mod email;
 mod errors;
 mod isolation;
 mod lockout;

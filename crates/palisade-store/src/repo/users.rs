@@ -89,7 +89,10 @@ const SIGN_UP: &str = "WITH inserted AS ( \
                $7, $8, $9, \
                CASE WHEN i.id IS NOT NULL THEN 'success' ELSE 'failure' END, \
                CASE WHEN i.id IS NOT NULL THEN '{}'::jsonb ELSE '{\"reason\": \"email_taken\"}'::jsonb END \
-        FROM (SELECT NULL) AS one LEFT JOIN inserted i ON true) \
+        FROM (SELECT NULL) AS one LEFT JOIN inserted i ON true), \
+    token AS ( \
+        INSERT INTO palisade.email_tokens (token_hash, user_id, purpose, email, created_at, expires_at) \
+        SELECT $10, i.id, 'verify_email', $2, $5, $5 + make_interval(secs => $11) FROM inserted i) \
     SELECT EXISTS (SELECT 1 FROM inserted)";
 
 pub struct NewUser<'a> {
@@ -99,6 +102,9 @@ pub struct NewUser<'a> {
     pub password_hash: String,
     pub at: OffsetDateTime,
     pub event: palisade_core::EventId,
+    /// SHA-256 of the verification token emailed to a new account.
+    pub verification: SessionTokenHash,
+    pub verification_valid_for: Duration,
 }
 
 /// Returns true when a new account was created, false when the email was already taken.
@@ -115,6 +121,8 @@ pub fn sign_up(tx: &mut Tx<Anonymous>, user: NewUser<'_>, meta: &audit::RequestM
             Box::new(meta.ip),
             Box::new(meta.user_agent.as_ref().map(|ua| ua.chars().take(512).collect::<String>())),
             Box::new(meta.request_id.clone()),
+            Box::new(user.verification.0.to_vec()),
+            Box::new(user.verification_valid_for.as_seconds_f64()),
         ],
         |rows| Ok(exactly_one(rows)?.get(0)),
     )

@@ -1,0 +1,94 @@
+//! Email verification and password reset.
+
+use palisade_auth::{RESET_TOKEN_PREFIX, SessionToken, check_strength, hash_token};
+use palisade_core::{Email, EventId, Password};
+use palisade_store::Tx;
+use palisade_store::repo::audit::{self, Actor, NewEvent, Outcome, RequestMeta};
+use palisade_store::repo::email_tokens;
+use secrecy::SecretString;
+use serde_json::json;
+
+use crate::mail::Notice;
+use crate::{App, AppError};
+
+/// A token as pasted from a link: bounded, so junk is refused before hashing.
+fn parse_token(raw: &str, prefix: &str) -> Result<palisade_core::SessionTokenHash, AppError> {
+    let raw = raw.trim();
+    if raw.len() > 128 || !raw.starts_with(prefix) {
+        return Err(AppError::InvalidToken);
+    }
+    Ok(hash_token(raw))
+}
+
+impl App {
+    fn account_event<'a>(
+        &self,
+        action: &'static str,
+        details: serde_json::Value,
+        meta: &'a RequestMeta,
+    ) -> NewEvent<'a> {
+        NewEvent {
+            id: EventId::new(&*self.clock, &*self.random),
+            org: None,
+            at: self.clock.now(),
+            actor: Actor::SessionUser,
+            action,
+            target_kind: None,
+            target_id: None,
+            outcome: Outcome::Success,
+            details,
+            meta,
+        }
+    }
+
+    /// Marks the address verified (the link from the sign-up email).
+    pub async fn verify_email(&self, token: &str, meta: &RequestMeta) -> Result<(), AppError> {
+        let proof = parse_token(token, palisade_auth::VERIFY_TOKEN_PREFIX)?;
+        let mut tx = Tx::anonymous();
+        let verified = email_tokens::verify(&mut tx, &proof, self.clock.now());
+        audit::record(&mut tx, self.account_event("user.email_verified", json!({}), meta));
+        tx.run(&self.db).await?.get(verified)?;
+        Ok(())
+    }
+
+    /// Sends a reset link if the address has an account. The answer never says whether it does.
+    pub async fn forgot_password(&self, email: &str, meta: &RequestMeta) -> Result<(), AppError> {
+        let email = Email::parse(email)?;
+        let token = SessionToken::mint_prefixed(&*self.random, RESET_TOKEN_PREFIX);
+        let mut tx = Tx::anonymous();
+        let account =
+            email_tokens::issue_reset(&mut tx, &email, &token.hash, self.clock.now(), self.policy.reset_valid_for);
+        let Some(account) = tx.run(&self.db).await?.get(account)? else {
+            return Ok(());
+        };
+        let mut tx = Tx::anonymous();
+        let mut event = self.account_event("user.password_reset_requested", json!({}), meta);
+        event.actor = Actor::None;
+        event.target_kind = Some("user");
+        event.target_id = Some(account.id.as_uuid());
+        audit::record(&mut tx, event);
+        tx.run(&self.db).await?;
+        self.send_reset(email.as_str(), &account.name, token.expose());
+        Ok(())
+    }
+
+    /// Sets a new password with a reset link: single use, then every session of the account is
+    /// revoked and the account unlocked.
+    pub async fn reset_password(
+        &self,
+        token: &str,
+        password: SecretString,
+        meta: &RequestMeta,
+    ) -> Result<(), AppError> {
+        let proof = parse_token(token, RESET_TOKEN_PREFIX)?;
+        let password = Password::parse(password).map_err(|e| AppError::Validation(vec![e]))?;
+        check_strength(&password, &[])?;
+        let hash = self.hasher.hash(&password).await?;
+        let mut tx = Tx::anonymous();
+        let account = email_tokens::reset_password(&mut tx, &proof, hash, self.clock.now());
+        audit::record(&mut tx, self.account_event("user.password_reset", json!({"sessions_revoked": true}), meta));
+        let (_, email, _) = tx.run(&self.db).await?.get(account)?;
+        self.send_notice(&email, Notice::PasswordChanged);
+        Ok(())
+    }
+}

@@ -1,0 +1,76 @@
+//! The transactional messages and their delivery. Delivery runs in the background so that
+//! whether a message is sent (an account exists or not) never shows in response times; a
+//! failure is logged without the body (which carries single-use links).
+
+use palisade_mail::Mail;
+
+use crate::App;
+
+/// What happened, in the words of a security notice.
+pub enum Notice<'a> {
+    SignupAttempt,
+    NewSignIn { device: &'a str, ip: &'a str },
+    PasswordChanged,
+    Locked { minutes: i64 },
+}
+
+impl App {
+    pub(crate) fn send_in_background(&self, mail: Mail) {
+        let mailer = self.mailer.clone();
+        tokio::spawn(async move {
+            if let Err(err) = mailer.send(mail).await {
+                tracing::error!(error = %err, "sending a transactional email failed");
+            }
+        });
+    }
+
+    fn link(&self, path: &str, token: &str) -> String {
+        format!("{}{path}?token={token}", self.policy.public_url.trim_end_matches('/'))
+    }
+
+    pub(crate) fn send_verification(&self, to: &str, name: &str, token: &str) {
+        let hours = self.policy.verification_valid_for.whole_hours();
+        self.send_in_background(Mail {
+            to: to.to_owned(),
+            subject: "Confirm your email address".into(),
+            body: format!(
+                "Hello {name},\n\nConfirm this address for your Palisade account by opening this link (valid {hours} hours, once):\n\n{}\n\nIf you did not sign up, ignore this message.\n",
+                self.link("/verify-email", token)
+            ),
+        });
+    }
+
+    pub(crate) fn send_reset(&self, to: &str, name: &str, token: &str) {
+        let minutes = self.policy.reset_valid_for.whole_minutes();
+        self.send_in_background(Mail {
+            to: to.to_owned(),
+            subject: "Reset your password".into(),
+            body: format!(
+                "Hello {name},\n\nSomeone asked to reset the password of your Palisade account. To choose a new one, open this link (valid {minutes} minutes, once):\n\n{}\n\nSetting a new password signs you out everywhere. If this was not you, ignore this message; your password stays as it is.\n",
+                self.link("/reset-password", token)
+            ),
+        });
+    }
+
+    pub(crate) fn send_notice(&self, to: &str, notice: Notice<'_>) {
+        let (subject, body) = match notice {
+            Notice::SignupAttempt => (
+                "Someone tried to sign up with your address".to_owned(),
+                "Someone tried to create a Palisade account with this email address, which already has one. If it was you, sign in, or reset your password if you forgot it. If not, you need do nothing.".to_owned(),
+            ),
+            Notice::NewSignIn { device, ip } => (
+                "New sign-in to your account".to_owned(),
+                format!("Your Palisade account was signed in to from a device it had not seen: {device}, from {ip}. If this was not you, reset your password now: that signs out every session."),
+            ),
+            Notice::PasswordChanged => (
+                "Your password was changed".to_owned(),
+                "The password of your Palisade account was changed and every session was signed out. If this was not you, reset your password now and contact your administrator.".to_owned(),
+            ),
+            Notice::Locked { minutes } => (
+                "Your account was locked".to_owned(),
+                format!("Too many failed sign-ins: your Palisade account is locked for {minutes} minutes. It unlocks by itself; resetting your password unlocks it at once. If these attempts were not yours, someone may be guessing your password."),
+            ),
+        };
+        self.send_in_background(Mail { to: to.to_owned(), subject, body: format!("{body}\n") });
+    }
+}
