@@ -92,14 +92,38 @@ impl App {
             }
             None => (None, None),
         };
-        let verified = self.hasher.verify(&input.password, reserved.as_ref().map(|c| c.password_hash.as_str())).await?;
+        let verification =
+            self.hasher.verify(&input.password, reserved.as_ref().map(|c| c.password_hash.as_str())).await?;
         let credentials = match reserved {
-            Some(credentials) if verified => credentials,
+            Some(credentials) if verification.matches => credentials,
             reserved => return Err(self.record_failed_login(email.as_ref(), known_user, reserved, meta).await),
+        };
+        // A legacy (imported bcrypt) or outdated hash is replaced now that we hold the password.
+        let upgraded = match verification.needs_rehash {
+            true => Some(self.hasher.rehash(&input.password).await?),
+            false => None,
         };
         let now = self.clock.now();
         let mut tx = Tx::<Anonymous>::anonymous();
         users::clear_failures(&mut tx, credentials.user_id);
+        if let Some(new_hash) = upgraded {
+            users::upgrade_hash(&mut tx, credentials.user_id, &credentials.password_hash, new_hash);
+            audit::record(
+                &mut tx,
+                NewEvent {
+                    id: EventId::new(&*self.clock, &*self.random),
+                    org: None,
+                    at: now,
+                    actor: Actor::User(credentials.user_id.as_uuid()),
+                    action: "user.password_rehashed",
+                    target_kind: Some("user"),
+                    target_id: Some(credentials.user_id.as_uuid()),
+                    outcome: Outcome::Success,
+                    details: json!({"to": "argon2id"}),
+                    meta,
+                },
+            );
+        }
         let device = email_tokens::device_seen(&mut tx, credentials.user_id, meta.user_agent.as_deref());
         let token = SessionToken::mint(&*self.random);
         let session_id = SessionId::new(&*self.clock, &*self.random);

@@ -96,23 +96,63 @@ impl PasswordHasher {
         .await
     }
 
-    /// Checks a password against a stored PHC hash, or against the dummy hash when there is no
-    /// account, doing the same work either way. Returns false for no account.
-    pub async fn verify(&self, candidate: &SecretString, stored: Option<&str>) -> Result<bool, HashError> {
+    /// Checks a password against a stored hash (argon2id PHC, or an imported bcrypt hash), or
+    /// against the dummy hash when there is no account, doing the same work either way.
+    pub async fn verify(&self, candidate: &SecretString, stored: Option<&str>) -> Result<Verification, HashError> {
         let real = stored.is_some();
         if real {
             self.real_verifications.fetch_add(1, Ordering::SeqCst);
         }
         let hash: String = stored.map(str::to_owned).unwrap_or_else(|| self.dummy_hash.to_string());
         let candidate = candidate.clone();
-        let matches = self
+        let verification = self
             .run_blocking(move || {
+                if is_bcrypt(&hash) {
+                    let matches = bcrypt::verify(candidate.expose_secret().as_bytes(), &hash).unwrap_or(false);
+                    return Ok(Verification { matches, needs_rehash: true });
+                }
                 let parsed = PasswordHash::new(&hash).map_err(|e| HashError::Internal(e.to_string()))?;
-                Ok(argon2id().verify_password(candidate.expose_secret().as_bytes(), &parsed).is_ok())
+                let matches = argon2id().verify_password(candidate.expose_secret().as_bytes(), &parsed).is_ok();
+                // Hashes made with other parameters are brought up to date at the next sign-in.
+                let current = parsed.algorithm.as_str() == "argon2id"
+                    && Params::try_from(&parsed)
+                        .is_ok_and(|p| p.m_cost() == 19 * 1024 && p.t_cost() == 2 && p.p_cost() == 1);
+                Ok(Verification { matches, needs_rehash: !current })
             })
             .await?;
-        Ok(real && matches)
+        Ok(Verification { matches: real && verification.matches, needs_rehash: verification.needs_rehash })
     }
+
+    /// Hashes a password that was already accepted once (at sign-in), for upgrading a legacy
+    /// hash: no length or strength rules apply here.
+    pub async fn rehash(&self, password: &SecretString) -> Result<String, HashError> {
+        let secret = password.clone();
+        self.run_blocking(move || {
+            let salt = SaltString::generate(&mut rand::rngs::OsRng);
+            argon2id()
+                .hash_password(secret.expose_secret().as_bytes(), &salt)
+                .map(|h| h.to_string())
+                .map_err(|e| HashError::Internal(e.to_string()))
+        })
+        .await
+    }
+}
+
+/// The outcome of a password check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Verification {
+    pub matches: bool,
+    /// The stored hash is legacy (bcrypt) or has outdated parameters: rehash after success.
+    pub needs_rehash: bool,
+}
+
+fn is_bcrypt(hash: &str) -> bool {
+    ["$2a$", "$2b$", "$2y$"].iter().any(|p| hash.starts_with(p))
+}
+
+/// Whether an imported hash is a well-formed bcrypt hash we can verify (cost 4 to 31).
+pub fn is_importable_bcrypt(hash: &str) -> bool {
+    is_bcrypt(hash) && hash.parse::<bcrypt::HashParts>().is_ok_and(|parts| (4..=31).contains(&parts.get_cost()))
 }
 
 fn getrandom_fill(dest: &mut [u8]) {
@@ -163,10 +203,26 @@ mod tests {
         let password = Password::parse("violet-kettle-orbit-93-sandstone".into()).unwrap();
         let hash = hasher.hash(&password).await.unwrap();
         assert!(hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{hash}");
-        assert!(hasher.verify(&"violet-kettle-orbit-93-sandstone".into(), Some(&hash)).await.unwrap());
-        assert!(!hasher.verify(&"violet-kettle-orbit-93-sandstonE".into(), Some(&hash)).await.unwrap());
+        let ok = hasher.verify(&"violet-kettle-orbit-93-sandstone".into(), Some(&hash)).await.unwrap();
+        assert_eq!(ok, Verification { matches: true, needs_rehash: false });
+        assert!(!hasher.verify(&"violet-kettle-orbit-93-sandstonE".into(), Some(&hash)).await.unwrap().matches);
         // No account: the dummy hash is checked and the answer is always "no".
-        assert!(!hasher.verify(&"violet-kettle-orbit-93-sandstone".into(), None).await.unwrap());
+        assert!(!hasher.verify(&"violet-kettle-orbit-93-sandstone".into(), None).await.unwrap().matches);
+    }
+
+    #[tokio::test]
+    async fn bcrypt_hashes_verify_and_ask_for_a_rehash() {
+        let hasher = PasswordHasher::new(2, 8);
+        let legacy = bcrypt::hash("old-pass", 4).unwrap();
+        assert!(is_importable_bcrypt(&legacy));
+        assert!(!is_importable_bcrypt("$2b$04$tooshort"));
+        assert!(!is_importable_bcrypt("$argon2id$v=19$m=19456,t=2,p=1$abc$def"));
+        let ok = hasher.verify(&"old-pass".into(), Some(&legacy)).await.unwrap();
+        assert_eq!(ok, Verification { matches: true, needs_rehash: true });
+        assert!(!hasher.verify(&"wrong".into(), Some(&legacy)).await.unwrap().matches);
+        let upgraded = hasher.rehash(&"old-pass".into()).await.unwrap();
+        assert!(upgraded.starts_with("$argon2id$"));
+        assert!(!hasher.verify(&"old-pass".into(), Some(&upgraded)).await.unwrap().needs_rehash);
     }
 
     #[tokio::test]

@@ -5,5 +5,6 @@ pub mod config;
 pub mod controls;
 pub mod database;
 pub mod embedded;
+pub mod import;
 pub mod logging;
 pub mod serve;

@@ -48,6 +48,11 @@ enum Command {
         #[command(subcommand)]
         command: ControlsCommand,
     },
+    /// Account tools.
+    Users {
+        #[command(subcommand)]
+        command: UsersCommand,
+    },
     /// Read the local outbox (mail written when no SMTP server is configured).
     Outbox {
         /// Print message N (1 = oldest) instead of the list.
@@ -72,6 +77,15 @@ enum AdminCommand {
     Unlock {
         #[arg(long)]
         email: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum UsersCommand {
+    /// Import accounts with bcrypt hashes from a JSON file (all or nothing).
+    Import {
+        #[arg(long)]
+        file: PathBuf,
     },
 }
 
@@ -135,6 +149,19 @@ async fn run(command: Command, config: Config) -> Result<ExitCode> {
         Command::Admin { command: AdminCommand::Unlock { email } } => admin(&config, &email, AdminAction::Unlock).await,
         Command::Controls { command: ControlsCommand::Check { json, url } } => controls_check(&config, json, url).await,
         Command::Outbox { show } => outbox(&config, show),
+        Command::Users { command: UsersCommand::Import { file } } => {
+            let mut connections = database::open(&config).await?;
+            let admin = connections
+                .admin
+                .clone()
+                .context("set PALISADE_DATABASE_ADMIN_URL: importing needs the admin connection")?;
+            let mut client = database::connect(&admin).await?;
+            let outcome = palisade_server::import::run(&mut client, &file).await;
+            if let Some(cluster) = connections.cluster.as_mut() {
+                cluster.stop()?;
+            }
+            outcome.map(|()| ExitCode::SUCCESS)
+        }
         Command::Config { command: ConfigCommand::Check } => {
             println!("{}", config.describe());
             Ok(ExitCode::SUCCESS)

@@ -4,6 +4,7 @@
 //! serve`), one migrated template database, and a fresh database cloned from it per test.
 
 mod cluster;
+mod smtp;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,7 +15,8 @@ use palisade_server::config::{Config, Switch};
 use palisade_store::Db;
 use serde_json::{Value, json};
 
-pub use cluster::{TestDb, fresh_database};
+pub use cluster::{TestDb, data_dir, fresh_database};
+pub use smtp::SmtpSink;
 
 /// A password every test account uses: long and not guessable by zxcvbn.
 pub const PASSWORD: &str = "violet-kettle-orbit-93";

@@ -506,3 +506,81 @@ async fn everything_works_when_the_schema_owner_is_not_a_superuser() {
     let (status, members) = call(&base, "GET", &format!("/api/v1/orgs/{}/members", ids[0]), Some(&token), None).await;
     assert_eq!((status, members["items"].as_array().map(Vec::len)), (200, Some(1)));
 }
+
+#[tokio::test]
+async fn imported_bcrypt_accounts_sign_in_and_are_rehashed_to_argon2id() {
+    let app = TestApp::spawn().await;
+    let dir = std::env::temp_dir().join(format!("palisade-import-{}", app.db.name));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("users.json");
+    // Legacy passwords may be shorter than today's minimum: they were accepted elsewhere.
+    let users = json!([
+        {"email": "Legacy@Example.com", "name": "Legacy", "password_hash": bcrypt::hash("old-secret", 4).unwrap(), "email_verified": true},
+        {"email": "second@example.com", "name": "Second", "password_hash": bcrypt::hash("another-old-one", 4).unwrap()},
+    ]);
+    std::fs::write(&file, users.to_string()).unwrap();
+    let admin_dsn = app.db.admin_dsn();
+    let import = command(&[("PALISADE_DATABASE_ADMIN_URL", admin_dsn.as_str())])
+        .args(["users", "import", "--file"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(import.status.success(), "{}", String::from_utf8_lossy(&import.stderr));
+    assert!(String::from_utf8_lossy(&import.stdout).contains("Imported 2 account(s); skipped 0"));
+    let again = command(&[("PALISADE_DATABASE_ADMIN_URL", admin_dsn.as_str())])
+        .args(["users", "import", "--file"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&again.stdout).contains("Imported 0 account(s); skipped 2"));
+
+    let wrong = app
+        .send("POST", "/api/v1/auth/login", None, Some(json!({"email": "legacy@example.com", "password": "not-it"})))
+        .await;
+    wrong.assert_problem(401, "invalid-credentials");
+    let login = app
+        .send(
+            "POST",
+            "/api/v1/auth/login",
+            None,
+            Some(json!({"email": "legacy@example.com", "password": "old-secret"})),
+        )
+        .await;
+    assert_eq!(login.status, 200, "{}", login.text);
+    let hash: String = app
+        .admin()
+        .await
+        .query_one("SELECT password_hash FROM palisade.users WHERE email = 'legacy@example.com'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "rehashed at first sign-in: {hash}");
+    assert_eq!(
+        app.send(
+            "POST",
+            "/api/v1/auth/login",
+            None,
+            Some(json!({"email": "legacy@example.com", "password": "old-secret"}))
+        )
+        .await
+        .status,
+        200
+    );
+    // The imported, verified account may create an organization; the unverified one may not yet.
+    let token = login.body["access_token"].as_str().unwrap();
+    assert_eq!(app.send("POST", "/api/v1/orgs", Some(token), Some(json!({"name": "Legacy Org"}))).await.status, 201);
+
+    // A bad file writes nothing at all.
+    let before = app.snapshot().await;
+    std::fs::write(&file, json!([{"email": "ok@example.com", "name": "Ok", "password_hash": bcrypt::hash("x", 4).unwrap()}, {"email": "bad", "name": "B", "password_hash": "plaintext"}]).to_string()).unwrap();
+    let bad = command(&[("PALISADE_DATABASE_ADMIN_URL", admin_dsn.as_str())])
+        .args(["users", "import", "--file"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(stderr.contains("nothing imported") && stderr.contains("entry 2"), "{stderr}");
+    assert_eq!(app.snapshot().await, before);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -185,3 +185,36 @@ async fn a_sign_in_from_a_new_device_sends_a_notice() {
     let notices = app.mails_to("traveller@example.com").iter().filter(|m| m.contains("New sign-in")).count();
     assert_eq!(notices, 1, "the first sign-in and a known device send none");
 }
+
+/// Over real SMTP (a sink on loopback started by the test kit): the verification mail arrives,
+/// quoted-printable and all, and its link works.
+#[tokio::test]
+async fn mail_goes_through_a_real_smtp_server_when_configured() {
+    let sink =
+        palisade_testkit::SmtpSink::start(palisade_testkit::data_dir().join(format!("smtp-{}", std::process::id())))
+            .await;
+    let config = palisade_server::config::Config {
+        smtp_url: Some(sink.url().into()),
+        mail_from: "Palisade Test <palisade@example.com>".into(),
+        hash_workers: Some(2),
+        rate_limits: palisade_server::config::Switch::Off,
+        ..Default::default()
+    };
+    let app = TestApp::spawn_with(config).await;
+    app.signup("smtp-user@example.com", "Smtp User").await;
+    let raw = sink.wait_for("smtp-user@example.com").await;
+    assert!(
+        raw.contains("From: \"Palisade Test\" <palisade@example.com>")
+            || raw.contains("From: Palisade Test <palisade@example.com>"),
+        "{raw}"
+    );
+    assert!(raw.contains("Subject: Confirm your email address"));
+    let decoded = quoted_printable::decode(
+        raw.split("\n\n").skip(1).collect::<Vec<_>>().join("\n\n").as_bytes(),
+        quoted_printable::ParseMode::Robust,
+    )
+    .unwrap();
+    let token = link_token(&String::from_utf8_lossy(&decoded), "/verify-email").expect("link in the SMTP message");
+    assert_eq!(app.send("POST", "/api/v1/auth/verify-email", None, Some(json!({"token": token}))).await.status, 204);
+    assert!(app.outbox.list().unwrap().is_empty(), "nothing went to the local outbox");
+}

@@ -68,6 +68,13 @@ pub fn reserve_login(
     (reserved, id)
 }
 
+const UPGRADE_HASH: &str = "UPDATE palisade.users SET password_hash = $3 WHERE id = $1 AND password_hash = $2";
+
+/// Replaces a legacy hash after a successful sign-in (only if it is still the one we checked).
+pub fn upgrade_hash<S>(tx: &mut Tx<S>, user: UserId, old_hash: &str, new_hash: String) {
+    tx.push_write(UPGRADE_HASH, vec![Box::new(user.as_uuid()), Box::new(old_hash.to_owned()), Box::new(new_hash)]);
+}
+
 const CLEAR_FAILURES: &str = "UPDATE palisade.users SET failed_logins = 0, locked_until = NULL WHERE id = $1";
 
 /// A successful sign-in ends the run of failures (and any lock it had just set).
@@ -225,4 +232,64 @@ pub async fn grant_instance_admin(admin: &tokio_postgres::Client, email: &Email)
         .await
         .map_err(StoreError::from_pg)?;
     rows.first().map(|row| UserId::from_uuid(row.get(0))).ok_or(StoreError::NotFound)
+}
+
+/// One account from another system, its password as a bcrypt hash.
+pub struct ImportedUser {
+    pub email: Email,
+    pub name: PersonName,
+    pub bcrypt_hash: String,
+    pub email_verified: bool,
+}
+
+impl std::fmt::Debug for ImportedUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Addresses, names and hashes stay out of debug output (and so out of logs).
+        f.debug_struct("ImportedUser").field("email_verified", &self.email_verified).finish_non_exhaustive()
+    }
+}
+
+/// Imports accounts in one transaction over the admin connection: all or nothing. An address
+/// that already has an account is skipped (and counted). Each import is audited.
+/// Returns (imported, skipped); `progress` is told how many were processed so far.
+pub async fn import(
+    admin: &mut tokio_postgres::Client,
+    users: &[ImportedUser],
+    mut progress: impl FnMut(usize),
+) -> Result<(usize, usize), StoreError> {
+    let tx = admin.transaction().await.map_err(StoreError::from_pg)?;
+    let statement = tx
+        .prepare(
+            "WITH inserted AS ( \
+                 INSERT INTO palisade.users (id, email, name, password_hash, email_verified_at, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, CASE WHEN $5 THEN now() END, now(), now()) \
+                 ON CONFLICT (email) DO NOTHING RETURNING id), \
+             audit AS ( \
+                 INSERT INTO palisade.audit_events (id, tenant_id, occurred_at, actor_kind, action, target_kind, target_id, outcome, details) \
+                 SELECT $6, NULL, now(), 'system', 'user.imported', 'user', i.id, 'success', '{\"hash\": \"bcrypt\"}' FROM inserted i) \
+             SELECT count(*) FROM inserted",
+        )
+        .await
+        .map_err(StoreError::from_pg)?;
+    let mut imported = 0;
+    for (done, user) in users.iter().enumerate() {
+        let row = tx
+            .query_one(
+                &statement,
+                &[
+                    &uuid::Uuid::now_v7(),
+                    &user.email.as_str(),
+                    &user.name.as_str(),
+                    &user.bcrypt_hash,
+                    &user.email_verified,
+                    &uuid::Uuid::now_v7(),
+                ],
+            )
+            .await
+            .map_err(StoreError::from_pg)?;
+        imported += row.get::<_, i64>(0) as usize;
+        progress(done + 1);
+    }
+    tx.commit().await.map_err(StoreError::from_pg)?;
+    Ok((imported, users.len() - imported))
 }
