@@ -28,6 +28,8 @@ if ! command -v pkg-config >/dev/null; then apt_install pkg-config; fi
 if [ "$mode" = "test" ]; then
   # A real SMTP server for the mail tests.
   /usr/bin/python3 -c 'import aiosmtpd' 2>/dev/null || apt_install python3-aiosmtpd
+  # An independent TOTP implementation to check ours against.
+  command -v oathtool >/dev/null || apt_install oathtool
   rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt
   rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
   if ! cargo audit --version >/dev/null 2>&1; then

@@ -24,6 +24,14 @@ pub struct LoginInput {
     pub password: SecretString,
 }
 
+/// What a password sign-in leads to.
+pub enum LoginOutcome {
+    /// Signed in.
+    Session(LoginOutput),
+    /// The password was right; a second factor is needed (`POST /auth/mfa`).
+    MfaRequired { challenge: SecretString, methods: Vec<&'static str> },
+}
+
 pub struct LoginOutput {
     pub token: SecretString,
     pub expires_in: i64,
@@ -80,17 +88,18 @@ impl App {
 
     /// Checks the password and opens a session. Unknown email, wrong password and locked account
     /// are one answer, reached after the same work (one argon2id verification).
-    pub async fn log_in(&self, input: LoginInput, meta: &RequestMeta) -> Result<LoginOutput, AppError> {
+    pub async fn log_in(&self, input: LoginInput, meta: &RequestMeta) -> Result<LoginOutcome, AppError> {
         // A malformed email cannot belong to an account; treat it exactly like an unknown one.
         let email = Email::parse(&input.email).ok();
-        let (reserved, known_user) = match &email {
+        let (reserved, known_user, mfa_required) = match &email {
             Some(email) => {
                 let mut tx = Tx::anonymous();
                 let (reserved, id) = users::reserve_login(&mut tx, email, self.clock.now(), self.policy.lockout);
+                let mfa = palisade_store::repo::mfa::enabled_for(&mut tx, email);
                 let mut results = tx.run(&self.db).await?;
-                (results.get(reserved)?, results.get(id)?)
+                (results.get(reserved)?, results.get(id)?, results.get(mfa)?)
             }
-            None => (None, None),
+            None => (None, None, false),
         };
         let verification =
             self.hasher.verify(&input.password, reserved.as_ref().map(|c| c.password_hash.as_str())).await?;
@@ -98,6 +107,12 @@ impl App {
             Some(credentials) if verification.matches => credentials,
             reserved => return Err(self.record_failed_login(email.as_ref(), known_user, reserved, meta).await),
         };
+        // With a second factor the attempt stays counted until that factor is given too: knowing
+        // the password must not reset the budget for guessing codes.
+        if mfa_required {
+            let challenge = self.issue_challenge(credentials.user_id, meta).await?;
+            return Ok(LoginOutcome::MfaRequired { challenge, methods: vec!["totp", "backup_code"] });
+        }
         // A legacy (imported bcrypt) or outdated hash is replaced now that we hold the password.
         let upgraded = match verification.needs_rehash {
             true => Some(self.hasher.rehash(&input.password).await?),
@@ -161,11 +176,11 @@ impl App {
             let ip = meta.ip.map(|ip| ip.to_string()).unwrap_or_else(|| "an unknown address".into());
             self.send_notice(email.as_str(), Notice::NewSignIn { device: label, ip: &ip });
         }
-        Ok(LoginOutput {
+        Ok(LoginOutcome::Session(LoginOutput {
             token: token.token,
             expires_in: self.policy.session_lifetime.whole_seconds(),
             user_id: credentials.user_id,
-        })
+        }))
     }
 
     /// Records a refused sign-in (and the lock, if this attempt set it). Returns the one answer

@@ -47,6 +47,7 @@ impl From<StoreError> for AppError {
             StoreError::NotFound => AppError::NotFound,
             StoreError::Forbidden => AppError::Forbidden,
             StoreError::InvalidToken => AppError::InvalidToken,
+            StoreError::Replayed => AppError::InvalidCredentials,
             StoreError::EmailUnverified => AppError::EmailUnverified,
             StoreError::Conflict { constraint } => AppError::Conflict(constraint),
             StoreError::Unavailable(why) => AppError::Unavailable(why),

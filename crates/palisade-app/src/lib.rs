@@ -5,6 +5,7 @@ mod accounts;
 mod email_flows;
 mod error;
 mod mail;
+mod mfa;
 mod orgs;
 
 use std::sync::Arc;
@@ -13,8 +14,9 @@ use palisade_auth::PasswordHasher;
 use palisade_core::{Clock, Randomness};
 use palisade_store::Db;
 
-pub use accounts::{LoginInput, LoginOutput, SignupInput};
+pub use accounts::{LoginInput, LoginOutcome, LoginOutput, SignupInput};
 pub use error::AppError;
+pub use mfa::{BACKUP_CODES, TotpEnrollment};
 pub use orgs::OrgPatch;
 pub use palisade_store::repo::audit::RequestMeta;
 pub use palisade_store::repo::orgs::{Member, Org};
@@ -60,6 +62,8 @@ pub struct App {
     pub random: Arc<dyn Randomness>,
     pub policy: Policy,
     pub mailer: palisade_mail::Mailer,
+    /// Seals user-owned secrets (TOTP seeds) at rest.
+    pub keys: Arc<palisade_crypto::InstanceKey>,
 }
 
 impl App {

@@ -12,6 +12,8 @@ pub enum Notice<'a> {
     NewSignIn { device: &'a str, ip: &'a str },
     PasswordChanged,
     Locked { minutes: i64 },
+    MfaAdded,
+    BackupCodeUsed,
 }
 
 impl App {
@@ -69,6 +71,14 @@ impl App {
             Notice::Locked { minutes } => (
                 "Your account was locked".to_owned(),
                 format!("Too many failed sign-ins: your Palisade account is locked for {minutes} minutes. It unlocks by itself; resetting your password unlocks it at once. If these attempts were not yours, someone may be guessing your password."),
+            ),
+            Notice::MfaAdded => (
+                "Two-factor authentication was turned on".to_owned(),
+                "An authenticator app was added to your Palisade account; sign-ins now ask for its code. If this was not you, reset your password now and contact your administrator.".to_owned(),
+            ),
+            Notice::BackupCodeUsed => (
+                "A backup code was used to sign in".to_owned(),
+                "One of your backup codes was just used to sign in to your Palisade account; it cannot be used again. If this was not you, reset your password now.".to_owned(),
             ),
         };
         self.send_in_background(Mail { to: to.to_owned(), subject, body: format!("{body}\n") });

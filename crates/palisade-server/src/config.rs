@@ -64,6 +64,8 @@ pub struct Config {
     pub smtp_url: Option<SecretString>,
     /// Sender of transactional mail.
     pub mail_from: String,
+    /// The instance key file; default `<data_dir>/instance.key`.
+    pub instance_key_file: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -89,6 +91,7 @@ impl Default for Config {
             auth_per_ip_per_minute: 20,
             smtp_url: None,
             mail_from: "Palisade <no-reply@localhost>".into(),
+            instance_key_file: None,
         }
     }
 }
@@ -163,6 +166,19 @@ impl Config {
             format!("mail_from = {:?}", self.mail_from),
         ]
         .join("\n")
+    }
+
+    /// The instance key (AES-256, sealing user-owned secrets such as TOTP seeds): a 0600 file,
+    /// created at first start. Every node of one installation needs the same file.
+    pub fn instance_key(&self) -> Result<palisade_crypto::InstanceKey> {
+        let path = self.instance_key_file.clone().unwrap_or_else(|| self.data_dir.join("instance.key"));
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+            if dir == self.data_dir {
+                std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
+            }
+        }
+        Ok(palisade_crypto::InstanceKey::load_or_create(&path)?)
     }
 
     /// Where mail goes when no SMTP server is configured.

@@ -34,6 +34,7 @@ pub fn build_app(config: &Config, db: Db, clock: Arc<dyn Clock>, random: Arc<dyn
             public_url: config.public_url(),
         },
         mailer: config.mailer()?,
+        keys: Arc::new(config.instance_key()?),
     })
 }
 

@@ -32,3 +32,9 @@ GRANT EXECUTE ON FUNCTION palisade.enter_reset(bytea, timestamptz) TO {role};
 GRANT EXECUTE ON FUNCTION palisade.device_seen(uuid, text) TO {role};
 -- Tokens are created by the server and consumed only by the functions above.
 GRANT INSERT ON palisade.email_tokens TO {role};
+GRANT SELECT, INSERT, UPDATE, DELETE ON palisade.totp_factors TO {role};
+GRANT SELECT, INSERT, UPDATE, DELETE ON palisade.backup_codes TO {role};
+GRANT INSERT ON palisade.mfa_challenges TO {role};
+GRANT EXECUTE ON FUNCTION palisade.mfa_enabled_for(text) TO {role};
+GRANT EXECUTE ON FUNCTION palisade.enter_mfa_challenge(bytea, timestamptz, integer, float8) TO {role};
+GRANT EXECUTE ON FUNCTION palisade.complete_mfa(bytea, timestamptz, bigint, text) TO {role};

@@ -7,7 +7,16 @@ use tokio_postgres::Client;
 use crate::StoreError;
 
 /// Tables that hold no tenant data, by design. Anything else without `tenant_id` is a finding.
-pub const INSTANCE_TABLES: &[&str] = &["schema_migrations", "users", "sessions", "tenants", "email_tokens"];
+pub const INSTANCE_TABLES: &[&str] = &[
+    "schema_migrations",
+    "users",
+    "sessions",
+    "tenants",
+    "email_tokens",
+    "totp_factors",
+    "backup_codes",
+    "mfa_challenges",
+];
 
 /// The connected role's attributes, for the "owns nothing, no BYPASSRLS" rule.
 #[derive(Debug, Clone)]

@@ -16,6 +16,9 @@ pub enum StoreError {
     /// A single-use token is unknown, used or expired (PA410).
     #[error("invalid or expired token")]
     InvalidToken,
+    /// A one-time code or backup code was already used (PA409).
+    #[error("already used")]
+    Replayed,
     /// The account's email address is not verified yet (PAEV1).
     #[error("email address not verified")]
     EmailUnverified,
@@ -45,6 +48,7 @@ impl StoreError {
             "PA404" => StoreError::NotFound,
             "PA403" => StoreError::Forbidden,
             "PA410" => StoreError::InvalidToken,
+            "PA409" => StoreError::Replayed,
             "PAEV1" => StoreError::EmailUnverified,
             _ if *code == SqlState::UNIQUE_VIOLATION => {
                 StoreError::Conflict { constraint: db.constraint().unwrap_or("unknown").to_owned() }

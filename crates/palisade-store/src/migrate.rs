@@ -21,6 +21,7 @@ const MIGRATIONS: &[Migration] = &[
     Migration { version: 3, name: "sessions", sql: include_str!("../migrations/0003_sessions.sql") },
     Migration { version: 4, name: "org_listing", sql: include_str!("../migrations/0004_org_listing.sql") },
     Migration { version: 5, name: "email", sql: include_str!("../migrations/0005_email.sql") },
+    Migration { version: 6, name: "mfa", sql: include_str!("../migrations/0006_mfa.sql") },
 ];
 
 const GRANTS: &str = include_str!("../migrations/grants.sql");

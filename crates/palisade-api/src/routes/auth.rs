@@ -4,7 +4,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
-use palisade_app::{LoginInput, SignupInput};
+use palisade_app::{LoginInput, LoginOutcome, SignupInput};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -69,7 +69,7 @@ pub struct TokenResponse {
 
 #[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = LoginRequest,
     responses(
-        (status = 200, description = "Signed in; also sets the palisade_session (HttpOnly) and palisade_csrf cookies", body = TokenResponse),
+        (status = 200, description = "Signed in (sets the palisade_session and palisade_csrf cookies), or, for an account with a second factor, `{mfa_required, challenge_token, methods}`", body = TokenResponse),
         (status = 401, description = "Unknown email or wrong password (one answer)", body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json"),
         (status = 503, body = Problem, content_type = "application/problem+json"),
@@ -79,7 +79,19 @@ pub async fn login(
     Meta(meta): Meta,
     ApiJson(body): ApiJson<LoginRequest>,
 ) -> ApiResult<Response> {
-    let out = state.app.log_in(LoginInput { email: body.email, password: body.password }, &meta).await?;
+    match state.app.log_in(LoginInput { email: body.email, password: body.password }, &meta).await? {
+        LoginOutcome::Session(out) => Ok(session_response(&state, out)),
+        LoginOutcome::MfaRequired { challenge, methods } => Ok(axum::Json(MfaRequired {
+            mfa_required: true,
+            challenge_token: challenge.expose_secret().to_owned(),
+            methods,
+        })
+        .into_response()),
+    }
+}
+
+/// The token response plus the browser cookies: `palisade_session` (HttpOnly) and `palisade_csrf`.
+fn session_response(state: &ApiState, out: palisade_app::LoginOutput) -> Response {
     let token = out.token.expose_secret().to_owned();
     let max_age = time::Duration::seconds(out.expires_in);
     let session = Cookie::build((SESSION_COOKIE, token.clone()))
@@ -96,7 +108,40 @@ pub async fn login(
         .max_age(max_age);
     let jar = CookieJar::new().add(session).add(csrf);
     let body = TokenResponse { access_token: token, token_type: "Bearer", expires_in: out.expires_in };
-    Ok((jar, axum::Json(body)).into_response())
+    (jar, axum::Json(body)).into_response()
+}
+
+/// A correct password for an account with a second factor.
+#[derive(Serialize, ToSchema)]
+pub struct MfaRequired {
+    pub mfa_required: bool,
+    /// Single use, 5 minutes; only `POST /api/v1/auth/mfa` accepts it.
+    pub challenge_token: String,
+    pub methods: Vec<&'static str>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MfaRequest {
+    pub challenge_token: String,
+    /// The 6-digit code from the authenticator app, or a backup code (xxxx-xxxx-xxxx).
+    pub code: String,
+}
+
+#[utoipa::path(post, path = "/api/v1/auth/mfa", tag = "auth", request_body = MfaRequest,
+    responses(
+        (status = 200, description = "Signed in; also sets the session cookies", body = TokenResponse),
+        (status = 400, description = "Unknown, used or expired challenge", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Wrong, reused or locked-out code", body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn mfa(
+    State(state): State<ApiState>,
+    Meta(meta): Meta,
+    ApiJson(body): ApiJson<MfaRequest>,
+) -> ApiResult<Response> {
+    let out = state.app.complete_login_mfa(&body.challenge_token, &body.code, &meta).await?;
+    Ok(session_response(&state, out))
 }
 
 #[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth",

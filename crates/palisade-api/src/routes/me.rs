@@ -41,6 +41,63 @@ pub async fn me(State(state): State<ApiState>, caller: Caller) -> ApiResult<Json
 }
 
 #[derive(Serialize, ToSchema)]
+pub struct TotpEnrollmentResponse {
+    /// Base32 seed, for typing into an authenticator app. Shown once.
+    pub secret: String,
+    pub otpauth_uri: String,
+    /// The otpauth URI as a QR code (SVG).
+    pub qr_svg: String,
+}
+
+#[utoipa::path(post, path = "/api/v1/me/mfa/totp", tag = "account",
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 201, description = "Enrolment started; confirm with a code", body = TotpEnrollmentResponse),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "A confirmed authenticator is already enabled", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn start_totp(
+    State(state): State<ApiState>,
+    caller: Caller,
+) -> ApiResult<(StatusCode, Json<TotpEnrollmentResponse>)> {
+    let e = state.app.start_totp(&caller.proof).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(TotpEnrollmentResponse { secret: e.secret, otpauth_uri: e.otpauth_uri, qr_svg: e.qr_svg }),
+    ))
+}
+
+#[derive(serde::Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TotpConfirmRequest {
+    pub code: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct BackupCodes {
+    /// Ten single-use codes, shown once. Store them somewhere safe.
+    pub backup_codes: Vec<String>,
+}
+
+#[utoipa::path(post, path = "/api/v1/me/mfa/totp/confirm", tag = "account", request_body = TotpConfirmRequest,
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 200, description = "Two-factor authentication is on", body = BackupCodes),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 409, body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Wrong or reused code", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn confirm_totp(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Meta(meta): Meta,
+    crate::extract::ApiJson(body): crate::extract::ApiJson<TotpConfirmRequest>,
+) -> ApiResult<Json<BackupCodes>> {
+    let backup_codes = state.app.confirm_totp(&caller.proof, &body.code, &meta).await?;
+    Ok(Json(BackupCodes { backup_codes }))
+}
+
+#[derive(Serialize, ToSchema)]
 pub struct SessionResponse {
     #[schema(value_type = String, example = "ses_01h455vb4pex5vsknk084sn02q")]
     pub id: SessionId,

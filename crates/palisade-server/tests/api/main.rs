@@ -8,5 +8,6 @@ mod email;
 mod errors;
 mod isolation;
 mod lockout;
+mod mfa;
 mod orgs;
 mod sessions;

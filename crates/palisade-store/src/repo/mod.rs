@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod email_tokens;
+pub mod mfa;
 pub mod orgs;
 pub mod sessions;
 pub mod users;

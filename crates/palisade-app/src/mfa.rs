@@ -1,0 +1,301 @@
+//! TOTP second factor (RFC 6238): enrolment, confirmation with backup codes, and the second step
+//! of a sign-in. Seeds are sealed with the instance key, bound to their user.
+
+use palisade_auth::{SessionToken, hash_token};
+use palisade_core::{EventId, SessionId, SessionTokenHash, UserId, ValidationError};
+use palisade_store::repo::audit::{self, Actor, NewEvent, Outcome, RequestMeta};
+use palisade_store::repo::users::{self, NewSession};
+use palisade_store::repo::{mfa, users as user_repo};
+use palisade_store::{StoreError, Tx};
+use rand::Rng;
+use secrecy::SecretString;
+use serde_json::json;
+use totp_rs::{Algorithm, Builder, Totp};
+
+use crate::mail::Notice;
+use crate::{App, AppError, LoginOutput};
+
+/// Prefix of the short-lived token between the password and the second factor.
+pub const CHALLENGE_PREFIX: &str = "pmc_";
+/// Backup codes per enrolment.
+pub const BACKUP_CODES: usize = 10;
+const BASE32: &[u8] = b"abcdefghijkmnpqrstuvwxyz23456789";
+
+/// What the authenticator app needs, shown once.
+pub struct TotpEnrollment {
+    pub secret: String,
+    pub otpauth_uri: String,
+    pub qr_svg: String,
+}
+
+fn context(user: UserId) -> Vec<u8> {
+    format!("totp|{user}").into_bytes()
+}
+
+fn totp(seed: Vec<u8>, account: &str) -> Result<Totp, AppError> {
+    Builder::new()
+        .with_algorithm(Algorithm::SHA1)
+        .with_digits(6)
+        .with_skew(1)
+        .with_step_duration(30)
+        .with_secret(seed)
+        .with_account_name(account.to_owned())
+        .with_issuer(Some("Palisade"))
+        .build()
+        .map_err(|e| AppError::Internal(format!("totp: {e:?}")))
+}
+
+/// A backup code `abcd-efgh-jkmn`: the first group names its row.
+fn new_backup_code() -> String {
+    let mut rng = rand::rngs::OsRng;
+    let group = |rng: &mut rand::rngs::OsRng| {
+        (0..4).map(|_| BASE32[rng.gen_range(0..BASE32.len())] as char).collect::<String>()
+    };
+    format!("{}-{}-{}", group(&mut rng), group(&mut rng), group(&mut rng))
+}
+
+/// Splits what the user typed into a six-digit TOTP code or a backup code.
+enum Code {
+    Totp(String),
+    Backup { lookup: String, whole: String },
+}
+
+fn parse_code(raw: &str) -> Result<Code, AppError> {
+    let compact: String = raw.chars().filter(|c| !c.is_whitespace()).collect::<String>().to_lowercase();
+    if compact.len() == 6 && compact.bytes().all(|b| b.is_ascii_digit()) {
+        return Ok(Code::Totp(compact));
+    }
+    let groups: Vec<&str> = compact.split('-').collect();
+    if groups.len() == 3 && groups.iter().all(|g| g.len() == 4 && g.bytes().all(|b| BASE32.contains(&b))) {
+        return Ok(Code::Backup { lookup: groups[0].to_owned(), whole: compact.clone() });
+    }
+    Err(ValidationError::new("code", "must be the 6-digit code from your app or a backup code (xxxx-xxxx-xxxx)").into())
+}
+
+impl App {
+    fn unix_now(&self) -> u64 {
+        self.clock.now().unix_timestamp().max(0) as u64
+    }
+
+    /// Starts (or restarts) TOTP enrolment. A confirmed factor must be removed first.
+    pub async fn start_totp(&self, proof: &SessionTokenHash) -> Result<TotpEnrollment, AppError> {
+        let me = self.me(proof).await?;
+        let mut seed = vec![0u8; 20];
+        self.random.fill(&mut seed);
+        let sealed = self.keys.seal(&seed, &context(me.id));
+        let generator = totp(seed, &me.email)?;
+        let mut tx = Tx::session(proof, self.clock.now());
+        mfa::start_totp(&mut tx, sealed, self.clock.now());
+        match tx.run(&self.db).await {
+            Err(StoreError::NotFound) => return Err(AppError::Conflict("totp already enabled".into())),
+            other => other?,
+        };
+        let otpauth_uri = generator.to_url().map_err(|e| AppError::Internal(format!("otpauth: {e:?}")))?;
+        let qr_svg = qrcode::QrCode::new(otpauth_uri.as_bytes())
+            .map_err(|e| AppError::Internal(format!("qr: {e}")))?
+            .render::<qrcode::render::svg::Color<'_>>()
+            .min_dimensions(200, 200)
+            .build();
+        Ok(TotpEnrollment { secret: generator.secret().to_base32(), otpauth_uri, qr_svg })
+    }
+
+    /// Confirms enrolment with a current code; returns ten single-use backup codes, shown once.
+    pub async fn confirm_totp(
+        &self,
+        proof: &SessionTokenHash,
+        code: &str,
+        meta: &RequestMeta,
+    ) -> Result<Vec<String>, AppError> {
+        let Code::Totp(code) = parse_code(code)? else {
+            return Err(ValidationError::new("code", "confirm with the 6-digit code from your app").into());
+        };
+        let mut tx = Tx::session(proof, self.clock.now());
+        let me = user_repo::me(&mut tx);
+        let factor = mfa::factor(&mut tx);
+        let mut results = tx.run(&self.db).await?;
+        let (me, factor) = (results.get(me)?, results.get(factor)?);
+        let factor = match factor {
+            Some(f) if !f.confirmed => f,
+            Some(_) => return Err(AppError::Conflict("totp already enabled".into())),
+            None => return Err(ValidationError::new("code", "start enrolment first (POST /api/v1/me/mfa/totp)").into()),
+        };
+        let seed = self.keys.open(&factor.sealed, &context(me.id)).map_err(|e| AppError::Internal(e.to_string()))?;
+        let Some(step) = totp(seed.to_vec(), &me.email)?.check(&code, self.unix_now()) else {
+            return Err(
+                ValidationError::new("code", "is not the current code from your app; check the phone's clock").into()
+            );
+        };
+        let codes: Vec<String> = (0..BACKUP_CODES).map(|_| new_backup_code()).collect();
+        let mut stored = Vec::with_capacity(codes.len());
+        for code in &codes {
+            let hash = self.hasher.rehash(&SecretString::from(code.clone())).await?;
+            stored.push((code[..4].to_owned(), hash));
+        }
+        let mut tx = Tx::session(proof, self.clock.now());
+        mfa::confirm_totp(&mut tx, step as i64, stored, self.clock.now());
+        audit::record(
+            &mut tx,
+            self.mfa_event("user.mfa_enabled", Actor::SessionUser, None, json!({"method": "totp"}), meta),
+        );
+        match tx.run(&self.db).await {
+            Err(StoreError::NotFound) => return Err(ValidationError::new("code", "this code was already used").into()),
+            other => other?,
+        };
+        self.send_notice(&me.email, Notice::MfaAdded);
+        Ok(codes)
+    }
+
+    fn mfa_event<'a>(
+        &self,
+        action: &'static str,
+        actor: Actor,
+        target: Option<UserId>,
+        details: serde_json::Value,
+        meta: &'a RequestMeta,
+    ) -> NewEvent<'a> {
+        NewEvent {
+            id: EventId::new(&*self.clock, &*self.random),
+            org: None,
+            at: self.clock.now(),
+            actor,
+            action,
+            target_kind: target.map(|_| "user"),
+            target_id: target.map(|u| u.as_uuid()),
+            outcome: Outcome::Success,
+            details,
+            meta,
+        }
+    }
+
+    /// After a correct password for an account with a second factor: a single-use challenge,
+    /// valid 5 minutes. It is no access token: it opens nothing but `POST /auth/mfa`.
+    pub(crate) async fn issue_challenge(&self, user: UserId, meta: &RequestMeta) -> Result<SecretString, AppError> {
+        let token = SessionToken::mint_prefixed(&*self.random, CHALLENGE_PREFIX);
+        let mut tx = Tx::anonymous();
+        mfa::create_challenge(&mut tx, &token.hash, user, self.clock.now(), time::Duration::minutes(5));
+        audit::record(
+            &mut tx,
+            self.mfa_event("user.mfa_challenged", Actor::User(user.as_uuid()), Some(user), json!({}), meta),
+        );
+        tx.run(&self.db).await?;
+        Ok(token.token)
+    }
+
+    /// The second step of a sign-in: a TOTP code (each accepted once) or a backup code (each
+    /// usable once). Failures count towards the account lockout like wrong passwords.
+    pub async fn complete_login_mfa(
+        &self,
+        challenge: &str,
+        code: &str,
+        meta: &RequestMeta,
+    ) -> Result<LoginOutput, AppError> {
+        let challenge = challenge.trim();
+        if !challenge.starts_with(CHALLENGE_PREFIX) || challenge.len() > 128 {
+            return Err(AppError::InvalidToken);
+        }
+        let proof = hash_token(challenge);
+        let code = parse_code(code)?;
+        let lookup = match &code {
+            Code::Backup { lookup, .. } => Some(lookup.clone()),
+            Code::Totp(_) => None,
+        };
+        let mut tx = Tx::anonymous();
+        let (state, backup_hash) =
+            mfa::enter_challenge(&mut tx, &proof, self.clock.now(), self.policy.lockout, lookup.clone());
+        let mut results = tx.run(&self.db).await?;
+        let state = results.get(state)?.ok_or(AppError::InvalidToken)?;
+        let backup_hash = results.get(backup_hash)?;
+        let step = match (&code, state.reserved) {
+            (_, false) => None,
+            (Code::Totp(code), true) => {
+                let seed = self
+                    .keys
+                    .open(&state.sealed, &context(state.user_id))
+                    .map_err(|e| AppError::Internal(e.to_string()))?;
+                totp(seed.to_vec(), &state.email)?.check(code, self.unix_now()).map(|s| s as i64)
+            }
+            (Code::Backup { whole, .. }, true) => {
+                let secret = SecretString::from(whole.clone());
+                let matches = self.hasher.verify(&secret, backup_hash.as_deref()).await?.matches;
+                matches.then_some(-1)
+            }
+        };
+        let Some(step) = step else {
+            return Err(self.second_factor_failed(&state, meta).await);
+        };
+        let now = self.clock.now();
+        let session_token = SessionToken::mint(&*self.random);
+        let session_id = SessionId::new(&*self.clock, &*self.random);
+        let method = if step >= 0 { "totp" } else { "backup_code" };
+        let mut tx = Tx::anonymous();
+        mfa::complete(&mut tx, &proof, now, (step >= 0).then_some(step), lookup.filter(|_| step < 0));
+        users::create_session(
+            &mut tx,
+            NewSession {
+                id: session_id,
+                user_id: state.user_id,
+                token_hash: session_token.hash,
+                at: now,
+                lifetime: self.policy.session_lifetime,
+                idle_timeout: self.policy.session_idle_timeout,
+                ip: meta.ip,
+                user_agent: meta.user_agent.clone(),
+            },
+        );
+        let mut event = self.mfa_event(
+            "user.login",
+            Actor::User(state.user_id.as_uuid()),
+            None,
+            json!({"method": "password", "second_factor": method}),
+            meta,
+        );
+        event.target_kind = Some("session");
+        event.target_id = Some(session_id.as_uuid());
+        audit::record(&mut tx, event);
+        match tx.run(&self.db).await {
+            Ok(_) => {}
+            Err(StoreError::Replayed) => return Err(self.second_factor_failed(&state, meta).await),
+            Err(other) => return Err(other.into()),
+        }
+        if method == "backup_code" {
+            self.send_notice(&state.email, Notice::BackupCodeUsed);
+        }
+        Ok(LoginOutput {
+            token: session_token.token,
+            expires_in: self.policy.session_lifetime.whole_seconds(),
+            user_id: state.user_id,
+        })
+    }
+
+    async fn second_factor_failed(&self, state: &mfa::Challenge, meta: &RequestMeta) -> AppError {
+        let mut tx = Tx::anonymous();
+        let mut failed = self.mfa_event(
+            "user.login_failed",
+            Actor::None,
+            Some(state.user_id),
+            json!({"reason": if state.reserved { "wrong_second_factor" } else { "locked" }}),
+            meta,
+        );
+        failed.outcome = Outcome::Failure;
+        audit::record(&mut tx, failed);
+        if state.locks_now {
+            audit::record(
+                &mut tx,
+                self.mfa_event(
+                    "user.locked",
+                    Actor::None,
+                    Some(state.user_id),
+                    json!({"failed_attempts": self.policy.lockout.threshold}),
+                    meta,
+                ),
+            );
+        }
+        if let Err(err) = tx.run(&self.db).await {
+            return err.into();
+        }
+        if state.locks_now {
+            self.send_notice(&state.email, Notice::Locked { minutes: self.policy.lockout.duration.whole_minutes() });
+        }
+        AppError::InvalidCredentials
+    }
+}
