@@ -44,6 +44,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/auth/forgot-password", post(routes::auth::forgot_password))
         .route("/api/v1/auth/reset-password", post(routes::auth::reset_password))
         .route("/api/v1/auth/mfa", post(routes::auth::mfa))
+        .route("/api/v1/auth/step-up", post(routes::auth::step_up))
         .route_layer(axum::middleware::from_fn_with_state(state.auth_throttle.clone(), throttle::middleware));
     let api = Router::new()
         .merge(credential_routes)
@@ -51,7 +52,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/auth/verify-email", post(routes::auth::verify_email))
         .route("/api/v1/me", get(routes::me::me))
         .route("/api/v1/me/sessions", get(routes::me::sessions))
-        .route("/api/v1/me/mfa/totp", post(routes::me::start_totp))
+        .route("/api/v1/me/mfa/totp", post(routes::me::start_totp).delete(routes::me::disable_totp))
+        .route("/api/v1/me/password", post(routes::me::change_password))
         .route("/api/v1/me/mfa/totp/confirm", post(routes::me::confirm_totp))
         .route("/api/v1/me/sessions/revoke-others", post(routes::me::revoke_other_sessions))
         .route("/api/v1/me/sessions/{session}", axum::routing::delete(routes::me::revoke_session))

@@ -33,6 +33,18 @@ pub const CATALOG: &[(&str, u16, &str, &str)] = &[
     ),
     ("forbidden", 403, "Permission denied", "Signed in and a member, but the role lacks the permission."),
     (
+        "step-up-required",
+        403,
+        "Authenticate again",
+        "This action needs a sign-in within the last 10 minutes: POST /api/v1/auth/step-up with your password (and code), then retry.",
+    ),
+    (
+        "mfa-enrollment-required",
+        403,
+        "Two-factor authentication required",
+        "This organization requires two-factor authentication: set it up (POST /api/v1/me/mfa/totp), then retry.",
+    ),
+    (
         "email-unverified",
         403,
         "Email not verified",
@@ -168,6 +180,14 @@ impl From<AppError> for ApiError {
             AppError::Unauthenticated => Problem::new("unauthenticated", "Sign in again: the session is not valid."),
             AppError::NotFound => Problem::new("not-found", "No such resource."),
             AppError::Forbidden => Problem::new("forbidden", "Your role does not allow this action."),
+            AppError::StepUpRequired => Problem::new(
+                "step-up-required",
+                "Confirm it is you: POST /api/v1/auth/step-up with your password (and code), then retry within 10 minutes.",
+            ),
+            AppError::MfaEnrollmentRequired => Problem::new(
+                "mfa-enrollment-required",
+                "This organization requires two-factor authentication: set it up under your account, then retry.",
+            ),
             AppError::InvalidToken => {
                 Problem::new("invalid-token", "This link is invalid, expired or already used; ask for a new one.")
             }

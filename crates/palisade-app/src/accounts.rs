@@ -185,7 +185,7 @@ impl App {
 
     /// Records a refused sign-in (and the lock, if this attempt set it). Returns the one answer
     /// every refusal gets, unless the record itself cannot be written.
-    async fn record_failed_login(
+    pub(crate) async fn record_failed_login(
         &self,
         email: Option<&Email>,
         known_user: Option<UserId>,

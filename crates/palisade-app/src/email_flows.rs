@@ -21,7 +21,7 @@ fn parse_token(raw: &str, prefix: &str) -> Result<palisade_core::SessionTokenHas
 }
 
 impl App {
-    fn account_event<'a>(
+    pub(crate) fn account_event<'a>(
         &self,
         action: &'static str,
         details: serde_json::Value,

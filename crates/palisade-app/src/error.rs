@@ -20,6 +20,12 @@ pub enum AppError {
     /// A single-use link is unknown, used or expired.
     #[error("invalid or expired token")]
     InvalidToken,
+    /// The action needs an authentication within the last 10 minutes.
+    #[error("step-up required")]
+    StepUpRequired,
+    /// The organization requires a second factor the user has not set up.
+    #[error("two-factor enrolment required")]
+    MfaEnrollmentRequired,
     /// The action needs a verified email address.
     #[error("email address not verified")]
     EmailUnverified,
@@ -48,6 +54,8 @@ impl From<StoreError> for AppError {
             StoreError::Forbidden => AppError::Forbidden,
             StoreError::InvalidToken => AppError::InvalidToken,
             StoreError::Replayed => AppError::InvalidCredentials,
+            StoreError::StepUpRequired => AppError::StepUpRequired,
+            StoreError::MfaEnrollmentRequired => AppError::MfaEnrollmentRequired,
             StoreError::EmailUnverified => AppError::EmailUnverified,
             StoreError::Conflict { constraint } => AppError::Conflict(constraint),
             StoreError::Unavailable(why) => AppError::Unavailable(why),

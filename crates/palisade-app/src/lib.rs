@@ -7,6 +7,7 @@ mod error;
 mod mail;
 mod mfa;
 mod orgs;
+mod security;
 
 use std::sync::Arc;
 
@@ -22,6 +23,7 @@ pub use palisade_store::repo::audit::RequestMeta;
 pub use palisade_store::repo::orgs::{Member, Org};
 pub use palisade_store::repo::sessions::SessionInfo;
 pub use palisade_store::repo::users::{Lockout, Me};
+pub use security::STEP_UP_WINDOW;
 
 /// Instance-wide settings the use cases need.
 #[derive(Debug, Clone)]

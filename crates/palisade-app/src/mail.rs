@@ -13,6 +13,7 @@ pub enum Notice<'a> {
     PasswordChanged,
     Locked { minutes: i64 },
     MfaAdded,
+    MfaRemoved,
     BackupCodeUsed,
 }
 
@@ -75,6 +76,10 @@ impl App {
             Notice::MfaAdded => (
                 "Two-factor authentication was turned on".to_owned(),
                 "An authenticator app was added to your Palisade account; sign-ins now ask for its code. If this was not you, reset your password now and contact your administrator.".to_owned(),
+            ),
+            Notice::MfaRemoved => (
+                "Two-factor authentication was turned off".to_owned(),
+                "The authenticator app was removed from your Palisade account; sign-ins no longer ask for a code. If this was not you, reset your password now and contact your administrator.".to_owned(),
             ),
             Notice::BackupCodeUsed => (
                 "A backup code was used to sign in".to_owned(),

@@ -55,12 +55,12 @@ fn new_backup_code() -> String {
 }
 
 /// Splits what the user typed into a six-digit TOTP code or a backup code.
-enum Code {
+pub(crate) enum Code {
     Totp(String),
     Backup { lookup: String, whole: String },
 }
 
-fn parse_code(raw: &str) -> Result<Code, AppError> {
+pub(crate) fn parse_code(raw: &str) -> Result<Code, AppError> {
     let compact: String = raw.chars().filter(|c| !c.is_whitespace()).collect::<String>().to_lowercase();
     if compact.len() == 6 && compact.bytes().all(|b| b.is_ascii_digit()) {
         return Ok(Code::Totp(compact));
@@ -75,6 +75,18 @@ fn parse_code(raw: &str) -> Result<Code, AppError> {
 impl App {
     fn unix_now(&self) -> u64 {
         self.clock.now().unix_timestamp().max(0) as u64
+    }
+
+    /// The step a TOTP code matches now (±1 step), if any.
+    pub(crate) fn check_totp(
+        &self,
+        sealed: &[u8],
+        user: UserId,
+        account: &str,
+        code: &str,
+    ) -> Result<Option<i64>, AppError> {
+        let seed = self.keys.open(sealed, &context(user)).map_err(|e| AppError::Internal(e.to_string()))?;
+        Ok(totp(seed.to_vec(), account)?.check(code, self.unix_now()).map(|s| s as i64))
     }
 
     /// Starts (or restarts) TOTP enrolment. A confirmed factor must be removed first.

@@ -15,6 +15,8 @@ pub struct OrgPatch {
     pub name: Option<String>,
     /// `Some(None)` returns to the instance default.
     pub session_idle_minutes: Option<Option<i64>>,
+    /// "off", "admins" or "all".
+    pub mfa_policy: Option<String>,
 }
 
 /// Allowed range of an organization's inactivity timeout, in minutes (5 minutes to 24 hours).
@@ -86,11 +88,20 @@ impl App {
         patch: OrgPatch,
         meta: &RequestMeta,
     ) -> Result<Org, AppError> {
-        if patch.name.is_none() && patch.session_idle_minutes.is_none() {
-            return Err(
-                ValidationError::new("", "give at least one field to change: name, session_idle_minutes").into()
-            );
+        if patch.name.is_none() && patch.session_idle_minutes.is_none() && patch.mfa_policy.is_none() {
+            return Err(ValidationError::new(
+                "",
+                "give at least one field to change: name, session_idle_minutes, mfa_policy",
+            )
+            .into());
         }
+        let mfa_policy = match patch.mfa_policy.as_deref() {
+            None => None,
+            Some("off") => Some("off"),
+            Some("admins") => Some("admins"),
+            Some("all") => Some("all"),
+            Some(_) => return Err(ValidationError::new("mfa_policy", "must be \"off\", \"admins\" or \"all\"").into()),
+        };
         let name = patch.name.as_deref().map(OrgName::parse).transpose()?;
         let idle = match patch.session_idle_minutes {
             Some(Some(minutes)) if !IDLE_MINUTES.contains(&minutes) => {
@@ -110,11 +121,18 @@ impl App {
         if idle.is_some() {
             changed.push("session_idle_minutes");
         }
+        if mfa_policy.is_some() {
+            changed.push("mfa_policy");
+        }
         let now = self.clock.now();
         let mut tx = Tx::tenant(proof, now, id);
         tx.require_role(&roles_that_update_orgs());
-        let updated =
-            orgs::update(&mut tx, id, &orgs::OrgChange { name: name.as_ref(), session_idle_minutes: idle }, now);
+        let updated = orgs::update(
+            &mut tx,
+            id,
+            &orgs::OrgChange { name: name.as_ref(), session_idle_minutes: idle, mfa_policy },
+            now,
+        );
         if name.is_some() {
             audit::record(&mut tx, self.event(id, "org.updated", Outcome::Success, json!({"changed": ["name"]}), meta));
         }
@@ -122,6 +140,12 @@ impl App {
             audit::record(
                 &mut tx,
                 self.event(id, "settings.changed", Outcome::Success, json!({"session_idle_minutes": minutes}), meta),
+            );
+        }
+        if let Some(policy) = mfa_policy {
+            audit::record(
+                &mut tx,
+                self.event(id, "settings.changed", Outcome::Success, json!({"mfa_policy": policy}), meta),
             );
         }
         match tx.run(&self.db).await {

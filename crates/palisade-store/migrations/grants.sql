@@ -9,7 +9,7 @@ GRANT UPDATE (name, password_hash, updated_at, failed_logins, locked_until) ON p
 -- Token hashes are readable only by enter_session (SECURITY DEFINER): a compromised runtime
 -- connection cannot lift another user's session proof.
 GRANT INSERT ON palisade.sessions TO {role};
-GRANT SELECT (id, user_id, created_at, last_seen_at, expires_at, idle_timeout, revoked_at, ip, user_agent)
+GRANT SELECT (id, user_id, created_at, last_seen_at, expires_at, idle_timeout, revoked_at, ip, user_agent, authenticated_at)
     ON palisade.sessions TO {role};
 GRANT UPDATE (revoked_at) ON palisade.sessions TO {role};
 GRANT SELECT, INSERT ON palisade.orgs TO {role};
@@ -38,3 +38,7 @@ GRANT INSERT ON palisade.mfa_challenges TO {role};
 GRANT EXECUTE ON FUNCTION palisade.mfa_enabled_for(text) TO {role};
 GRANT EXECUTE ON FUNCTION palisade.enter_mfa_challenge(bytea, timestamptz, integer, float8) TO {role};
 GRANT EXECUTE ON FUNCTION palisade.complete_mfa(bytea, timestamptz, bigint, text) TO {role};
+GRANT EXECUTE ON FUNCTION palisade.require_recent_auth(timestamptz, float8) TO {role};
+GRANT EXECUTE ON FUNCTION palisade.require_own_mfa() TO {role};
+GRANT UPDATE (authenticated_at) ON palisade.sessions TO {role};
+GRANT UPDATE (mfa_policy) ON palisade.orgs TO {role};

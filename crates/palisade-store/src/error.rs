@@ -19,6 +19,12 @@ pub enum StoreError {
     /// A one-time code or backup code was already used (PA409).
     #[error("already used")]
     Replayed,
+    /// The action needs a recent authentication (PASU1).
+    #[error("step-up authentication required")]
+    StepUpRequired,
+    /// A second factor is required and the user has none (PAMF1).
+    #[error("two-factor enrolment required")]
+    MfaEnrollmentRequired,
     /// The account's email address is not verified yet (PAEV1).
     #[error("email address not verified")]
     EmailUnverified,
@@ -50,6 +56,8 @@ impl StoreError {
             "PA410" => StoreError::InvalidToken,
             "PA409" => StoreError::Replayed,
             "PAEV1" => StoreError::EmailUnverified,
+            "PASU1" => StoreError::StepUpRequired,
+            "PAMF1" => StoreError::MfaEnrollmentRequired,
             _ if *code == SqlState::UNIQUE_VIOLATION => {
                 StoreError::Conflict { constraint: db.constraint().unwrap_or("unknown").to_owned() }
             }

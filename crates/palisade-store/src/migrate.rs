@@ -22,6 +22,11 @@ const MIGRATIONS: &[Migration] = &[
     Migration { version: 4, name: "org_listing", sql: include_str!("../migrations/0004_org_listing.sql") },
     Migration { version: 5, name: "email", sql: include_str!("../migrations/0005_email.sql") },
     Migration { version: 6, name: "mfa", sql: include_str!("../migrations/0006_mfa.sql") },
+    Migration {
+        version: 7,
+        name: "step_up_and_mfa_policy",
+        sql: include_str!("../migrations/0007_step_up_and_mfa_policy.sql"),
+    },
 ];
 
 const GRANTS: &str = include_str!("../migrations/grants.sql");

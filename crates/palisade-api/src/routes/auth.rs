@@ -228,3 +228,29 @@ pub async fn reset_password(
     state.app.reset_password(&body.token, body.password, &meta).await?;
     Ok(StatusCode::NO_CONTENT)
 }
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StepUpRequest {
+    #[schema(value_type = String, format = Password)]
+    pub password: SecretString,
+    /// Required when the account has two-factor authentication.
+    pub code: Option<String>,
+}
+
+#[utoipa::path(post, path = "/api/v1/auth/step-up", tag = "auth", request_body = StepUpRequest,
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 204, description = "Sensitive actions are allowed for the next 10 minutes"),
+        (status = 401, description = "Wrong password or code (counts towards the lockout)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn step_up(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Meta(meta): Meta,
+    ApiJson(body): ApiJson<StepUpRequest>,
+) -> ApiResult<StatusCode> {
+    state.app.step_up(&caller.proof, body.password, body.code, &meta).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -204,3 +204,41 @@ pub async fn revoke_other_sessions(
     let revoked = state.app.revoke_other_sessions(&caller.proof, &meta).await?;
     Ok(Json(RevokedCount { revoked }))
 }
+
+#[utoipa::path(delete, path = "/api/v1/me/mfa/totp", tag = "account",
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 204, description = "Two-factor authentication is off; backup codes are gone"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Authenticate again first (step-up)", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No authenticator to remove", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn disable_totp(State(state): State<ApiState>, caller: Caller, Meta(meta): Meta) -> ApiResult<StatusCode> {
+    state.app.disable_totp(&caller.proof, &meta).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(serde::Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordChange {
+    #[schema(value_type = String, format = Password, min_length = 12, max_length = 256)]
+    pub password: secrecy::SecretString,
+}
+
+#[utoipa::path(post, path = "/api/v1/me/password", tag = "account", request_body = PasswordChange,
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 204, description = "Password changed; every other session is signed out"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Authenticate again first (step-up)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn change_password(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Meta(meta): Meta,
+    crate::extract::ApiJson(body): crate::extract::ApiJson<PasswordChange>,
+) -> ApiResult<StatusCode> {
+    state.app.change_password(&caller.proof, body.password, &meta).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -26,6 +26,8 @@ pub struct OrgResponse {
     pub updated_at: String,
     /// Inactivity timeout for this organization in minutes; null = the instance default.
     pub session_idle_minutes: Option<i64>,
+    /// "off", "admins" or "all".
+    pub mfa_policy: String,
 }
 
 impl From<Org> for OrgResponse {
@@ -37,6 +39,7 @@ impl From<Org> for OrgResponse {
             created_at: rfc3339(org.created_at),
             updated_at: rfc3339(org.updated_at),
             session_idle_minutes: org.session_idle_minutes,
+            mfa_policy: org.mfa_policy,
         }
     }
 }
@@ -106,6 +109,9 @@ pub struct UpdateOrgRequest {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<i64>, minimum = 5, maximum = 1440)]
     pub session_idle_minutes: Option<Option<i64>>,
+    /// Who must use a second factor here: "off", "admins" (owners and admins) or "all". Turning
+    /// it on needs the caller to have a second factor.
+    pub mfa_policy: Option<String>,
 }
 
 #[utoipa::path(patch, path = "/api/v1/orgs/{org}", tag = "orgs", request_body = UpdateOrgRequest,
@@ -125,7 +131,8 @@ pub async fn update(
     Meta(meta): Meta,
     ApiJson(body): ApiJson<UpdateOrgRequest>,
 ) -> ApiResult<Json<OrgResponse>> {
-    let patch = OrgPatch { name: body.name, session_idle_minutes: body.session_idle_minutes };
+    let patch =
+        OrgPatch { name: body.name, session_idle_minutes: body.session_idle_minutes, mfa_policy: body.mfa_policy };
     let updated = state.app.update_org(&caller.proof, org, patch, &meta).await?;
     Ok(Json(updated.into()))
 }

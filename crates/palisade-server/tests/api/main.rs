@@ -11,3 +11,4 @@ mod lockout;
 mod mfa;
 mod orgs;
 mod sessions;
+mod step_up;

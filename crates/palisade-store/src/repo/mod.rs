@@ -5,6 +5,7 @@ pub mod audit;
 pub mod email_tokens;
 pub mod mfa;
 pub mod orgs;
+pub mod security;
 pub mod sessions;
 pub mod users;
 

@@ -17,6 +17,8 @@ pub struct Org {
     pub my_role: Option<OrgRole>,
     /// Inactivity timeout for this organization; `None` = the instance default.
     pub session_idle_minutes: Option<i64>,
+    /// Who must use a second factor here: "off", "admins" (owners and admins) or "all".
+    pub mfa_policy: String,
 }
 
 fn org_from_row(row: &Row) -> Org {
@@ -27,6 +29,7 @@ fn org_from_row(row: &Row) -> Org {
         updated_at: row.get(3),
         my_role: OrgRole::from_db(row.get(4)),
         session_idle_minutes: row.get::<_, Option<f64>>(5).map(|secs| (secs / 60.0).round() as i64),
+        mfa_policy: row.get(6),
     }
 }
 
@@ -41,7 +44,7 @@ pub fn create(tx: &mut Tx<Tenant>, id: OrgId, name: &OrgName, at: OffsetDateTime
 }
 
 const COLUMNS: &str = "tenant_id, name, created_at, updated_at, current_setting('app.role', true), \
-    extract(epoch FROM session_idle_timeout)::float8";
+    extract(epoch FROM session_idle_timeout)::float8, mfa_policy";
 const GET: &str = const_format::concatcp!("SELECT ", COLUMNS, " FROM palisade.orgs WHERE tenant_id = $1");
 
 pub fn get(tx: &mut Tx<Tenant>, id: OrgId) -> Step<Org> {
@@ -53,16 +56,22 @@ pub struct OrgChange<'a> {
     pub name: Option<&'a OrgName>,
     /// `Some(None)` goes back to the instance default.
     pub session_idle_minutes: Option<Option<i32>>,
+    pub mfa_policy: Option<&'static str>,
 }
 
 const UPDATE: &str = const_format::concatcp!(
     "UPDATE palisade.orgs SET name = coalesce($2, name), \
         session_idle_timeout = CASE WHEN $3 THEN make_interval(mins => $4) ELSE session_idle_timeout END, \
-        updated_at = $5 WHERE tenant_id = $1 RETURNING ",
+        mfa_policy = coalesce($6, mfa_policy), updated_at = $5 WHERE tenant_id = $1 RETURNING ",
     COLUMNS
 );
 
 pub fn update(tx: &mut Tx<Tenant>, id: OrgId, change: &OrgChange<'_>, at: OffsetDateTime) -> Step<Org> {
+    // Turning a policy on that covers the caller needs the caller to have a second factor,
+    // or they would lock themselves (and the org) out.
+    if change.mfa_policy.is_some_and(|p| p != "off") {
+        tx.push_write(REQUIRE_OWN_MFA, vec![]);
+    }
     tx.push(
         UPDATE,
         vec![
@@ -71,12 +80,15 @@ pub fn update(tx: &mut Tx<Tenant>, id: OrgId, change: &OrgChange<'_>, at: Offset
             Box::new(change.session_idle_minutes.is_some()),
             Box::new(change.session_idle_minutes.flatten()),
             Box::new(at),
+            Box::new(change.mfa_policy),
         ],
         |rows| Ok(org_from_row(&exactly_one(rows)?)),
     )
 }
 
-const LIST_MINE: &str = "SELECT tenant_id, name, created_at, updated_at, role, session_idle_seconds \
+const REQUIRE_OWN_MFA: &str = "SELECT palisade.require_own_mfa()";
+
+const LIST_MINE: &str = "SELECT tenant_id, name, created_at, updated_at, role, session_idle_seconds, mfa_policy \
     FROM palisade.my_orgs() ORDER BY created_at, tenant_id LIMIT 1000";
 
 /// The organizations the session's user belongs to.
