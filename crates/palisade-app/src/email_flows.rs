@@ -92,3 +92,51 @@ impl App {
         Ok(())
     }
 }
+
+impl App {
+    /// Starts moving the account to a new address (needs a recent authentication). The link goes
+    /// to the new address; the old one gets a notice. The answer is the same whether or not the
+    /// new address already has an account (then it gets a notice instead of a link).
+    pub async fn request_email_change(
+        &self,
+        proof: &palisade_core::SessionTokenHash,
+        new_email: &str,
+        meta: &RequestMeta,
+    ) -> Result<(), AppError> {
+        let new_email = Email::parse(new_email)?;
+        let me = self.me(proof).await?;
+        if me.email == new_email.as_str() {
+            return Err(palisade_core::ValidationError::new("email", "is already your address").into());
+        }
+        let token = SessionToken::mint_prefixed(&*self.random, palisade_auth::CHANGE_EMAIL_TOKEN_PREFIX);
+        let now = self.clock.now();
+        let mut tx = Tx::session(proof, now);
+        palisade_store::repo::security::require_recent_auth(&mut tx, now, crate::STEP_UP_WINDOW);
+        let taken = email_tokens::issue_change(&mut tx, &token.hash, &new_email, now, time::Duration::hours(24));
+        audit::record(&mut tx, self.account_event("user.email_change_requested", json!({}), meta));
+        let taken = tx.run(&self.db).await?.get(taken)?;
+        if taken {
+            self.send_notice(new_email.as_str(), Notice::AddressTaken);
+        } else {
+            self.send_email_change(new_email.as_str(), &me.name, token.expose());
+        }
+        self.send_notice(&me.email, Notice::EmailChangeRequested { to: new_email.as_str() });
+        Ok(())
+    }
+
+    /// Completes a change of address with the link sent to the new address.
+    pub async fn confirm_email_change(&self, token: &str, meta: &RequestMeta) -> Result<(), AppError> {
+        let proof = parse_token(token, palisade_auth::CHANGE_EMAIL_TOKEN_PREFIX)?;
+        let mut tx = Tx::anonymous();
+        let old = email_tokens::change(&mut tx, &proof, self.clock.now());
+        audit::record(&mut tx, self.account_event("user.email_changed", json!({}), meta));
+        let old = match tx.run(&self.db).await {
+            Err(palisade_store::StoreError::Conflict { .. }) => {
+                return Err(AppError::Conflict("the new address was taken meanwhile".into()));
+            }
+            other => other?.get(old)?,
+        };
+        self.send_notice(&old, Notice::EmailChanged);
+        Ok(())
+    }
+}

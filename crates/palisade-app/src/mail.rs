@@ -14,6 +14,9 @@ pub enum Notice<'a> {
     Locked { minutes: i64 },
     MfaAdded,
     MfaRemoved,
+    AddressTaken,
+    EmailChangeRequested { to: &'a str },
+    EmailChanged,
     BackupCodeUsed,
 }
 
@@ -39,6 +42,17 @@ impl App {
             body: format!(
                 "Hello {name},\n\nConfirm this address for your Palisade account by opening this link (valid {hours} hours, once):\n\n{}\n\nIf you did not sign up, ignore this message.\n",
                 self.link("/verify-email", token)
+            ),
+        });
+    }
+
+    pub(crate) fn send_email_change(&self, to: &str, name: &str, token: &str) {
+        self.send_in_background(Mail {
+            to: to.to_owned(),
+            subject: "Confirm your new email address".into(),
+            body: format!(
+                "Hello {name},\n\nTo move your Palisade account to this address, open this link (valid 24 hours, once):\n\n{}\n\nIf you did not ask for this, ignore this message.\n",
+                self.link("/confirm-email-change", token)
             ),
         });
     }
@@ -80,6 +94,18 @@ impl App {
             Notice::MfaRemoved => (
                 "Two-factor authentication was turned off".to_owned(),
                 "The authenticator app was removed from your Palisade account; sign-ins no longer ask for a code. If this was not you, reset your password now and contact your administrator.".to_owned(),
+            ),
+            Notice::AddressTaken => (
+                "This address already has an account".to_owned(),
+                "Someone asked to move a Palisade account to this address, which already has an account of its own. Nothing was changed. If you meant to, sign in to that account instead.".to_owned(),
+            ),
+            Notice::EmailChangeRequested { to } => (
+                "A change of your email address was requested".to_owned(),
+                format!("Someone signed in to your Palisade account asked to change its address to {to}. It changes only when the link sent there is opened. If this was not you, reset your password now."),
+            ),
+            Notice::EmailChanged => (
+                "Your email address was changed".to_owned(),
+                "Your Palisade account no longer uses this address. If this was not you, contact your administrator at once.".to_owned(),
             ),
             Notice::BackupCodeUsed => (
                 "A backup code was used to sign in".to_owned(),

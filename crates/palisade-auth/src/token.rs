@@ -19,6 +19,8 @@ pub struct SessionToken {
 pub const VERIFY_TOKEN_PREFIX: &str = "pev_";
 /// Prefix of password reset tokens.
 pub const RESET_TOKEN_PREFIX: &str = "prt_";
+/// Prefix of change-of-address tokens.
+pub const CHANGE_EMAIL_TOKEN_PREFIX: &str = "pce_";
 
 impl SessionToken {
     pub fn mint(random: &dyn Randomness) -> Self {

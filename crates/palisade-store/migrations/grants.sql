@@ -40,5 +40,6 @@ GRANT EXECUTE ON FUNCTION palisade.enter_mfa_challenge(bytea, timestamptz, integ
 GRANT EXECUTE ON FUNCTION palisade.complete_mfa(bytea, timestamptz, bigint, text) TO {role};
 GRANT EXECUTE ON FUNCTION palisade.require_recent_auth(timestamptz, float8) TO {role};
 GRANT EXECUTE ON FUNCTION palisade.require_own_mfa() TO {role};
+GRANT EXECUTE ON FUNCTION palisade.change_email(bytea, timestamptz) TO {role};
 GRANT UPDATE (authenticated_at) ON palisade.sessions TO {role};
 GRANT UPDATE (mfa_policy) ON palisade.orgs TO {role};

@@ -27,6 +27,7 @@ const MIGRATIONS: &[Migration] = &[
         name: "step_up_and_mfa_policy",
         sql: include_str!("../migrations/0007_step_up_and_mfa_policy.sql"),
     },
+    Migration { version: 8, name: "email_change", sql: include_str!("../migrations/0008_email_change.sql") },
 ];
 
 const GRANTS: &str = include_str!("../migrations/grants.sql");

@@ -254,3 +254,19 @@ pub async fn step_up(
     state.app.step_up(&caller.proof, body.password, body.code, &meta).await?;
     Ok(StatusCode::NO_CONTENT)
 }
+
+#[utoipa::path(post, path = "/api/v1/auth/confirm-email-change", tag = "auth", request_body = TokenRequest,
+    responses(
+        (status = 204, description = "The account now uses the new (verified) address"),
+        (status = 400, description = "Unknown, used or expired link", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The new address was taken meanwhile", body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn confirm_email_change(
+    State(state): State<ApiState>,
+    Meta(meta): Meta,
+    ApiJson(body): ApiJson<TokenRequest>,
+) -> ApiResult<StatusCode> {
+    state.app.confirm_email_change(&body.token, &meta).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -242,3 +242,27 @@ pub async fn change_password(
     state.app.change_password(&caller.proof, body.password, &meta).await?;
     Ok(StatusCode::NO_CONTENT)
 }
+
+#[derive(serde::Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EmailChange {
+    pub email: String,
+}
+
+#[utoipa::path(post, path = "/api/v1/me/email", tag = "account", request_body = EmailChange,
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 202, description = "A confirmation link is on its way to the new address"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Authenticate again first (step-up)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn change_email(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Meta(meta): Meta,
+    crate::extract::ApiJson(body): crate::extract::ApiJson<EmailChange>,
+) -> ApiResult<StatusCode> {
+    state.app.request_email_change(&caller.proof, &body.email, &meta).await?;
+    Ok(StatusCode::ACCEPTED)
+}

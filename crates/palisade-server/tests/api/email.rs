@@ -218,3 +218,50 @@ async fn mail_goes_through_a_real_smtp_server_when_configured() {
     assert_eq!(app.send("POST", "/api/v1/auth/verify-email", None, Some(json!({"token": token}))).await.status, 204);
     assert!(app.outbox.list().unwrap().is_empty(), "nothing went to the local outbox");
 }
+
+#[tokio::test]
+async fn changing_the_address_is_confirmed_from_the_new_one_and_noticed_to_the_old() {
+    let app = TestApp::spawn().await;
+    let token = app.user("before@example.com").await;
+    app.user("occupied@example.com").await;
+    app.send("POST", "/api/v1/me/email", Some(&token), Some(json!({"email": "nope"})))
+        .await
+        .assert_problem(422, "validation");
+    app.send("POST", "/api/v1/me/email", Some(&token), Some(json!({"email": "before@example.com"})))
+        .await
+        .assert_problem(422, "validation");
+    app.send("POST", "/api/v1/me/email", None, Some(json!({"email": "after@example.com"})))
+        .await
+        .assert_problem(401, "unauthenticated");
+
+    // A taken address gets the same answer, and a notice instead of a link.
+    let taken =
+        app.send("POST", "/api/v1/me/email", Some(&token), Some(json!({"email": "occupied@example.com"}))).await;
+    let free = app.send("POST", "/api/v1/me/email", Some(&token), Some(json!({"email": "after@example.com"}))).await;
+    assert_eq!((taken.status, free.status), (202, 202));
+    let notice = app.wait_for_mail("occupied@example.com", "This address already has an account").await;
+    assert!(!notice.contains("token="));
+    app.wait_for_mail("before@example.com", "A change of your email address was requested").await;
+    let link = app.wait_for_mail("after@example.com", "Confirm your new email address").await;
+    let change = link_token(&link, "/confirm-email-change").unwrap();
+    assert!(change.starts_with("pce_"));
+    assert_eq!(
+        app.send("POST", "/api/v1/auth/confirm-email-change", None, Some(json!({"token": change}))).await.status,
+        204
+    );
+    app.send("POST", "/api/v1/auth/confirm-email-change", None, Some(json!({"token": change})))
+        .await
+        .assert_problem(400, "invalid-token");
+    assert_eq!(app.get("/api/v1/me", Some(&token)).await.body["email"], "after@example.com");
+    app.wait_for_mail("before@example.com", "Your email address was changed").await;
+    app.login("after@example.com").await;
+    app.send("POST", "/api/v1/auth/login", None, Some(json!({"email": "before@example.com", "password": PASSWORD})))
+        .await
+        .assert_problem(401, "invalid-credentials");
+
+    // Later, without a fresh authentication, it needs step-up.
+    app.clock.advance(time::Duration::minutes(11));
+    app.send("POST", "/api/v1/me/email", Some(&token), Some(json!({"email": "third@example.com"})))
+        .await
+        .assert_problem(403, "step-up-required");
+}

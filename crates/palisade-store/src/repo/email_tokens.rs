@@ -4,7 +4,7 @@
 use palisade_core::{Email, SessionTokenHash, UserId};
 use time::{Duration, OffsetDateTime};
 
-use crate::pipeline::{Anonymous, Step, Tx};
+use crate::pipeline::{Anonymous, Authenticated, Step, Tx};
 use crate::repo::exactly_one;
 
 /// The account an email address belongs to, for deciding whether to send mail.
@@ -80,4 +80,38 @@ pub fn device_seen<S>(tx: &mut Tx<S>, user: UserId, user_agent: Option<&str>) ->
     tx.push(DEVICE_SEEN, vec![Box::new(user.as_uuid()), Box::new(user_agent.map(str::to_owned))], |rows| {
         Ok(exactly_one(rows)?.get(0))
     })
+}
+
+const ISSUE_CHANGE: &str = "INSERT INTO palisade.email_tokens \
+        (token_hash, user_id, purpose, email, new_email, created_at, expires_at) \
+    SELECT $1::bytea, u.id, 'change_email', u.email, $2, $3::timestamptz, $3::timestamptz + make_interval(secs => $4) \
+    FROM palisade.users u WHERE u.id = palisade.current_user_id()";
+const ADDRESS_TAKEN: &str = "SELECT EXISTS (SELECT 1 FROM palisade.users WHERE email = $1)";
+
+/// Issues a change-of-address token for the caller; the step says whether `new_email` already
+/// belongs to an account (then no link is sent to it, only a notice).
+pub fn issue_change(
+    tx: &mut Tx<Authenticated>,
+    token: &SessionTokenHash,
+    new_email: &Email,
+    now: OffsetDateTime,
+    valid_for: Duration,
+) -> Step<bool> {
+    tx.push_write(
+        ISSUE_CHANGE,
+        vec![
+            Box::new(token.0.to_vec()),
+            Box::new(new_email.as_str().to_owned()),
+            Box::new(now),
+            Box::new(valid_for.as_seconds_f64()),
+        ],
+    );
+    tx.push(ADDRESS_TAKEN, vec![Box::new(new_email.as_str().to_owned())], |rows| Ok(exactly_one(rows)?.get(0)))
+}
+
+const CHANGE: &str = "SELECT palisade.change_email($1, $2)";
+
+/// Consumes a change token and moves the account to its new address; returns the old address.
+pub fn change(tx: &mut Tx<Anonymous>, token: &SessionTokenHash, now: OffsetDateTime) -> Step<String> {
+    tx.push(CHANGE, vec![Box::new(token.0.to_vec()), Box::new(now)], |rows| Ok(exactly_one(rows)?.get(0)))
 }
