@@ -34,8 +34,12 @@ for _ in $(seq 1 600); do curl -sf "$B/readyz" >/dev/null && break; sleep 0.1; d
 curl -sf "$B/readyz" >/dev/null || { cat "$WORK/server.log"; exit 1; }
 PASSWORD="violet-kettle-orbit-93"
 curl -sf "$B/api/v1/auth/signup" -H 'content-type: application/json' -d "{\"email\":\"bench@example.com\",\"password\":\"$PASSWORD\",\"name\":\"Bench\"}" >/dev/null
+for i in $(seq 0 15); do
+  curl -sf "$B/api/v1/auth/signup" -H 'content-type: application/json' -d "{\"email\":\"bench$i@example.com\",\"password\":\"$PASSWORD\",\"name\":\"Bench $i\"}" >/dev/null
+done
 sleep 1
 TOKEN_V=$("$BIN" --data-dir "$WORK/data" outbox --show 1 | grep -o 'token=pev_[A-Za-z0-9_-]*' | cut -d= -f2)
+# (the first message is bench@example.com's confirmation: signed up first)
 curl -sf "$B/api/v1/auth/verify-email" -H 'content-type: application/json' -d "{\"token\":\"$TOKEN_V\"}" >/dev/null
 TOKEN=$(curl -sf "$B/api/v1/auth/login" -H 'content-type: application/json' -d "{\"email\":\"bench@example.com\",\"password\":\"$PASSWORD\"}" | jq -r .access_token)
 ORG=$(curl -sf "$B/api/v1/orgs" -H "authorization: Bearer $TOKEN" -H 'content-type: application/json' -d '{"name":"Bench Org"}' | jq -r .id)
