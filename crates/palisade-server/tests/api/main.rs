@@ -12,3 +12,4 @@ mod mfa;
 mod orgs;
 mod sessions;
 mod step_up;
+mod support;

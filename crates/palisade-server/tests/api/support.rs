@@ -1,0 +1,165 @@
+//! Running the real `palisade` binary in tests: a `serve` child process with its output
+//! collected, fresh data directories, and a small HTTP helper.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use palisade_testkit::PASSWORD;
+use serde_json::{Value, json};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_palisade");
+
+/// A `palisade serve` child process with its output collected.
+pub struct Server {
+    pub child: Child,
+    output: Arc<Mutex<Vec<String>>>,
+    pub base_url: String,
+    pub data_dir: std::path::PathBuf,
+}
+
+/// A fresh directory for one server's data (its outbox, or its embedded cluster).
+pub fn scratch_dir(label: &str) -> std::path::PathBuf {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let dir = std::env::temp_dir().join(format!("palisade-bin-{}-{label}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+fn collect(stream: impl std::io::Read + Send + 'static, into: Arc<Mutex<Vec<String>>>) {
+    std::thread::spawn(move || {
+        for line in BufReader::new(stream).lines().map_while(Result::ok) {
+            into.lock().unwrap().push(line);
+        }
+    });
+}
+
+pub fn command(envs: &[(&str, &str)]) -> Command {
+    let mut command = Command::new(BIN);
+    command.env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
+    // Never the default ./palisade-data inside the source tree; a test may still set its own.
+    command.env("PALISADE_DATA_DIR", scratch_dir("cmd"));
+    for (key, value) in envs {
+        command.env(key, value);
+    }
+    command
+}
+
+impl Server {
+    pub fn start(envs: &[(&str, &str)]) -> Server {
+        let data_dir = envs
+            .iter()
+            .find(|(k, _)| *k == "PALISADE_DATA_DIR")
+            .map(|(_, v)| std::path::PathBuf::from(v))
+            .unwrap_or_else(|| scratch_dir("serve"));
+        let mut child = command(envs)
+            .env("PALISADE_DATA_DIR", &data_dir)
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start palisade");
+        let output = Arc::new(Mutex::new(Vec::new()));
+        collect(child.stdout.take().unwrap(), output.clone());
+        collect(child.stderr.take().unwrap(), output.clone());
+        let started = Instant::now();
+        loop {
+            let addr = output.lock().unwrap().iter().find_map(|line| {
+                let json: Value = serde_json::from_str(line).ok()?;
+                (json["message"] == "palisade is listening").then(|| json["addr"].as_str().unwrap().to_owned())
+            });
+            if let Some(addr) = addr {
+                return Server { child, output, base_url: format!("http://{addr}"), data_dir };
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("palisade exited with {status}: {:?}", output.lock().unwrap());
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(90),
+                "palisade did not start: {:?}",
+                output.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Signs up, confirms the address from this server's outbox, signs in: the bearer token.
+    pub async fn verified_user(&self, email: &str) -> String {
+        let body = json!({"email": email, "password": PASSWORD, "name": "Test"});
+        assert_eq!(call(&self.base_url, "POST", "/api/v1/auth/signup", None, Some(body)).await.0, 202);
+        let outbox = palisade_mail::Outbox::open(self.data_dir.join("outbox")).unwrap();
+        let mut token = None;
+        for _ in 0..200 {
+            token = outbox
+                .list()
+                .unwrap()
+                .iter()
+                .rev()
+                .find(|m| m.to.contains(email))
+                .and_then(|m| palisade_testkit::link_token(&outbox.read(m).unwrap(), "/verify-email"));
+            if token.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let token = token.expect("verification mail in the outbox");
+        let (status, _) =
+            call(&self.base_url, "POST", "/api/v1/auth/verify-email", None, Some(json!({"token": token}))).await;
+        assert_eq!(status, 204);
+        let (status, login) = call(
+            &self.base_url,
+            "POST",
+            "/api/v1/auth/login",
+            None,
+            Some(json!({"email": email, "password": PASSWORD})),
+        )
+        .await;
+        assert_eq!(status, 200, "{login}");
+        login["access_token"].as_str().unwrap().to_owned()
+    }
+
+    pub fn output(&self) -> String {
+        self.output.lock().unwrap().join("\n")
+    }
+
+    pub fn kill9(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), nix::sys::signal::Signal::SIGTERM)
+            .unwrap();
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(started.elapsed() < Duration::from_secs(60), "no exit after SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub async fn call(base: &str, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> (u16, Value) {
+    let client = reqwest::Client::new();
+    let mut request = client.request(method.parse().unwrap(), format!("{base}{path}"));
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
