@@ -2,11 +2,11 @@
 
 use palisade_auth::{SessionToken, VERIFY_TOKEN_PREFIX, check_strength};
 use palisade_core::{Email, EventId, Password, PersonName, SessionId, SessionTokenHash, UserId, ValidationError};
-use palisade_store::repo::audit::{self, Actor, NewEvent, Outcome, RequestMeta};
+use palisade_store::repo::audit::{self, Actor, Outcome, RequestMeta};
 use palisade_store::repo::email_tokens;
 use palisade_store::repo::sessions::{self, SessionInfo};
 use palisade_store::repo::users::{self, Me, NewSession, NewUser};
-use palisade_store::{Anonymous, Authenticated, Tx};
+use palisade_store::{Anonymous, Tx};
 use secrecy::SecretString;
 use serde_json::json;
 
@@ -125,18 +125,10 @@ impl App {
             users::upgrade_hash(&mut tx, credentials.user_id, &credentials.password_hash, new_hash);
             audit::record(
                 &mut tx,
-                NewEvent {
-                    id: EventId::new(&*self.clock, &*self.random),
-                    org: None,
-                    at: now,
-                    actor: Actor::User(credentials.user_id.as_uuid()),
-                    action: "user.password_rehashed",
-                    target_kind: Some("user"),
-                    target_id: Some(credentials.user_id.as_uuid()),
-                    outcome: Outcome::Success,
-                    details: json!({"to": "argon2id"}),
-                    meta,
-                },
+                self.audit("user.password_rehashed", meta)
+                    .actor(Actor::User(credentials.user_id.as_uuid()))
+                    .target("user", credentials.user_id.as_uuid())
+                    .details(json!({"to": "argon2id"})),
             );
         }
         let device = email_tokens::device_seen(&mut tx, credentials.user_id, meta.user_agent.as_deref());
@@ -157,18 +149,10 @@ impl App {
         );
         audit::record(
             &mut tx,
-            NewEvent {
-                id: EventId::new(&*self.clock, &*self.random),
-                org: None,
-                at: now,
-                actor: Actor::User(credentials.user_id.as_uuid()),
-                action: "user.login",
-                target_kind: Some("session"),
-                target_id: Some(session_id.as_uuid()),
-                outcome: Outcome::Success,
-                details: json!({"method": "password"}),
-                meta,
-            },
+            self.audit("user.login", meta)
+                .actor(Actor::User(credentials.user_id.as_uuid()))
+                .target("session", session_id.as_uuid())
+                .details(json!({"method": "password"})),
         );
         let device = tx.run(&self.db).await?.get(device)?;
         if let (Some(email), "new") = (&email, device.as_str()) {
@@ -192,7 +176,6 @@ impl App {
         reserved: Option<users::Credentials>,
         meta: &RequestMeta,
     ) -> AppError {
-        let now = self.clock.now();
         let reason = match (&known_user, &reserved) {
             (None, _) => "unknown_account",
             (Some(_), None) => "locked",
@@ -201,38 +184,22 @@ impl App {
         let mut tx = Tx::<Anonymous>::anonymous();
         audit::record(
             &mut tx,
-            NewEvent {
-                id: EventId::new(&*self.clock, &*self.random),
-                org: None,
-                at: now,
-                actor: Actor::None,
-                action: "user.login_failed",
-                target_kind: known_user.map(|_| "user"),
-                target_id: known_user.map(|u| u.as_uuid()),
-                outcome: Outcome::Failure,
-                details: json!({ "reason": reason }),
-                meta,
-            },
+            self.audit("user.login_failed", meta)
+                .actor(Actor::None)
+                .target_opt(known_user.map(|u| ("user", u.as_uuid())))
+                .outcome(Outcome::Failure)
+                .details(json!({ "reason": reason })),
         );
         let locked_now = reserved.as_ref().is_some_and(|c| c.locks_now);
         if let Some(locked) = reserved.filter(|c| c.locks_now) {
             audit::record(
                 &mut tx,
-                NewEvent {
-                    id: EventId::new(&*self.clock, &*self.random),
-                    org: None,
-                    at: now,
-                    actor: Actor::None,
-                    action: "user.locked",
-                    target_kind: Some("user"),
-                    target_id: Some(locked.user_id.as_uuid()),
-                    outcome: Outcome::Success,
-                    details: json!({
+                self.audit("user.locked", meta).actor(Actor::None).target("user", locked.user_id.as_uuid()).details(
+                    json!({
                         "failed_attempts": self.policy.lockout.threshold,
                         "locked_for_seconds": self.policy.lockout.duration.whole_seconds(),
                     }),
-                    meta,
-                },
+                ),
             );
         }
         match tx.run(&self.db).await {
@@ -254,21 +221,7 @@ impl App {
         let now = self.clock.now();
         let mut tx = Tx::session(proof, now);
         users::revoke_current_session(&mut tx, now);
-        audit::record(
-            &mut tx,
-            NewEvent {
-                id: EventId::new(&*self.clock, &*self.random),
-                org: None,
-                at: now,
-                actor: Actor::SessionUser,
-                action: "user.logout",
-                target_kind: None,
-                target_id: None,
-                outcome: Outcome::Success,
-                details: json!({}),
-                meta,
-            },
-        );
+        audit::record(&mut tx, self.audit("user.logout", meta));
         tx.run(&self.db).await?;
         Ok(())
     }
@@ -291,7 +244,7 @@ impl App {
         let now = self.clock.now();
         let mut tx = Tx::session(proof, now);
         sessions::revoke_mine(&mut tx, id, now);
-        self.personal_event(&mut tx, "user.session_revoked", Some(("session", id.as_uuid())), json!({}), meta);
+        audit::record(&mut tx, self.audit("user.session_revoked", meta).target_opt(Some(("session", id.as_uuid()))));
         tx.run(&self.db).await?;
         Ok(())
     }
@@ -301,33 +254,8 @@ impl App {
         let now = self.clock.now();
         let mut tx = Tx::session(proof, now);
         let count = sessions::revoke_others(&mut tx, now);
-        self.personal_event(&mut tx, "user.sessions_revoked", None, json!({"scope": "all_other"}), meta);
+        audit::record(&mut tx, self.audit("user.sessions_revoked", meta).details(json!({"scope": "all_other"})));
         Ok(tx.run(&self.db).await?.get(count)?)
-    }
-
-    fn personal_event(
-        &self,
-        tx: &mut Tx<Authenticated>,
-        action: &'static str,
-        target: Option<(&'static str, uuid::Uuid)>,
-        details: serde_json::Value,
-        meta: &RequestMeta,
-    ) {
-        audit::record(
-            tx,
-            NewEvent {
-                id: EventId::new(&*self.clock, &*self.random),
-                org: None,
-                at: self.clock.now(),
-                actor: Actor::SessionUser,
-                action,
-                target_kind: target.map(|t| t.0),
-                target_id: target.map(|t| t.1),
-                outcome: Outcome::Success,
-                details,
-                meta,
-            },
-        );
     }
 
     pub async fn me(&self, proof: &SessionTokenHash) -> Result<Me, AppError> {

@@ -1,9 +1,9 @@
 //! Email verification and password reset.
 
 use palisade_auth::{RESET_TOKEN_PREFIX, SessionToken, check_strength, hash_token};
-use palisade_core::{Email, EventId, Password};
+use palisade_core::{Email, Password};
 use palisade_store::Tx;
-use palisade_store::repo::audit::{self, Actor, NewEvent, Outcome, RequestMeta};
+use palisade_store::repo::audit::{self, Actor, RequestMeta};
 use palisade_store::repo::email_tokens;
 use secrecy::SecretString;
 use serde_json::json;
@@ -21,32 +21,12 @@ fn parse_token(raw: &str, prefix: &str) -> Result<palisade_core::SessionTokenHas
 }
 
 impl App {
-    pub(crate) fn account_event<'a>(
-        &self,
-        action: &'static str,
-        details: serde_json::Value,
-        meta: &'a RequestMeta,
-    ) -> NewEvent<'a> {
-        NewEvent {
-            id: EventId::new(&*self.clock, &*self.random),
-            org: None,
-            at: self.clock.now(),
-            actor: Actor::SessionUser,
-            action,
-            target_kind: None,
-            target_id: None,
-            outcome: Outcome::Success,
-            details,
-            meta,
-        }
-    }
-
     /// Marks the address verified (the link from the sign-up email).
     pub async fn verify_email(&self, token: &str, meta: &RequestMeta) -> Result<(), AppError> {
         let proof = parse_token(token, palisade_auth::VERIFY_TOKEN_PREFIX)?;
         let mut tx = Tx::anonymous();
         let verified = email_tokens::verify(&mut tx, &proof, self.clock.now());
-        audit::record(&mut tx, self.account_event("user.email_verified", json!({}), meta));
+        audit::record(&mut tx, self.audit("user.email_verified", meta));
         tx.run(&self.db).await?.get(verified)?;
         Ok(())
     }
@@ -62,7 +42,7 @@ impl App {
             return Ok(());
         };
         let mut tx = Tx::anonymous();
-        let mut event = self.account_event("user.password_reset_requested", json!({}), meta);
+        let mut event = self.audit("user.password_reset_requested", meta);
         event.actor = Actor::None;
         event.target_kind = Some("user");
         event.target_id = Some(account.id.as_uuid());
@@ -86,7 +66,7 @@ impl App {
         let hash = self.hasher.hash(&password).await?;
         let mut tx = Tx::anonymous();
         let account = email_tokens::reset_password(&mut tx, &proof, hash, self.clock.now());
-        audit::record(&mut tx, self.account_event("user.password_reset", json!({"sessions_revoked": true}), meta));
+        audit::record(&mut tx, self.audit("user.password_reset", meta).details(json!({"sessions_revoked": true})));
         let (_, email, _) = tx.run(&self.db).await?.get(account)?;
         self.send_notice(&email, Notice::PasswordChanged);
         Ok(())
@@ -113,7 +93,7 @@ impl App {
         let mut tx = Tx::session(proof, now);
         palisade_store::repo::security::require_recent_auth(&mut tx, now, crate::STEP_UP_WINDOW);
         let taken = email_tokens::issue_change(&mut tx, &token.hash, &new_email, now, time::Duration::hours(24));
-        audit::record(&mut tx, self.account_event("user.email_change_requested", json!({}), meta));
+        audit::record(&mut tx, self.audit("user.email_change_requested", meta));
         let taken = tx.run(&self.db).await?.get(taken)?;
         if taken {
             self.send_notice(new_email.as_str(), Notice::AddressTaken);
@@ -129,7 +109,7 @@ impl App {
         let proof = parse_token(token, palisade_auth::CHANGE_EMAIL_TOKEN_PREFIX)?;
         let mut tx = Tx::anonymous();
         let old = email_tokens::change(&mut tx, &proof, self.clock.now());
-        audit::record(&mut tx, self.account_event("user.email_changed", json!({}), meta));
+        audit::record(&mut tx, self.audit("user.email_changed", meta));
         let old = match tx.run(&self.db).await {
             Err(palisade_store::StoreError::Conflict { .. }) => {
                 return Err(AppError::Conflict("the new address was taken meanwhile".into()));

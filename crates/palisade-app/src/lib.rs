@@ -69,6 +69,20 @@ pub struct App {
 }
 
 impl App {
+    /// An audit event happening now, by the session's user unless the builder says otherwise.
+    pub(crate) fn audit<'a>(
+        &self,
+        action: &'static str,
+        meta: &'a RequestMeta,
+    ) -> palisade_store::repo::audit::NewEvent<'a> {
+        palisade_store::repo::audit::NewEvent::new(
+            palisade_core::EventId::new(&*self.clock, &*self.random),
+            self.clock.now(),
+            action,
+            meta,
+        )
+    }
+
     /// Ready to serve: the database answers and carries exactly the schema this build expects.
     pub async fn readiness(&self) -> Result<(), AppError> {
         let applied = self.db.applied_migration_version().await?;

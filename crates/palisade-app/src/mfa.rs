@@ -2,8 +2,8 @@
 //! of a sign-in. Seeds are sealed with the instance key, bound to their user.
 
 use palisade_auth::{SessionToken, hash_token};
-use palisade_core::{EventId, SessionId, SessionTokenHash, UserId, ValidationError};
-use palisade_store::repo::audit::{self, Actor, NewEvent, Outcome, RequestMeta};
+use palisade_core::{SessionId, SessionTokenHash, UserId, ValidationError};
+use palisade_store::repo::audit::{self, Actor, Outcome, RequestMeta};
 use palisade_store::repo::users::{self, NewSession};
 use palisade_store::repo::{mfa, users as user_repo};
 use palisade_store::{StoreError, Tx};
@@ -145,38 +145,13 @@ impl App {
         }
         let mut tx = Tx::session(proof, self.clock.now());
         mfa::confirm_totp(&mut tx, step as i64, stored, self.clock.now());
-        audit::record(
-            &mut tx,
-            self.mfa_event("user.mfa_enabled", Actor::SessionUser, None, json!({"method": "totp"}), meta),
-        );
+        audit::record(&mut tx, self.audit("user.mfa_enabled", meta).details(json!({"method": "totp"})));
         match tx.run(&self.db).await {
             Err(StoreError::NotFound) => return Err(ValidationError::new("code", "this code was already used").into()),
             other => other?,
         };
         self.send_notice(&me.email, Notice::MfaAdded);
         Ok(codes)
-    }
-
-    fn mfa_event<'a>(
-        &self,
-        action: &'static str,
-        actor: Actor,
-        target: Option<UserId>,
-        details: serde_json::Value,
-        meta: &'a RequestMeta,
-    ) -> NewEvent<'a> {
-        NewEvent {
-            id: EventId::new(&*self.clock, &*self.random),
-            org: None,
-            at: self.clock.now(),
-            actor,
-            action,
-            target_kind: target.map(|_| "user"),
-            target_id: target.map(|u| u.as_uuid()),
-            outcome: Outcome::Success,
-            details,
-            meta,
-        }
     }
 
     /// After a correct password for an account with a second factor: a single-use challenge,
@@ -187,7 +162,7 @@ impl App {
         mfa::create_challenge(&mut tx, &token.hash, user, self.clock.now(), time::Duration::minutes(5));
         audit::record(
             &mut tx,
-            self.mfa_event("user.mfa_challenged", Actor::User(user.as_uuid()), Some(user), json!({}), meta),
+            self.audit("user.mfa_challenged", meta).actor(Actor::User(user.as_uuid())).target("user", user.as_uuid()),
         );
         tx.run(&self.db).await?;
         Ok(token.token)
@@ -254,13 +229,10 @@ impl App {
                 user_agent: meta.user_agent.clone(),
             },
         );
-        let mut event = self.mfa_event(
-            "user.login",
-            Actor::User(state.user_id.as_uuid()),
-            None,
-            json!({"method": "password", "second_factor": method}),
-            meta,
-        );
+        let mut event = self
+            .audit("user.login", meta)
+            .actor(Actor::User(state.user_id.as_uuid()))
+            .details(json!({"method": "password", "second_factor": method}));
         event.target_kind = Some("session");
         event.target_id = Some(session_id.as_uuid());
         audit::record(&mut tx, event);
@@ -281,25 +253,20 @@ impl App {
 
     async fn second_factor_failed(&self, state: &mfa::Challenge, meta: &RequestMeta) -> AppError {
         let mut tx = Tx::anonymous();
-        let mut failed = self.mfa_event(
-            "user.login_failed",
-            Actor::None,
-            Some(state.user_id),
-            json!({"reason": if state.reserved { "wrong_second_factor" } else { "locked" }}),
-            meta,
-        );
+        let mut failed = self
+            .audit("user.login_failed", meta)
+            .actor(Actor::None)
+            .target("user", state.user_id.as_uuid())
+            .details(json!({"reason": if state.reserved { "wrong_second_factor" } else { "locked" }}));
         failed.outcome = Outcome::Failure;
         audit::record(&mut tx, failed);
         if state.locks_now {
             audit::record(
                 &mut tx,
-                self.mfa_event(
-                    "user.locked",
-                    Actor::None,
-                    Some(state.user_id),
-                    json!({"failed_attempts": self.policy.lockout.threshold}),
-                    meta,
-                ),
+                self.audit("user.locked", meta)
+                    .actor(Actor::None)
+                    .target("user", state.user_id.as_uuid())
+                    .details(json!({"failed_attempts": self.policy.lockout.threshold})),
             );
         }
         if let Err(err) = tx.run(&self.db).await {

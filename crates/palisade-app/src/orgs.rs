@@ -1,8 +1,8 @@
 //! Organizations (tenants) and their members.
 
-use palisade_core::{EventId, OrgId, OrgName, OrgRole, SessionTokenHash, UserId, ValidationError};
+use palisade_core::{OrgId, OrgName, OrgRole, SessionTokenHash, UserId, ValidationError};
 use palisade_store::Tx;
-use palisade_store::repo::audit::{self, Actor, NewEvent, Outcome, RequestMeta};
+use palisade_store::repo::audit::{self, NewEvent, Outcome, RequestMeta};
 use palisade_store::repo::orgs::{self, Member, Org};
 use palisade_store::repo::sessions;
 use serde_json::json;
@@ -33,26 +33,9 @@ fn roles_that_update_orgs() -> Vec<&'static str> {
 }
 
 impl App {
-    fn event<'a>(
-        &self,
-        org: OrgId,
-        action: &'static str,
-        outcome: Outcome,
-        details: serde_json::Value,
-        meta: &'a RequestMeta,
-    ) -> NewEvent<'a> {
-        NewEvent {
-            id: EventId::new(&*self.clock, &*self.random),
-            org: Some(org),
-            at: self.clock.now(),
-            actor: Actor::SessionUser,
-            action,
-            target_kind: Some("org"),
-            target_id: Some(org.as_uuid()),
-            outcome,
-            details,
-            meta,
-        }
+    /// An event about this organization.
+    fn org_event<'a>(&self, org: OrgId, action: &'static str, meta: &'a RequestMeta) -> NewEvent<'a> {
+        self.audit(action, meta).org(org).target("org", org.as_uuid())
     }
 
     /// Creates an organization; the caller becomes its owner.
@@ -62,7 +45,7 @@ impl App {
         let id = OrgId::new(&*self.clock, &*self.random);
         let mut tx = Tx::new_tenant(proof, now, id);
         orgs::create(&mut tx, id, &name, now);
-        audit::record(&mut tx, self.event(id, "org.created", Outcome::Success, json!({}), meta));
+        audit::record(&mut tx, self.org_event(id, "org.created", meta));
         let created = orgs::get(&mut tx, id);
         Ok(tx.run(&self.db).await?.get(created)?)
     }
@@ -134,19 +117,16 @@ impl App {
             now,
         );
         if name.is_some() {
-            audit::record(&mut tx, self.event(id, "org.updated", Outcome::Success, json!({"changed": ["name"]}), meta));
+            audit::record(&mut tx, self.org_event(id, "org.updated", meta).details(json!({"changed": ["name"]})));
         }
         if let Some(minutes) = idle {
             audit::record(
                 &mut tx,
-                self.event(id, "settings.changed", Outcome::Success, json!({"session_idle_minutes": minutes}), meta),
+                self.org_event(id, "settings.changed", meta).details(json!({"session_idle_minutes": minutes})),
             );
         }
         if let Some(policy) = mfa_policy {
-            audit::record(
-                &mut tx,
-                self.event(id, "settings.changed", Outcome::Success, json!({"mfa_policy": policy}), meta),
-            );
+            audit::record(&mut tx, self.org_event(id, "settings.changed", meta).details(json!({"mfa_policy": policy})));
         }
         match tx.run(&self.db).await {
             Ok(mut results) => Ok(results.get(updated)?),
@@ -169,7 +149,7 @@ impl App {
         meta: &RequestMeta,
     ) -> Result<(), AppError> {
         let mut tx = Tx::tenant(proof, self.clock.now(), id);
-        audit::record(&mut tx, self.event(id, action, Outcome::Denied, details, meta));
+        audit::record(&mut tx, self.org_event(id, action, meta).outcome(Outcome::Denied).details(details));
         tx.run(&self.db).await?;
         Ok(())
     }
@@ -187,7 +167,7 @@ impl App {
         let mut tx = Tx::tenant(proof, now, id);
         tx.require_role(&roles_that_update_orgs());
         sessions::cut_off_member(&mut tx, id, member, now);
-        let mut event = self.event(id, "user.sessions_revoked", Outcome::Success, json!({"scope": "org"}), meta);
+        let mut event = self.org_event(id, "user.sessions_revoked", meta).details(json!({"scope": "org"}));
         event.target_kind = Some("user");
         event.target_id = Some(member.as_uuid());
         audit::record(&mut tx, event);

@@ -72,7 +72,7 @@ impl App {
         }
         users::clear_failures(&mut tx, me.id);
         security::mark_authenticated(&mut tx, now);
-        audit::record(&mut tx, self.account_event("user.step_up", json!({}), meta));
+        audit::record(&mut tx, self.audit("user.step_up", meta));
         match tx.run(&self.db).await {
             Err(StoreError::NotFound) => Err(AppError::InvalidCredentials),
             other => other.map(|_| ()).map_err(Into::into),
@@ -85,7 +85,7 @@ impl App {
         let mut tx = Tx::session(proof, now);
         security::require_recent_auth(&mut tx, now, STEP_UP_WINDOW);
         security::disable_totp(&mut tx);
-        audit::record(&mut tx, self.account_event("user.mfa_disabled", json!({"method": "totp"}), meta));
+        audit::record(&mut tx, self.audit("user.mfa_disabled", meta).details(json!({"method": "totp"})));
         let me = users::me(&mut tx);
         let email = tx.run(&self.db).await?.get(me)?.email;
         self.send_notice(&email, Notice::MfaRemoved);
@@ -109,7 +109,7 @@ impl App {
         security::set_own_password(&mut tx, hash, now);
         audit::record(
             &mut tx,
-            self.account_event("user.password_changed", json!({"other_sessions_revoked": true}), meta),
+            self.audit("user.password_changed", meta).details(json!({"other_sessions_revoked": true})),
         );
         tx.run(&self.db).await?;
         self.send_notice(&me.email, Notice::PasswordChanged);

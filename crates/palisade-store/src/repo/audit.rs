@@ -56,6 +56,58 @@ pub struct NewEvent<'a> {
     pub meta: &'a RequestMeta,
 }
 
+impl<'a> NewEvent<'a> {
+    /// An event by the session's user, about nothing in particular, successful, no details:
+    /// the builder methods below change what differs.
+    pub fn new(id: EventId, at: OffsetDateTime, action: &'static str, meta: &'a RequestMeta) -> Self {
+        Self {
+            id,
+            org: None,
+            at,
+            actor: Actor::SessionUser,
+            action,
+            target_kind: None,
+            target_id: None,
+            outcome: Outcome::Success,
+            details: Value::Object(Default::default()),
+            meta,
+        }
+    }
+
+    pub fn org(mut self, org: OrgId) -> Self {
+        self.org = Some(org);
+        self
+    }
+
+    pub fn actor(mut self, actor: Actor) -> Self {
+        self.actor = actor;
+        self
+    }
+
+    pub fn target(mut self, kind: &'static str, id: Uuid) -> Self {
+        self.target_kind = Some(kind);
+        self.target_id = Some(id);
+        self
+    }
+
+    pub fn target_opt(self, target: Option<(&'static str, Uuid)>) -> Self {
+        match target {
+            Some((kind, id)) => self.target(kind, id),
+            None => self,
+        }
+    }
+
+    pub fn outcome(mut self, outcome: Outcome) -> Self {
+        self.outcome = outcome;
+        self
+    }
+
+    pub fn details(mut self, details: Value) -> Self {
+        self.details = details;
+        self
+    }
+}
+
 const INSERT: &str = "INSERT INTO palisade.audit_events \
     (id, tenant_id, occurred_at, actor_kind, actor_id, action, target_kind, target_id, ip, user_agent, request_id, outcome, details) \
     VALUES ($1, $2, $3, \
