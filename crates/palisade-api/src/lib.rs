@@ -62,6 +62,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/orgs", post(routes::orgs::create).get(routes::orgs::list))
         .route("/api/v1/orgs/{org}", get(routes::orgs::get).patch(routes::orgs::update))
         .route("/api/v1/orgs/{org}/members", get(routes::orgs::members))
+        .route("/api/v1/orgs/{org}/roles", get(routes::orgs::roles))
         .route("/api/v1/orgs/{org}/members/{user}/revoke-sessions", post(routes::orgs::revoke_member_sessions))
         .route("/healthz", get(routes::system::healthz))
         .route("/readyz", get(routes::system::readyz))

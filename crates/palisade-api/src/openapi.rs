@@ -11,10 +11,10 @@ use crate::routes::{Items, auth, me, orgs, system};
     info(title = "Palisade API", description = "Multi-tenant platform server for B2B work products."),
     paths(
         auth::signup, auth::login, auth::logout, auth::verify_email, auth::forgot_password, auth::reset_password, auth::mfa, auth::step_up, me::start_totp, me::confirm_totp, me::disable_totp, me::change_password, me::change_email, auth::confirm_email_change, me::me, me::sessions, me::revoke_session, me::revoke_other_sessions,
-        orgs::create, orgs::list, orgs::get, orgs::update, orgs::members, orgs::revoke_member_sessions,
+        orgs::create, orgs::list, orgs::get, orgs::update, orgs::members, orgs::revoke_member_sessions, orgs::roles,
         system::healthz, system::readyz, system::problem_type,
     ),
-    components(schemas(Problem, FieldError, Items<orgs::OrgResponse>, Items<orgs::MemberResponse>, Items<me::SessionResponse>)),
+    components(schemas(Problem, FieldError, Items<orgs::OrgResponse>, Items<orgs::MemberResponse>, Items<me::SessionResponse>, Items<orgs::RoleResponse>)),
     modifiers(&SecuritySchemes, &ProblemTypes),
     tags(
         (name = "auth", description = "Sign-up, sign-in, sign-out"),

@@ -1,6 +1,6 @@
 //! Organizations (tenants) and their members.
 
-use palisade_core::{OrgId, OrgName, OrgRole, SessionTokenHash, UserId, ValidationError};
+use palisade_core::{OrgId, OrgName, OrgRole, Permission, SessionTokenHash, UserId, ValidationError};
 use palisade_store::Tx;
 use palisade_store::repo::audit::{self, NewEvent, Outcome, RequestMeta};
 use palisade_store::repo::orgs::{self, Member, Org};
@@ -21,16 +21,6 @@ pub struct OrgPatch {
 
 /// Allowed range of an organization's inactivity timeout, in minutes (5 minutes to 24 hours).
 pub const IDLE_MINUTES: std::ops::RangeInclusive<i64> = 5..=1440;
-
-/// Roles allowed to change organization settings, from the permission matrix in core.
-fn roles_that_update_orgs() -> Vec<&'static str> {
-    use OrgRole::*;
-    [Owner, Admin, Manager, Member, Contractor, Viewer]
-        .into_iter()
-        .filter(|r| r.can_update_org())
-        .map(OrgRole::as_str)
-        .collect()
-}
 
 impl App {
     /// An event about this organization.
@@ -109,7 +99,10 @@ impl App {
         }
         let now = self.clock.now();
         let mut tx = Tx::tenant(proof, now, id);
-        tx.require_role(&roles_that_update_orgs());
+        tx.require_role(&Permission::OrgSettings.roles());
+        if idle.is_some() || mfa_policy.is_some() {
+            tx.require_role(&Permission::SecuritySettings.roles());
+        }
         let updated = orgs::update(
             &mut tx,
             id,
@@ -165,7 +158,7 @@ impl App {
     ) -> Result<(), AppError> {
         let now = self.clock.now();
         let mut tx = Tx::tenant(proof, now, id);
-        tx.require_role(&roles_that_update_orgs());
+        tx.require_role(&Permission::MembersManage.roles());
         sessions::cut_off_member(&mut tx, id, member, now);
         let mut event = self.org_event(id, "user.sessions_revoked", meta).details(json!({"scope": "org"}));
         event.target_kind = Some("user");
@@ -180,6 +173,16 @@ impl App {
             }
             Err(other) => Err(other.into()),
         }
+    }
+
+    /// The roles of this organization and what each may do (members only; others get 404).
+    pub async fn list_roles(
+        &self,
+        proof: &SessionTokenHash,
+        id: OrgId,
+    ) -> Result<Vec<(OrgRole, Vec<Permission>)>, AppError> {
+        Tx::tenant(proof, self.clock.now(), id).run(&self.db).await?;
+        Ok(OrgRole::ALL.into_iter().map(|role| (role, role.permissions())).collect())
     }
 
     pub async fn list_members(&self, proof: &SessionTokenHash, id: OrgId) -> Result<Vec<Member>, AppError> {

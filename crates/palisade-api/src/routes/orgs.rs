@@ -189,3 +189,39 @@ pub async fn revoke_member_sessions(
     state.app.revoke_member_sessions(&caller.proof, org, user, &meta).await?;
     Ok(StatusCode::NO_CONTENT)
 }
+
+#[derive(Serialize, ToSchema)]
+pub struct RoleResponse {
+    #[schema(example = "manager")]
+    pub name: &'static str,
+    /// Built-in roles cannot be changed; custom roles arrive with the roles issue.
+    pub builtin: bool,
+    #[schema(example = json!(["org.read", "records.read_all"]))]
+    pub permissions: Vec<&'static str>,
+}
+
+#[utoipa::path(get, path = "/api/v1/orgs/{org}/roles", tag = "orgs",
+    params(("org" = String, Path, description = "Organization id (org_…)")),
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 200, description = "Every role and its permissions (see docs/permissions.md)", body = Items<RoleResponse>),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn roles(
+    State(state): State<ApiState>,
+    caller: Caller,
+    OrgPath(org): OrgPath,
+) -> ApiResult<Json<Items<RoleResponse>>> {
+    let roles = state.app.list_roles(&caller.proof, org).await?;
+    Ok(Json(Items {
+        items: roles
+            .into_iter()
+            .map(|(role, permissions)| RoleResponse {
+                name: role.as_str(),
+                builtin: true,
+                permissions: permissions.into_iter().map(|p| p.as_str()).collect(),
+            })
+            .collect(),
+    }))
+}

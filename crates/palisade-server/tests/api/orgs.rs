@@ -212,3 +212,110 @@ async fn removing_a_member_cuts_access_on_the_next_request() {
     app.get(&format!("/api/v1/orgs/{org}"), Some(&member)).await.assert_problem(404, "not-found");
     assert!(app.get("/api/v1/orgs", Some(&member)).await.body["items"].as_array().unwrap().is_empty());
 }
+
+/// The docs page shows exactly the matrix the server enforces.
+#[test]
+fn docs_permissions_page_matches_the_code() {
+    use palisade_core::{OrgRole, Permission};
+    let mut table = String::from(
+        "| permission | owner | admin | manager | member | contractor | viewer |\n|---|---|---|---|---|---|---|\n",
+    );
+    for permission in Permission::ALL {
+        let cells: Vec<&str> = OrgRole::ALL.iter().map(|r| if r.can(permission) { "yes" } else { "—" }).collect();
+        table.push_str(&format!("| `{}` | {} |\n", permission.as_str(), cells.join(" | ")));
+    }
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/permissions.md")).unwrap();
+    let start = doc.find("<!-- matrix:start -->\n").unwrap() + "<!-- matrix:start -->\n".len();
+    let end = doc.find("<!-- matrix:end -->").unwrap();
+    assert_eq!(&doc[start..end], table, "docs/permissions.md is out of date");
+}
+
+#[tokio::test]
+async fn members_read_the_role_matrix_and_others_get_404() {
+    let app = TestApp::spawn().await;
+    let (owner, org) = app.owner_of("owner@example.com", "Org A").await;
+    let (stranger, _) = app.owner_of("stranger@example.com", "Org B").await;
+    let roles = app.get(&format!("/api/v1/orgs/{org}/roles"), Some(&owner)).await;
+    assert_eq!(roles.status, 200);
+    let items = roles.body["items"].as_array().unwrap();
+    let names: Vec<&str> = items.iter().map(|r| r["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["owner", "admin", "manager", "member", "contractor", "viewer"]);
+    let contractor = &items[4]["permissions"];
+    assert!(contractor.as_array().unwrap().contains(&json!("records.read_own")));
+    assert!(!contractor.as_array().unwrap().contains(&json!("records.read_all")));
+    app.get(&format!("/api/v1/orgs/{org}/roles"), Some(&stranger)).await.assert_problem(404, "not-found");
+    app.get(&format!("/api/v1/orgs/{org}/roles"), None).await.assert_problem(401, "unauthenticated");
+    app.get("/api/v1/orgs/garbage/roles", Some(&owner)).await.assert_problem(404, "not-found");
+}
+
+/// Every guarded organization endpoint, every role: allowed exactly when the matrix says so.
+#[tokio::test]
+async fn every_role_gets_exactly_what_the_matrix_allows() {
+    use palisade_core::{OrgRole, Permission};
+    let app = TestApp::spawn().await;
+    let (_, org) = app.owner_of("owner@example.com", "Org A").await;
+    let target = app.user("target@example.com").await;
+    let target_id = app.get("/api/v1/me", Some(&target)).await.body["id"].as_str().unwrap().to_owned();
+    let admin = app.admin().await;
+    admin
+        .execute(
+            "INSERT INTO palisade.memberships (tenant_id, user_id, role, created_at)
+             SELECT o.tenant_id, u.id, 'viewer', now() FROM palisade.orgs o, palisade.users u WHERE u.email = 'target@example.com'",
+            &[],
+        )
+        .await
+        .unwrap();
+    for role in OrgRole::ALL.into_iter().filter(|r| *r != OrgRole::Owner) {
+        let email = format!("{}@example.com", role.as_str());
+        let token = app.user(&email).await;
+        admin
+            .execute(
+                "INSERT INTO palisade.memberships (tenant_id, user_id, role, created_at)
+                 SELECT o.tenant_id, u.id, $2, now() FROM palisade.orgs o, palisade.users u WHERE u.email = $1",
+                &[&email, &role.as_str()],
+            )
+            .await
+            .unwrap();
+        let checks = [
+            (Permission::OrgRead, app.get(&format!("/api/v1/orgs/{org}"), Some(&token)).await.status),
+            (Permission::MembersRead, app.get(&format!("/api/v1/orgs/{org}/members"), Some(&token)).await.status),
+            (
+                Permission::OrgSettings,
+                app.send("PATCH", &format!("/api/v1/orgs/{org}"), Some(&token), Some(json!({"name": "Renamed"})))
+                    .await
+                    .status,
+            ),
+            (
+                Permission::SecuritySettings,
+                app.send(
+                    "PATCH",
+                    &format!("/api/v1/orgs/{org}"),
+                    Some(&token),
+                    Some(json!({"session_idle_minutes": 60})),
+                )
+                .await
+                .status,
+            ),
+            (
+                Permission::MembersManage,
+                app.send(
+                    "POST",
+                    &format!("/api/v1/orgs/{org}/members/{target_id}/revoke-sessions"),
+                    Some(&token),
+                    None,
+                )
+                .await
+                .status,
+            ),
+        ];
+        for (permission, status) in checks {
+            let expected = if role.can(permission) { "allowed" } else { "refused" };
+            let got = match status {
+                200 | 204 => "allowed",
+                403 => "refused",
+                other => panic!("{} on {}: unexpected {other}", role.as_str(), permission.as_str()),
+            };
+            assert_eq!(got, expected, "{} on {}", role.as_str(), permission.as_str());
+        }
+    }
+}
