@@ -106,17 +106,18 @@ impl<S: Send + Sync, T: std::str::FromStr + Send> FromRequestParts<S> for IdPath
     }
 }
 
-/// An organization and one of its members from the path (`/orgs/{org}/members/{user}/…`).
-pub struct OrgMemberPath(pub OrgId, pub palisade_core::UserId);
+/// An organization and one typed id inside it from the path (`/orgs/{org}/members/{user}`,
+/// `/orgs/{org}/invitations/{invitation}`), with the same 404-on-garbage rule.
+pub struct OrgAnd<T>(pub OrgId, pub T);
 
-impl<S: Send + Sync> FromRequestParts<S> for OrgMemberPath {
+impl<S: Send + Sync, T: std::str::FromStr + Send> FromRequestParts<S> for OrgAnd<T> {
     type Rejection = Problem;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let not_found = || Problem::new("not-found", "No such resource.");
-        let Path((org, user)): Path<(String, String)> =
+        let Path((org, id)): Path<(String, String)> =
             Path::from_request_parts(parts, state).await.map_err(|_| not_found())?;
-        Ok(OrgMemberPath(org.parse().map_err(|_| not_found())?, user.parse().map_err(|_| not_found())?))
+        Ok(OrgAnd(org.parse().map_err(|_| not_found())?, id.parse().map_err(|_| not_found())?))
     }
 }
 

@@ -63,6 +63,13 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/orgs/{org}", get(routes::orgs::get).patch(routes::orgs::update))
         .route("/api/v1/orgs/{org}/members", get(routes::orgs::members))
         .route("/api/v1/orgs/{org}/roles", get(routes::orgs::roles))
+        .route("/api/v1/orgs/{org}/invitations", post(routes::members::invite).get(routes::members::invitations))
+        .route("/api/v1/orgs/{org}/invitations/{invitation}", axum::routing::delete(routes::members::revoke_invitation))
+        .route(
+            "/api/v1/orgs/{org}/members/{user}",
+            axum::routing::patch(routes::members::change_role).delete(routes::members::remove),
+        )
+        .route("/api/v1/invitations/accept", post(routes::members::accept))
         .route("/api/v1/orgs/{org}/members/{user}/revoke-sessions", post(routes::orgs::revoke_member_sessions))
         .route("/healthz", get(routes::system::healthz))
         .route("/readyz", get(routes::system::readyz))

@@ -4,7 +4,7 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::{Modify, OpenApi};
 
 use crate::problem::{CATALOG, FieldError, Problem};
-use crate::routes::{Items, auth, me, orgs, system};
+use crate::routes::{Items, auth, me, members, orgs, system};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -12,14 +12,16 @@ use crate::routes::{Items, auth, me, orgs, system};
     paths(
         auth::signup, auth::login, auth::logout, auth::verify_email, auth::forgot_password, auth::reset_password, auth::mfa, auth::step_up, me::start_totp, me::confirm_totp, me::disable_totp, me::change_password, me::change_email, auth::confirm_email_change, me::me, me::sessions, me::revoke_session, me::revoke_other_sessions,
         orgs::create, orgs::list, orgs::get, orgs::update, orgs::members, orgs::revoke_member_sessions, orgs::roles,
+        members::invite, members::invitations, members::revoke_invitation, members::accept, members::change_role, members::remove,
         system::healthz, system::readyz, system::problem_type,
     ),
-    components(schemas(Problem, FieldError, Items<orgs::OrgResponse>, Items<orgs::MemberResponse>, Items<me::SessionResponse>, Items<orgs::RoleResponse>)),
+    components(schemas(Problem, FieldError, Items<orgs::OrgResponse>, Items<orgs::MemberResponse>, Items<me::SessionResponse>, Items<orgs::RoleResponse>, Items<members::InvitationResponse>)),
     modifiers(&SecuritySchemes, &ProblemTypes),
     tags(
         (name = "auth", description = "Sign-up, sign-in, sign-out"),
         (name = "account", description = "The caller's own account"),
         (name = "orgs", description = "Organizations (tenants) and members"),
+        (name = "members", description = "Invitations, roles of members, removal"),
         (name = "system", description = "Health and documentation"),
     )
 )]

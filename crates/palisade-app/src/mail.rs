@@ -57,6 +57,17 @@ impl App {
         });
     }
 
+    pub(crate) fn send_invitation(&self, to: &str, role: &str, token: &str) {
+        self.send_in_background(Mail {
+            to: to.to_owned(),
+            subject: "You are invited to an organization on Palisade".into(),
+            body: format!(
+                "You were invited to join an organization on Palisade as {role}. Sign in (or sign up) with this address, then open this link (valid 7 days, once):\n\n{}\n\nIf you did not expect this, ignore this message.\n",
+                self.link("/accept-invite", token)
+            ),
+        });
+    }
+
     pub(crate) fn send_reset(&self, to: &str, name: &str, token: &str) {
         let minutes = self.policy.reset_valid_for.whole_minutes();
         self.send_in_background(Mail {

@@ -4,4 +4,7 @@ pub mod password;
 pub mod token;
 
 pub use password::{HashError, PasswordHasher, Verification, check_strength, is_importable_bcrypt};
-pub use token::{CHANGE_EMAIL_TOKEN_PREFIX, RESET_TOKEN_PREFIX, SessionToken, VERIFY_TOKEN_PREFIX, hash_token};
+pub use token::{
+    CHANGE_EMAIL_TOKEN_PREFIX, INVITATION_TOKEN_PREFIX, RESET_TOKEN_PREFIX, SessionToken, VERIFY_TOKEN_PREFIX,
+    hash_token, invitation_org, mint_invitation,
+};

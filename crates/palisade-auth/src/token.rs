@@ -41,6 +41,32 @@ impl SessionToken {
     }
 }
 
+/// Prefix of invitation tokens. The token carries its organization's id (first 16 bytes), so the
+/// database can look it up under that tenant's row-level security.
+pub const INVITATION_TOKEN_PREFIX: &str = "pin_";
+
+/// Mints an invitation token for organization `org` (a UUID).
+pub fn mint_invitation(random: &dyn Randomness, org: uuid_bytes::Bytes) -> SessionToken {
+    let mut bytes = zeroize::Zeroizing::new([0u8; 48]);
+    bytes[..16].copy_from_slice(&org);
+    random.fill(&mut bytes[16..]);
+    let token = format!("{INVITATION_TOKEN_PREFIX}{}", URL_SAFE_NO_PAD.encode(bytes.as_ref()));
+    let hash = hash_token(&token);
+    SessionToken { token: token.into(), hash }
+}
+
+/// The organization an invitation token names, if it is well formed.
+pub fn invitation_org(token: &str) -> Option<uuid_bytes::Bytes> {
+    let encoded = token.strip_prefix(INVITATION_TOKEN_PREFIX)?;
+    let bytes = URL_SAFE_NO_PAD.decode(encoded).ok()?;
+    (bytes.len() == 48).then(|| bytes[..16].try_into().ok()).flatten()
+}
+
+/// Raw UUID bytes (the auth crate needs no UUID type for this).
+pub mod uuid_bytes {
+    pub type Bytes = [u8; 16];
+}
+
 /// The stored form of a presented token. Any string hashes; only a real token's hash matches a row.
 pub fn hash_token(presented: &str) -> SessionTokenHash {
     SessionTokenHash(Sha256::digest(presented.as_bytes()).into())

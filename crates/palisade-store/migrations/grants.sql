@@ -41,5 +41,10 @@ GRANT EXECUTE ON FUNCTION palisade.complete_mfa(bytea, timestamptz, bigint, text
 GRANT EXECUTE ON FUNCTION palisade.require_recent_auth(timestamptz, float8) TO {role};
 GRANT EXECUTE ON FUNCTION palisade.require_own_mfa() TO {role};
 GRANT EXECUTE ON FUNCTION palisade.change_email(bytea, timestamptz) TO {role};
+GRANT SELECT, INSERT ON palisade.invitations TO {role};
+GRANT UPDATE (revoked_at) ON palisade.invitations TO {role};
+GRANT EXECUTE ON FUNCTION palisade.require_can_grant(text) TO {role};
+GRANT EXECUTE ON FUNCTION palisade.require_an_owner() TO {role};
+GRANT EXECUTE ON FUNCTION palisade.accept_invitation(bytea, timestamptz, uuid, bytea) TO {role};
 GRANT UPDATE (authenticated_at) ON palisade.sessions TO {role};
 GRANT UPDATE (mfa_policy) ON palisade.orgs TO {role};

@@ -55,6 +55,7 @@ impl StoreError {
             "PA403" => StoreError::Forbidden,
             "PA410" => StoreError::InvalidToken,
             "PA409" => StoreError::Replayed,
+            "PA412" => StoreError::Conflict { constraint: "last_owner".into() },
             "PAEV1" => StoreError::EmailUnverified,
             "PASU1" => StoreError::StepUpRequired,
             "PAMF1" => StoreError::MfaEnrollmentRequired,

@@ -28,6 +28,7 @@ const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../migrations/0007_step_up_and_mfa_policy.sql"),
     },
     Migration { version: 8, name: "email_change", sql: include_str!("../migrations/0008_email_change.sql") },
+    Migration { version: 9, name: "invitations", sql: include_str!("../migrations/0009_invitations.sql") },
 ];
 
 const GRANTS: &str = include_str!("../migrations/grants.sql");

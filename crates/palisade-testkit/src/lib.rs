@@ -168,6 +168,25 @@ impl TestApp {
             .collect()
     }
 
+    /// Waits (up to 10 s) until at least `n` messages to `to` about `subject` exist; returns the
+    /// n-th (oldest first). For flows that send the same kind of message twice.
+    pub async fn wait_for_nth_mail(&self, to: &str, subject: &str, n: usize) -> String {
+        for _ in 0..200 {
+            let found: Vec<_> = self
+                .outbox
+                .list()
+                .expect("outbox")
+                .into_iter()
+                .filter(|m| m.to.contains(to) && m.subject.contains(subject))
+                .collect();
+            if found.len() >= n {
+                return self.outbox.read(&found[n - 1]).expect("read mail");
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("fewer than {n} mails to {to} about {subject:?}");
+    }
+
     /// Waits (up to 10 s; mail is sent in the background) for a message to `to` whose subject
     /// contains `subject`, and returns the newest such message.
     pub async fn wait_for_mail(&self, to: &str, subject: &str) -> String {

@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod me;
+pub mod members;
 pub mod orgs;
 pub mod system;
 

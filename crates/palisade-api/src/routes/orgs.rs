@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::ApiState;
-use crate::extract::{ApiJson, Caller, Meta, OrgMemberPath, OrgPath};
+use crate::extract::{ApiJson, Caller, Meta, OrgAnd, OrgPath};
 use crate::problem::{ApiResult, Problem};
 use crate::routes::{Items, rfc3339};
 
@@ -183,7 +183,7 @@ pub async fn members(
 pub async fn revoke_member_sessions(
     State(state): State<ApiState>,
     caller: Caller,
-    OrgMemberPath(org, user): OrgMemberPath,
+    OrgAnd(org, user): OrgAnd<UserId>,
     Meta(meta): Meta,
 ) -> ApiResult<StatusCode> {
     state.app.revoke_member_sessions(&caller.proof, org, user, &meta).await?;

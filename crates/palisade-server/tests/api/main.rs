@@ -8,6 +8,7 @@ mod email;
 mod errors;
 mod isolation;
 mod lockout;
+mod members;
 mod mfa;
 mod orgs;
 mod sessions;

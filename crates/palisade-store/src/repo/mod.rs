@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod email_tokens;
+pub mod members;
 pub mod mfa;
 pub mod orgs;
 pub mod security;
