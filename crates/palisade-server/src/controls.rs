@@ -33,11 +33,19 @@ fn result(id: &'static str, control: &'static str, problems: Vec<String>, ok: St
 
 /// Runs every check. `runtime` must be connected as the runtime role; `url` is a running server.
 pub async fn run_all(runtime: &Client, url: Option<&str>) -> Vec<CheckResult> {
-    vec![check_t1(runtime).await, check_t2(runtime).await, check_p2(url).await]
+    vec![
+        check_t1(runtime).await,
+        check_t2(runtime).await,
+        check_a1(runtime).await,
+        check_l1(runtime).await,
+        check_p2(url).await,
+    ]
 }
 
 const T1: &str = "Tenant tables: tenant_id, RLS enabled and forced, policy on the tenant setting";
 const T2: &str = "Tenant set per transaction by a verifying function; runtime role owns nothing, no BYPASSRLS";
+const A1: &str = "Passwords stored with argon2id; imported bcrypt hashes upgraded at first sign-in";
+const L1: &str = "Audit log written with every security action; append-only for the server";
 const P2: &str = "Input validated on every endpoint: clear problem+json error, nothing written";
 
 pub async fn check_t1(runtime: &Client) -> CheckResult {
@@ -108,6 +116,73 @@ pub async fn check_t2(runtime: &Client) -> CheckResult {
             facts.role
         ),
     )
+}
+
+pub async fn check_a1(runtime: &Client) -> CheckResult {
+    let row = runtime
+        .query_one(
+            "SELECT count(*) FILTER (WHERE password_hash LIKE '$argon2id$v=19$m=19456,t=2,p=1$%'),
+                    count(*) FILTER (WHERE password_hash ~ '^\\$2[aby]\\$'),
+                    count(*) FILTER (WHERE password_hash NOT LIKE '$argon2id$%' AND password_hash !~ '^\\$2[aby]\\$')
+               FROM palisade.users",
+            &[],
+        )
+        .await;
+    match row {
+        Err(err) => result("A1", A1, vec![format!("cannot read password hashes: {err}")], String::new()),
+        Ok(row) => {
+            let (argon, bcrypt, other): (i64, i64, i64) = (row.get(0), row.get(1), row.get(2));
+            let problems = if other > 0 {
+                vec![format!("{other} account(s) with a hash that is neither argon2id nor bcrypt")]
+            } else {
+                vec![]
+            };
+            result(
+                "A1",
+                A1,
+                problems,
+                format!("{argon} argon2id (m=19 MiB, t=2, p=1), {bcrypt} imported bcrypt awaiting first sign-in"),
+            )
+        }
+    }
+}
+
+pub async fn check_l1(runtime: &Client) -> CheckResult {
+    let row = runtime
+        .query_one(
+            "SELECT has_table_privilege(current_user, 'palisade.audit_events', 'INSERT'),
+                    has_table_privilege(current_user, 'palisade.audit_events', 'UPDATE'),
+                    has_table_privilege(current_user, 'palisade.audit_events', 'DELETE'),
+                    has_table_privilege(current_user, 'palisade.audit_events', 'TRUNCATE'),
+                    (SELECT count(*) FROM information_schema.column_privileges
+                      WHERE table_schema = 'palisade' AND table_name = 'audit_events'
+                        AND grantee = current_user AND privilege_type = 'UPDATE')",
+            &[],
+        )
+        .await;
+    match row {
+        Err(err) => result("L1", L1, vec![format!("cannot read privileges: {err}")], String::new()),
+        Ok(row) => {
+            let mut problems = Vec::new();
+            if !row.get::<_, bool>(0) {
+                problems.push("the server cannot write audit events".to_owned());
+            }
+            for (i, what) in [(1, "UPDATE"), (2, "DELETE"), (3, "TRUNCATE")] {
+                if row.get::<_, bool>(i) {
+                    problems.push(format!("the server role may {what} audit events"));
+                }
+            }
+            if row.get::<_, i64>(4) > 0 {
+                problems.push("the server role may UPDATE columns of audit events".to_owned());
+            }
+            result(
+                "L1",
+                L1,
+                problems,
+                "runtime role may INSERT and SELECT audit events, never UPDATE, DELETE or TRUNCATE".into(),
+            )
+        }
+    }
 }
 
 pub async fn check_p2(url: Option<&str>) -> CheckResult {

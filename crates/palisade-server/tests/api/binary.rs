@@ -177,7 +177,7 @@ async fn config_check_redacts_secrets_and_controls_check_reports_json() {
         .iter()
         .map(|r| (r["id"].as_str().unwrap(), r["status"].as_str().unwrap()))
         .collect();
-    assert_eq!(statuses, [("T1", "PASS"), ("T2", "PASS"), ("P2", "SKIP")]);
+    assert_eq!(statuses, [("T1", "PASS"), ("T2", "PASS"), ("A1", "PASS"), ("L1", "PASS"), ("P2", "SKIP")]);
 
     app.admin().await.batch_execute("ALTER TABLE palisade.orgs NO FORCE ROW LEVEL SECURITY").await.unwrap();
     let broken = command(&[("PALISADE_DATABASE_URL", &dsn)]).args(["controls", "check"]).output().unwrap();

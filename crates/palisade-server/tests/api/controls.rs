@@ -25,6 +25,8 @@ async fn a_healthy_install_passes_t1_t2_and_p2() {
     let by_id = |id: &str| results.iter().find(|r| r.id == id).unwrap().clone();
     assert_eq!(by_id("T1").status, Status::Pass, "{:?}", by_id("T1"));
     assert_eq!(by_id("T2").status, Status::Pass, "{:?}", by_id("T2"));
+    assert_eq!(by_id("A1").status, Status::Pass, "{:?}", by_id("A1"));
+    assert_eq!(by_id("L1").status, Status::Pass, "{:?}", by_id("L1"));
     assert_eq!(by_id("P2").status, Status::Skip);
     let with_url = controls::check_p2(Some(&app.base_url)).await;
     assert_eq!(with_url.status, Status::Pass, "{with_url:?}");
@@ -108,4 +110,38 @@ async fn p2_fails_against_a_server_that_accepts_anything() {
     let result = controls::check_p2(Some(&format!("http://{addr}"))).await;
     assert_eq!(result.status, Status::Fail);
     assert!(result.evidence.contains("expected 400 /problems/invalid-json"), "{}", result.evidence);
+}
+
+#[tokio::test]
+async fn a1_fails_when_a_password_is_stored_in_a_weak_form() {
+    let app = TestApp::spawn().await;
+    app.user("a@example.com").await;
+    assert_eq!(controls::check_a1(&app.runtime().await).await.status, Status::Pass);
+    app.admin().await.batch_execute("UPDATE palisade.users SET password_hash = md5('hunter2')").await.unwrap();
+    let result = controls::check_a1(&app.runtime().await).await;
+    assert_eq!(result.status, Status::Fail);
+    assert!(
+        result.evidence.contains("1 account(s) with a hash that is neither argon2id nor bcrypt"),
+        "{}",
+        result.evidence
+    );
+}
+
+#[tokio::test]
+async fn l1_fails_when_the_server_may_rewrite_the_audit_log() {
+    for grant in [
+        "GRANT UPDATE ON palisade.audit_events TO palisade_app",
+        "GRANT DELETE ON palisade.audit_events TO palisade_app",
+        "GRANT UPDATE (details) ON palisade.audit_events TO palisade_app",
+    ] {
+        let app = TestApp::spawn().await;
+        app.admin().await.batch_execute(grant).await.unwrap();
+        let result = controls::check_l1(&app.runtime().await).await;
+        assert_eq!(result.status, Status::Fail, "{grant}");
+    }
+    let app = TestApp::spawn().await;
+    app.admin().await.batch_execute("REVOKE INSERT ON palisade.audit_events FROM palisade_app").await.unwrap();
+    let result = controls::check_l1(&app.runtime().await).await;
+    assert_eq!(result.status, Status::Fail);
+    assert!(result.evidence.contains("cannot write audit events"));
 }
