@@ -118,7 +118,6 @@ impl App {
             true => Some(self.hasher.rehash(&input.password).await?),
             false => None,
         };
-        let now = self.clock.now();
         let mut tx = Tx::<Anonymous>::anonymous();
         users::clear_failures(&mut tx, credentials.user_id);
         if let Some(new_hash) = upgraded {
@@ -132,15 +131,33 @@ impl App {
             );
         }
         let device = email_tokens::device_seen(&mut tx, credentials.user_id, meta.user_agent.as_deref());
+        let token = self.open_session(&mut tx, credentials.user_id, json!({"method": "password"}), meta);
+        let device = tx.run(&self.db).await?.get(device)?;
+        if let (Some(email), "new") = (&email, device.as_str()) {
+            let label = meta.user_agent.as_deref().unwrap_or("an unknown browser");
+            let ip = meta.ip.map(|ip| ip.to_string()).unwrap_or_else(|| "an unknown address".into());
+            self.send_notice(email.as_str(), Notice::NewSignIn { device: label, ip: &ip });
+        }
+        Ok(LoginOutcome::Session(self.login_output(token, credentials.user_id)))
+    }
+
+    /// Adds a new session for `user` and its `user.login` event to a sign-in transaction.
+    pub(crate) fn open_session(
+        &self,
+        tx: &mut Tx<Anonymous>,
+        user: UserId,
+        details: serde_json::Value,
+        meta: &RequestMeta,
+    ) -> SessionToken {
         let token = SessionToken::mint(&*self.random);
         let session_id = SessionId::new(&*self.clock, &*self.random);
         users::create_session(
-            &mut tx,
+            tx,
             NewSession {
                 id: session_id,
-                user_id: credentials.user_id,
+                user_id: user,
                 token_hash: token.hash,
-                at: now,
+                at: self.clock.now(),
                 lifetime: self.policy.session_lifetime,
                 idle_timeout: self.policy.session_idle_timeout,
                 ip: meta.ip,
@@ -148,23 +165,17 @@ impl App {
             },
         );
         audit::record(
-            &mut tx,
+            tx,
             self.audit("user.login", meta)
-                .actor(Actor::User(credentials.user_id.as_uuid()))
+                .actor(Actor::User(user.as_uuid()))
                 .target("session", session_id.as_uuid())
-                .details(json!({"method": "password"})),
+                .details(details),
         );
-        let device = tx.run(&self.db).await?.get(device)?;
-        if let (Some(email), "new") = (&email, device.as_str()) {
-            let label = meta.user_agent.as_deref().unwrap_or("an unknown browser");
-            let ip = meta.ip.map(|ip| ip.to_string()).unwrap_or_else(|| "an unknown address".into());
-            self.send_notice(email.as_str(), Notice::NewSignIn { device: label, ip: &ip });
-        }
-        Ok(LoginOutcome::Session(LoginOutput {
-            token: token.token,
-            expires_in: self.policy.session_lifetime.whole_seconds(),
-            user_id: credentials.user_id,
-        }))
+        token
+    }
+
+    pub(crate) fn login_output(&self, token: SessionToken, user: UserId) -> LoginOutput {
+        LoginOutput { token: token.token, expires_in: self.policy.session_lifetime.whole_seconds(), user_id: user }
     }
 
     /// Records a refused sign-in (and the lock, if this attempt set it). Returns the one answer

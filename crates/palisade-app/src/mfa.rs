@@ -2,9 +2,8 @@
 //! of a sign-in. Seeds are sealed with the instance key, bound to their user.
 
 use palisade_auth::{SessionToken, hash_token};
-use palisade_core::{SessionId, SessionTokenHash, UserId, ValidationError};
+use palisade_core::{SessionTokenHash, UserId, ValidationError};
 use palisade_store::repo::audit::{self, Actor, Outcome, RequestMeta};
-use palisade_store::repo::users::{self, NewSession};
 use palisade_store::repo::{mfa, users as user_repo};
 use palisade_store::{StoreError, Tx};
 use rand::Rng;
@@ -211,31 +210,11 @@ impl App {
             return Err(self.second_factor_failed(&state, meta).await);
         };
         let now = self.clock.now();
-        let session_token = SessionToken::mint(&*self.random);
-        let session_id = SessionId::new(&*self.clock, &*self.random);
         let method = if step >= 0 { "totp" } else { "backup_code" };
         let mut tx = Tx::anonymous();
         mfa::complete(&mut tx, &proof, now, (step >= 0).then_some(step), lookup.filter(|_| step < 0));
-        users::create_session(
-            &mut tx,
-            NewSession {
-                id: session_id,
-                user_id: state.user_id,
-                token_hash: session_token.hash,
-                at: now,
-                lifetime: self.policy.session_lifetime,
-                idle_timeout: self.policy.session_idle_timeout,
-                ip: meta.ip,
-                user_agent: meta.user_agent.clone(),
-            },
-        );
-        let mut event = self
-            .audit("user.login", meta)
-            .actor(Actor::User(state.user_id.as_uuid()))
-            .details(json!({"method": "password", "second_factor": method}));
-        event.target_kind = Some("session");
-        event.target_id = Some(session_id.as_uuid());
-        audit::record(&mut tx, event);
+        let session_token =
+            self.open_session(&mut tx, state.user_id, json!({"method": "password", "second_factor": method}), meta);
         match tx.run(&self.db).await {
             Ok(_) => {}
             Err(StoreError::Replayed) => return Err(self.second_factor_failed(&state, meta).await),
@@ -244,11 +223,7 @@ impl App {
         if method == "backup_code" {
             self.send_notice(&state.email, Notice::BackupCodeUsed);
         }
-        Ok(LoginOutput {
-            token: session_token.token,
-            expires_in: self.policy.session_lifetime.whole_seconds(),
-            user_id: state.user_id,
-        })
+        Ok(self.login_output(session_token, state.user_id))
     }
 
     async fn second_factor_failed(&self, state: &mfa::Challenge, meta: &RequestMeta) -> AppError {

@@ -8,6 +8,12 @@ use time::{Duration, OffsetDateTime};
 use crate::pipeline::{Anonymous, Step, Tenant, Tx};
 use crate::repo::exactly_one;
 
+/// Aborts the transaction unless the caller may manage member `user` (PA404 not a member, PA403
+/// an owner managed by a non-owner).
+pub fn require_outranks(tx: &mut Tx<Tenant>, user: UserId) {
+    tx.push_write(REQUIRE_OUTRANKS, vec![Box::new(user.as_uuid())]);
+}
+
 const REQUIRE_CAN_GRANT: &str = "SELECT palisade.require_can_grant($1)";
 const REQUIRE_OUTRANKS: &str = "SELECT palisade.require_outranks($1)";
 const REQUIRE_AN_OWNER: &str = "SELECT palisade.require_an_owner()";
@@ -105,7 +111,7 @@ const CHANGE_ROLE: &str = "WITH c AS ( \
 /// Changes a member's role: only an owner touches an owner or grants owner, and the organization
 /// keeps at least one owner.
 pub fn change_role(tx: &mut Tx<Tenant>, org: OrgId, user: UserId, role: OrgRole) {
-    tx.push_write(REQUIRE_OUTRANKS, vec![Box::new(user.as_uuid())]);
+    require_outranks(tx, user);
     tx.push_write(REQUIRE_CAN_GRANT, vec![Box::new(role.as_str())]);
     tx.push_write(CHANGE_ROLE, vec![Box::new(org.as_uuid()), Box::new(user.as_uuid()), Box::new(role.as_str())]);
     tx.push_write(REQUIRE_AN_OWNER, vec![]);
@@ -116,7 +122,7 @@ const REMOVE: &str = "WITH d AS (DELETE FROM palisade.memberships WHERE tenant_i
 
 /// Removes a member (their access ends on their next request); the organization keeps an owner.
 pub fn remove(tx: &mut Tx<Tenant>, org: OrgId, user: UserId) {
-    tx.push_write(REQUIRE_OUTRANKS, vec![Box::new(user.as_uuid())]);
+    require_outranks(tx, user);
     tx.push_write(REMOVE, vec![Box::new(org.as_uuid()), Box::new(user.as_uuid())]);
     tx.push_write(REQUIRE_AN_OWNER, vec![]);
 }

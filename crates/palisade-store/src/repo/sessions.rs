@@ -60,7 +60,6 @@ pub fn revoke_others(tx: &mut Tx<Authenticated>, now: OffsetDateTime) -> Step<i6
     tx.push(REVOKE_OTHERS, vec![Box::new(now)], |rows| Ok(exactly_one(rows)?.get(0)))
 }
 
-const REQUIRE_OUTRANKS: &str = "SELECT palisade.require_outranks($1)";
 const CUT_OFF_MEMBER: &str = "WITH cut AS ( \
         UPDATE palisade.memberships SET sessions_not_before = $3 WHERE tenant_id = $1 AND user_id = $2 RETURNING 1) \
     SELECT palisade.require_found((SELECT count(*) FROM cut))";
@@ -68,6 +67,6 @@ const CUT_OFF_MEMBER: &str = "WITH cut AS ( \
 /// Ends a member's existing sessions for this organization (they must sign in again to reach
 /// it). Fails in the database if the member does not exist or outranks the caller.
 pub fn cut_off_member(tx: &mut Tx<Tenant>, org: OrgId, user: UserId, now: OffsetDateTime) {
-    tx.push_write(REQUIRE_OUTRANKS, vec![Box::new(user.as_uuid())]);
+    crate::repo::members::require_outranks(tx, user);
     tx.push_write(CUT_OFF_MEMBER, vec![Box::new(org.as_uuid()), Box::new(user.as_uuid()), Box::new(now)]);
 }
