@@ -3,6 +3,7 @@
 
 mod accounts;
 mod binary;
+mod boundaries;
 mod controls;
 mod email;
 mod errors;
