@@ -176,3 +176,44 @@ fn json_problem(rejection: JsonRejection) -> Problem {
         other => Problem::new("invalid-json", format!("The body could not be read: {}", other.body_text())),
     }
 }
+
+/// An organization, a collection name and a record id from the path
+/// (`/orgs/{org}/collections/{name}/records/{record}`), with the same 404-on-garbage rule.
+pub struct RecordPath(pub OrgId, pub String, pub palisade_core::RecordId);
+
+impl<S: Send + Sync> FromRequestParts<S> for RecordPath {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let not_found = || Problem::new("not-found", "No such resource.");
+        let Path((org, name, id)): Path<(String, String, String)> =
+            Path::from_request_parts(parts, state).await.map_err(|_| not_found())?;
+        Ok(RecordPath(org.parse().map_err(|_| not_found())?, name, id.parse().map_err(|_| not_found())?))
+    }
+}
+
+/// The `If-Match` precondition as a record version: absent or `*` → `None` (no precondition);
+/// one strong entity tag `"N"` → `Some(N)`; anything else can never match → 412.
+pub struct IfMatch(pub Option<i32>);
+
+impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let Some(value) = parts.headers.get(header::IF_MATCH) else { return Ok(IfMatch(None)) };
+        let text = value.to_str().unwrap_or("").trim();
+        if text == "*" {
+            return Ok(IfMatch(None));
+        }
+        text.strip_prefix('"')
+            .and_then(|t| t.strip_suffix('"'))
+            .and_then(|t| t.parse::<i32>().ok())
+            .map(|v| IfMatch(Some(v)))
+            .ok_or_else(|| {
+                Problem::new(
+                    "precondition-failed",
+                    "If-Match must be the record's ETag as sent (e.g. \"3\"); read the record again and retry.",
+                )
+            })
+    }
+}

@@ -69,6 +69,22 @@ pub fn router(state: ApiState) -> Router {
             "/api/v1/orgs/{org}/members/{user}",
             axum::routing::patch(routes::members::change_role).delete(routes::members::remove),
         )
+        .route("/api/v1/orgs/{org}/collections", post(routes::collections::create).get(routes::collections::list))
+        .route(
+            "/api/v1/orgs/{org}/collections/{name}",
+            get(routes::collections::get).put(routes::collections::change_schema).delete(routes::collections::delete),
+        )
+        .route(
+            "/api/v1/orgs/{org}/collections/{name}/records",
+            post(routes::records::create).get(routes::records::list),
+        )
+        .route(
+            "/api/v1/orgs/{org}/collections/{name}/records/{record}",
+            get(routes::records::get)
+                .put(routes::records::replace)
+                .patch(routes::records::patch)
+                .delete(routes::records::delete),
+        )
         .route("/api/v1/invitations/accept", post(routes::members::accept))
         .route("/api/v1/orgs/{org}/members/{user}/revoke-sessions", post(routes::orgs::revoke_member_sessions))
         .route("/healthz", get(routes::system::healthz))

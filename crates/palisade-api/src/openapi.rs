@@ -4,7 +4,7 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::{Modify, OpenApi};
 
 use crate::problem::{CATALOG, FieldError, Problem};
-use crate::routes::{Items, auth, me, members, orgs, system};
+use crate::routes::{Items, auth, collections, me, members, orgs, records, system};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -13,15 +13,19 @@ use crate::routes::{Items, auth, me, members, orgs, system};
         auth::signup, auth::login, auth::logout, auth::verify_email, auth::forgot_password, auth::reset_password, auth::mfa, auth::step_up, me::start_totp, me::confirm_totp, me::disable_totp, me::change_password, me::change_email, auth::confirm_email_change, me::me, me::sessions, me::revoke_session, me::revoke_other_sessions,
         orgs::create, orgs::list, orgs::get, orgs::update, orgs::members, orgs::revoke_member_sessions, orgs::roles,
         members::invite, members::invitations, members::revoke_invitation, members::accept, members::change_role, members::remove,
+        collections::create, collections::list, collections::get, collections::change_schema, collections::delete,
+        records::create, records::list, records::get, records::replace, records::patch, records::delete,
         system::healthz, system::readyz, system::problem_type,
     ),
-    components(schemas(Problem, FieldError, Items<orgs::OrgResponse>, Items<orgs::MemberResponse>, Items<me::SessionResponse>, Items<orgs::RoleResponse>, Items<members::InvitationResponse>)),
+    components(schemas(Problem, FieldError, Items<orgs::OrgResponse>, Items<orgs::MemberResponse>, Items<me::SessionResponse>, Items<orgs::RoleResponse>, Items<members::InvitationResponse>, Items<collections::CollectionResponse>)),
     modifiers(&SecuritySchemes, &ProblemTypes),
     tags(
         (name = "auth", description = "Sign-up, sign-in, sign-out"),
         (name = "account", description = "The caller's own account"),
         (name = "orgs", description = "Organizations (tenants) and members"),
         (name = "members", description = "Invitations, roles of members, removal"),
+        (name = "collections", description = "Org-defined record types and their JSON Schemas"),
+        (name = "records", description = "Records of a collection"),
         (name = "system", description = "Health and documentation"),
     )
 )]

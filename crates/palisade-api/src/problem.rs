@@ -14,6 +14,12 @@ use utoipa::ToSchema;
 pub const CATALOG: &[(&str, u16, &str, &str)] = &[
     ("invalid-json", 400, "Malformed JSON", "The body is not valid JSON."),
     (
+        "invalid-query",
+        400,
+        "Invalid query parameters",
+        "A filter, sort, limit or cursor cannot be used: an unknown or sensitive field, a value of the wrong type, an unknown operator, or a cursor from another listing. `errors` names each parameter.",
+    ),
+    (
         "invalid-token",
         400,
         "Invalid or expired link",
@@ -65,6 +71,24 @@ pub const CATALOG: &[(&str, u16, &str, &str)] = &[
     ("method-not-allowed", 405, "Method not allowed", "The path exists but not with this method."),
     ("request-timeout", 408, "Request timeout", "The request took too long."),
     ("conflict", 409, "Conflict", "The change conflicts with the current state."),
+    (
+        "schema-incompatible",
+        409,
+        "Existing records break the new schema",
+        "The schema change is refused because existing records would not validate; `record_ids` lists them and `errors` their violations. Fix the records, or send `defaults` for missing fields.",
+    ),
+    (
+        "quota-exceeded",
+        409,
+        "Quota exceeded",
+        "The organization holds as many of these as its quota allows; delete some or ask the operator to raise the quota.",
+    ),
+    (
+        "precondition-failed",
+        412,
+        "Precondition failed",
+        "If-Match does not name the current version (ETag) of the resource: it changed since you read it. Read it again, then retry.",
+    ),
     ("payload-too-large", 413, "Payload too large", "The body exceeds the size limit."),
     (
         "rate-limited",
@@ -103,6 +127,9 @@ pub struct Problem {
     pub detail: String,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldError>,
+    /// For `schema-incompatible`: the records that would break.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub record_ids: Vec<String>,
     /// Present on 500 only; the same id is in the server log.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error_id: Option<String>,
@@ -121,6 +148,7 @@ impl Problem {
             status,
             detail: detail.into(),
             errors: vec![],
+            record_ids: vec![],
             error_id: None,
         }
     }
@@ -195,8 +223,19 @@ impl From<AppError> for ApiError {
                 "email-unverified",
                 "Confirm your email address first: open the link in the email we sent when you signed up.",
             ),
-            AppError::Conflict(_) => {
-                Problem::new("conflict", "The change conflicts with the current state; reload and retry.")
+            AppError::Conflict(why) => Problem::new("conflict", format!("{why}.")),
+            AppError::PreconditionFailed => Problem::new(
+                "precondition-failed",
+                "The record changed since you read it (If-Match names an older version); read it again and retry.",
+            ),
+            AppError::PayloadTooLarge(why) => Problem::new("payload-too-large", why),
+            AppError::QuotaExceeded(why) => Problem::new("quota-exceeded", why),
+            AppError::InvalidQuery(errors) => {
+                let detail = errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
+                let mut problem = Problem::new("invalid-query", detail);
+                problem.errors =
+                    errors.into_iter().map(|e| FieldError { pointer: e.field, detail: e.message }).collect();
+                problem
             }
             AppError::Busy => Problem::new("busy", "Too many sign-ins are being processed; retry shortly."),
             AppError::Unavailable(why) => {

@@ -29,6 +29,17 @@ pub enum AppError {
     /// The action needs a verified email address.
     #[error("email address not verified")]
     EmailUnverified,
+    /// An If-Match precondition failed: the resource changed since the caller read it.
+    #[error("precondition failed")]
+    PreconditionFailed,
+    #[error("payload too large: {0}")]
+    PayloadTooLarge(String),
+    /// A per-organization quota is reached.
+    #[error("quota exceeded: {0}")]
+    QuotaExceeded(String),
+    /// Query parameters (filters, sort, limit, cursor) that cannot be used; each names its parameter.
+    #[error("invalid query")]
+    InvalidQuery(Vec<ValidationError>),
     #[error("conflict: {0}")]
     Conflict(String),
     /// A bounded queue is full; try again shortly.
@@ -57,7 +68,17 @@ impl From<StoreError> for AppError {
             StoreError::StepUpRequired => AppError::StepUpRequired,
             StoreError::MfaEnrollmentRequired => AppError::MfaEnrollmentRequired,
             StoreError::EmailUnverified => AppError::EmailUnverified,
-            StoreError::Conflict { constraint } => AppError::Conflict(constraint),
+            StoreError::Conflict { constraint } => {
+                // The constraint's name is for the log, not for the client.
+                tracing::debug!(constraint = %constraint, "write refused by a constraint");
+                AppError::Conflict("the change conflicts with the current state; reload and retry".into())
+            }
+            StoreError::VersionMismatch => AppError::PreconditionFailed,
+            StoreError::SchemaChanged => AppError::Conflict("the collection changed; retry".into()),
+            StoreError::NotAMember => {
+                AppError::Validation(vec![ValidationError::new("assignees", "every assignee must be a member")])
+            }
+            StoreError::QuotaExceeded => AppError::QuotaExceeded("the organization's quota is reached".into()),
             StoreError::Unavailable(why) => AppError::Unavailable(why),
             other @ StoreError::Database(_) => AppError::Internal(other.to_string()),
         }

@@ -2,12 +2,16 @@
 //! transaction. Nothing here knows about HTTP.
 
 mod accounts;
+mod collections;
 mod email_flows;
 mod error;
 mod mail;
 mod members;
 mod mfa;
 mod orgs;
+mod record_query;
+mod records;
+mod schema;
 mod security;
 
 use std::sync::Arc;
@@ -17,14 +21,20 @@ use palisade_core::{Clock, Randomness};
 use palisade_store::Db;
 
 pub use accounts::{LoginInput, LoginOutcome, LoginOutput, SignupInput};
+pub use collections::IncompatibleRecords;
 pub use error::AppError;
 pub use mfa::{BACKUP_CODES, TotpEnrollment};
 pub use orgs::OrgPatch;
 pub use palisade_store::repo::audit::RequestMeta;
+pub use palisade_store::repo::collections::Collection;
 pub use palisade_store::repo::members::Invitation;
 pub use palisade_store::repo::orgs::{Member, Org};
+pub use palisade_store::repo::records::Record;
 pub use palisade_store::repo::sessions::SessionInfo;
 pub use palisade_store::repo::users::{Lockout, Me};
+pub use record_query::{MAX_PAGE, RecordPage};
+pub use records::{RecordInput, RecordUpdate, RecordView};
+pub use schema::{RECORD_MAX_BYTES, SCHEMA_MAX_BYTES, SchemaCache};
 pub use security::STEP_UP_WINDOW;
 
 /// Instance-wide settings the use cases need.
@@ -42,6 +52,8 @@ pub struct Policy {
     pub reset_valid_for: time::Duration,
     /// The URL people reach this server at, for links in emails.
     pub public_url: String,
+    /// The most collections one organization may hold.
+    pub collections_per_org: i32,
 }
 
 impl Default for Policy {
@@ -53,6 +65,7 @@ impl Default for Policy {
             verification_valid_for: time::Duration::hours(48),
             reset_valid_for: time::Duration::minutes(30),
             public_url: "http://127.0.0.1:8080".into(),
+            collections_per_org: 100,
         }
     }
 }
@@ -68,6 +81,8 @@ pub struct App {
     pub mailer: palisade_mail::Mailer,
     /// Seals user-owned secrets (TOTP seeds) at rest.
     pub keys: Arc<palisade_crypto::InstanceKey>,
+    /// Compiled collection schemas (see `schema::SchemaCache`).
+    pub schemas: Arc<SchemaCache>,
 }
 
 impl App {

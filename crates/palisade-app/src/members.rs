@@ -67,7 +67,7 @@ impl App {
         let id = InvitationId::new(&*self.clock, &*self.random);
         let token = mint_invitation(&*self.random, *org.as_uuid().as_bytes());
         let mut tx = Tx::tenant(proof, now, org);
-        tx.require_role(&Permission::MembersManage.roles());
+        tx.require(Permission::MembersManage);
         members::invite(
             &mut tx,
             NewInvitation { id, org, email: &email, role, token: token.hash, at: now, valid_for: INVITATION_VALID_FOR },
@@ -90,7 +90,7 @@ impl App {
     pub async fn list_invitations(&self, proof: &SessionTokenHash, org: OrgId) -> Result<Vec<Invitation>, AppError> {
         let now = self.clock.now();
         let mut tx = Tx::tenant(proof, now, org);
-        tx.require_role(&Permission::MembersManage.roles());
+        tx.require(Permission::MembersManage);
         let pending = members::pending(&mut tx, org, now);
         Ok(tx.run(&self.db).await?.get(pending)?)
     }
@@ -104,7 +104,7 @@ impl App {
     ) -> Result<(), AppError> {
         let now = self.clock.now();
         let mut tx = Tx::tenant(proof, now, org);
-        tx.require_role(&Permission::MembersManage.roles());
+        tx.require(Permission::MembersManage);
         members::revoke(&mut tx, org, id, now);
         audit::record(&mut tx, self.audit("invitation.revoked", meta).org(org).target("invitation", id.as_uuid()));
         self.members_change(proof, org, tx, ("invitation.revoked", json!({})), meta).await?;
@@ -145,7 +145,7 @@ impl App {
     ) -> Result<(), AppError> {
         let role = parse_role(role)?;
         let mut tx = Tx::tenant(proof, self.clock.now(), org);
-        tx.require_role(&Permission::MembersManage.roles());
+        tx.require(Permission::MembersManage);
         members::change_role(&mut tx, org, user, role);
         let details = json!({"role": role.as_str()});
         audit::record(
@@ -165,7 +165,7 @@ impl App {
         meta: &RequestMeta,
     ) -> Result<(), AppError> {
         let mut tx = Tx::tenant(proof, self.clock.now(), org);
-        tx.require_role(&Permission::MembersManage.roles());
+        tx.require(Permission::MembersManage);
         members::remove(&mut tx, org, user);
         audit::record(&mut tx, self.audit("user.removed", meta).org(org).target("user", user.as_uuid()));
         self.members_change(proof, org, tx, ("user.removed", json!({"target": user.to_string()})), meta).await?;

@@ -99,9 +99,9 @@ impl App {
         }
         let now = self.clock.now();
         let mut tx = Tx::tenant(proof, now, id);
-        tx.require_role(&Permission::OrgSettings.roles());
+        tx.require(Permission::OrgSettings);
         if idle.is_some() || mfa_policy.is_some() {
-            tx.require_role(&Permission::SecuritySettings.roles());
+            tx.require(Permission::SecuritySettings);
         }
         let updated = orgs::update(
             &mut tx,
@@ -158,7 +158,7 @@ impl App {
     ) -> Result<(), AppError> {
         let now = self.clock.now();
         let mut tx = Tx::tenant(proof, now, id);
-        tx.require_role(&Permission::MembersManage.roles());
+        tx.require(Permission::MembersManage);
         sessions::cut_off_member(&mut tx, id, member, now);
         let mut event = self.org_event(id, "user.sessions_revoked", meta).details(json!({"scope": "org"}));
         event.target_kind = Some("user");

@@ -8,6 +8,6 @@ pub mod values;
 pub use clock::{Clock, ManualClock, Randomness, SystemClock, SystemRandomness};
 pub use ids::{ApiKeyId, EventId, IdParseError, InvitationId, OrgId, RecordId, RoleId, SecretId, SessionId, UserId};
 pub use role::{OrgRole, Permission};
-pub use values::{Email, OrgName, Password, PersonName, ValidationError};
+pub use values::{CollectionName, Email, OrgName, Password, PersonName, ValidationError};
 pub mod session;
 pub use session::SessionTokenHash;

@@ -1,7 +1,7 @@
 //! Built-in organization roles, the permissions they grant, and the one function that decides.
-//! The matrix here is the single source of truth: the database checks (`require_role`) get the
-//! allowed roles from it, `GET /orgs/{org}/roles` serves it, and docs/permissions.md is tested
-//! against it.
+//! The matrix here is the single source of truth: every migrate writes it into
+//! `palisade.role_permissions`, where the database's `require_permission` and the records policy
+//! read it; `GET /orgs/{org}/roles` serves it, and docs/permissions.md is tested against it.
 
 use serde::{Deserialize, Serialize};
 
@@ -100,7 +100,12 @@ impl Permission {
         }
     }
 
-    /// The built-in roles that hold this permission (for the database's `require_role`).
+    /// Parses the stable name; unknown names are `None`.
+    pub fn parse(name: &str) -> Option<Self> {
+        Permission::ALL.into_iter().find(|p| p.as_str() == name)
+    }
+
+    /// The built-in roles that hold this permission.
     pub fn roles(self) -> Vec<&'static str> {
         OrgRole::ALL.into_iter().filter(|r| r.can(self)).map(OrgRole::as_str).collect()
     }

@@ -155,3 +155,33 @@ mod tests {
         assert_eq!(format!("{:?}", Password::parse("correct horse battery".into()).unwrap()), "Password(<redacted>)");
     }
 }
+
+/// A collection's name, which is also its address in URLs: `[a-z][a-z0-9_]{0,62}`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CollectionName(String);
+
+impl CollectionName {
+    pub fn parse(raw: &str) -> Result<Self, ValidationError> {
+        let mut chars = raw.chars();
+        let first_ok = chars.next().is_some_and(|c| c.is_ascii_lowercase());
+        let rest_ok = chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        if first_ok && rest_ok && raw.len() <= 63 {
+            Ok(Self(raw.to_owned()))
+        } else {
+            Err(ValidationError::new(
+                "name",
+                "must start with a lower-case letter, then up to 62 lower-case letters, digits or _",
+            ))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for CollectionName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}

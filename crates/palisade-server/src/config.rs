@@ -66,6 +66,8 @@ pub struct Config {
     pub mail_from: String,
     /// The instance key file; default `<data_dir>/instance.key`.
     pub instance_key_file: Option<PathBuf>,
+    /// The most collections one organization may hold.
+    pub collections_per_org: i32,
 }
 
 impl Default for Config {
@@ -92,6 +94,7 @@ impl Default for Config {
             smtp_url: None,
             mail_from: "Palisade <no-reply@localhost>".into(),
             instance_key_file: None,
+            collections_per_org: 100,
         }
     }
 }
@@ -164,6 +167,7 @@ impl Config {
             format!("auth_per_ip_per_minute = {}", self.auth_per_ip_per_minute),
             format!("smtp_url = \"{}\"", url(&self.smtp_url)),
             format!("mail_from = {:?}", self.mail_from),
+            format!("collections_per_org = {}", self.collections_per_org),
         ]
         .join("\n")
     }

@@ -32,9 +32,11 @@ pub fn build_app(config: &Config, db: Db, clock: Arc<dyn Clock>, random: Arc<dyn
             verification_valid_for: time::Duration::hours(48),
             reset_valid_for: time::Duration::minutes(30),
             public_url: config.public_url(),
+            collections_per_org: config.collections_per_org.max(1),
         },
         mailer: config.mailer()?,
         keys: Arc::new(config.instance_key()?),
+        schemas: Arc::default(),
     })
 }
 

@@ -16,6 +16,7 @@ pub const INSTANCE_TABLES: &[&str] = &[
     "totp_factors",
     "backup_codes",
     "mfa_challenges",
+    "role_permissions",
 ];
 
 /// The connected role's attributes, for the "owns nothing, no BYPASSRLS" rule.

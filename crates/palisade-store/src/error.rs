@@ -28,6 +28,18 @@ pub enum StoreError {
     /// The account's email address is not verified yet (PAEV1).
     #[error("email address not verified")]
     EmailUnverified,
+    /// An If-Match precondition failed: the record changed since it was read (PAIM1).
+    #[error("the record changed since it was read")]
+    VersionMismatch,
+    /// The collection's schema (or its records) changed while a write was being checked (PASC1).
+    #[error("the collection changed; retry")]
+    SchemaChanged,
+    /// An assignee is not a member of the organization (PAAS1).
+    #[error("an assignee is not a member")]
+    NotAMember,
+    /// A per-organization quota is reached (PAQ01).
+    #[error("quota reached")]
+    QuotaExceeded,
     /// A unique constraint refused the write.
     #[error("conflict on {constraint}")]
     Conflict { constraint: String },
@@ -59,7 +71,13 @@ impl StoreError {
             "PAEV1" => StoreError::EmailUnverified,
             "PASU1" => StoreError::StepUpRequired,
             "PAMF1" => StoreError::MfaEnrollmentRequired,
-            _ if *code == SqlState::UNIQUE_VIOLATION => {
+            "PAIM1" => StoreError::VersionMismatch,
+            "PASC1" => StoreError::SchemaChanged,
+            "PAAS1" => StoreError::NotAMember,
+            "PAQ01" => StoreError::QuotaExceeded,
+            // A write that would leave the row outside the caller's own policies (e.g. record scope).
+            _ if *code == SqlState::INSUFFICIENT_PRIVILEGE => StoreError::Forbidden,
+            _ if *code == SqlState::UNIQUE_VIOLATION || *code == SqlState::FOREIGN_KEY_VIOLATION => {
                 StoreError::Conflict { constraint: db.constraint().unwrap_or("unknown").to_owned() }
             }
             // Statement timeout, lock timeout, out of disk, too many connections, shutting down.

@@ -3,6 +3,7 @@
 //! Migrations are plain SQL files compiled into the binary, applied in order under an advisory
 //! lock, each in its own transaction, with a checksum so an edited migration is noticed.
 
+use palisade_core::OrgRole;
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 use tokio_postgres::Client;
@@ -29,6 +30,11 @@ const MIGRATIONS: &[Migration] = &[
     },
     Migration { version: 8, name: "email_change", sql: include_str!("../migrations/0008_email_change.sql") },
     Migration { version: 9, name: "invitations", sql: include_str!("../migrations/0009_invitations.sql") },
+    Migration {
+        version: 10,
+        name: "collections_records",
+        sql: include_str!("../migrations/0010_collections_records.sql"),
+    },
 ];
 
 const GRANTS: &str = include_str!("../migrations/grants.sql");
@@ -163,7 +169,25 @@ async fn migrate_locked(
     let grants = GRANTS.replace("{role}", &runtime_role.quoted());
     let tx = admin.transaction().await.map_err(pg)?;
     tx.batch_execute(&grants).await.map_err(pg)?;
+    sync_role_permissions(&tx).await?;
     tx.commit().await.map_err(pg)?;
+    Ok(())
+}
+
+/// Writes the built-in permission matrix (palisade-core, the one source) into
+/// `palisade.role_permissions`, where `set_role_context` reads it.
+async fn sync_role_permissions(tx: &tokio_postgres::Transaction<'_>) -> Result<(), MigrateError> {
+    let (roles, permissions): (Vec<&str>, Vec<&str>) = OrgRole::ALL
+        .into_iter()
+        .flat_map(|role| role.permissions().into_iter().map(move |p| (role.as_str(), p.as_str())))
+        .unzip();
+    tx.execute("DELETE FROM palisade.role_permissions", &[]).await.map_err(pg)?;
+    tx.execute(
+        "INSERT INTO palisade.role_permissions (role, permission) SELECT * FROM unnest($1::text[], $2::text[])",
+        &[&roles, &permissions],
+    )
+    .await
+    .map_err(pg)?;
     Ok(())
 }
 

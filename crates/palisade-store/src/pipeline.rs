@@ -13,7 +13,7 @@
 use std::marker::PhantomData;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
-use palisade_core::{OrgId, SessionTokenHash};
+use palisade_core::{OrgId, Permission, SessionTokenHash};
 use time::OffsetDateTime;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
@@ -27,7 +27,7 @@ pub struct Authenticated;
 /// A verified session and membership, tenant set (`enter_tenant` or `enter_new_tenant` ran first).
 pub struct Tenant;
 
-type Param = Box<dyn ToSql + Sync + Send>;
+pub(crate) type Param = Box<dyn ToSql + Sync + Send>;
 type Decoder<T> = fn(Vec<Row>) -> Result<T, StoreError>;
 
 struct PendingStep {
@@ -64,7 +64,7 @@ pub struct Tx<S> {
 const ENTER_SESSION: &str = "SELECT palisade.enter_session($1, $2)";
 const ENTER_TENANT: &str = "SELECT palisade.enter_tenant($1, $2, $3)";
 const ENTER_NEW_TENANT: &str = "SELECT palisade.enter_new_tenant($1, $2, $3)";
-const REQUIRE_ROLE: &str = "SELECT palisade.require_role($1)";
+const REQUIRE_PERMISSION: &str = "SELECT palisade.require_permission($1)";
 
 /// The most steps one transaction may hold. `join_all` polls up to this many futures in order on
 /// the first poll, which is what puts the messages on the wire in order.
@@ -100,12 +100,25 @@ impl Tx<Tenant> {
         tx
     }
 
-    /// Aborts the transaction in the database unless the caller's role is one of `roles`.
-    pub fn require_role(&mut self, roles: &[&'static str]) {
-        let roles: Vec<String> = roles.iter().map(|r| (*r).to_owned()).collect();
-        self.push_raw(REQUIRE_ROLE, vec![Box::new(roles)]);
+    /// Aborts the transaction in the database unless the caller's role holds `permission`
+    /// (`palisade.require_permission`, which reads the matrix `enter_tenant` loaded).
+    pub fn require(&mut self, permission: Permission) {
+        self.push_raw(REQUIRE_PERMISSION, vec![Box::new(permission.as_str())]);
     }
 }
+
+impl Tx<Tenant> {
+    /// The permissions `enter_tenant` loaded for the caller (for shaping a response, e.g.
+    /// masking sensitive fields; refusals happen in the database through `require`).
+    pub fn permissions(&mut self) -> Step<Vec<Permission>> {
+        self.push(CALLER_PERMISSIONS, vec![], |rows| {
+            let list: Option<String> = rows.first().and_then(|r| r.get(0));
+            Ok(list.unwrap_or_default().split(',').filter_map(Permission::parse).collect())
+        })
+    }
+}
+
+const CALLER_PERMISSIONS: &str = "SELECT current_setting('app.permissions', true)";
 
 impl<S> Tx<S> {
     fn push_raw(&mut self, sql: &'static str, params: Vec<Param>) -> usize {

@@ -108,6 +108,29 @@ impl TestApp {
         read(request.send().await.expect("request sent")).await
     }
 
+    /// Sends a request with extra headers (e.g. If-Match), an optional bearer token and JSON body.
+    pub async fn send_with(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        headers: &[(&str, &str)],
+        body: Option<Value>,
+    ) -> Answer {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut request = self.http.request(method, self.url(path));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        read(request.send().await.expect("request sent")).await
+    }
+
     /// Sends a raw body with a given content type.
     pub async fn send_raw(
         &self,
@@ -230,18 +253,33 @@ impl TestApp {
         self.admin().await.query_one(&sql, &[]).await.expect("count").get(0)
     }
 
-    /// Counts of every palisade table, for "nothing was written" assertions.
-    pub async fn snapshot(&self) -> Vec<(String, i64)> {
+    /// Row counts of every palisade table, and a digest of the whole content of every tenant
+    /// table, for "nothing was written" assertions. (Instance tables are counted only: serving
+    /// any request moves a session's last-seen time.)
+    pub async fn snapshot(&self) -> Vec<(String, i64, String)> {
         let admin = self.admin().await;
         let tables = admin
-            .query("SELECT tablename::text FROM pg_tables WHERE schemaname = 'palisade' ORDER BY 1", &[])
+            .query(
+                "SELECT c.relname::text, EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.oid
+                        AND a.attname = 'tenant_id' AND NOT a.attisdropped)
+                 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                 WHERE n.nspname = 'palisade' AND c.relkind = 'r' ORDER BY 1",
+                &[],
+            )
             .await
             .expect("tables");
         let mut counts = Vec::new();
         for row in tables {
-            let name: String = row.get(0);
-            let sql = format!("SELECT count(*) FROM palisade.\"{name}\"");
-            counts.push((name, admin.query_one(&sql, &[]).await.expect("count").get(0)));
+            let (name, tenant): (String, bool) = (row.get(0), row.get(1));
+            let sql = if tenant {
+                format!(
+                    "SELECT count(*), coalesce(md5(string_agg(t::text, '|' ORDER BY t::text)), '') FROM palisade.\"{name}\" t"
+                )
+            } else {
+                format!("SELECT count(*), '' FROM palisade.\"{name}\"")
+            };
+            let row = admin.query_one(&sql, &[]).await.expect("count");
+            counts.push((name, row.get(0), row.get(1)));
         }
         counts
     }

@@ -2,9 +2,11 @@
 //! use case → shape the response.
 
 pub mod auth;
+pub mod collections;
 pub mod me;
 pub mod members;
 pub mod orgs;
+pub mod records;
 pub mod system;
 
 use serde::Serialize;

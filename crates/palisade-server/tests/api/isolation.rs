@@ -24,7 +24,10 @@ async fn catalog_invariant_every_tenant_table_has_forced_rls() {
     let problems: Vec<String> = tables.iter().filter_map(catalog::TableFacts::problem).collect();
     assert!(problems.is_empty(), "{problems:?}");
     let tenant_tables: Vec<&str> = tables.iter().filter(|t| t.has_tenant_id).map(|t| t.name.as_str()).collect();
-    assert_eq!(tenant_tables, ["audit_events", "invitations", "memberships", "orgs"]);
+    assert_eq!(
+        tenant_tables,
+        ["audit_events", "collection_versions", "collections", "invitations", "memberships", "orgs", "records"]
+    );
 }
 
 #[tokio::test]

@@ -4,6 +4,7 @@
 mod accounts;
 mod binary;
 mod boundaries;
+mod collections;
 mod controls;
 mod email;
 mod errors;
@@ -12,6 +13,7 @@ mod lockout;
 mod members;
 mod mfa;
 mod orgs;
+mod records;
 mod sessions;
 mod step_up;
 mod support;

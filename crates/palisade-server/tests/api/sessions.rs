@@ -192,7 +192,7 @@ async fn revoking_sessions_respects_roles_tenants_and_input() {
         .assert_problem(401, "unauthenticated");
     let after = app.snapshot().await;
     // Only the two denied attempts were audited; nothing else changed.
-    let audit = |s: &Vec<(String, i64)>| s.iter().find(|(t, _)| t == "audit_events").unwrap().1;
+    let audit = |s: &Vec<(String, i64, String)>| s.iter().find(|(t, ..)| t == "audit_events").unwrap().1;
     assert_eq!(audit(&after), audit(&before) + 2);
     assert_eq!(app.get(&format!("/api/v1/orgs/{org}"), Some(&owner)).await.status, 200);
     assert_eq!(

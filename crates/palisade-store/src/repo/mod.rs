@@ -2,10 +2,12 @@
 //! handle to its result. Tenant tables are only reachable through `Tx<Tenant>`.
 
 pub mod audit;
+pub mod collections;
 pub mod email_tokens;
 pub mod members;
 pub mod mfa;
 pub mod orgs;
+pub mod records;
 pub mod security;
 pub mod sessions;
 pub mod users;

@@ -1,0 +1,205 @@
+//! Collections: create, list, read, change the schema (refused while any record would break,
+//! unless defaults mend them), delete when empty. Managing needs `collections.manage`.
+
+use palisade_core::{CollectionName, OrgId, Permission, RecordId, SessionTokenHash, ValidationError};
+use palisade_store::Tx;
+use palisade_store::repo::audit::{self, RequestMeta};
+use palisade_store::repo::collections::{self, Collection, NewCollection, SchemaChange};
+use palisade_store::repo::records;
+use serde_json::{Value, json};
+
+use crate::schema::compile;
+use crate::{App, AppError};
+
+/// A schema change that existing records block: each offending record with its violations.
+#[derive(Debug)]
+pub struct IncompatibleRecords(pub Vec<(RecordId, Vec<ValidationError>)>);
+
+pub(crate) fn parse_name(raw: &str) -> Result<CollectionName, AppError> {
+    // A path segment that is not a valid name cannot name a collection: 404, as for any unknown one.
+    CollectionName::parse(raw).map_err(|_| AppError::NotFound)
+}
+
+impl App {
+    pub async fn create_collection(
+        &self,
+        proof: &SessionTokenHash,
+        org: OrgId,
+        name: &str,
+        schema: &Value,
+        meta: &RequestMeta,
+    ) -> Result<Collection, AppError> {
+        let name = CollectionName::parse(name);
+        let compiled = compile(schema);
+        let name = match (name, compiled) {
+            (Ok(name), Ok(_)) => name,
+            (name, compiled) => {
+                let mut errors: Vec<ValidationError> = name.err().into_iter().collect();
+                errors.extend(compiled.err().unwrap_or_default());
+                return Err(AppError::Validation(errors));
+            }
+        };
+        let now = self.clock.now();
+        let mut tx = Tx::tenant(proof, now, org);
+        tx.require(Permission::CollectionsManage);
+        collections::create(
+            &mut tx,
+            NewCollection {
+                org,
+                name: &name,
+                schema,
+                schema_id: self.random_uuid(),
+                at: now,
+                quota: self.policy.collections_per_org,
+            },
+        );
+        audit::record(
+            &mut tx,
+            self.audit("collection.created", meta).org(org).details(json!({"collection": name.as_str()})),
+        );
+        let created = collections::get(&mut tx, org, &name);
+        match tx.run(&self.db).await {
+            Err(palisade_store::StoreError::Conflict { .. }) => {
+                Err(AppError::Conflict(format!("a collection named {name} already exists")))
+            }
+            other => Ok(other?.get(created)?),
+        }
+    }
+
+    pub async fn list_collections(&self, proof: &SessionTokenHash, org: OrgId) -> Result<Vec<Collection>, AppError> {
+        let mut tx = Tx::tenant(proof, self.clock.now(), org);
+        tx.require(Permission::CollectionsRead);
+        let list = collections::list(&mut tx, org);
+        Ok(tx.run(&self.db).await?.get(list)?)
+    }
+
+    pub async fn get_collection(
+        &self,
+        proof: &SessionTokenHash,
+        org: OrgId,
+        name: &str,
+    ) -> Result<Collection, AppError> {
+        let name = parse_name(name)?;
+        let mut tx = Tx::tenant(proof, self.clock.now(), org);
+        tx.require(Permission::CollectionsRead);
+        let found = collections::get(&mut tx, org, &name);
+        Ok(tx.run(&self.db).await?.get(found)?)
+    }
+
+    /// Replaces the schema. Every record is checked against it first (after filling missing
+    /// top-level fields from `defaults`, which are then written too); if any would break, nothing
+    /// changes and the offending records are listed.
+    pub async fn change_collection_schema(
+        &self,
+        proof: &SessionTokenHash,
+        org: OrgId,
+        name: &str,
+        schema: &Value,
+        defaults: Option<&serde_json::Map<String, Value>>,
+        meta: &RequestMeta,
+    ) -> Result<Result<Collection, IncompatibleRecords>, AppError> {
+        let name = parse_name(name)?;
+        let compiled = compile(schema).map_err(AppError::Validation)?;
+        let now = self.clock.now();
+        // Read every record (needs records.read_all, so none is hidden from the check).
+        let mut tx = Tx::tenant(proof, now, org);
+        tx.require(Permission::CollectionsManage);
+        tx.require(Permission::RecordsReadAll);
+        let current = collections::get(&mut tx, org, &name);
+        let all = records::all_for_check(&mut tx, org, &name);
+        let mut results = tx.run(&self.db).await?;
+        let (current, all) = (results.get(current)?, results.get(all)?);
+        let mut migrated: Vec<(RecordId, Value)> = Vec::new();
+        let mut offending: Vec<(RecordId, Vec<ValidationError>)> = Vec::new();
+        for (id, _, data) in &all {
+            let filled = fill_defaults(data, defaults);
+            let violations = compiled.violations(filled.as_ref().unwrap_or(data));
+            if !violations.is_empty() {
+                offending.push((*id, violations));
+            } else if let Some(filled) = filled {
+                migrated.push((*id, filled));
+            }
+        }
+        if !offending.is_empty() {
+            return Ok(Err(IncompatibleRecords(offending)));
+        }
+        let mut tx = Tx::tenant(proof, now, org);
+        tx.require(Permission::CollectionsManage);
+        tx.require(Permission::RecordsReadAll);
+        collections::change_schema(
+            &mut tx,
+            SchemaChange {
+                org,
+                name: &name,
+                schema,
+                from_schema: current.schema_id,
+                new_schema_id: self.random_uuid(),
+                fingerprint: records::fingerprint(&all),
+                at: now,
+            },
+        );
+        records::migrate_data(&mut tx, org, &name, &migrated, now);
+        audit::record(
+            &mut tx,
+            self.audit("collection.schema_changed", meta).org(org).details(json!({
+                "collection": name.as_str(),
+                "from_version": current.version,
+                "records_migrated": migrated.len(),
+            })),
+        );
+        let changed = collections::get(&mut tx, org, &name);
+        let changed = match tx.run(&self.db).await {
+            Err(palisade_store::StoreError::SchemaChanged) => {
+                return Err(AppError::Conflict("records changed while the schema was checked; retry".into()));
+            }
+            other => other?.get(changed)?,
+        };
+        self.schemas.forget(org.as_uuid(), name.as_str());
+        Ok(Ok(changed))
+    }
+
+    /// Deletes a collection that holds no records.
+    pub async fn delete_collection(
+        &self,
+        proof: &SessionTokenHash,
+        org: OrgId,
+        name: &str,
+        meta: &RequestMeta,
+    ) -> Result<(), AppError> {
+        let name = parse_name(name)?;
+        let mut tx = Tx::tenant(proof, self.clock.now(), org);
+        tx.require(Permission::CollectionsManage);
+        collections::delete(&mut tx, org, &name);
+        audit::record(
+            &mut tx,
+            self.audit("collection.deleted", meta).org(org).details(json!({"collection": name.as_str()})),
+        );
+        match tx.run(&self.db).await {
+            Err(palisade_store::StoreError::Conflict { .. }) => {
+                Err(AppError::Conflict(format!("collection {name} still holds records; delete them first")))
+            }
+            other => {
+                other?;
+                self.schemas.forget(org.as_uuid(), name.as_str());
+                Ok(())
+            }
+        }
+    }
+
+    pub(crate) fn random_uuid(&self) -> uuid::Uuid {
+        palisade_core::RecordId::new(&*self.clock, &*self.random).as_uuid()
+    }
+}
+
+/// The record with each missing top-level field taken from `defaults`; `None` when nothing was
+/// missing.
+fn fill_defaults(data: &Value, defaults: Option<&serde_json::Map<String, Value>>) -> Option<Value> {
+    let (Value::Object(fields), Some(defaults)) = (data, defaults) else { return None };
+    let missing: Vec<(&String, &Value)> = defaults.iter().filter(|(k, _)| !fields.contains_key(*k)).collect();
+    if missing.is_empty() {
+        return None;
+    }
+    let mut filled = fields.clone();
+    filled.extend(missing.into_iter().map(|(k, v)| (k.clone(), v.clone())));
+    Some(Value::Object(filled))
+}

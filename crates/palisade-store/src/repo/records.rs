@@ -1,0 +1,343 @@
+//! Records of a collection. Which rows a caller reaches is decided by the records table's
+//! policies (tenant, then scope: see migration 0010), so none of these statements filters by
+//! creator or assignee: a statement that forgot to could not leak anyway.
+//!
+//! Filters and sorts are data, not SQL: every statement here is static and prepared; field names,
+//! operators and values travel as parameters (arrays for the filters).
+
+use palisade_core::{CollectionName, OrgId, RecordId, UserId};
+use serde_json::Value;
+use time::OffsetDateTime;
+use tokio_postgres::Row;
+use uuid::Uuid;
+
+use crate::pipeline::{Step, Tenant, Tx};
+use crate::repo::exactly_one;
+
+pub struct Record {
+    pub id: RecordId,
+    pub data: Value,
+    pub version: i32,
+    pub created_by: UserId,
+    pub assignees: Vec<UserId>,
+    pub created_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
+    /// The value of the sort field for list queries sorted by a field (for the next cursor).
+    pub sort_key: Option<Value>,
+}
+
+fn from_row(row: &Row) -> Record {
+    Record {
+        id: RecordId::from_uuid(row.get(0)),
+        data: row.get(1),
+        version: row.get(2),
+        created_by: UserId::from_uuid(row.get(3)),
+        assignees: row.get::<_, Vec<Uuid>>(4).into_iter().map(UserId::from_uuid).collect(),
+        created_at: row.get(5),
+        updated_at: row.get(6),
+        sort_key: row.get(7),
+    }
+}
+
+macro_rules! columns {
+    () => {
+        "r.id, r.data, r.version, r.created_by, r.assignees, r.created_at, r.updated_at"
+    };
+}
+
+const LOCK_COLLECTION: &str = "SELECT palisade.lock_collection($1, $2)";
+const LOCK_RECORD: &str = "SELECT palisade.lock_record($1, $2, $3)";
+const REQUIRE_MEMBERS: &str = "SELECT palisade.require_members($1)";
+
+fn uuids(users: &[UserId]) -> Vec<Uuid> {
+    users.iter().map(|u| u.as_uuid()).collect()
+}
+
+pub struct NewRecord<'a> {
+    pub org: OrgId,
+    pub collection: &'a CollectionName,
+    /// The schema (`Collection::schema_id`) `data` was validated against.
+    pub schema_id: Uuid,
+    pub id: RecordId,
+    pub data: &'a Value,
+    pub assignees: &'a [UserId],
+    pub at: OffsetDateTime,
+}
+
+const INSERT: &str = concat!(
+    "INSERT INTO palisade.records AS r (tenant_id, id, collection, data, created_by, assignees, created_at, updated_at) \
+     VALUES ($1, $2, $3, $4, palisade.current_user_id(), $5, $6, $6) RETURNING ",
+    columns!(),
+    ", NULL::jsonb"
+);
+
+/// Creates a record, provided the schema it was checked against is still current (PASC1) and
+/// every assignee is a member (PAAS1).
+pub fn create(tx: &mut Tx<Tenant>, record: NewRecord<'_>) -> Step<Record> {
+    let collection = record.collection.as_str().to_owned();
+    tx.push_write(LOCK_COLLECTION, vec![Box::new(collection.clone()), Box::new(record.schema_id)]);
+    tx.push_write(REQUIRE_MEMBERS, vec![Box::new(uuids(record.assignees))]);
+    tx.push(
+        INSERT,
+        vec![
+            Box::new(record.org.as_uuid()),
+            Box::new(record.id.as_uuid()),
+            Box::new(collection),
+            Box::new(record.data.clone()),
+            Box::new(uuids(record.assignees)),
+            Box::new(record.at),
+        ],
+        |rows| Ok(from_row(&exactly_one(rows)?)),
+    )
+}
+
+const GET: &str = concat!(
+    "SELECT ",
+    columns!(),
+    ", NULL::jsonb FROM palisade.records r WHERE r.tenant_id = $1 AND r.collection = $2 AND r.id = $3"
+);
+
+pub fn get(tx: &mut Tx<Tenant>, org: OrgId, collection: &CollectionName, id: RecordId) -> Step<Record> {
+    tx.push(
+        GET,
+        vec![Box::new(org.as_uuid()), Box::new(collection.as_str().to_owned()), Box::new(id.as_uuid())],
+        |rows| Ok(from_row(&exactly_one(rows)?)),
+    )
+}
+
+pub struct RecordChange<'a> {
+    pub org: OrgId,
+    pub collection: &'a CollectionName,
+    pub schema_id: Uuid,
+    pub id: RecordId,
+    /// The version the change was computed from; the update fails (PAIM1) if it moved on.
+    pub from_version: i32,
+    pub data: &'a Value,
+    pub assignees: &'a [UserId],
+    pub at: OffsetDateTime,
+}
+
+const UPDATE: &str = concat!(
+    "UPDATE palisade.records r SET data = $4, assignees = $5, version = r.version + 1, updated_at = $6 \
+     WHERE r.tenant_id = $1 AND r.collection = $2 AND r.id = $3 RETURNING ",
+    columns!(),
+    ", NULL::jsonb"
+);
+
+/// Replaces a record's data and assignees (version + 1).
+pub fn update(tx: &mut Tx<Tenant>, change: RecordChange<'_>) -> Step<Record> {
+    let collection = change.collection.as_str().to_owned();
+    tx.push_write(LOCK_COLLECTION, vec![Box::new(collection.clone()), Box::new(change.schema_id)]);
+    tx.push_write(
+        LOCK_RECORD,
+        vec![Box::new(collection.clone()), Box::new(change.id.as_uuid()), Box::new(Some(change.from_version))],
+    );
+    tx.push_write(REQUIRE_MEMBERS, vec![Box::new(uuids(change.assignees))]);
+    tx.push(
+        UPDATE,
+        vec![
+            Box::new(change.org.as_uuid()),
+            Box::new(collection),
+            Box::new(change.id.as_uuid()),
+            Box::new(change.data.clone()),
+            Box::new(uuids(change.assignees)),
+            Box::new(change.at),
+        ],
+        |rows| Ok(from_row(&exactly_one(rows)?)),
+    )
+}
+
+const DELETE: &str = "DELETE FROM palisade.records WHERE tenant_id = $1 AND collection = $2 AND id = $3";
+
+/// Deletes a record the caller can see; with `expected_version`, only at that version (PAIM1).
+pub fn delete(
+    tx: &mut Tx<Tenant>,
+    org: OrgId,
+    collection: &CollectionName,
+    id: RecordId,
+    expected_version: Option<i32>,
+) {
+    let collection = collection.as_str().to_owned();
+    tx.push_write(LOCK_RECORD, vec![Box::new(collection.clone()), Box::new(id.as_uuid()), Box::new(expected_version)]);
+    tx.push_write(DELETE, vec![Box::new(org.as_uuid()), Box::new(collection), Box::new(id.as_uuid())]);
+}
+
+/// One filter condition: `op` is one of eq, ne, gt, gte, lt, lte, in (for `in`, `value` is an
+/// array of the accepted values). Range operators only match values of the same JSON type.
+pub struct Filter {
+    pub field: String,
+    pub op: &'static str,
+    pub value: Value,
+}
+
+/// Where a page starts: after the record with this id (and, for a field sort, this sort key).
+pub struct After {
+    pub id: RecordId,
+    pub key: Value,
+}
+
+pub struct ListQuery<'a> {
+    pub org: OrgId,
+    pub collection: &'a CollectionName,
+    pub filters: &'a [Filter],
+    /// A top-level field to sort by (records without it sort first); `None` sorts by id, which
+    /// is creation order (UUIDv7).
+    pub sort_field: Option<&'a str>,
+    pub descending: bool,
+    pub after: Option<After>,
+    pub limit: i64,
+}
+
+macro_rules! filters {
+    ($f:literal, $op:literal, $v:literal) => {
+        concat!(
+            " AND NOT EXISTS (SELECT 1 FROM unnest(",
+            $f,
+            "::text[], ",
+            $op,
+            "::text[], ",
+            $v,
+            "::jsonb[]) AS f(field, op, value) WHERE NOT coalesce(CASE f.op \
+               WHEN 'eq' THEN r.data -> f.field = f.value \
+               WHEN 'ne' THEN r.data -> f.field <> f.value \
+               WHEN 'in' THEN f.value @> jsonb_build_array(r.data -> f.field) \
+               WHEN 'gt' THEN jsonb_typeof(r.data -> f.field) = jsonb_typeof(f.value) AND r.data -> f.field > f.value \
+               WHEN 'gte' THEN jsonb_typeof(r.data -> f.field) = jsonb_typeof(f.value) AND r.data -> f.field >= f.value \
+               WHEN 'lt' THEN jsonb_typeof(r.data -> f.field) = jsonb_typeof(f.value) AND r.data -> f.field < f.value \
+               WHEN 'lte' THEN jsonb_typeof(r.data -> f.field) = jsonb_typeof(f.value) AND r.data -> f.field <= f.value \
+               ELSE false END, false))"
+        )
+    };
+}
+
+const LIST_BY_ID_ASC: &str = concat!(
+    "SELECT ",
+    columns!(),
+    ", NULL::jsonb FROM palisade.records r WHERE r.tenant_id = $1 AND r.collection = $2 \
+     AND ($3::uuid IS NULL OR r.id > $3)",
+    filters!("$4", "$5", "$6"),
+    " ORDER BY r.id LIMIT $7"
+);
+const LIST_BY_ID_DESC: &str = concat!(
+    "SELECT ",
+    columns!(),
+    ", NULL::jsonb FROM palisade.records r WHERE r.tenant_id = $1 AND r.collection = $2 \
+     AND ($3::uuid IS NULL OR r.id < $3)",
+    filters!("$4", "$5", "$6"),
+    " ORDER BY r.id DESC LIMIT $7"
+);
+const LIST_BY_FIELD_ASC: &str = concat!(
+    "SELECT ",
+    columns!(),
+    ", coalesce(r.data -> $3::text, 'null'::jsonb) FROM palisade.records r WHERE r.tenant_id = $1 AND r.collection = $2 \
+     AND ($4::uuid IS NULL OR (coalesce(r.data -> $3::text, 'null'::jsonb), r.id) > ($5::jsonb, $4::uuid))",
+    filters!("$6", "$7", "$8"),
+    " ORDER BY coalesce(r.data -> $3::text, 'null'::jsonb), r.id LIMIT $9"
+);
+const LIST_BY_FIELD_DESC: &str = concat!(
+    "SELECT ",
+    columns!(),
+    ", coalesce(r.data -> $3::text, 'null'::jsonb) FROM palisade.records r WHERE r.tenant_id = $1 AND r.collection = $2 \
+     AND ($4::uuid IS NULL OR (coalesce(r.data -> $3::text, 'null'::jsonb), r.id) < ($5::jsonb, $4::uuid))",
+    filters!("$6", "$7", "$8"),
+    " ORDER BY coalesce(r.data -> $3::text, 'null'::jsonb) DESC, r.id DESC LIMIT $9"
+);
+
+/// One page of records, in the order asked for.
+pub fn list(tx: &mut Tx<Tenant>, query: ListQuery<'_>) -> Step<Vec<Record>> {
+    let fields: Vec<String> = query.filters.iter().map(|f| f.field.clone()).collect();
+    let ops: Vec<&'static str> = query.filters.iter().map(|f| f.op).collect();
+    let values: Vec<Value> = query.filters.iter().map(|f| f.value.clone()).collect();
+    let org = Box::new(query.org.as_uuid());
+    let collection = Box::new(query.collection.as_str().to_owned());
+    let (after_id, after_key) = match query.after {
+        Some(after) => (Some(after.id.as_uuid()), Some(after.key)),
+        None => (None, None),
+    };
+    let decode = |rows: Vec<Row>| Ok(rows.iter().map(from_row).collect());
+    match query.sort_field {
+        None => {
+            let sql = if query.descending { LIST_BY_ID_DESC } else { LIST_BY_ID_ASC };
+            let params: Vec<crate::pipeline::Param> = vec![
+                org,
+                collection,
+                Box::new(after_id),
+                Box::new(fields),
+                Box::new(ops),
+                Box::new(values),
+                Box::new(query.limit),
+            ];
+            tx.push(sql, params, decode)
+        }
+        Some(field) => {
+            let sql = if query.descending { LIST_BY_FIELD_DESC } else { LIST_BY_FIELD_ASC };
+            let params: Vec<crate::pipeline::Param> = vec![
+                org,
+                collection,
+                Box::new(field.to_owned()),
+                Box::new(after_id),
+                Box::new(after_key),
+                Box::new(fields),
+                Box::new(ops),
+                Box::new(values),
+                Box::new(query.limit),
+            ];
+            tx.push(sql, params, decode)
+        }
+    }
+}
+
+const MIGRATE_DATA: &str = "UPDATE palisade.records r \
+        SET data = m.data, version = r.version + 1, updated_at = $5 \
+    FROM unnest($3::uuid[], $4::jsonb[]) AS m(id, data) \
+    WHERE r.tenant_id = $1 AND r.collection = $2 AND r.id = m.id";
+
+/// Rewrites the data of records a schema change filled with defaults (version + 1 each).
+pub fn migrate_data(
+    tx: &mut Tx<Tenant>,
+    org: OrgId,
+    collection: &CollectionName,
+    changed: &[(RecordId, Value)],
+    at: OffsetDateTime,
+) {
+    if changed.is_empty() {
+        return;
+    }
+    let ids: Vec<Uuid> = changed.iter().map(|(id, _)| id.as_uuid()).collect();
+    let data: Vec<Value> = changed.iter().map(|(_, d)| d.clone()).collect();
+    tx.push_write(
+        MIGRATE_DATA,
+        vec![
+            Box::new(org.as_uuid()),
+            Box::new(collection.as_str().to_owned()),
+            Box::new(ids),
+            Box::new(data),
+            Box::new(at),
+        ],
+    );
+}
+
+const ALL_FOR_CHECK: &str = "SELECT r.id, r.version, r.data FROM palisade.records r \
+    WHERE r.tenant_id = $1 AND r.collection = $2 ORDER BY r.id";
+
+/// Every record of a collection (id, version, data), for checking them against a new schema.
+pub fn all_for_check(
+    tx: &mut Tx<Tenant>,
+    org: OrgId,
+    collection: &CollectionName,
+) -> Step<Vec<(RecordId, i32, Value)>> {
+    tx.push(ALL_FOR_CHECK, vec![Box::new(org.as_uuid()), Box::new(collection.as_str().to_owned())], |rows| {
+        Ok(rows.iter().map(|r| (RecordId::from_uuid(r.get(0)), r.get(1), r.get(2))).collect())
+    })
+}
+
+/// The fingerprint `lock_collection_for_change` recomputes: sha-256 (hex) over "id:version," of
+/// every record in id order.
+pub fn fingerprint(records: &[(RecordId, i32, Value)]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    for (id, version, _) in records {
+        hasher.update(format!("{}:{},", id.as_uuid(), version).as_bytes());
+    }
+    hex::encode(hasher.finalize())
+}
