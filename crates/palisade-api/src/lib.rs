@@ -85,6 +85,11 @@ pub fn router(state: ApiState) -> Router {
                 .patch(routes::records::patch)
                 .delete(routes::records::delete),
         )
+        .route("/api/v1/orgs/{org}/audit-events", get(routes::audit::list))
+        .route("/api/v1/orgs/{org}/audit-events/export", get(routes::audit::export))
+        .route("/api/v1/orgs/{org}/audit-events/verify", get(routes::audit::verify).post(routes::audit::verify_against))
+        .route("/api/v1/orgs/{org}/audit-checkpoints", get(routes::audit::checkpoints))
+        .route("/api/v1/orgs/{org}/audit-checkpoints/latest", get(routes::audit::latest_checkpoint))
         .route("/api/v1/invitations/accept", post(routes::members::accept))
         .route("/api/v1/orgs/{org}/members/{user}/revoke-sessions", post(routes::orgs::revoke_member_sessions))
         .route("/healthz", get(routes::system::healthz))

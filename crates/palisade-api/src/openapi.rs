@@ -4,7 +4,7 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::{Modify, OpenApi};
 
 use crate::problem::{CATALOG, FieldError, Problem};
-use crate::routes::{Items, auth, collections, me, members, orgs, records, system};
+use crate::routes::{Items, audit, auth, collections, me, members, orgs, records, system};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -15,6 +15,7 @@ use crate::routes::{Items, auth, collections, me, members, orgs, records, system
         members::invite, members::invitations, members::revoke_invitation, members::accept, members::change_role, members::remove,
         collections::create, collections::list, collections::get, collections::change_schema, collections::delete,
         records::create, records::list, records::get, records::replace, records::patch, records::delete,
+        audit::list, audit::export, audit::verify, audit::verify_against, audit::checkpoints, audit::latest_checkpoint,
         system::healthz, system::readyz, system::problem_type,
     ),
     components(schemas(Problem, FieldError, Items<orgs::OrgResponse>, Items<orgs::MemberResponse>, Items<me::SessionResponse>, Items<orgs::RoleResponse>, Items<members::InvitationResponse>, Items<collections::CollectionResponse>)),
@@ -26,6 +27,7 @@ use crate::routes::{Items, auth, collections, me, members, orgs, records, system
         (name = "members", description = "Invitations, roles of members, removal"),
         (name = "collections", description = "Org-defined record types and their JSON Schemas"),
         (name = "records", description = "Records of a collection"),
+        (name = "audit", description = "The tamper-evident audit log: events, export, verification, signed checkpoints"),
         (name = "system", description = "Health and documentation"),
     )
 )]

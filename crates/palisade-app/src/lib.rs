@@ -2,6 +2,8 @@
 //! transaction. Nothing here knows about HTTP.
 
 mod accounts;
+mod audit;
+pub mod audit_verify;
 mod collections;
 mod email_flows;
 mod error;
@@ -21,11 +23,15 @@ use palisade_core::{Clock, Randomness};
 use palisade_store::Db;
 
 pub use accounts::{LoginInput, LoginOutcome, LoginOutput, SignupInput};
+pub use audit::{CHECKPOINT_EVERY, CHECKPOINT_EVERY_EVENTS, EventPage};
+pub use audit_verify::{Anchor, CheckpointDocument, Report};
 pub use collections::IncompatibleRecords;
 pub use error::AppError;
 pub use mfa::{BACKUP_CODES, TotpEnrollment};
 pub use orgs::OrgPatch;
 pub use palisade_store::repo::audit::RequestMeta;
+pub use palisade_store::repo::audit::{EventQuery, EventRow};
+pub use palisade_store::repo::audit_chain::{Checkpoint, Verdict, checkpoint_message, checkpoint_time};
 pub use palisade_store::repo::collections::Collection;
 pub use palisade_store::repo::members::Invitation;
 pub use palisade_store::repo::orgs::{Member, Org};
@@ -83,6 +89,8 @@ pub struct App {
     pub keys: Arc<palisade_crypto::InstanceKey>,
     /// Compiled collection schemas (see `schema::SchemaCache`).
     pub schemas: Arc<SchemaCache>,
+    /// The audit checkpoint signing key, loaded (or created) on first use.
+    pub audit_key: Arc<tokio::sync::OnceCell<Arc<palisade_crypto::signing::KeyPair>>>,
 }
 
 impl App {

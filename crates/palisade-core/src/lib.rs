@@ -6,7 +6,10 @@ pub mod role;
 pub mod values;
 
 pub use clock::{Clock, ManualClock, Randomness, SystemClock, SystemRandomness};
-pub use ids::{ApiKeyId, EventId, IdParseError, InvitationId, OrgId, RecordId, RoleId, SecretId, SessionId, UserId};
+pub use ids::{
+    ApiKeyId, EventId, IdParseError, InvitationId, OrgId, RecordId, RoleId, SecretId, SessionId, UserId,
+    parse_any_typeid, typeid_of_kind,
+};
 pub use role::{OrgRole, Permission};
 pub use values::{CollectionName, Email, OrgName, Password, PersonName, ValidationError};
 pub mod session;

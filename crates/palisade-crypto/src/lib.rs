@@ -14,6 +14,8 @@ use aes_gcm::{Aes256Gcm, Nonce};
 use rand::RngCore;
 use zeroize::Zeroizing;
 
+pub mod signing;
+
 /// Version byte of the sealed format: `[1] [12-byte nonce] [ciphertext + 16-byte tag]`.
 const FORMAT_V1: u8 = 1;
 

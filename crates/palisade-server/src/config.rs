@@ -68,6 +68,9 @@ pub struct Config {
     pub instance_key_file: Option<PathBuf>,
     /// The most collections one organization may hold.
     pub collections_per_org: i32,
+    /// How often the audit sequencer seals new events into their chains (milliseconds); an
+    /// event is chained within about this long after its transaction commits.
+    pub audit_seal_interval_ms: u64,
 }
 
 impl Default for Config {
@@ -95,6 +98,7 @@ impl Default for Config {
             mail_from: "Palisade <no-reply@localhost>".into(),
             instance_key_file: None,
             collections_per_org: 100,
+            audit_seal_interval_ms: 250,
         }
     }
 }
@@ -168,6 +172,7 @@ impl Config {
             format!("smtp_url = \"{}\"", url(&self.smtp_url)),
             format!("mail_from = {:?}", self.mail_from),
             format!("collections_per_org = {}", self.collections_per_org),
+            format!("audit_seal_interval_ms = {}", self.audit_seal_interval_ms),
         ]
         .join("\n")
     }

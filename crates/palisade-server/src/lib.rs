@@ -1,6 +1,7 @@
 //! The `palisade` binary's library: configuration, the embedded PostgreSQL, database bootstrap,
 //! control checks and the serve loop. `main.rs` is only the command line.
 
+pub mod audit_cli;
 pub mod config;
 pub mod controls;
 pub mod database;

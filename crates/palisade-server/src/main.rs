@@ -59,6 +59,11 @@ enum Command {
         #[arg(long)]
         show: Option<usize>,
     },
+    /// The tamper-evident audit log.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// Configuration tools.
     Config {
         #[command(subcommand)]
@@ -99,6 +104,24 @@ enum ControlsCommand {
         /// Base URL of a running server, for checks that probe it.
         #[arg(long)]
         url: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Seal pending events, then recompute an organization's hash chain and check its signed
+    /// checkpoints; exits 1 if anything does not verify.
+    Verify {
+        /// The organization (org_…).
+        #[arg(long)]
+        org: String,
+        /// A checkpoint document you kept (from /audit-checkpoints/latest): the chain must still
+        /// agree with it.
+        #[arg(long)]
+        checkpoint: Option<PathBuf>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -161,6 +184,20 @@ async fn run(command: Command, config: Config) -> Result<ExitCode> {
                 cluster.stop()?;
             }
             outcome.map(|()| ExitCode::SUCCESS)
+        }
+        Command::Audit { command: AuditCommand::Verify { org, checkpoint, json } } => {
+            let mut connections = database::open(&config).await?;
+            let admin = connections
+                .admin
+                .clone()
+                .context("set PALISADE_DATABASE_ADMIN_URL: verifying reads every event over the admin connection")?;
+            let client = database::connect(&admin).await?;
+            let outcome = palisade_server::audit_cli::verify(&client, &org, checkpoint.as_deref(), json).await;
+            drop(client);
+            if let Some(cluster) = connections.cluster.as_mut() {
+                cluster.stop()?;
+            }
+            outcome
         }
         Command::Config { command: ConfigCommand::Check } => {
             println!("{}", config.describe());

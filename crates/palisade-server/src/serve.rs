@@ -37,6 +37,7 @@ pub fn build_app(config: &Config, db: Db, clock: Arc<dyn Clock>, random: Arc<dyn
         mailer: config.mailer()?,
         keys: Arc::new(config.instance_key()?),
         schemas: Arc::default(),
+        audit_key: Arc::default(),
     })
 }
 
@@ -67,6 +68,11 @@ pub async fn run(config: Config) -> Result<()> {
     if let Err(err) = app.readiness().await {
         bail!("the database is not ready: {err}. Run `palisade migrate` first.");
     }
+    // The audit sequencer: seals committed events into their organizations' chains and signs
+    // checkpoints. Every node runs one; they take turns in the database.
+    tokio::spawn(
+        app.clone().run_audit_sequencer(std::time::Duration::from_millis(config.audit_seal_interval_ms.max(10))),
+    );
     let state = ApiState {
         app,
         secure_cookies: config.public_url().starts_with("https://"),

@@ -59,3 +59,15 @@ GRANT EXECUTE ON FUNCTION palisade.lock_collection_for_change(text, uuid, text) 
 GRANT EXECUTE ON FUNCTION palisade.lock_record(text, uuid, integer) TO {role};
 GRANT EXECUTE ON FUNCTION palisade.require_members(uuid[]) TO {role};
 GRANT EXECUTE ON FUNCTION palisade.require_collection_quota(integer) TO {role};
+-- The audit chain: the server reads it; only the sequencer (palisade_sealer, through the
+-- functions it owns) writes it.
+GRANT SELECT ON palisade.audit_chain, palisade.audit_chain_heads, palisade.audit_checkpoints TO {role};
+GRANT SELECT ON palisade.audit_sealer TO {role};
+GRANT EXECUTE ON FUNCTION palisade.seal_audit_events(integer) TO {role};
+GRANT EXECUTE ON FUNCTION palisade.due_checkpoints(timestamptz, bigint, interval, integer) TO {role};
+GRANT EXECUTE ON FUNCTION palisade.record_checkpoint(uuid, bigint, bytea, timestamptz, text, bytea) TO {role};
+GRANT EXECUTE ON FUNCTION palisade.audit_field(text) TO palisade_sealer;
+GRANT EXECUTE ON FUNCTION palisade.audit_hash(bigint, bytea, palisade.audit_events) TO palisade_sealer;
+-- Signing keys: public parts readable, private parts sealed with the instance key.
+GRANT SELECT, INSERT ON palisade.signing_keys TO {role};
+GRANT UPDATE (retired_at) ON palisade.signing_keys TO {role};

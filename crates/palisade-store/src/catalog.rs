@@ -17,6 +17,8 @@ pub const INSTANCE_TABLES: &[&str] = &[
     "backup_codes",
     "mfa_challenges",
     "role_permissions",
+    "audit_sealer",
+    "signing_keys",
 ];
 
 /// The connected role's attributes, for the "owns nothing, no BYPASSRLS" rule.

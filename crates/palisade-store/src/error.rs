@@ -76,7 +76,9 @@ impl StoreError {
             "PAAS1" => StoreError::NotAMember,
             "PAQ01" => StoreError::QuotaExceeded,
             // A write that would leave the row outside the caller's own policies (e.g. record scope).
-            _ if *code == SqlState::INSUFFICIENT_PRIVILEGE => StoreError::Forbidden,
+            _ if *code == SqlState::INSUFFICIENT_PRIVILEGE && db.message().contains("row-level security") => {
+                StoreError::Forbidden
+            }
             _ if *code == SqlState::UNIQUE_VIOLATION || *code == SqlState::FOREIGN_KEY_VIOLATION => {
                 StoreError::Conflict { constraint: db.constraint().unwrap_or("unknown").to_owned() }
             }

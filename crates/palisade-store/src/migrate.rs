@@ -35,6 +35,7 @@ const MIGRATIONS: &[Migration] = &[
         name: "collections_records",
         sql: include_str!("../migrations/0010_collections_records.sql"),
     },
+    Migration { version: 11, name: "audit_chain", sql: include_str!("../migrations/0011_audit_chain.sql") },
 ];
 
 const GRANTS: &str = include_str!("../migrations/grants.sql");

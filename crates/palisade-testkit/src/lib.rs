@@ -32,6 +32,8 @@ pub struct TestApp {
     pub hasher: palisade_auth::PasswordHasher,
     /// Where this server's mail goes.
     pub outbox: palisade_mail::Outbox,
+    /// The server's use-case layer, for driving background work (the audit sequencer) by hand.
+    pub app: palisade_app::App,
 }
 
 /// An answer, read whole.
@@ -76,6 +78,7 @@ impl TestApp {
             .expect("build app");
         let outbox = palisade_mail::Outbox::open(config.outbox_dir()).expect("outbox");
         let hasher = app.hasher.clone();
+        let handle = app.clone();
         let auth_throttle = palisade_server::serve::auth_throttle(&config);
         let router = palisade_api::router(ApiState { app, secure_cookies: false, auth_throttle });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -88,7 +91,7 @@ impl TestApp {
             .user_agent("palisade-testkit")
             .build()
             .expect("client");
-        Self { base_url: format!("http://{addr}"), addr, http, clock, db, hasher, outbox }
+        Self { base_url: format!("http://{addr}"), addr, http, clock, db, hasher, outbox, app: handle }
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -26,7 +26,18 @@ async fn catalog_invariant_every_tenant_table_has_forced_rls() {
     let tenant_tables: Vec<&str> = tables.iter().filter(|t| t.has_tenant_id).map(|t| t.name.as_str()).collect();
     assert_eq!(
         tenant_tables,
-        ["audit_events", "collection_versions", "collections", "invitations", "memberships", "orgs", "records"]
+        [
+            "audit_chain",
+            "audit_chain_heads",
+            "audit_checkpoints",
+            "audit_events",
+            "collection_versions",
+            "collections",
+            "invitations",
+            "memberships",
+            "orgs",
+            "records"
+        ]
     );
 }
 

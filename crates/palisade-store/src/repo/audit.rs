@@ -143,3 +143,84 @@ pub fn record<S>(tx: &mut Tx<S>, event: NewEvent<'_>) {
         ],
     )
 }
+
+/// An event as read back, with its chain position once sealed.
+#[derive(Debug, Clone)]
+pub struct EventRow {
+    pub id: Uuid,
+    pub occurred_at: OffsetDateTime,
+    pub actor_kind: Option<String>,
+    pub actor_id: Option<Uuid>,
+    pub action: String,
+    pub target_kind: Option<String>,
+    pub target_id: Option<Uuid>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub request_id: Option<String>,
+    pub outcome: String,
+    pub details: Value,
+    pub seq: Option<i64>,
+}
+
+/// Which events to read: all filters optional; newest first, before the `before` position.
+pub struct EventQuery {
+    pub org: OrgId,
+    pub from: Option<OffsetDateTime>,
+    pub to: Option<OffsetDateTime>,
+    pub actor: Option<Uuid>,
+    pub action: Option<String>,
+    pub target: Option<Uuid>,
+    pub before: Option<(OffsetDateTime, Uuid)>,
+    pub limit: i64,
+}
+
+const LIST: &str = "SELECT e.id, e.occurred_at, e.actor_kind, e.actor_id, e.action, e.target_kind, e.target_id, \
+        host(e.ip), e.user_agent, e.request_id, e.outcome, e.details, c.seq \
+    FROM palisade.audit_events e LEFT JOIN palisade.audit_chain c ON c.event_id = e.id AND c.tenant_id = e.tenant_id \
+    WHERE e.tenant_id = $1 \
+      AND ($2::timestamptz IS NULL OR e.occurred_at >= $2) AND ($3::timestamptz IS NULL OR e.occurred_at < $3) \
+      AND ($4::uuid IS NULL OR e.actor_id = $4) AND ($5::text IS NULL OR e.action = $5) \
+      AND ($6::uuid IS NULL OR e.target_id = $6) \
+      AND ($7::timestamptz IS NULL OR (e.occurred_at, e.id) < ($7, $8::uuid)) \
+    ORDER BY e.occurred_at DESC, e.id DESC LIMIT $9";
+
+pub fn list(tx: &mut Tx<crate::Tenant>, q: EventQuery) -> crate::Step<Vec<EventRow>> {
+    let (before_at, before_id) = match q.before {
+        Some((at, id)) => (Some(at), Some(id)),
+        None => (None, None),
+    };
+    tx.push(
+        LIST,
+        vec![
+            Box::new(q.org.as_uuid()),
+            Box::new(q.from),
+            Box::new(q.to),
+            Box::new(q.actor),
+            Box::new(q.action),
+            Box::new(q.target),
+            Box::new(before_at),
+            Box::new(before_id),
+            Box::new(q.limit),
+        ],
+        |rows| {
+            Ok(rows
+                .iter()
+                .map(|r| EventRow {
+                    id: r.get(0),
+                    occurred_at: r.get(1),
+                    actor_kind: r.get(2),
+                    actor_id: r.get(3),
+                    action: r.get(4),
+                    target_kind: r.get(5),
+                    target_id: r.get(6),
+                    ip: r.get(7),
+                    user_agent: r.get(8),
+                    request_id: r.get(9),
+                    outcome: r.get(10),
+                    details: r.get(11),
+                    seq: r.get(12),
+                })
+                .collect())
+        },
+    )
+}

@@ -2,6 +2,7 @@
 //! handle to its result. Tenant tables are only reachable through `Tx<Tenant>`.
 
 pub mod audit;
+pub mod audit_chain;
 pub mod collections;
 pub mod email_tokens;
 pub mod members;

@@ -1,0 +1,332 @@
+//! The audit log: list, streamed export (JSONL or CSV), chain verification, signed checkpoints.
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use palisade_app::{CheckpointDocument, EventRow, Report};
+use palisade_core::{EventId, typeid_of_kind};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use utoipa::ToSchema;
+
+use crate::ApiState;
+use crate::extract::{ApiJson, Caller, Meta, OrgPath};
+use crate::problem::{ApiResult, Problem};
+use crate::routes::rfc3339;
+
+fn pairs(query: Option<String>) -> Vec<(String, String)> {
+    url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
+}
+
+/// An event as the API shows it: ids in their text form, the chain position once sealed.
+fn event_json(e: &EventRow) -> Value {
+    json!({
+        "id": EventId::from_uuid(e.id).to_string(),
+        "seq": e.seq,
+        "occurred_at": rfc3339(e.occurred_at),
+        "actor": e.actor_kind.as_ref().map(|kind| json!({
+            "kind": kind,
+            "id": e.actor_id.map(|id| typeid_of_kind(kind, id)),
+        })),
+        "action": e.action,
+        "target": e.target_kind.as_ref().map(|kind| json!({
+            "kind": kind,
+            "id": e.target_id.map(|id| typeid_of_kind(kind, id)),
+        })),
+        "outcome": e.outcome,
+        "ip": e.ip,
+        "user_agent": e.user_agent,
+        "request_id": e.request_id,
+        "details": e.details,
+    })
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct EventList {
+    /// Newest first. Each: id, seq (chain position, null until sealed, within about a second),
+    /// occurred_at, actor {kind, id}, action, target {kind, id}, outcome, ip, user_agent,
+    /// request_id, details.
+    #[schema(value_type = Vec<Object>)]
+    pub items: Vec<Value>,
+    pub next_cursor: Option<String>,
+}
+
+#[utoipa::path(get, path = "/api/v1/orgs/{org}/audit-events", tag = "audit",
+    params(("org" = String, Path, description = "Organization id (org_…)"),
+        ("from" = Option<String>, Query, description = "RFC 3339; events at or after"),
+        ("to" = Option<String>, Query, description = "RFC 3339; events before"),
+        ("actor" = Option<String>, Query, description = "User id (usr_…)"),
+        ("action" = Option<String>, Query, description = "e.g. record.created"),
+        ("target" = Option<String>, Query, description = "Any id (rec_…, usr_…, inv_…)"),
+        ("limit" = Option<i64>, Query, description = "1 to 1000, default 100"),
+        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page")),
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 200, body = EventList),
+        (status = 400, description = "`invalid-query`", body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Lacks audit.read", body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn list(
+    State(state): State<ApiState>,
+    caller: Caller,
+    OrgPath(org): OrgPath,
+    RawQuery(query): RawQuery,
+) -> ApiResult<Json<EventList>> {
+    let page = state.app.list_audit_events(&caller.proof, org, &pairs(query)).await?;
+    Ok(Json(EventList { items: page.items.iter().map(event_json).collect(), next_cursor: page.next_cursor }))
+}
+
+const CSV_COLUMNS: [&str; 14] = [
+    "id",
+    "seq",
+    "occurred_at",
+    "actor_kind",
+    "actor_id",
+    "action",
+    "target_kind",
+    "target_id",
+    "outcome",
+    "ip",
+    "user_agent",
+    "request_id",
+    "details",
+    "",
+];
+
+fn csv_rows(events: &[EventRow], header: bool) -> Vec<u8> {
+    let mut writer = csv::Writer::from_writer(Vec::new());
+    if header {
+        let _ = writer.write_record(&CSV_COLUMNS[..13]);
+    }
+    for e in events {
+        let typed = |kind: &Option<String>, id: Option<uuid::Uuid>| match (kind, id) {
+            (Some(kind), Some(id)) => typeid_of_kind(kind, id),
+            _ => String::new(),
+        };
+        let _ = writer.write_record([
+            EventId::from_uuid(e.id).to_string(),
+            e.seq.map(|s| s.to_string()).unwrap_or_default(),
+            rfc3339(e.occurred_at),
+            e.actor_kind.clone().unwrap_or_default(),
+            typed(&e.actor_kind, e.actor_id),
+            e.action.clone(),
+            e.target_kind.clone().unwrap_or_default(),
+            typed(&e.target_kind, e.target_id),
+            e.outcome.clone(),
+            e.ip.clone().unwrap_or_default(),
+            e.user_agent.clone().unwrap_or_default(),
+            e.request_id.clone().unwrap_or_default(),
+            e.details.to_string(),
+        ]);
+    }
+    writer.into_inner().unwrap_or_default()
+}
+
+fn jsonl_rows(events: &[EventRow]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for e in events {
+        out.extend_from_slice(event_json(e).to_string().as_bytes());
+        out.push(b'\n');
+    }
+    out
+}
+
+#[utoipa::path(get, path = "/api/v1/orgs/{org}/audit-events/export", tag = "audit",
+    params(("org" = String, Path, description = "Organization id (org_…)"),
+        ("format" = String, Query, description = "jsonl or csv"),
+        ("from" = Option<String>, Query, description = "Same filters as the list")),
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 200, description = "Every matching event, newest first, streamed (application/x-ndjson or text/csv); recorded as export.requested"),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Lacks audit.export, or `step-up-required`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn export(
+    State(state): State<ApiState>,
+    caller: Caller,
+    OrgPath(org): OrgPath,
+    Meta(meta): Meta,
+    RawQuery(query): RawQuery,
+) -> ApiResult<Response> {
+    let pairs = pairs(query);
+    let format = pairs.iter().find(|(k, _)| k == "format").map(|(_, v)| v.clone()).unwrap_or_default();
+    let (content_type, csv) = match format.as_str() {
+        "jsonl" => ("application/x-ndjson", false),
+        "csv" => ("text/csv; charset=utf-8", true),
+        _ => {
+            return Err(palisade_app::AppError::InvalidQuery(vec![palisade_core::ValidationError {
+                field: "format".into(),
+                message: "must be jsonl or csv".into(),
+            }])
+            .into());
+        }
+    };
+    let first = state.app.start_audit_export(&caller.proof, org, &pairs, &format, &meta).await?;
+    // Pages are read one after another as the client takes them; each read checks the caller
+    // again, so a revoked session stops the stream.
+    let stream = futures::stream::unfold(Some((first, true)), move |cursor| {
+        let (app, proof) = (state.app.clone(), caller.proof.clone());
+        async move {
+            let (mut query, header) = cursor?;
+            match app.export_page(&proof, &query).await {
+                Ok(events) if events.is_empty() && !(csv && header) => None,
+                Ok(events) => {
+                    let bytes = if csv { csv_rows(&events, header) } else { jsonl_rows(&events) };
+                    let next = match events.last() {
+                        Some(last) if events.len() as i64 >= query.limit => {
+                            query.before = Some((last.occurred_at, last.id));
+                            Some((query, false))
+                        }
+                        _ => None,
+                    };
+                    Some((Ok::<_, std::io::Error>(bytes), next))
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, "audit export stopped");
+                    Some((Err(std::io::Error::other("export stopped")), None))
+                }
+            }
+        }
+    });
+    let mut response = Body::from_stream(stream).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    let name =
+        if csv { "attachment; filename=\"audit-events.csv\"" } else { "attachment; filename=\"audit-events.jsonl\"" };
+    headers.insert(header::CONTENT_DISPOSITION, HeaderValue::from_static(name));
+    Ok(response)
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct VerifyResponse {
+    pub valid: bool,
+    /// Chain positions recomputed.
+    pub events: i64,
+    /// The first position that does not verify, or null.
+    pub first_bad_seq: Option<i64>,
+    /// What is wrong there, in words.
+    pub reason: Option<String>,
+    /// Checkpoints (stored and sent) whose signature and position held.
+    pub checkpoints_verified: usize,
+}
+
+impl From<Report> for VerifyResponse {
+    fn from(r: Report) -> Self {
+        Self {
+            valid: r.verdict.valid,
+            events: r.verdict.events,
+            first_bad_seq: r.verdict.first_bad_seq,
+            reason: r.verdict.reason,
+            checkpoints_verified: r.checkpoints_verified,
+        }
+    }
+}
+
+#[utoipa::path(get, path = "/api/v1/orgs/{org}/audit-events/verify", tag = "audit",
+    params(("org" = String, Path, description = "Organization id (org_…)")),
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 200, description = "Pending events are sealed, then the whole chain is recomputed and held against every stored checkpoint", body = VerifyResponse),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn verify(
+    State(state): State<ApiState>,
+    caller: Caller,
+    OrgPath(org): OrgPath,
+) -> ApiResult<Json<VerifyResponse>> {
+    Ok(Json(state.app.verify_audit(&caller.proof, org, &[]).await?.into()))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyAgainst {
+    /// A checkpoint document downloaded earlier (`/audit-checkpoints/latest`).
+    #[schema(value_type = Object)]
+    pub checkpoint: Value,
+}
+
+#[utoipa::path(post, path = "/api/v1/orgs/{org}/audit-events/verify", tag = "audit", request_body = VerifyAgainst,
+    params(("org" = String, Path, description = "Organization id (org_…)")),
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 200, description = "As GET, and also held against the checkpoint you kept", body = VerifyResponse),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Not a checkpoint document of this organization", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn verify_against(
+    State(state): State<ApiState>,
+    caller: Caller,
+    OrgPath(org): OrgPath,
+    ApiJson(body): ApiJson<VerifyAgainst>,
+) -> ApiResult<Json<VerifyResponse>> {
+    let invalid = |why: String| {
+        palisade_app::AppError::Validation(vec![palisade_core::ValidationError {
+            field: "/checkpoint".into(),
+            message: why,
+        }])
+    };
+    let document: CheckpointDocument = serde_json::from_value(body.checkpoint).map_err(|e| invalid(e.to_string()))?;
+    let anchor = document.anchor(org).map_err(invalid)?;
+    Ok(Json(state.app.verify_audit(&caller.proof, org, &[anchor]).await?.into()))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct CheckpointList {
+    /// Newest first; each is a checkpoint document (docs/audit.md).
+    #[schema(value_type = Vec<Object>)]
+    pub items: Vec<CheckpointDocument>,
+}
+
+#[utoipa::path(get, path = "/api/v1/orgs/{org}/audit-checkpoints", tag = "audit",
+    params(("org" = String, Path, description = "Organization id (org_…)")),
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 200, description = "Signed checkpoints, newest first (at least every 1,000 events or hourly)", body = CheckpointList),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn checkpoints(
+    State(state): State<ApiState>,
+    caller: Caller,
+    OrgPath(org): OrgPath,
+) -> ApiResult<Json<CheckpointList>> {
+    let list = state.app.audit_checkpoints(&caller.proof, org).await?;
+    Ok(Json(CheckpointList { items: list.iter().map(|c| CheckpointDocument::from_stored(org, c)).collect() }))
+}
+
+#[utoipa::path(get, path = "/api/v1/orgs/{org}/audit-checkpoints/latest", tag = "audit",
+    params(("org" = String, Path, description = "Organization id (org_…)")),
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 200, description = "The newest checkpoint document, as a download to keep"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No checkpoint yet (the first comes after 1,000 events or an hour)", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn latest_checkpoint(
+    State(state): State<ApiState>,
+    caller: Caller,
+    OrgPath(org): OrgPath,
+) -> ApiResult<Response> {
+    let list = state.app.audit_checkpoints(&caller.proof, org).await?;
+    let newest = list.first().ok_or_else(|| Problem::new("not-found", "No checkpoint has been signed yet."))?;
+    let mut response = Json(CheckpointDocument::from_stored(org, newest)).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_DISPOSITION,
+        HeaderValue::from_static("attachment; filename=\"audit-checkpoint.json\""),
+    );
+    Ok(response)
+}

@@ -1,0 +1,310 @@
+//! The audit trail as customers use it: the sequencer that seals events into per-organization
+//! hash chains and signs checkpoints, reading and exporting events, and verifying the chain.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use palisade_core::{OrgId, Permission, SessionTokenHash, ValidationError, parse_any_typeid};
+use palisade_crypto::signing::KeyPair;
+use palisade_store::Tx;
+use palisade_store::repo::audit::{self, EventQuery, EventRow, RequestMeta};
+use palisade_store::repo::audit_chain::{self, Checkpoint, NewCheckpoint, StoredKey, checkpoint_message};
+use palisade_store::{Db, StoreError};
+use serde_json::json;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::audit_verify::{Anchor, ChainSource, Report, verify_chain};
+use crate::{App, AppError};
+
+/// A checkpoint at least every this many events…
+pub const CHECKPOINT_EVERY_EVENTS: i64 = 1000;
+/// …and at least hourly while events arrive.
+pub const CHECKPOINT_EVERY: Duration = Duration::from_secs(3600);
+/// Events sealed per sequencer call at most.
+const SEAL_BATCH: i32 = 10_000;
+const DEFAULT_PAGE: i64 = 100;
+const MAX_PAGE: i64 = 1000;
+
+/// One page of events, newest first.
+pub struct EventPage {
+    pub items: Vec<EventRow>,
+    pub next_cursor: Option<String>,
+}
+
+fn bad(parameter: &str, message: impl Into<String>) -> ValidationError {
+    ValidationError { field: parameter.to_owned(), message: message.into() }
+}
+
+fn cursor_context(org: OrgId) -> Vec<u8> {
+    format!("palisade-audit-cursor-v1|{org}").into_bytes()
+}
+
+/// Parses `from`, `to`, `actor`, `action`, `target`, `limit` and `cursor`.
+fn parse_query(app: &App, org: OrgId, pairs: &[(String, String)]) -> Result<EventQuery, AppError> {
+    let mut errors = Vec::new();
+    let mut q = EventQuery {
+        org,
+        from: None,
+        to: None,
+        actor: None,
+        action: None,
+        target: None,
+        before: None,
+        limit: DEFAULT_PAGE,
+    };
+    let time = |value: &str, name: &str, errors: &mut Vec<ValidationError>| {
+        OffsetDateTime::parse(value, &Rfc3339)
+            .map_err(|_| errors.push(bad(name, "must be an RFC 3339 time, e.g. 2026-11-30T00:00:00Z")))
+            .ok()
+    };
+    for (key, value) in pairs {
+        match key.as_str() {
+            "from" => q.from = time(value, "from", &mut errors),
+            "to" => q.to = time(value, "to", &mut errors),
+            "actor" => match value.parse::<palisade_core::UserId>() {
+                Ok(user) => q.actor = Some(user.as_uuid()),
+                Err(_) => errors.push(bad("actor", "must be a user id (usr_…)")),
+            },
+            "action" if value.len() <= 64 && value.chars().all(|c| c.is_ascii_lowercase() || c == '_' || c == '.') => {
+                q.action = Some(value.clone())
+            }
+            "action" => errors.push(bad("action", "must be an action name such as record.created")),
+            "target" => match parse_any_typeid(value) {
+                Some(id) => q.target = Some(id),
+                None => errors.push(bad("target", "must be an id such as rec_… or usr_…")),
+            },
+            "limit" => match value.parse::<i64>() {
+                Ok(n) if (1..=MAX_PAGE).contains(&n) => q.limit = n,
+                _ => errors.push(bad("limit", format!("must be a whole number from 1 to {MAX_PAGE}"))),
+            },
+            "cursor" => {
+                let opened = URL_SAFE_NO_PAD
+                    .decode(value)
+                    .ok()
+                    .and_then(|sealed| app.keys.open(&sealed, &cursor_context(org)).ok())
+                    .and_then(|plain| serde_json::from_slice::<(i64, uuid::Uuid)>(&plain).ok())
+                    .and_then(|(micros, id)| {
+                        OffsetDateTime::from_unix_timestamp_nanos(i128::from(micros) * 1000).ok().map(|at| (at, id))
+                    });
+                match opened {
+                    Some(before) => q.before = Some(before),
+                    None => errors.push(bad("cursor", "is not a cursor of this organization's audit log")),
+                }
+            }
+            "format" => {}
+            other => errors.push(bad(other, "unknown parameter; use from, to, actor, action, target, limit, cursor")),
+        }
+    }
+    if errors.is_empty() { Ok(q) } else { Err(AppError::InvalidQuery(errors)) }
+}
+
+/// Reads a chain as the caller: each call is a tenant transaction that checks audit.read.
+struct CallerChain<'a> {
+    db: &'a Db,
+    proof: &'a SessionTokenHash,
+    now: OffsetDateTime,
+    org: OrgId,
+}
+
+impl CallerChain<'_> {
+    fn tx(&self) -> Tx<palisade_store::Tenant> {
+        let mut tx = Tx::tenant(self.proof, self.now, self.org);
+        tx.require(Permission::AuditRead);
+        tx
+    }
+}
+
+impl ChainSource for CallerChain<'_> {
+    async fn head(&mut self) -> Result<Option<audit_chain::Head>, StoreError> {
+        let mut tx = self.tx();
+        let step = audit_chain::head(&mut tx, self.org);
+        tx.run(self.db).await?.get(step)
+    }
+    async fn page(&mut self, after: i64, limit: i64) -> Result<Vec<audit_chain::ChainRow>, StoreError> {
+        let mut tx = self.tx();
+        let step = audit_chain::page(&mut tx, self.org, after, limit);
+        tx.run(self.db).await?.get(step)
+    }
+    async fn unchained(&mut self) -> Result<i64, StoreError> {
+        let mut tx = self.tx();
+        let step = audit_chain::unchained(&mut tx, self.org);
+        tx.run(self.db).await?.get(step)
+    }
+    async fn checkpoints(&mut self) -> Result<Vec<Checkpoint>, StoreError> {
+        let mut tx = self.tx();
+        let step = audit_chain::checkpoints(&mut tx, self.org, 10_000);
+        tx.run(self.db).await?.get(step)
+    }
+}
+
+impl App {
+    /// Runs the sequencer once; returns how many events it sealed.
+    pub async fn seal_audit(&self) -> Result<i32, AppError> {
+        let client = self.db.client().await?;
+        Ok(audit_chain::seal(&client, SEAL_BATCH).await?)
+    }
+
+    /// The instance's audit signing key, created (and stored sealed) on first use.
+    async fn audit_signer(&self) -> Result<Arc<KeyPair>, AppError> {
+        self.audit_key
+            .get_or_try_init(|| async {
+                let client = self.db.client().await?;
+                if let Some(stored) = audit_chain::active_key(&client, "audit").await? {
+                    let pair = KeyPair::open(&self.keys, &stored.key_id, &stored.sealed_private).map_err(|_| {
+                        AppError::Internal("the audit signing key does not open with this instance key".into())
+                    })?;
+                    return Ok(Arc::new(pair));
+                }
+                let pair = KeyPair::generate();
+                let stored = StoredKey {
+                    key_id: pair.key_id(),
+                    public_key: pair.public_key().to_vec(),
+                    sealed_private: pair.seal(&self.keys),
+                };
+                audit_chain::insert_key(&client, "audit", &stored, self.clock.now()).await?;
+                Ok(Arc::new(pair))
+            })
+            .await
+            .cloned()
+    }
+
+    /// Signs a checkpoint for every chain that is due (1,000 new events, or an hour).
+    pub async fn checkpoint_audit(&self) -> Result<usize, AppError> {
+        let client = self.db.client().await?;
+        let now = self.clock.now();
+        let due = audit_chain::due_checkpoints(&client, now, CHECKPOINT_EVERY_EVENTS, CHECKPOINT_EVERY, 1000).await?;
+        if due.is_empty() {
+            return Ok(0);
+        }
+        let signer = self.audit_signer().await?;
+        // Stored with microsecond precision: sign exactly what will be read back.
+        let signed_at = now.replace_nanosecond(now.microsecond() * 1000).unwrap_or(now);
+        for (org, seq, hash) in &due {
+            let signature = signer.sign(&checkpoint_message(*org, *seq, hash, signed_at));
+            let key_id = signer.key_id();
+            audit_chain::record_checkpoint(
+                &client,
+                NewCheckpoint { org: *org, seq: *seq, hash, signed_at, key_id: &key_id, signature: &signature },
+            )
+            .await?;
+        }
+        Ok(due.len())
+    }
+
+    /// The sequencer loop each server node runs: seal every `interval` (so an event is in its
+    /// chain within about one interval of commit), checkpoint what is due. Runs until the task
+    /// is dropped; failures are logged and retried.
+    pub async fn run_audit_sequencer(self, interval: Duration) {
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            if let Err(err) = self.seal_audit().await {
+                tracing::warn!(error = %err, "audit sequencer: sealing failed; will retry");
+                continue;
+            }
+            if let Err(err) = self.checkpoint_audit().await {
+                tracing::warn!(error = %err, "audit sequencer: checkpoint failed; will retry");
+            }
+        }
+    }
+
+    /// One page of the organization's events, newest first (needs audit.read).
+    pub async fn list_audit_events(
+        &self,
+        proof: &SessionTokenHash,
+        org: OrgId,
+        pairs: &[(String, String)],
+    ) -> Result<EventPage, AppError> {
+        let mut query = parse_query(self, org, pairs)?;
+        let limit = query.limit;
+        query.limit += 1;
+        let mut tx = Tx::tenant(proof, self.clock.now(), org);
+        tx.require(Permission::AuditRead);
+        let page = audit::list(&mut tx, query);
+        let mut items = tx.run(&self.db).await?.get(page)?;
+        let next_cursor = if items.len() as i64 > limit {
+            items.truncate(limit as usize);
+            items.last().map(|last| {
+                let micros = (last.occurred_at.unix_timestamp_nanos() / 1000) as i64;
+                let plain = serde_json::to_vec(&(micros, last.id)).unwrap_or_default();
+                URL_SAFE_NO_PAD.encode(self.keys.seal(&plain, &cursor_context(org)))
+            })
+        } else {
+            None
+        };
+        Ok(EventPage { items, next_cursor })
+    }
+
+    /// Starts an export (needs audit.export and a recent sign-in): records `export.requested`,
+    /// then hands back the query whose pages `export_page` reads.
+    pub async fn start_audit_export(
+        &self,
+        proof: &SessionTokenHash,
+        org: OrgId,
+        pairs: &[(String, String)],
+        format: &str,
+        meta: &RequestMeta,
+    ) -> Result<EventQuery, AppError> {
+        let mut query = parse_query(self, org, pairs)?;
+        query.limit = MAX_PAGE;
+        let now = self.clock.now();
+        let mut tx = Tx::tenant(proof, now, org);
+        tx.require(Permission::AuditExport);
+        palisade_store::repo::security::require_recent_auth(&mut tx, now, crate::STEP_UP_WINDOW);
+        audit::record(
+            &mut tx,
+            self.audit("export.requested", meta).org(org).details(json!({"what": "audit_events", "format": format})),
+        );
+        tx.run(&self.db).await?;
+        Ok(query)
+    }
+
+    /// The next page of an export started by `start_audit_export` (checked again each time).
+    pub async fn export_page(&self, proof: &SessionTokenHash, query: &EventQuery) -> Result<Vec<EventRow>, AppError> {
+        let mut tx = Tx::tenant(proof, self.clock.now(), query.org);
+        tx.require(Permission::AuditExport);
+        let page = audit::list(
+            &mut tx,
+            EventQuery {
+                org: query.org,
+                from: query.from,
+                to: query.to,
+                actor: query.actor,
+                action: query.action.clone(),
+                target: query.target,
+                before: query.before,
+                limit: query.limit,
+            },
+        );
+        Ok(tx.run(&self.db).await?.get(page)?)
+    }
+
+    /// Seals what is pending, then verifies the organization's whole chain (needs audit.read),
+    /// against its stored checkpoints and any the caller kept.
+    pub async fn verify_audit(
+        &self,
+        proof: &SessionTokenHash,
+        org: OrgId,
+        kept: &[Anchor],
+    ) -> Result<Report, AppError> {
+        // Only a caller who may read the log gets to trigger the sequencer.
+        let mut tx = Tx::tenant(proof, self.clock.now(), org);
+        tx.require(Permission::AuditRead);
+        tx.run(&self.db).await?;
+        self.seal_audit().await?;
+        let mut source = CallerChain { db: &self.db, proof, now: self.clock.now(), org };
+        Ok(verify_chain(&mut source, org, kept).await?)
+    }
+
+    /// The organization's signed checkpoints, newest first (needs audit.read).
+    pub async fn audit_checkpoints(&self, proof: &SessionTokenHash, org: OrgId) -> Result<Vec<Checkpoint>, AppError> {
+        let mut tx = Tx::tenant(proof, self.clock.now(), org);
+        tx.require(Permission::AuditRead);
+        let list = audit_chain::checkpoints(&mut tx, org, 1000);
+        Ok(tx.run(&self.db).await?.get(list)?)
+    }
+}

@@ -1,0 +1,175 @@
+//! Verifying an organization's audit chain end to end: recompute every position, then hold the
+//! chain against stored checkpoints and any the customer kept. Shared by the API (reading as the
+//! caller) and `palisade audit verify` (reading as the operator).
+
+use palisade_core::OrgId;
+use palisade_store::StoreError;
+use palisade_store::repo::audit_chain::{
+    ChainRow, ChainVerifier, Checkpoint, Head, Verdict, ZERO_HASH, checkpoint_message,
+};
+use time::OffsetDateTime;
+
+/// Where a verification reads a chain from: the API (a tenant transaction per call, as the
+/// caller) or the CLI (the operator's connection).
+pub trait ChainSource {
+    fn head(&mut self) -> impl Future<Output = Result<Option<Head>, StoreError>> + Send;
+    fn page(&mut self, after: i64, limit: i64) -> impl Future<Output = Result<Vec<ChainRow>, StoreError>> + Send;
+    fn unchained(&mut self) -> impl Future<Output = Result<i64, StoreError>> + Send;
+    fn checkpoints(&mut self) -> impl Future<Output = Result<Vec<Checkpoint>, StoreError>> + Send;
+}
+
+/// A checkpoint to hold the chain against: stored ones, or one a customer kept.
+#[derive(Debug, Clone)]
+pub struct Anchor {
+    pub seq: i64,
+    pub hash: Vec<u8>,
+    pub signed_at: OffsetDateTime,
+    pub public_key: Vec<u8>,
+    pub signature: Vec<u8>,
+}
+
+/// The outcome of a verification.
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub verdict: Verdict,
+    /// Checkpoints whose signature and position both held.
+    pub checkpoints_verified: usize,
+}
+
+const VERIFY_PAGE: i64 = 10_000;
+
+/// Recomputes the whole kept chain of `org`, then holds it against every stored checkpoint and
+/// the `kept` ones: each must carry a valid signature and name a hash the chain has.
+pub async fn verify_chain<S: ChainSource>(source: &mut S, org: OrgId, kept: &[Anchor]) -> Result<Report, StoreError> {
+    let Some(head) = source.head().await? else {
+        let mut verifier = ChainVerifier::new(0, ZERO_HASH.to_vec());
+        let unchained = source.unchained().await?;
+        if unchained > 0 {
+            verifier.fail(1, format!("{unchained} event(s) are in no chain position"));
+        }
+        for anchor in kept {
+            verifier.fail(anchor.seq, format!("the checkpoint at position {} is not in the chain", anchor.seq));
+        }
+        return Ok(Report { verdict: verifier.verdict(), checkpoints_verified: 0 });
+    };
+    let stored: Vec<Anchor> = source
+        .checkpoints()
+        .await?
+        .into_iter()
+        .map(|c| Anchor {
+            seq: c.seq,
+            hash: c.hash,
+            signed_at: c.signed_at,
+            public_key: c.public_key.unwrap_or_default(),
+            signature: c.signature,
+        })
+        .collect();
+    let anchors: Vec<&Anchor> = stored.iter().chain(kept).collect();
+    let mut verifier = ChainVerifier::new(head.base_seq, head.base_hash.clone());
+    for anchor in &anchors {
+        if !palisade_crypto::signing::verify(
+            &anchor.public_key,
+            &checkpoint_message(org, anchor.seq, &anchor.hash, anchor.signed_at),
+            &anchor.signature,
+        ) {
+            verifier.fail(anchor.seq, format!("the checkpoint at position {} has no valid signature", anchor.seq));
+        }
+    }
+    let mut after = head.base_seq;
+    let mut verified = 0;
+    loop {
+        let rows = source.page(after, VERIFY_PAGE).await?;
+        let Some(last) = rows.last() else { break };
+        after = last.seq;
+        for row in &rows {
+            verifier.feed(row);
+            if verifier.is_broken() {
+                break;
+            }
+            for anchor in anchors.iter().filter(|a| a.seq == row.seq) {
+                if anchor.hash != row.hash {
+                    verifier.fail(row.seq, format!("the chain differs from the checkpoint at position {}", row.seq));
+                } else {
+                    verified += 1;
+                }
+            }
+        }
+        if verifier.is_broken() || (rows.len() as i64) < VERIFY_PAGE {
+            break;
+        }
+    }
+    if !verifier.is_broken() && (verifier.next_seq() - 1 != head.seq || verifier.last_hash() != head.hash.as_slice()) {
+        let seq = verifier.next_seq();
+        verifier.fail(seq, format!("the chain ends before its recorded head (position {})", head.seq));
+    }
+    for anchor in &anchors {
+        if anchor.seq > head.seq || anchor.seq <= head.base_seq {
+            verifier.fail(anchor.seq, format!("the checkpoint at position {} is not in the kept chain", anchor.seq));
+        }
+    }
+    let unchained = source.unchained().await?;
+    if unchained > 0 {
+        let seq = verifier.next_seq();
+        verifier.fail(seq, format!("{unchained} sealed-period event(s) are in no chain position"));
+    }
+    Ok(Report { verdict: verifier.verdict(), checkpoints_verified: verified })
+}
+
+/// A checkpoint as downloaded and kept by a customer (docs/audit.md, "Checkpoints").
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckpointDocument {
+    pub format: String,
+    pub org: String,
+    pub seq: i64,
+    /// The chain hash at `seq`, hex.
+    pub hash: String,
+    /// UTC with microseconds, exactly as signed.
+    pub signed_at: String,
+    pub key_id: String,
+    /// Ed25519 public key, base64url without padding.
+    pub public_key: String,
+    /// Ed25519 signature of the checkpoint message, base64url without padding.
+    pub signature: String,
+}
+
+pub const CHECKPOINT_FORMAT: &str = "palisade-audit-checkpoint-v1";
+
+impl CheckpointDocument {
+    pub fn from_stored(org: OrgId, c: &Checkpoint) -> Self {
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        Self {
+            format: CHECKPOINT_FORMAT.into(),
+            org: org.to_string(),
+            seq: c.seq,
+            hash: hex::encode(&c.hash),
+            signed_at: palisade_store::repo::audit_chain::checkpoint_time(c.signed_at),
+            key_id: c.key_id.clone(),
+            public_key: b64.encode(c.public_key.clone().unwrap_or_default()),
+            signature: b64.encode(&c.signature),
+        }
+    }
+
+    /// The anchor this document states, if it is well formed and for `org`.
+    pub fn anchor(&self, org: OrgId) -> Result<Anchor, String> {
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        if self.format != CHECKPOINT_FORMAT {
+            return Err(format!("format must be {CHECKPOINT_FORMAT}"));
+        }
+        if self.org != org.to_string() {
+            return Err("the checkpoint is for another organization".into());
+        }
+        let hash = hex::decode(&self.hash).ok().filter(|h| h.len() == 32).ok_or("hash must be 64 hex digits")?;
+        let signed_at = time::PrimitiveDateTime::parse(
+            self.signed_at.trim_end_matches('Z'),
+            time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]"),
+        )
+        .map(|t| t.assume_utc())
+        .map_err(|_| "signed_at must look like 2026-11-30T16:15:52.123456Z")?;
+        let public_key = b64.decode(&self.public_key).map_err(|_| "public_key must be base64url")?;
+        let signature = b64.decode(&self.signature).map_err(|_| "signature must be base64url")?;
+        Ok(Anchor { seq: self.seq, hash, signed_at, public_key, signature })
+    }
+}

@@ -1,0 +1,90 @@
+//! `palisade audit verify`: the operator's (and an auditor's) check of an organization's chain,
+//! over the admin connection, independent of any running server. Exits non-zero when broken.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use palisade_app::CheckpointDocument;
+use palisade_app::audit_verify::{ChainSource, verify_chain};
+use palisade_core::OrgId;
+use palisade_store::StoreError;
+use palisade_store::repo::audit_chain::{self, ChainRow, Checkpoint, Head};
+use tokio_postgres::Client;
+
+/// Reads one organization's chain inside the operator's transaction (tenant set once).
+struct OperatorChain<'a> {
+    client: &'a Client,
+    org: OrgId,
+}
+
+fn pg(err: tokio_postgres::Error) -> StoreError {
+    StoreError::Unavailable(err.to_string())
+}
+
+impl ChainSource for OperatorChain<'_> {
+    async fn head(&mut self) -> Result<Option<Head>, StoreError> {
+        let row = self.client.query_opt(audit_chain::HEAD, &[&self.org.as_uuid()]).await.map_err(pg)?;
+        Ok(row.map(|r| Head { seq: r.get(0), hash: r.get(1), base_seq: r.get(2), base_hash: r.get(3) }))
+    }
+    async fn page(&mut self, after: i64, limit: i64) -> Result<Vec<ChainRow>, StoreError> {
+        let rows =
+            self.client.query(audit_chain::CHAIN_PAGE, &[&self.org.as_uuid(), &after, &limit]).await.map_err(pg)?;
+        Ok(rows.iter().map(audit_chain::chain_row).collect())
+    }
+    async fn unchained(&mut self) -> Result<i64, StoreError> {
+        let row = self.client.query_one(audit_chain::UNCHAINED, &[&self.org.as_uuid()]).await.map_err(pg)?;
+        Ok(row.get(0))
+    }
+    async fn checkpoints(&mut self) -> Result<Vec<Checkpoint>, StoreError> {
+        let rows = self.client.query(audit_chain::CHECKPOINTS, &[&self.org.as_uuid(), &10_000i64]).await.map_err(pg)?;
+        Ok(rows.iter().map(audit_chain::checkpoint_row).collect())
+    }
+}
+
+/// Seals what is pending, verifies, prints the verdict; exit 1 when the chain is broken.
+pub async fn verify(client: &Client, org: &str, checkpoint: Option<&Path>, json: bool) -> Result<ExitCode> {
+    let org: OrgId = org.parse().map_err(|_| anyhow::anyhow!("--org must be an organization id (org_…)"))?;
+    let kept = match checkpoint {
+        None => Vec::new(),
+        Some(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+            let document: CheckpointDocument = serde_json::from_str(&text)
+                .with_context(|| format!("{} is not a checkpoint document", path.display()))?;
+            vec![document.anchor(org).map_err(|why| anyhow::anyhow!("{}: {why}", path.display()))?]
+        }
+    };
+    client.query_one("SELECT palisade.seal_audit_events(100000)", &[]).await.context("sealing pending events")?;
+    client.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ").await?;
+    client.query_one("SELECT set_config('app.tenant_id', $1, true)", &[&org.as_uuid().to_string()]).await?;
+    let report = verify_chain(&mut OperatorChain { client, org }, org, &kept).await;
+    client.batch_execute("COMMIT").await?;
+    let report = report?;
+    let verdict = &report.verdict;
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "org": org.to_string(),
+                "valid": verdict.valid,
+                "events": verdict.events,
+                "first_bad_seq": verdict.first_bad_seq,
+                "reason": verdict.reason,
+                "checkpoints_verified": report.checkpoints_verified,
+            })
+        );
+    } else if verdict.valid {
+        println!(
+            "{org}: chain VALID — {} events recomputed, {} signed checkpoint(s) verified.",
+            verdict.events, report.checkpoints_verified
+        );
+    } else {
+        println!(
+            "{org}: chain BROKEN at position {} — {}. {} events verified before it.",
+            verdict.first_bad_seq.unwrap_or(0),
+            verdict.reason.as_deref().unwrap_or("unknown"),
+            verdict.events
+        );
+    }
+    Ok(if verdict.valid { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
