@@ -132,6 +132,31 @@ typed_id!(
     RoleId, "rol"
 );
 
+/// The TypeID prefixes of the kinds of object an audit event may name, by kind.
+const KIND_PREFIXES: [(&str, &str); 8] = [
+    ("user", "usr"),
+    ("org", "org"),
+    ("session", "ses"),
+    ("record", "rec"),
+    ("invitation", "inv"),
+    ("api_key", "key"),
+    ("secret", "sec"),
+    ("role", "rol"),
+];
+
+/// The text id of an object of `kind` (`user` → `usr_…`); an unknown kind gives the bare UUID.
+pub fn typeid_of_kind(kind: &str, id: Uuid) -> String {
+    match KIND_PREFIXES.iter().find(|(k, _)| *k == kind) {
+        Some((_, prefix)) => format!("{prefix}_{}", TypeIdSuffix::from(id)),
+        None => id.to_string(),
+    }
+}
+
+/// The UUID inside any of our text ids, whatever its kind.
+pub fn parse_any_typeid(text: &str) -> Option<Uuid> {
+    KIND_PREFIXES.iter().find_map(|(_, prefix)| parse_typeid(text, prefix).ok())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -187,29 +212,4 @@ mod tests {
         assert_eq!(secs as i64, start.unix_timestamp());
         assert!(id.to_string().starts_with("usr_"));
     }
-}
-
-/// The TypeID prefixes of the kinds of object an audit event may name, by kind.
-const KIND_PREFIXES: [(&str, &str); 8] = [
-    ("user", "usr"),
-    ("org", "org"),
-    ("session", "ses"),
-    ("record", "rec"),
-    ("invitation", "inv"),
-    ("api_key", "key"),
-    ("secret", "sec"),
-    ("role", "rol"),
-];
-
-/// The text id of an object of `kind` (`user` → `usr_…`); an unknown kind gives the bare UUID.
-pub fn typeid_of_kind(kind: &str, id: Uuid) -> String {
-    match KIND_PREFIXES.iter().find(|(k, _)| *k == kind) {
-        Some((_, prefix)) => format!("{prefix}_{}", TypeIdSuffix::from(id)),
-        None => id.to_string(),
-    }
-}
-
-/// The UUID inside any of our text ids, whatever its kind.
-pub fn parse_any_typeid(text: &str) -> Option<Uuid> {
-    KIND_PREFIXES.iter().find_map(|(_, prefix)| parse_typeid(text, prefix).ok())
 }

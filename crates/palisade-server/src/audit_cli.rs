@@ -5,8 +5,8 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use palisade_app::CheckpointDocument;
 use palisade_app::audit_verify::{ChainSource, verify_chain};
+use palisade_app::{Anchor, CheckpointDocument, Report};
 use palisade_core::OrgId;
 use palisade_store::StoreError;
 use palisade_store::repo::audit_chain::{self, ChainRow, Checkpoint, Head};
@@ -42,6 +42,15 @@ impl ChainSource for OperatorChain<'_> {
     }
 }
 
+/// Verifies one organization's chain in one consistent snapshot, as the operator.
+pub async fn verify_org(client: &Client, org: OrgId, kept: &[Anchor]) -> Result<Report> {
+    client.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ").await?;
+    client.query_one("SELECT set_config('app.tenant_id', $1, true)", &[&org.as_uuid().to_string()]).await?;
+    let report = verify_chain(&mut OperatorChain { client, org }, org, kept).await;
+    client.batch_execute("COMMIT").await?;
+    Ok(report?)
+}
+
 /// Seals what is pending, verifies, prints the verdict; exit 1 when the chain is broken.
 pub async fn verify(client: &Client, org: &str, checkpoint: Option<&Path>, json: bool) -> Result<ExitCode> {
     let org: OrgId = org.parse().map_err(|_| anyhow::anyhow!("--org must be an organization id (org_…)"))?;
@@ -55,11 +64,7 @@ pub async fn verify(client: &Client, org: &str, checkpoint: Option<&Path>, json:
         }
     };
     client.query_one("SELECT palisade.seal_audit_events(100000)", &[]).await.context("sealing pending events")?;
-    client.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ").await?;
-    client.query_one("SELECT set_config('app.tenant_id', $1, true)", &[&org.as_uuid().to_string()]).await?;
-    let report = verify_chain(&mut OperatorChain { client, org }, org, &kept).await;
-    client.batch_execute("COMMIT").await?;
-    let report = report?;
+    let report = verify_org(client, org, &kept).await?;
     let verdict = &report.verdict;
     if json {
         println!(

@@ -23,7 +23,7 @@ pub struct CheckResult {
     pub evidence: String,
 }
 
-fn result(id: &'static str, control: &'static str, problems: Vec<String>, ok: String) -> CheckResult {
+pub(crate) fn result(id: &'static str, control: &'static str, problems: Vec<String>, ok: String) -> CheckResult {
     if problems.is_empty() {
         CheckResult { id, control, status: Status::Pass, evidence: ok }
     } else {
@@ -31,13 +31,17 @@ fn result(id: &'static str, control: &'static str, problems: Vec<String>, ok: St
     }
 }
 
-/// Runs every check. `runtime` must be connected as the runtime role; `url` is a running server.
-pub async fn run_all(runtime: &Client, url: Option<&str>) -> Vec<CheckResult> {
+/// Runs every check. `runtime` must be connected as the runtime role; `admin` (the operator's
+/// connection) enables the checks that read every organization; `url` is a running server.
+pub async fn run_all(runtime: &Client, admin: Option<&Client>, url: Option<&str>) -> Vec<CheckResult> {
     vec![
         check_t1(runtime).await,
         check_t2(runtime).await,
+        crate::controls_data::check_t3(runtime).await,
+        crate::controls_data::check_z1(runtime).await,
         check_a1(runtime).await,
         check_l1(runtime).await,
+        crate::controls_data::check_l4(admin).await,
         check_p2(url).await,
     ]
 }
@@ -156,7 +160,9 @@ pub async fn check_l1(runtime: &Client) -> CheckResult {
                     has_table_privilege(current_user, 'palisade.audit_events', 'TRUNCATE'),
                     (SELECT count(*) FROM information_schema.column_privileges
                       WHERE table_schema = 'palisade' AND table_name = 'audit_events'
-                        AND grantee = current_user AND privilege_type = 'UPDATE')",
+                        AND grantee = current_user AND privilege_type = 'UPDATE'),
+                    (SELECT count(*) FROM unnest(ARRAY['audit_chain', 'audit_chain_heads', 'audit_checkpoints']) t
+                      WHERE has_table_privilege(current_user, 'palisade.' || t, 'INSERT, UPDATE, DELETE, TRUNCATE'))",
             &[],
         )
         .await;
@@ -175,11 +181,14 @@ pub async fn check_l1(runtime: &Client) -> CheckResult {
             if row.get::<_, i64>(4) > 0 {
                 problems.push("the server role may UPDATE columns of audit events".to_owned());
             }
+            if row.get::<_, i64>(5) > 0 {
+                problems.push("the server role may write the audit chain directly".to_owned());
+            }
             result(
                 "L1",
                 L1,
                 problems,
-                "runtime role may INSERT and SELECT audit events, never UPDATE, DELETE or TRUNCATE".into(),
+                "runtime role may INSERT and SELECT audit events, never UPDATE, DELETE or TRUNCATE; the chain is written only by the sequencer".into(),
             )
         }
     }

@@ -273,8 +273,12 @@ async fn controls_check(config: &Config, json: bool, url: Option<String>) -> Res
     let mut connections = database::open(config).await?;
     let runtime = connections.runtime.clone().context("set PALISADE_DATABASE_URL (the runtime role's connection)")?;
     let client = database::connect(&runtime).await?;
-    let results = controls::run_all(&client, url.as_deref()).await;
-    drop(client);
+    let admin = match connections.admin.clone() {
+        Some(admin) => Some(database::connect(&admin).await?),
+        None => None,
+    };
+    let results = controls::run_all(&client, admin.as_ref(), url.as_deref()).await;
+    drop((client, admin));
     if let Some(cluster) = connections.cluster.as_mut() {
         cluster.stop()?;
     }

@@ -71,3 +71,4 @@ GRANT EXECUTE ON FUNCTION palisade.audit_hash(bigint, bytea, palisade.audit_even
 -- Signing keys: public parts readable, private parts sealed with the instance key.
 GRANT SELECT, INSERT ON palisade.signing_keys TO {role};
 GRANT UPDATE (retired_at) ON palisade.signing_keys TO {role};
+GRANT SELECT ON palisade.role_permissions TO {role};

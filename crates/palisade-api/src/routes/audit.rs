@@ -173,7 +173,7 @@ pub async fn export(
     // Pages are read one after another as the client takes them; each read checks the caller
     // again, so a revoked session stops the stream.
     let stream = futures::stream::unfold(Some((first, true)), move |cursor| {
-        let (app, proof) = (state.app.clone(), caller.proof.clone());
+        let (app, proof) = (state.app.clone(), caller.proof);
         async move {
             let (mut query, header) = cursor?;
             match app.export_page(&proof, &query).await {

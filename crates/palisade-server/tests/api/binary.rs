@@ -177,7 +177,28 @@ async fn config_check_redacts_secrets_and_controls_check_reports_json() {
         .iter()
         .map(|r| (r["id"].as_str().unwrap(), r["status"].as_str().unwrap()))
         .collect();
-    assert_eq!(statuses, [("T1", "PASS"), ("T2", "PASS"), ("A1", "PASS"), ("L1", "PASS"), ("P2", "SKIP")]);
+    assert_eq!(
+        statuses,
+        [
+            ("T1", "PASS"),
+            ("T2", "PASS"),
+            ("T3", "PASS"),
+            ("Z1", "PASS"),
+            ("A1", "PASS"),
+            ("L1", "PASS"),
+            ("L4", "SKIP"),
+            ("P2", "SKIP")
+        ]
+    );
+    // With the operator's connection, every organization's audit chain is verified too.
+    let admin_dsn = app.db.admin_dsn();
+    let with_admin = command(&[("PALISADE_DATABASE_URL", &dsn), ("PALISADE_DATABASE_ADMIN_URL", &admin_dsn)])
+        .args(["controls", "check", "--json"])
+        .output()
+        .unwrap();
+    let results: Value = serde_json::from_slice(&with_admin.stdout).unwrap();
+    let l4 = results.as_array().unwrap().iter().find(|r| r["id"] == "L4").unwrap();
+    assert_eq!(l4["status"], "PASS", "{l4}");
 
     app.admin().await.batch_execute("ALTER TABLE palisade.orgs NO FORCE ROW LEVEL SECURITY").await.unwrap();
     let broken = command(&[("PALISADE_DATABASE_URL", &dsn)]).args(["controls", "check"]).output().unwrap();
@@ -427,4 +448,82 @@ async fn imported_bcrypt_accounts_sign_in_and_are_rehashed_to_argon2id() {
     assert!(stderr.contains("nothing imported") && stderr.contains("entry 2"), "{stderr}");
     assert_eq!(app.snapshot().await, before);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `palisade audit verify`: exit 0 on a sound chain, 1 with the position when it is broken,
+/// and 1 when the chain no longer matches a checkpoint the customer kept.
+#[tokio::test]
+async fn audit_verify_exits_non_zero_and_names_the_position_when_the_chain_is_broken() {
+    let app = TestApp::spawn().await;
+    let (owner, org) = app.owner_of("owner@example.com", "Crew").await;
+    for name in ["one", "two", "three"] {
+        app.send(
+            "POST",
+            &format!("/api/v1/orgs/{org}/collections"),
+            Some(&owner),
+            Some(serde_json::json!({"name": name, "schema": {"type": "object"}})),
+        )
+        .await;
+    }
+    let (dsn, admin_dsn) = (app.db.runtime_dsn(), app.db.admin_dsn());
+    let verify = |extra: &[&str]| {
+        let mut args = vec!["audit", "verify", "--org", org.as_str()];
+        args.extend_from_slice(extra);
+        command(&[("PALISADE_DATABASE_URL", &dsn), ("PALISADE_DATABASE_ADMIN_URL", &admin_dsn)])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let sound = verify(&[]);
+    let text = String::from_utf8_lossy(&sound.stdout).into_owned();
+    assert_eq!(sound.status.code(), Some(0), "{text}{}", String::from_utf8_lossy(&sound.stderr));
+    assert!(text.contains("chain VALID — 4 events recomputed"), "{text}");
+
+    // Keep a checkpoint, then rewrite event 2 and re-hash everything after it.
+    app.app.seal_audit().await.unwrap();
+    let admin = app.admin().await;
+    admin
+        .batch_execute("UPDATE palisade.audit_chain_heads SET checkpointed_at = checkpointed_at - interval '2 hours'")
+        .await
+        .unwrap();
+    assert_eq!(app.app.checkpoint_audit().await.unwrap(), 1);
+    let kept = app.get(&format!("/api/v1/orgs/{org}/audit-checkpoints/latest"), Some(&owner)).await;
+    let path = std::env::temp_dir().join(format!("palisade-checkpoint-{}.json", app.db.name));
+    std::fs::write(&path, kept.text.as_bytes()).unwrap();
+    let path = path.to_str().unwrap().to_owned();
+    assert_eq!(verify(&["--checkpoint", &path]).status.code(), Some(0));
+
+    admin.batch_execute("UPDATE palisade.audit_events SET details = '{\"collection\": \"evil\"}' WHERE action = 'collection.created' AND details->>'collection' = 'two'").await.unwrap();
+    let broken = verify(&["--json"]);
+    assert_eq!(broken.status.code(), Some(1));
+    let report: Value = serde_json::from_slice(&broken.stdout).unwrap();
+    assert_eq!((report["valid"].as_bool(), report["first_bad_seq"].as_i64()), (Some(false), Some(3)), "{report}");
+    let human = verify(&[]);
+    assert!(String::from_utf8_lossy(&human.stdout).contains("chain BROKEN at position 3"));
+
+    let org_uuid = org.parse::<palisade_core::OrgId>().unwrap().as_uuid();
+    admin
+        .batch_execute(&format!(
+            "DO $$ DECLARE c record; prev bytea := '\\x{zero}'; h bytea; BEGIN
+               FOR c IN SELECT ch.seq, e FROM palisade.audit_chain ch JOIN palisade.audit_events e ON e.id = ch.event_id
+                         WHERE ch.tenant_id = '{org_uuid}' ORDER BY ch.seq LOOP
+                 h := palisade.audit_hash(c.seq, prev, c.e);
+                 UPDATE palisade.audit_chain SET hash = h WHERE tenant_id = '{org_uuid}' AND seq = c.seq;
+                 prev := h;
+               END LOOP;
+               UPDATE palisade.audit_chain_heads SET hash = prev WHERE tenant_id = '{org_uuid}';
+               DELETE FROM palisade.audit_checkpoints WHERE tenant_id = '{org_uuid}';
+             END $$;",
+            zero = "00".repeat(32)
+        ))
+        .await
+        .unwrap();
+    assert_eq!(verify(&[]).status.code(), Some(0), "rehashed: consistent on its own");
+    let caught = verify(&["--checkpoint", &path]);
+    assert_eq!(caught.status.code(), Some(1), "{}", String::from_utf8_lossy(&caught.stdout));
+    assert!(String::from_utf8_lossy(&caught.stdout).contains("differs from the checkpoint"));
+    let bad = verify(&["--checkpoint", "/nonexistent.json"]);
+    assert_ne!(bad.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("reading /nonexistent.json"));
+    std::fs::remove_file(&path).unwrap();
 }

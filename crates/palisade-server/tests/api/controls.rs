@@ -21,12 +21,17 @@ async fn make_role(app: &TestApp, attributes: &str) -> String {
 async fn a_healthy_install_passes_t1_t2_and_p2() {
     let app = TestApp::spawn().await;
     app.owner_of("a@example.com", "Org A").await;
-    let results = controls::run_all(&app.runtime().await, None).await;
+    let admin = app.admin().await;
+    let results = controls::run_all(&app.runtime().await, Some(&admin), None).await;
     let by_id = |id: &str| results.iter().find(|r| r.id == id).unwrap().clone();
     assert_eq!(by_id("T1").status, Status::Pass, "{:?}", by_id("T1"));
     assert_eq!(by_id("T2").status, Status::Pass, "{:?}", by_id("T2"));
     assert_eq!(by_id("A1").status, Status::Pass, "{:?}", by_id("A1"));
     assert_eq!(by_id("L1").status, Status::Pass, "{:?}", by_id("L1"));
+    for id in ["T3", "Z1", "L4"] {
+        assert_eq!(by_id(id).status, Status::Pass, "{:?}", by_id(id));
+    }
+    assert!(by_id("L4").evidence.starts_with("1 organization chain(s) verify"), "{:?}", by_id("L4"));
     assert_eq!(by_id("P2").status, Status::Skip);
     let with_url = controls::check_p2(Some(&app.base_url)).await;
     assert_eq!(with_url.status, Status::Pass, "{with_url:?}");
@@ -144,4 +149,70 @@ async fn l1_fails_when_the_server_may_rewrite_the_audit_log() {
     let result = controls::check_l1(&app.runtime().await).await;
     assert_eq!(result.status, Status::Fail);
     assert!(result.evidence.contains("cannot write audit events"));
+}
+
+#[tokio::test]
+async fn t3_fails_when_the_record_scope_policy_is_gone_or_widened() {
+    use palisade_server::controls_data::check_t3;
+    for (sql, expected) in [
+        ("DROP POLICY record_scope ON palisade.records", "no RESTRICTIVE policy"),
+        ("CREATE POLICY peek ON palisade.records FOR SELECT USING (true)", "permissive policy peek widens access"),
+        (
+            "DROP POLICY record_scope ON palisade.records; CREATE POLICY record_scope ON palisade.records AS RESTRICTIVE FOR SELECT USING (current_setting('app.record_scope', true) = 'all' OR created_by IS NOT NULL OR assignees IS NOT NULL)",
+            "no RESTRICTIVE policy",
+        ),
+        ("ALTER TABLE palisade.records NO FORCE ROW LEVEL SECURITY", "not enabled and forced"),
+    ] {
+        let app = TestApp::spawn().await;
+        assert_eq!(check_t3(&app.runtime().await).await.status, Status::Pass);
+        app.admin().await.batch_execute(sql).await.unwrap();
+        let result = check_t3(&app.runtime().await).await;
+        assert_eq!(result.status, Status::Fail, "{sql}: {result:?}");
+        assert!(result.evidence.contains(expected), "{sql}: {}", result.evidence);
+    }
+}
+
+#[tokio::test]
+async fn z1_fails_when_the_database_matrix_drifts_or_the_server_may_change_it() {
+    use palisade_server::controls_data::check_z1;
+    for (sql, expected) in [
+        (
+            "INSERT INTO palisade.role_permissions VALUES ('contractor', 'records.read_all')",
+            "the database grants records.read_all to contractor",
+        ),
+        (
+            "DELETE FROM palisade.role_permissions WHERE role = 'owner' AND permission = 'audit.read'",
+            "grants audit.read to owner but the database does not",
+        ),
+        ("GRANT INSERT ON palisade.role_permissions TO palisade_app", "may change the permission matrix"),
+    ] {
+        let app = TestApp::spawn().await;
+        assert_eq!(check_z1(&app.runtime().await).await.status, Status::Pass);
+        app.admin().await.batch_execute(sql).await.unwrap();
+        let result = check_z1(&app.runtime().await).await;
+        assert_eq!(result.status, Status::Fail, "{sql}: {result:?}");
+        assert!(result.evidence.contains(expected), "{sql}: {}", result.evidence);
+    }
+}
+
+#[tokio::test]
+async fn l4_fails_when_an_event_is_altered_and_l1_when_the_server_may_write_the_chain() {
+    use palisade_server::controls_data::check_l4;
+    let app = TestApp::spawn().await;
+    let (_, org) = app.owner_of("a@example.com", "Org A").await;
+    let admin = app.admin().await;
+    assert_eq!(check_l4(Some(&admin)).await.status, Status::Pass);
+    admin
+        .batch_execute("UPDATE palisade.audit_events SET action = 'org.renamed' WHERE action = 'org.created'")
+        .await
+        .unwrap();
+    let result = check_l4(Some(&admin)).await;
+    assert_eq!(result.status, Status::Fail, "{result:?}");
+    assert!(result.evidence.starts_with(&format!("{org}: broken at position")), "{}", result.evidence);
+    assert_eq!(check_l4(None).await.status, Status::Skip);
+
+    admin.batch_execute("GRANT INSERT ON palisade.audit_chain TO palisade_app").await.unwrap();
+    let l1 = controls::check_l1(&app.runtime().await).await;
+    assert_eq!(l1.status, Status::Fail);
+    assert!(l1.evidence.contains("may write the audit chain directly"), "{}", l1.evidence);
 }
