@@ -62,7 +62,12 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/orgs", post(routes::orgs::create).get(routes::orgs::list))
         .route("/api/v1/orgs/{org}", get(routes::orgs::get).patch(routes::orgs::update))
         .route("/api/v1/orgs/{org}/members", get(routes::orgs::members))
-        .route("/api/v1/orgs/{org}/roles", get(routes::orgs::roles))
+        .route("/api/v1/orgs/{org}/roles", get(routes::orgs::roles).post(routes::roles::create))
+        .route(
+            "/api/v1/orgs/{org}/roles/{role}",
+            axum::routing::put(routes::roles::update).delete(routes::roles::delete),
+        )
+        .route("/api/v1/orgs/{org}/access-review", get(routes::roles::access_review))
         .route("/api/v1/orgs/{org}/invitations", post(routes::members::invite).get(routes::members::invitations))
         .route("/api/v1/orgs/{org}/invitations/{invitation}", axum::routing::delete(routes::members::revoke_invitation))
         .route(

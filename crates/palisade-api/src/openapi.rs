@@ -4,7 +4,7 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::{Modify, OpenApi};
 
 use crate::problem::{CATALOG, FieldError, Problem};
-use crate::routes::{Items, audit, auth, collections, me, members, orgs, records, system};
+use crate::routes::{Items, audit, auth, collections, me, members, orgs, records, roles, system};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -16,6 +16,7 @@ use crate::routes::{Items, audit, auth, collections, me, members, orgs, records,
         collections::create, collections::list, collections::get, collections::change_schema, collections::delete,
         records::create, records::list, records::get, records::replace, records::patch, records::delete,
         audit::list, audit::export, audit::verify, audit::verify_against, audit::checkpoints, audit::latest_checkpoint,
+        roles::create, roles::update, roles::delete, roles::access_review,
         system::healthz, system::readyz, system::problem_type,
     ),
     components(schemas(Problem, FieldError, Items<orgs::OrgResponse>, Items<orgs::MemberResponse>, Items<me::SessionResponse>, Items<orgs::RoleResponse>, Items<members::InvitationResponse>, Items<collections::CollectionResponse>)),

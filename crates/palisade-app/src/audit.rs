@@ -194,14 +194,49 @@ impl App {
         Ok(due.len())
     }
 
+    /// Applies every organization's audit retention: cuts each due chain under a signed
+    /// truncation checkpoint (legal hold and the minimum of 365 days are enforced in SQL).
+    /// Returns how many events were deleted.
+    pub async fn apply_audit_retention(&self) -> Result<i64, AppError> {
+        let client = self.db.client().await?;
+        let now = self.clock.now();
+        let signed_at = now.replace_nanosecond(now.microsecond() * 1000).unwrap_or(now);
+        let due = audit_chain::retention_due(&client, signed_at, 1000).await?;
+        if due.is_empty() {
+            return Ok(0);
+        }
+        let signer = self.audit_signer().await?;
+        let key_id = signer.key_id();
+        let mut deleted = 0;
+        for (org, seq, hash) in &due {
+            let signature = signer.sign(&audit_chain::truncation_message(*org, *seq, hash, signed_at));
+            deleted += audit_chain::purge(
+                &client,
+                NewCheckpoint { org: *org, seq: *seq, hash, signed_at, key_id: &key_id, signature: &signature },
+            )
+            .await?;
+            tracing::info!(org = %org, through_seq = seq, "audit events past retention purged");
+        }
+        Ok(deleted)
+    }
+
     /// The sequencer loop each server node runs: seal every `interval` (so an event is in its
     /// chain within about one interval of commit), checkpoint what is due. Runs until the task
     /// is dropped; failures are logged and retried.
     pub async fn run_audit_sequencer(self, interval: Duration) {
         let mut ticker = tokio::time::interval(interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_retention: Option<OffsetDateTime> = None;
         loop {
             ticker.tick().await;
+            // Retention runs once a day (and at start).
+            let now = self.clock.now();
+            if last_retention.is_none_or(|at| now - at >= time::Duration::days(1)) {
+                last_retention = Some(now);
+                if let Err(err) = self.apply_audit_retention().await {
+                    tracing::warn!(error = %err, "audit retention failed; will retry tomorrow");
+                }
+            }
             if let Err(err) = self.seal_audit().await {
                 tracing::warn!(error = %err, "audit sequencer: sealing failed; will retry");
                 continue;

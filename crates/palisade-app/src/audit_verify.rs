@@ -52,10 +52,29 @@ pub async fn verify_chain<S: ChainSource>(source: &mut S, org: OrgId, kept: &[An
         }
         return Ok(Report { verdict: verifier.verdict(), checkpoints_verified: 0 });
     };
-    let stored: Vec<Anchor> = source
-        .checkpoints()
-        .await?
+    let all = source.checkpoints().await?;
+    let mut verifier = ChainVerifier::new(head.base_seq, head.base_hash.clone());
+    // A chain cut by retention must start where a signed truncation checkpoint says.
+    if head.base_seq > 0 {
+        let signed = all.iter().any(|c| {
+            c.kind == "truncation"
+                && c.seq == head.base_seq
+                && c.hash == head.base_hash
+                && palisade_crypto::signing::verify(
+                    c.public_key.as_deref().unwrap_or_default(),
+                    &palisade_store::repo::audit_chain::truncation_message(org, c.seq, &c.hash, c.signed_at),
+                    &c.signature,
+                )
+        });
+        if !signed {
+            let first = head.base_seq + 1;
+            verifier
+                .fail(first, format!("the chain starts at position {first} without a signed truncation checkpoint"));
+        }
+    }
+    let stored: Vec<Anchor> = all
         .into_iter()
+        .filter(|c| c.kind == "head")
         .map(|c| Anchor {
             seq: c.seq,
             hash: c.hash,
@@ -64,8 +83,8 @@ pub async fn verify_chain<S: ChainSource>(source: &mut S, org: OrgId, kept: &[An
             signature: c.signature,
         })
         .collect();
-    let anchors: Vec<&Anchor> = stored.iter().chain(kept).collect();
-    let mut verifier = ChainVerifier::new(head.base_seq, head.base_hash.clone());
+    // A kept checkpoint from before the retention cut can no longer be checked: skipped.
+    let anchors: Vec<&Anchor> = stored.iter().chain(kept).filter(|a| a.seq > head.base_seq).collect();
     for anchor in &anchors {
         if !palisade_crypto::signing::verify(
             &anchor.public_key,
@@ -103,7 +122,7 @@ pub async fn verify_chain<S: ChainSource>(source: &mut S, org: OrgId, kept: &[An
         verifier.fail(seq, format!("the chain ends before its recorded head (position {})", head.seq));
     }
     for anchor in &anchors {
-        if anchor.seq > head.seq || anchor.seq <= head.base_seq {
+        if anchor.seq > head.seq {
             verifier.fail(anchor.seq, format!("the checkpoint at position {} is not in the kept chain", anchor.seq));
         }
     }
@@ -134,13 +153,15 @@ pub struct CheckpointDocument {
 }
 
 pub const CHECKPOINT_FORMAT: &str = "palisade-audit-checkpoint-v1";
+/// A truncation checkpoint: where a chain starts after retention cut it.
+pub const TRUNCATION_FORMAT: &str = "palisade-audit-truncation-v1";
 
 impl CheckpointDocument {
     pub fn from_stored(org: OrgId, c: &Checkpoint) -> Self {
         use base64::Engine;
         let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
         Self {
-            format: CHECKPOINT_FORMAT.into(),
+            format: if c.kind == "truncation" { TRUNCATION_FORMAT.into() } else { CHECKPOINT_FORMAT.into() },
             org: org.to_string(),
             seq: c.seq,
             hash: hex::encode(&c.hash),

@@ -13,6 +13,7 @@ mod mfa;
 mod orgs;
 mod record_query;
 mod records;
+mod roles;
 mod schema;
 mod security;
 
@@ -36,10 +37,12 @@ pub use palisade_store::repo::collections::Collection;
 pub use palisade_store::repo::members::Invitation;
 pub use palisade_store::repo::orgs::{Member, Org};
 pub use palisade_store::repo::records::Record;
+pub use palisade_store::repo::roles::{CustomRole, ReviewRow};
 pub use palisade_store::repo::sessions::SessionInfo;
 pub use palisade_store::repo::users::{Lockout, Me};
 pub use record_query::{MAX_PAGE, RecordPage};
 pub use records::{RecordInput, RecordUpdate, RecordView};
+pub use roles::RoleInput;
 pub use schema::{RECORD_MAX_BYTES, SCHEMA_MAX_BYTES, SchemaCache};
 pub use security::STEP_UP_WINDOW;
 

@@ -15,14 +15,14 @@ pub const INVITATION_VALID_FOR: time::Duration = time::Duration::days(7);
 
 fn parse_role(raw: &str) -> Result<OrgRole, AppError> {
     OrgRole::from_db(raw).ok_or_else(|| {
-        ValidationError::new("role", "must be one of owner, admin, manager, member, contractor, viewer").into()
+        ValidationError::new("role", "must be one of owner, admin, manager, member, contractor, viewer (or, for a member, a custom role id rol_…)").into()
     })
 }
 
 impl App {
     /// Runs a members change; a refusal by the rules is audited as denied (in its own
     /// transaction, the refused one having rolled back).
-    async fn members_change(
+    pub(crate) async fn members_change(
         &self,
         proof: &SessionTokenHash,
         org: OrgId,
@@ -143,6 +143,9 @@ impl App {
         role: &str,
         meta: &RequestMeta,
     ) -> Result<(), AppError> {
+        if let Ok(custom) = role.parse::<palisade_core::RoleId>() {
+            return self.assign_custom_role(proof, org, user, custom, meta).await;
+        }
         let role = parse_role(role)?;
         let mut tx = Tx::tenant(proof, self.clock.now(), org);
         tx.require(Permission::MembersManage);

@@ -1,6 +1,6 @@
 //! Organizations (tenants) and their members.
 
-use palisade_core::{OrgId, OrgName, OrgRole, Permission, SessionTokenHash, UserId, ValidationError};
+use palisade_core::{OrgId, OrgName, Permission, SessionTokenHash, UserId, ValidationError};
 use palisade_store::Tx;
 use palisade_store::repo::audit::{self, NewEvent, Outcome, RequestMeta};
 use palisade_store::repo::orgs::{self, Member, Org};
@@ -17,7 +17,13 @@ pub struct OrgPatch {
     pub session_idle_minutes: Option<Option<i64>>,
     /// "off", "admins" or "all".
     pub mfa_policy: Option<String>,
+    /// 365 to 36500 days.
+    pub audit_retention_days: Option<i64>,
+    pub legal_hold: Option<bool>,
 }
+
+/// Allowed audit retention, in days (at least a year).
+pub const RETENTION_DAYS: std::ops::RangeInclusive<i64> = 365..=36500;
 
 /// Allowed range of an organization's inactivity timeout, in minutes (5 minutes to 24 hours).
 pub const IDLE_MINUTES: std::ops::RangeInclusive<i64> = 5..=1440;
@@ -61,13 +67,24 @@ impl App {
         patch: OrgPatch,
         meta: &RequestMeta,
     ) -> Result<Org, AppError> {
-        if patch.name.is_none() && patch.session_idle_minutes.is_none() && patch.mfa_policy.is_none() {
+        if patch.name.is_none()
+            && patch.session_idle_minutes.is_none()
+            && patch.mfa_policy.is_none()
+            && patch.audit_retention_days.is_none()
+            && patch.legal_hold.is_none()
+        {
             return Err(ValidationError::new(
                 "",
-                "give at least one field to change: name, session_idle_minutes, mfa_policy",
+                "give at least one field to change: name, session_idle_minutes, mfa_policy, audit_retention_days, legal_hold",
             )
             .into());
         }
+        let retention = match patch.audit_retention_days {
+            Some(days) if !RETENTION_DAYS.contains(&days) => {
+                return Err(ValidationError::new("audit_retention_days", "must be 365 to 36500 days").into());
+            }
+            other => other.map(|d| d as i32),
+        };
         let mfa_policy = match patch.mfa_policy.as_deref() {
             None => None,
             Some("off") => Some("off"),
@@ -97,16 +114,28 @@ impl App {
         if mfa_policy.is_some() {
             changed.push("mfa_policy");
         }
+        if retention.is_some() {
+            changed.push("audit_retention_days");
+        }
+        if patch.legal_hold.is_some() {
+            changed.push("legal_hold");
+        }
         let now = self.clock.now();
         let mut tx = Tx::tenant(proof, now, id);
         tx.require(Permission::OrgSettings);
-        if idle.is_some() || mfa_policy.is_some() {
+        if idle.is_some() || mfa_policy.is_some() || retention.is_some() || patch.legal_hold.is_some() {
             tx.require(Permission::SecuritySettings);
         }
         let updated = orgs::update(
             &mut tx,
             id,
-            &orgs::OrgChange { name: name.as_ref(), session_idle_minutes: idle, mfa_policy },
+            &orgs::OrgChange {
+                name: name.as_ref(),
+                session_idle_minutes: idle,
+                mfa_policy,
+                audit_retention_days: retention,
+                legal_hold: patch.legal_hold,
+            },
             now,
         );
         if name.is_some() {
@@ -120,6 +149,15 @@ impl App {
         }
         if let Some(policy) = mfa_policy {
             audit::record(&mut tx, self.org_event(id, "settings.changed", meta).details(json!({"mfa_policy": policy})));
+        }
+        if let Some(days) = retention {
+            audit::record(
+                &mut tx,
+                self.org_event(id, "settings.changed", meta).details(json!({"audit_retention_days": days})),
+            );
+        }
+        if let Some(hold) = patch.legal_hold {
+            audit::record(&mut tx, self.org_event(id, "settings.changed", meta).details(json!({"legal_hold": hold})));
         }
         match tx.run(&self.db).await {
             Ok(mut results) => Ok(results.get(updated)?),
@@ -176,15 +214,6 @@ impl App {
     }
 
     /// The roles of this organization and what each may do (members only; others get 404).
-    pub async fn list_roles(
-        &self,
-        proof: &SessionTokenHash,
-        id: OrgId,
-    ) -> Result<Vec<(OrgRole, Vec<Permission>)>, AppError> {
-        Tx::tenant(proof, self.clock.now(), id).run(&self.db).await?;
-        Ok(OrgRole::ALL.into_iter().map(|role| (role, role.permissions())).collect())
-    }
-
     pub async fn list_members(&self, proof: &SessionTokenHash, id: OrgId) -> Result<Vec<Member>, AppError> {
         let mut tx = Tx::tenant(proof, self.clock.now(), id);
         let members = orgs::members(&mut tx, id);

@@ -15,7 +15,7 @@ GRANT UPDATE (revoked_at) ON palisade.sessions TO {role};
 GRANT SELECT, INSERT ON palisade.orgs TO {role};
 GRANT UPDATE (name, updated_at, session_idle_timeout) ON palisade.orgs TO {role};
 GRANT SELECT, INSERT, DELETE ON palisade.memberships TO {role};
-GRANT UPDATE (role, sessions_not_before) ON palisade.memberships TO {role};
+GRANT UPDATE (role, sessions_not_before, custom_role_id) ON palisade.memberships TO {role};
 -- The audit log is append-only for the server: no UPDATE, no DELETE.
 GRANT SELECT, INSERT ON palisade.audit_events TO {role};
 GRANT EXECUTE ON FUNCTION palisade.current_user_id() TO {role};
@@ -72,3 +72,12 @@ GRANT EXECUTE ON FUNCTION palisade.audit_hash(bigint, bytea, palisade.audit_even
 GRANT SELECT, INSERT ON palisade.signing_keys TO {role};
 GRANT UPDATE (retired_at) ON palisade.signing_keys TO {role};
 GRANT SELECT ON palisade.role_permissions TO {role};
+GRANT SELECT, INSERT, DELETE ON palisade.custom_roles TO {role};
+GRANT UPDATE (name, description, permissions, updated_at) ON palisade.custom_roles TO {role};
+GRANT EXECUTE ON FUNCTION palisade.require_permissions_held(text[]) TO {role};
+GRANT EXECUTE ON FUNCTION palisade.require_can_grant_custom(uuid) TO {role};
+GRANT EXECUTE ON FUNCTION palisade.access_review() TO {role};
+GRANT EXECUTE ON FUNCTION palisade.is_admin_like(text) TO {role};
+GRANT UPDATE (audit_retention_days, legal_hold) ON palisade.orgs TO {role};
+GRANT EXECUTE ON FUNCTION palisade.retention_due(timestamptz, integer) TO {role};
+GRANT EXECUTE ON FUNCTION palisade.purge_audit(uuid, bigint, bytea, timestamptz, text, bytea) TO {role};

@@ -36,6 +36,11 @@ const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../migrations/0010_collections_records.sql"),
     },
     Migration { version: 11, name: "audit_chain", sql: include_str!("../migrations/0011_audit_chain.sql") },
+    Migration {
+        version: 12,
+        name: "roles_review_retention",
+        sql: include_str!("../migrations/0012_roles_review_retention.sql"),
+    },
 ];
 
 const GRANTS: &str = include_str!("../migrations/grants.sql");

@@ -322,7 +322,10 @@ pub async fn latest_checkpoint(
     OrgPath(org): OrgPath,
 ) -> ApiResult<Response> {
     let list = state.app.audit_checkpoints(&caller.proof, org).await?;
-    let newest = list.first().ok_or_else(|| Problem::new("not-found", "No checkpoint has been signed yet."))?;
+    let newest = list
+        .iter()
+        .find(|c| c.kind == "head")
+        .ok_or_else(|| Problem::new("not-found", "No checkpoint has been signed yet."))?;
     let mut response = Json(CheckpointDocument::from_stored(org, newest)).into_response();
     response.headers_mut().insert(
         header::CONTENT_DISPOSITION,

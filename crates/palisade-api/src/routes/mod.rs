@@ -8,6 +8,7 @@ pub mod me;
 pub mod members;
 pub mod orgs;
 pub mod records;
+pub mod roles;
 pub mod system;
 
 use serde::Serialize;

@@ -28,6 +28,12 @@ pub struct OrgResponse {
     pub session_idle_minutes: Option<i64>,
     /// "off", "admins" or "all".
     pub mfa_policy: String,
+    /// Days audit events are kept (365 to 36500; default 730). Absent in lists.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub audit_retention_days: Option<i32>,
+    /// While true, no audit event is purged. Absent in lists.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub legal_hold: Option<bool>,
 }
 
 impl From<Org> for OrgResponse {
@@ -40,6 +46,8 @@ impl From<Org> for OrgResponse {
             updated_at: rfc3339(org.updated_at),
             session_idle_minutes: org.session_idle_minutes,
             mfa_policy: org.mfa_policy,
+            audit_retention_days: org.audit_retention_days,
+            legal_hold: org.legal_hold,
         }
     }
 }
@@ -112,6 +120,10 @@ pub struct UpdateOrgRequest {
     /// Who must use a second factor here: "off", "admins" (owners and admins) or "all". Turning
     /// it on needs the caller to have a second factor.
     pub mfa_policy: Option<String>,
+    /// Days audit events are kept before the daily purge removes them (365 to 36500).
+    pub audit_retention_days: Option<i64>,
+    /// Stops every purge of this organization's audit events while true.
+    pub legal_hold: Option<bool>,
 }
 
 #[utoipa::path(patch, path = "/api/v1/orgs/{org}", tag = "orgs", request_body = UpdateOrgRequest,
@@ -131,8 +143,13 @@ pub async fn update(
     Meta(meta): Meta,
     ApiJson(body): ApiJson<UpdateOrgRequest>,
 ) -> ApiResult<Json<OrgResponse>> {
-    let patch =
-        OrgPatch { name: body.name, session_idle_minutes: body.session_idle_minutes, mfa_policy: body.mfa_policy };
+    let patch = OrgPatch {
+        name: body.name,
+        session_idle_minutes: body.session_idle_minutes,
+        mfa_policy: body.mfa_policy,
+        audit_retention_days: body.audit_retention_days,
+        legal_hold: body.legal_hold,
+    };
     let updated = state.app.update_org(&caller.proof, org, patch, &meta).await?;
     Ok(Json(updated.into()))
 }
@@ -192,12 +209,33 @@ pub async fn revoke_member_sessions(
 
 #[derive(Serialize, ToSchema)]
 pub struct RoleResponse {
+    /// A custom role's id (`rol_…`), to give it to a member; absent for built-in roles.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
     #[schema(example = "manager")]
-    pub name: &'static str,
-    /// Built-in roles cannot be changed; custom roles arrive with the roles issue.
+    pub name: String,
+    /// Built-in roles cannot be changed; custom roles are the organization's own.
     pub builtin: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
     #[schema(example = json!(["org.read", "records.read_all"]))]
-    pub permissions: Vec<&'static str>,
+    pub permissions: Vec<String>,
+    /// Members holding a custom role.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub members: Option<i64>,
+}
+
+impl From<palisade_app::CustomRole> for RoleResponse {
+    fn from(r: palisade_app::CustomRole) -> Self {
+        Self {
+            id: Some(r.id.to_string()),
+            name: r.name,
+            builtin: false,
+            description: Some(r.description),
+            permissions: r.permissions,
+            members: Some(r.members),
+        }
+    }
 }
 
 #[utoipa::path(get, path = "/api/v1/orgs/{org}/roles", tag = "orgs",
@@ -213,15 +251,19 @@ pub async fn roles(
     caller: Caller,
     OrgPath(org): OrgPath,
 ) -> ApiResult<Json<Items<RoleResponse>>> {
-    let roles = state.app.list_roles(&caller.proof, org).await?;
+    let (builtin, custom) = state.app.list_all_roles(&caller.proof, org).await?;
     Ok(Json(Items {
-        items: roles
+        items: builtin
             .into_iter()
             .map(|(role, permissions)| RoleResponse {
-                name: role.as_str(),
+                id: None,
+                name: role.as_str().to_owned(),
                 builtin: true,
-                permissions: permissions.into_iter().map(|p| p.as_str()).collect(),
+                description: None,
+                permissions: permissions.into_iter().map(|p| p.as_str().to_owned()).collect(),
+                members: None,
             })
+            .chain(custom.into_iter().map(Into::into))
             .collect(),
     }))
 }

@@ -415,3 +415,71 @@ async fn audit_routes_refuse_strangers_the_unauthenticated_and_roles_without_aud
     };
     assert_eq!(tenant_tables_except_chain(&after), tenant_tables_except_chain(&before));
 }
+
+/// Retention, tested by moving the injected clock: an organization's events from 800 days ago
+/// are purged under a signed truncation checkpoint, the rest still verifies, and an
+/// organization under legal hold keeps everything.
+#[tokio::test]
+async fn retention_purges_old_events_under_a_signed_truncation_unless_on_legal_hold() {
+    let app = TestApp::spawn().await;
+    app.clock.advance(time::Duration::days(-800));
+    let (owner, org) = busy_org(&app, 2).await;
+    let (keeper, held_org) = app.owner_of("keeper@example.com", "Held").await;
+    let hold =
+        app.send("PATCH", &format!("/api/v1/orgs/{held_org}"), Some(&keeper), Some(json!({"legal_hold": true}))).await;
+    assert_eq!((hold.status, hold.body["legal_hold"].as_bool()), (200, Some(true)), "{}", hold.text);
+    app.send("PATCH", &format!("/api/v1/orgs/{org}"), Some(&owner), Some(json!({"audit_retention_days": 364})))
+        .await
+        .assert_problem(422, "validation");
+    app.app.seal_audit().await.unwrap();
+    let old_events = event_count(&app, &org).await;
+    let held_events = event_count(&app, &held_org).await;
+
+    // 800 days later (today): the first organization's events are past the 730-day default.
+    app.clock.advance(time::Duration::days(800));
+    assert_eq!(app.app.apply_audit_retention().await.unwrap(), old_events);
+    assert_eq!(app.app.apply_audit_retention().await.unwrap(), 0, "nothing more is due");
+    let owner = app.login("owner@example.com").await;
+    let report = verify(&app, &owner, &org).await;
+    assert_eq!(report["valid"], true, "{report}");
+    // What remains: the purge's own event and this sign-in era's events, after the cut.
+    let left = app.get(&format!("/api/v1/orgs/{org}/audit-events"), Some(&owner)).await;
+    let actions: Vec<&str> =
+        left.body["items"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
+    assert_eq!(actions, ["audit.purged"]);
+    assert_eq!(left.body["items"][0]["details"]["events"].as_i64(), Some(old_events));
+    assert_eq!(left.body["items"][0]["seq"].as_i64(), Some(old_events + 1));
+    let checkpoints = app.get(&format!("/api/v1/orgs/{org}/audit-checkpoints"), Some(&owner)).await;
+    assert_eq!(checkpoints.body["items"][0]["format"], "palisade-audit-truncation-v1");
+    // Legal hold: nothing purged.
+    assert_eq!(event_count(&app, &held_org).await, held_events);
+
+    // The database refuses a purge dated in the future, and of events still within retention.
+    let t = tenant(&org);
+    app.app.seal_audit().await.unwrap();
+    let head = app
+        .admin()
+        .await
+        .query_one("SELECT seq, hash FROM palisade.audit_chain_heads WHERE tenant_id = $1", &[&t])
+        .await
+        .unwrap();
+    let (seq, hash): (i64, Vec<u8>) = (head.get(0), head.get(1));
+    let runtime = app.runtime().await;
+    for when in ["now() + interval '10 years'", "now()"] {
+        let sql = format!("SELECT palisade.purge_audit($1, $2, $3, {when}, 'k', '\\x00')");
+        let refused = runtime.query_one(&sql, &[&t, &seq, &hash]).await.unwrap_err();
+        assert_eq!(refused.code().map(|c| c.code()), Some("PA403"), "{when}: {refused:?}");
+    }
+    // Moving the chain's start without a signed truncation checkpoint is found.
+    app.admin()
+        .await
+        .execute("DELETE FROM palisade.audit_checkpoints WHERE tenant_id = $1 AND kind = 'truncation'", &[&t])
+        .await
+        .unwrap();
+    let report = verify(&app, &owner, &org).await;
+    assert_eq!(
+        (report["valid"].as_bool(), report["first_bad_seq"].as_i64()),
+        (Some(false), Some(old_events + 1)),
+        "{report}"
+    );
+}

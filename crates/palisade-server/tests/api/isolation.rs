@@ -33,6 +33,7 @@ async fn catalog_invariant_every_tenant_table_has_forced_rls() {
             "audit_events",
             "collection_versions",
             "collections",
+            "custom_roles",
             "invitations",
             "memberships",
             "orgs",

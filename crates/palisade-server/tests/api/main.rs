@@ -15,6 +15,7 @@ mod members;
 mod mfa;
 mod orgs;
 mod records;
+mod roles;
 mod sessions;
 mod step_up;
 mod support;

@@ -113,9 +113,11 @@ pub struct Checkpoint {
     pub key_id: String,
     pub signature: Vec<u8>,
     pub public_key: Option<Vec<u8>>,
+    /// `head` (where the chain ended when signed) or `truncation` (where it now starts).
+    pub kind: String,
 }
 
-pub const CHECKPOINTS: &str = "SELECT c.seq, c.hash, c.signed_at, c.key_id, c.signature, k.public_key \
+pub const CHECKPOINTS: &str = "SELECT c.seq, c.hash, c.signed_at, c.key_id, c.signature, k.public_key, c.kind \
     FROM palisade.audit_checkpoints c LEFT JOIN palisade.signing_keys k ON k.key_id = c.key_id \
     WHERE c.tenant_id = $1 ORDER BY c.seq DESC LIMIT $2";
 
@@ -127,6 +129,7 @@ pub fn checkpoint_row(r: &Row) -> Checkpoint {
         key_id: r.get(3),
         signature: r.get(4),
         public_key: r.get(5),
+        kind: r.get(6),
     }
 }
 
@@ -302,6 +305,38 @@ impl ChainVerifier {
 pub fn checkpoint_message(org: OrgId, seq: i64, hash: &[u8], signed_at: OffsetDateTime) -> Vec<u8> {
     format!("palisade-audit-checkpoint-v1\n{org}\n{seq}\n{}\n{}", hex::encode(hash), checkpoint_time(signed_at))
         .into_bytes()
+}
+
+/// The message a truncation checkpoint signs: the chain of `org` now starts after `seq`.
+pub fn truncation_message(org: OrgId, seq: i64, hash: &[u8], signed_at: OffsetDateTime) -> Vec<u8> {
+    format!("palisade-audit-truncation-v1\n{org}\n{seq}\n{}\n{}", hex::encode(hash), checkpoint_time(signed_at))
+        .into_bytes()
+}
+
+/// Organizations whose oldest kept events outlived their retention: where to cut each chain.
+pub async fn retention_due(
+    client: &Client,
+    now: OffsetDateTime,
+    max: i32,
+) -> Result<Vec<(OrgId, i64, Vec<u8>)>, StoreError> {
+    let rows = client
+        .query("SELECT tenant_id, seq, hash FROM palisade.retention_due($1, $2)", &[&now, &max])
+        .await
+        .map_err(StoreError::from_pg)?;
+    Ok(rows.iter().map(|r| (OrgId::from_uuid(r.get(0)), r.get(1), r.get(2))).collect())
+}
+
+/// Cuts a chain at `seq` under a signed truncation checkpoint (rules in `palisade.purge_audit`).
+/// Returns how many events were deleted.
+pub async fn purge(client: &Client, c: NewCheckpoint<'_>) -> Result<i64, StoreError> {
+    let row = client
+        .query_one(
+            "SELECT palisade.purge_audit($1, $2, $3, $4, $5, $6)",
+            &[&c.org.as_uuid(), &c.seq, &c.hash, &c.signed_at, &c.key_id, &c.signature],
+        )
+        .await
+        .map_err(StoreError::from_pg)?;
+    Ok(row.get(0))
 }
 
 /// UTC, microseconds, always six digits: `2026-11-30T16:15:52.123456Z`.

@@ -105,7 +105,7 @@ pub fn accept(
 }
 
 const CHANGE_ROLE: &str = "WITH c AS ( \
-        UPDATE palisade.memberships SET role = $3 WHERE tenant_id = $1 AND user_id = $2 RETURNING 1) \
+        UPDATE palisade.memberships SET role = $3, custom_role_id = NULL WHERE tenant_id = $1 AND user_id = $2 RETURNING 1) \
     SELECT palisade.require_found((SELECT count(*) FROM c))";
 
 /// Changes a member's role: only an owner touches an owner or grants owner, and the organization

@@ -9,6 +9,7 @@ pub mod members;
 pub mod mfa;
 pub mod orgs;
 pub mod records;
+pub mod roles;
 pub mod security;
 pub mod sessions;
 pub mod users;

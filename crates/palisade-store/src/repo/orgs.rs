@@ -19,6 +19,10 @@ pub struct Org {
     pub session_idle_minutes: Option<i64>,
     /// Who must use a second factor here: "off", "admins" (owners and admins) or "all".
     pub mfa_policy: String,
+    /// Days audit events are kept (read with the organization itself, not in lists).
+    pub audit_retention_days: Option<i32>,
+    /// While set, no audit event is purged.
+    pub legal_hold: Option<bool>,
 }
 
 fn org_from_row(row: &Row) -> Org {
@@ -30,6 +34,8 @@ fn org_from_row(row: &Row) -> Org {
         my_role: OrgRole::from_db(row.get(4)),
         session_idle_minutes: row.get::<_, Option<f64>>(5).map(|secs| (secs / 60.0).round() as i64),
         mfa_policy: row.get(6),
+        audit_retention_days: row.try_get(7).ok(),
+        legal_hold: row.try_get(8).ok(),
     }
 }
 
@@ -44,7 +50,7 @@ pub fn create(tx: &mut Tx<Tenant>, id: OrgId, name: &OrgName, at: OffsetDateTime
 }
 
 const COLUMNS: &str = "tenant_id, name, created_at, updated_at, current_setting('app.role', true), \
-    extract(epoch FROM session_idle_timeout)::float8, mfa_policy";
+    extract(epoch FROM session_idle_timeout)::float8, mfa_policy, audit_retention_days, legal_hold";
 const GET: &str = const_format::concatcp!("SELECT ", COLUMNS, " FROM palisade.orgs WHERE tenant_id = $1");
 
 pub fn get(tx: &mut Tx<Tenant>, id: OrgId) -> Step<Org> {
@@ -57,12 +63,15 @@ pub struct OrgChange<'a> {
     /// `Some(None)` goes back to the instance default.
     pub session_idle_minutes: Option<Option<i32>>,
     pub mfa_policy: Option<&'static str>,
+    pub audit_retention_days: Option<i32>,
+    pub legal_hold: Option<bool>,
 }
 
 const UPDATE: &str = const_format::concatcp!(
     "UPDATE palisade.orgs SET name = coalesce($2, name), \
         session_idle_timeout = CASE WHEN $3 THEN make_interval(mins => $4) ELSE session_idle_timeout END, \
-        mfa_policy = coalesce($6, mfa_policy), updated_at = $5 WHERE tenant_id = $1 RETURNING ",
+        mfa_policy = coalesce($6, mfa_policy), audit_retention_days = coalesce($7, audit_retention_days), \
+        legal_hold = coalesce($8, legal_hold), updated_at = $5 WHERE tenant_id = $1 RETURNING ",
     COLUMNS
 );
 
@@ -81,6 +90,8 @@ pub fn update(tx: &mut Tx<Tenant>, id: OrgId, change: &OrgChange<'_>, at: Offset
             Box::new(change.session_idle_minutes.flatten()),
             Box::new(at),
             Box::new(change.mfa_policy),
+            Box::new(change.audit_retention_days),
+            Box::new(change.legal_hold),
         ],
         |rows| Ok(org_from_row(&exactly_one(rows)?)),
     )
