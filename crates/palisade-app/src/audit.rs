@@ -27,6 +27,8 @@ pub const CHECKPOINT_EVERY: Duration = Duration::from_secs(3600);
 const SEAL_BATCH: i32 = 10_000;
 const DEFAULT_PAGE: i64 = 100;
 const MAX_PAGE: i64 = 1000;
+/// Events per read while exporting (each read is a transaction of its own).
+const EXPORT_PAGE: i64 = 5000;
 
 /// One page of events, newest first.
 pub struct EventPage {
@@ -285,7 +287,7 @@ impl App {
         meta: &RequestMeta,
     ) -> Result<EventQuery, AppError> {
         let mut query = parse_query(self, org, pairs)?;
-        query.limit = MAX_PAGE;
+        query.limit = EXPORT_PAGE;
         let now = self.clock.now();
         let mut tx = Tx::tenant(proof, now, org);
         tx.require(Permission::AuditExport);

@@ -12,10 +12,12 @@ use palisade_store::StoreError;
 use palisade_store::repo::audit_chain::{self, ChainRow, Checkpoint, Head};
 use tokio_postgres::Client;
 
-/// Reads one organization's chain inside the operator's transaction (tenant set once).
+/// Reads one organization's chain inside the operator's transaction (tenant set once), through
+/// one cursor: the whole chain is planned and read once, like a COPY.
 struct OperatorChain<'a> {
     client: &'a Client,
     org: OrgId,
+    cursor_open: bool,
 }
 
 fn pg(err: tokio_postgres::Error) -> StoreError {
@@ -28,8 +30,16 @@ impl ChainSource for OperatorChain<'_> {
         Ok(row.map(|r| Head { seq: r.get(0), hash: r.get(1), base_seq: r.get(2), base_hash: r.get(3) }))
     }
     async fn page(&mut self, after: i64, limit: i64) -> Result<Vec<ChainRow>, StoreError> {
-        let rows =
-            self.client.query(audit_chain::CHAIN_PAGE, &[&self.org.as_uuid(), &after, &limit]).await.map_err(pg)?;
+        if !self.cursor_open {
+            // DECLARE takes no parameters; both values are typed (a UUID, an integer), so their
+            // text cannot carry SQL.
+            let sql = audit_chain::CHAIN_ROWS
+                .replace("$1", &format!("'{}'::uuid", self.org.as_uuid()))
+                .replace("$2", &after.to_string());
+            self.client.batch_execute(&format!("DECLARE chain NO SCROLL CURSOR FOR {sql}")).await.map_err(pg)?;
+            self.cursor_open = true;
+        }
+        let rows = self.client.query(&format!("FETCH {limit} FROM chain"), &[]).await.map_err(pg)?;
         Ok(rows.iter().map(audit_chain::chain_row).collect())
     }
     async fn unchained(&mut self) -> Result<i64, StoreError> {
@@ -46,7 +56,7 @@ impl ChainSource for OperatorChain<'_> {
 pub async fn verify_org(client: &Client, org: OrgId, kept: &[Anchor]) -> Result<Report> {
     client.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ").await?;
     client.query_one("SELECT set_config('app.tenant_id', $1, true)", &[&org.as_uuid().to_string()]).await?;
-    let report = verify_chain(&mut OperatorChain { client, org }, org, kept).await;
+    let report = verify_chain(&mut OperatorChain { client, org, cursor_open: false }, org, kept).await;
     client.batch_execute("COMMIT").await?;
     Ok(report?)
 }

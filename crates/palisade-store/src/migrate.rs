@@ -41,6 +41,7 @@ const MIGRATIONS: &[Migration] = &[
         name: "roles_review_retention",
         sql: include_str!("../migrations/0012_roles_review_retention.sql"),
     },
+    Migration { version: 13, name: "audit_list_index", sql: include_str!("../migrations/0013_audit_list_index.sql") },
 ];
 
 const GRANTS: &str = include_str!("../migrations/grants.sql");

@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use palisade_app::{CheckpointDocument, EventRow, Report};
 use palisade_core::{EventId, typeid_of_kind};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 use utoipa::ToSchema;
 
 use crate::ApiState;
@@ -22,27 +22,52 @@ fn pairs(query: Option<String>) -> Vec<(String, String)> {
         .collect()
 }
 
+/// Who acted or what was acted on: a kind and, where there is one, its id in text form.
+#[derive(Serialize)]
+struct Party<'a> {
+    kind: &'a str,
+    id: Option<String>,
+}
+
 /// An event as the API shows it: ids in their text form, the chain position once sealed.
+#[derive(Serialize)]
+struct EventOut<'a> {
+    id: String,
+    seq: Option<i64>,
+    occurred_at: String,
+    actor: Option<Party<'a>>,
+    action: &'a str,
+    target: Option<Party<'a>>,
+    outcome: &'a str,
+    ip: Option<&'a str>,
+    user_agent: Option<&'a str>,
+    request_id: Option<&'a str>,
+    details: &'a Value,
+}
+
+impl<'a> From<&'a EventRow> for EventOut<'a> {
+    fn from(e: &'a EventRow) -> Self {
+        let party = |kind: &'a Option<String>, id: Option<uuid::Uuid>| {
+            kind.as_deref().map(|kind| Party { kind, id: id.map(|id| typeid_of_kind(kind, id)) })
+        };
+        EventOut {
+            id: EventId::from_uuid(e.id).to_string(),
+            seq: e.seq,
+            occurred_at: rfc3339(e.occurred_at),
+            actor: party(&e.actor_kind, e.actor_id),
+            action: &e.action,
+            target: party(&e.target_kind, e.target_id),
+            outcome: &e.outcome,
+            ip: e.ip.as_deref(),
+            user_agent: e.user_agent.as_deref(),
+            request_id: e.request_id.as_deref(),
+            details: &e.details,
+        }
+    }
+}
+
 fn event_json(e: &EventRow) -> Value {
-    json!({
-        "id": EventId::from_uuid(e.id).to_string(),
-        "seq": e.seq,
-        "occurred_at": rfc3339(e.occurred_at),
-        "actor": e.actor_kind.as_ref().map(|kind| json!({
-            "kind": kind,
-            "id": e.actor_id.map(|id| typeid_of_kind(kind, id)),
-        })),
-        "action": e.action,
-        "target": e.target_kind.as_ref().map(|kind| json!({
-            "kind": kind,
-            "id": e.target_id.map(|id| typeid_of_kind(kind, id)),
-        })),
-        "outcome": e.outcome,
-        "ip": e.ip,
-        "user_agent": e.user_agent,
-        "request_id": e.request_id,
-        "details": e.details,
-    })
+    serde_json::to_value(EventOut::from(e)).unwrap_or(Value::Null)
 }
 
 #[derive(Serialize, ToSchema)]
@@ -129,10 +154,11 @@ fn csv_rows(events: &[EventRow], header: bool) -> Vec<u8> {
 }
 
 fn jsonl_rows(events: &[EventRow]) -> Vec<u8> {
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity(events.len() * 400);
     for e in events {
-        out.extend_from_slice(event_json(e).to_string().as_bytes());
-        out.push(b'\n');
+        if serde_json::to_writer(&mut out, &EventOut::from(e)).is_ok() {
+            out.push(b'\n');
+        }
     }
     out
 }

@@ -181,7 +181,7 @@ const LIST: &str = "SELECT e.id, e.occurred_at, e.actor_kind, e.actor_id, e.acti
       AND ($2::timestamptz IS NULL OR e.occurred_at >= $2) AND ($3::timestamptz IS NULL OR e.occurred_at < $3) \
       AND ($4::uuid IS NULL OR e.actor_id = $4) AND ($5::text IS NULL OR e.action = $5) \
       AND ($6::uuid IS NULL OR e.target_id = $6) \
-      AND ($7::timestamptz IS NULL OR (e.occurred_at, e.id) < ($7, $8::uuid)) \
+      AND ($7::timestamptz IS NULL OR (e.occurred_at <= $7 AND (e.occurred_at < $7 OR e.id < $8::uuid))) \
     ORDER BY e.occurred_at DESC, e.id DESC LIMIT $9";
 
 pub fn list(tx: &mut Tx<crate::Tenant>, q: EventQuery) -> crate::Step<Vec<EventRow>> {

@@ -33,11 +33,14 @@ pub struct EventFields {
 /// Reads chain positions after `after` with their events; the event columns are the encoding's
 /// inputs in its order: actor_kind, actor_id, action, target_kind, target_id, host(ip),
 /// user_agent, request_id, outcome, details.
-pub const CHAIN_PAGE: &str = "SELECT c.seq, c.hash, e.id, e.tenant_id, \
+pub const CHAIN_PAGE: &str = const_format::concatcp!(CHAIN_ROWS, " LIMIT $3");
+
+/// Every chain position after `$2` in order (for a cursor that reads the whole chain once).
+pub const CHAIN_ROWS: &str = "SELECT c.seq, c.hash, e.id, e.tenant_id, \
         (extract(epoch FROM e.occurred_at) * 1000000)::bigint, e.actor_kind, e.actor_id::text, e.action, \
         e.target_kind, e.target_id::text, host(e.ip), e.user_agent, e.request_id, e.outcome, e.details::text \
     FROM palisade.audit_chain c LEFT JOIN palisade.audit_events e ON e.id = c.event_id AND e.tenant_id = c.tenant_id \
-    WHERE c.tenant_id = $1 AND c.seq > $2 ORDER BY c.seq LIMIT $3";
+    WHERE c.tenant_id = $1 AND c.seq > $2 ORDER BY c.seq";
 
 pub fn chain_row(row: &Row) -> ChainRow {
     let event = row.get::<_, Option<Uuid>>(2).map(|id| EventFields {
@@ -94,11 +97,15 @@ pub fn head(tx: &mut Tx<Tenant>, org: OrgId) -> Step<Option<Head>> {
     })
 }
 
-/// Events of the organization that the sequencer has passed but that are in no chain position:
-/// rows added behind its back.
-pub const UNCHAINED: &str = "SELECT count(*) FROM palisade.audit_events e \
-    WHERE e.tenant_id = $1 AND e.xid < (SELECT low_xid FROM palisade.audit_sealer WHERE id = 1) \
-      AND NOT EXISTS (SELECT 1 FROM palisade.audit_chain c WHERE c.event_id = e.id)";
+/// Events of the organization that are in no chain position although the sequencer has passed
+/// them (rows added behind its back): all events, less those still pending, less the kept
+/// chain's length. Counting keeps this cheap on long chains; the chain walk finds the rest.
+pub const UNCHAINED: &str = "SELECT \
+      (SELECT count(*) FROM palisade.audit_events e WHERE e.tenant_id = $1) \
+    - (SELECT count(*) FROM palisade.audit_events e WHERE e.tenant_id = $1 \
+         AND e.xid >= (SELECT low_xid FROM palisade.audit_sealer WHERE id = 1) \
+         AND NOT EXISTS (SELECT 1 FROM palisade.audit_chain c WHERE c.event_id = e.id)) \
+    - coalesce((SELECT h.seq - h.base_seq FROM palisade.audit_chain_heads h WHERE h.tenant_id = $1), 0)";
 
 pub fn unchained(tx: &mut Tx<Tenant>, org: OrgId) -> Step<i64> {
     tx.push(UNCHAINED, vec![Box::new(org.as_uuid())], |rows| Ok(rows.first().map(|r| r.get(0)).unwrap_or(0)))
