@@ -7,6 +7,8 @@ use palisade_store::StoreError;
 use palisade_store::repo::audit_chain::{
     ChainRow, ChainVerifier, Checkpoint, Head, Verdict, ZERO_HASH, checkpoint_message,
 };
+use std::sync::Arc;
+
 use time::OffsetDateTime;
 
 /// Where a verification reads a chain from: the API (a tenant transaction per call, as the
@@ -94,27 +96,39 @@ pub async fn verify_chain<S: ChainSource>(source: &mut S, org: OrgId, kept: &[An
             verifier.fail(anchor.seq, format!("the checkpoint at position {} has no valid signature", anchor.seq));
         }
     }
-    let mut after = head.base_seq;
+    let anchor_hashes: Arc<Vec<(i64, Vec<u8>)>> = Arc::new(anchors.iter().map(|a| (a.seq, a.hash.clone())).collect());
     let mut verified = 0;
-    loop {
-        let rows = source.page(after, VERIFY_PAGE).await?;
-        let Some(last) = rows.last() else { break };
-        after = last.seq;
-        for row in &rows {
-            verifier.feed(row);
-            if verifier.is_broken() {
-                break;
-            }
-            for anchor in anchors.iter().filter(|a| a.seq == row.seq) {
-                if anchor.hash != row.hash {
-                    verifier.fail(row.seq, format!("the chain differs from the checkpoint at position {}", row.seq));
-                } else {
-                    verified += 1;
+    let mut rows = source.page(head.base_seq, VERIFY_PAGE).await?;
+    while let Some(last) = rows.last() {
+        let after = last.seq;
+        let full = rows.len() as i64 >= VERIFY_PAGE;
+        // Hash this page on a blocking thread while the database reads the next one.
+        let anchors = anchor_hashes.clone();
+        let job = tokio::task::spawn_blocking(move || {
+            let mut held = 0;
+            for row in &rows {
+                verifier.feed(row);
+                if verifier.is_broken() {
+                    break;
+                }
+                for (_, hash) in anchors.iter().filter(|(seq, _)| *seq == row.seq) {
+                    if *hash != row.hash {
+                        verifier
+                            .fail(row.seq, format!("the chain differs from the checkpoint at position {}", row.seq));
+                    } else {
+                        held += 1;
+                    }
                 }
             }
-        }
-        if verifier.is_broken() || (rows.len() as i64) < VERIFY_PAGE {
-            break;
+            (verifier, held)
+        });
+        let next = if full { Some(source.page(after, VERIFY_PAGE).await) } else { None };
+        let (back, held) = job.await.map_err(|e| StoreError::Unavailable(format!("verification stopped: {e}")))?;
+        verifier = back;
+        verified += held;
+        match next {
+            Some(next) if !verifier.is_broken() => rows = next?,
+            _ => break,
         }
     }
     if !verifier.is_broken() && (verifier.next_seq() - 1 != head.seq || verifier.last_hash() != head.hash.as_slice()) {

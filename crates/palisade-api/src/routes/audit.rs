@@ -196,33 +196,37 @@ pub async fn export(
         }
     };
     let first = state.app.start_audit_export(&caller.proof, org, &pairs, &format, &meta).await?;
-    // Pages are read one after another as the client takes them; each read checks the caller
-    // again, so a revoked session stops the stream.
-    let stream = futures::stream::unfold(Some((first, true)), move |cursor| {
-        let (app, proof) = (state.app.clone(), caller.proof);
-        async move {
-            let (mut query, header) = cursor?;
-            match app.export_page(&proof, &query).await {
-                Ok(events) if events.is_empty() && !(csv && header) => None,
-                Ok(events) => {
-                    let bytes = if csv { csv_rows(&events, header) } else { jsonl_rows(&events) };
-                    let next = match events.last() {
-                        Some(last) if events.len() as i64 >= query.limit => {
-                            query.before = Some((last.occurred_at, last.id));
-                            Some((query, false))
-                        }
-                        _ => None,
-                    };
-                    Some((Ok::<_, std::io::Error>(bytes), next))
-                }
+    // A producer reads and encodes page after page (each read checks the caller again, so a
+    // revoked session stops the export) while the client takes the previous one; it stops when
+    // the client goes away. Two pages in flight at most.
+    let (mut sender, receiver) = futures::channel::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(2);
+    let (app, proof) = (state.app.clone(), caller.proof);
+    tokio::spawn(async move {
+        use futures::SinkExt;
+        let (mut query, mut header) = (first, true);
+        loop {
+            let events = match app.export_page(&proof, &query).await {
+                Ok(events) => events,
                 Err(err) => {
                     tracing::warn!(error = %err, "audit export stopped");
-                    Some((Err(std::io::Error::other("export stopped")), None))
+                    let _ = sender.send(Err(std::io::Error::other("export stopped"))).await;
+                    return;
                 }
+            };
+            if !events.is_empty() || (csv && header) {
+                let bytes = if csv { csv_rows(&events, header) } else { jsonl_rows(&events) };
+                if sender.send(Ok(bytes)).await.is_err() {
+                    return;
+                }
+            }
+            header = false;
+            match events.last() {
+                Some(last) if events.len() as i64 >= query.limit => query.before = Some((last.occurred_at, last.id)),
+                _ => return,
             }
         }
     });
-    let mut response = Body::from_stream(stream).into_response();
+    let mut response = Body::from_stream(receiver).into_response();
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     let name =
