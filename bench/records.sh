@@ -139,9 +139,13 @@ GPLAIN=$(pgb "$WORK/get_plain.sql" "$STEP"); GPIPE=$(pgb "$WORK/get_pipe.sql" "$
 echo "    server $GET req/s (p99 $GET_P99); pgbench plain $GPLAIN, pipelined $GPIPE"
 
 echo "==> 3. seeding $EVENTS audit events into one organization, then sealing them"
-psql_admin -c "INSERT INTO palisade.audit_events (id, tenant_id, occurred_at, actor_kind, actor_id, action, target_kind, target_id, ip, user_agent, request_id, outcome, details)
+# In transactions of 10,000 events, as a busy organization writes them over time.
+psql_admin -c "DO \$\$ BEGIN FOR b IN 0 .. ($EVENTS - 1) / 10000 LOOP
+  INSERT INTO palisade.audit_events (id, tenant_id, occurred_at, actor_kind, actor_id, action, target_kind, target_id, ip, user_agent, request_id, outcome, details)
   SELECT gen_random_uuid(), '$ORG1', now() - (g * interval '1 millisecond'), 'user', u.id, 'record.updated', 'record', gen_random_uuid(), '10.0.0.1', 'bench-agent/1.0', 'req_' || g, 'success', '{\"collection\": \"work_orders\", \"fields\": [\"hours\", \"status\"]}'
-  FROM generate_series(1, $EVENTS) g, (SELECT id FROM palisade.users LIMIT 1) u"
+  FROM generate_series(b * 10000 + 1, least((b + 1) * 10000, $EVENTS)) g, (SELECT id FROM palisade.users LIMIT 1) u;
+  COMMIT;
+END LOOP; END \$\$"
 START=$(date +%s.%N)
 # The server's own sequencer seals them too (the two take turns): wait until the chain holds
 # every event of the organization.
