@@ -78,7 +78,9 @@ impl From<StoreError> for AppError {
             StoreError::NotAMember => {
                 AppError::Validation(vec![ValidationError::new("assignees", "every assignee must be a member")])
             }
-            StoreError::QuotaExceeded => AppError::QuotaExceeded("the organization's quota is reached".into()),
+            StoreError::QuotaExceeded(what) => AppError::QuotaExceeded(format!(
+                "the organization's {what} quota is reached; delete some, or ask the operator to raise it"
+            )),
             StoreError::Unavailable(why) => AppError::Unavailable(why),
             other @ StoreError::Database(_) => AppError::Internal(other.to_string()),
         }

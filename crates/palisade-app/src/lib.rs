@@ -63,6 +63,8 @@ pub struct Policy {
     pub public_url: String,
     /// The most collections one organization may hold.
     pub collections_per_org: i32,
+    /// The most records, and bytes of record data, one organization may hold.
+    pub record_quota: palisade_store::repo::records::RecordQuota,
 }
 
 impl Default for Policy {
@@ -75,6 +77,7 @@ impl Default for Policy {
             reset_valid_for: time::Duration::minutes(30),
             public_url: "http://127.0.0.1:8080".into(),
             collections_per_org: 100,
+            record_quota: palisade_store::repo::records::RecordQuota { records: 1_000_000, bytes: 1 << 30 },
         }
     }
 }

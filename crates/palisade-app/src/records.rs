@@ -147,7 +147,16 @@ impl App {
             let permissions = tx.permissions();
             let created = records::create(
                 &mut tx,
-                NewRecord { org, collection: &name, schema_id, id, data: &input.data, assignees: &assignees, at: now },
+                NewRecord {
+                    quota: self.policy.record_quota,
+                    org,
+                    collection: &name,
+                    schema_id,
+                    id,
+                    data: &input.data,
+                    assignees: &assignees,
+                    at: now,
+                },
             );
             audit::record(
                 &mut tx,

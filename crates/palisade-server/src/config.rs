@@ -68,6 +68,10 @@ pub struct Config {
     pub instance_key_file: Option<PathBuf>,
     /// The most collections one organization may hold.
     pub collections_per_org: i32,
+    /// The most records one organization may hold.
+    pub records_per_org: i64,
+    /// The most bytes of record data one organization may hold (stored size).
+    pub record_bytes_per_org: i64,
     /// How often the audit sequencer seals new events into their chains (milliseconds); an
     /// event is chained within about this long after its transaction commits.
     pub audit_seal_interval_ms: u64,
@@ -98,6 +102,8 @@ impl Default for Config {
             mail_from: "Palisade <no-reply@localhost>".into(),
             instance_key_file: None,
             collections_per_org: 100,
+            records_per_org: 1_000_000,
+            record_bytes_per_org: 1 << 30,
             audit_seal_interval_ms: 250,
         }
     }
@@ -172,6 +178,8 @@ impl Config {
             format!("smtp_url = \"{}\"", url(&self.smtp_url)),
             format!("mail_from = {:?}", self.mail_from),
             format!("collections_per_org = {}", self.collections_per_org),
+            format!("records_per_org = {}", self.records_per_org),
+            format!("record_bytes_per_org = {}", self.record_bytes_per_org),
             format!("audit_seal_interval_ms = {}", self.audit_seal_interval_ms),
         ]
         .join("\n")

@@ -33,6 +33,10 @@ pub fn build_app(config: &Config, db: Db, clock: Arc<dyn Clock>, random: Arc<dyn
             reset_valid_for: time::Duration::minutes(30),
             public_url: config.public_url(),
             collections_per_org: config.collections_per_org.max(1),
+            record_quota: palisade_store::repo::records::RecordQuota {
+                records: config.records_per_org.max(1),
+                bytes: config.record_bytes_per_org.max(1),
+            },
         },
         mailer: config.mailer()?,
         keys: Arc::new(config.instance_key()?),

@@ -37,9 +37,9 @@ pub enum StoreError {
     /// An assignee is not a member of the organization (PAAS1).
     #[error("an assignee is not a member")]
     NotAMember,
-    /// A per-organization quota is reached (PAQ01).
-    #[error("quota reached")]
-    QuotaExceeded,
+    /// A per-organization quota is reached (PAQ01 collections, PAQ02 records or bytes).
+    #[error("{0} quota reached")]
+    QuotaExceeded(&'static str),
     /// A unique constraint refused the write.
     #[error("conflict on {constraint}")]
     Conflict { constraint: String },
@@ -74,7 +74,8 @@ impl StoreError {
             "PAIM1" => StoreError::VersionMismatch,
             "PASC1" => StoreError::SchemaChanged,
             "PAAS1" => StoreError::NotAMember,
-            "PAQ01" => StoreError::QuotaExceeded,
+            "PAQ01" => StoreError::QuotaExceeded("collection"),
+            "PAQ02" => StoreError::QuotaExceeded("record"),
             // A write that would leave the row outside the caller's own policies (e.g. record scope).
             _ if *code == SqlState::INSUFFICIENT_PRIVILEGE && db.message().contains("row-level security") => {
                 StoreError::Forbidden

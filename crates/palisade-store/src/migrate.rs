@@ -42,6 +42,7 @@ const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../migrations/0012_roles_review_retention.sql"),
     },
     Migration { version: 13, name: "audit_list_index", sql: include_str!("../migrations/0013_audit_list_index.sql") },
+    Migration { version: 14, name: "record_quotas", sql: include_str!("../migrations/0014_record_quotas.sql") },
 ];
 
 const GRANTS: &str = include_str!("../migrations/grants.sql");

@@ -36,6 +36,7 @@ async fn catalog_invariant_every_tenant_table_has_forced_rls() {
             "custom_roles",
             "invitations",
             "memberships",
+            "org_usage",
             "orgs",
             "records"
         ]

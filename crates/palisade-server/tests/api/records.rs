@@ -477,3 +477,67 @@ async fn every_role_gets_exactly_what_the_matrix_allows_on_records() {
         }
     }
 }
+
+#[tokio::test]
+async fn record_and_byte_quotas_are_enforced_per_organization_with_a_clear_answer() {
+    use palisade_server::config::Config;
+    let app =
+        TestApp::spawn_with(Config { records_per_org: 3, record_bytes_per_org: 100_000, ..Config::default() }).await;
+    let (owner, org) = app.owner_of("owner@example.com", "Crew").await;
+    app.send(
+        "POST",
+        &format!("/api/v1/orgs/{org}/collections"),
+        Some(&owner),
+        Some(json!({"name": "work_orders", "schema": work_orders()})),
+    )
+    .await;
+    let records = format!("/api/v1/orgs/{org}/collections/work_orders/records");
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let made = app
+            .send(
+                "POST",
+                &records,
+                Some(&owner),
+                Some(json!({"data": {"title": format!("job {i}"), "status": "open"}})),
+            )
+            .await;
+        assert_eq!(made.status, 201, "{}", made.text);
+        ids.push(made.body["id"].as_str().unwrap().to_owned());
+    }
+    let before = app.snapshot().await;
+    let refused = app
+        .send("POST", &records, Some(&owner), Some(json!({"data": {"title": "one too many", "status": "open"}})))
+        .await;
+    refused.assert_problem(409, "quota-exceeded");
+    assert!(refused.body["detail"].as_str().unwrap().contains("record quota"), "{}", refused.text);
+    assert_eq!(app.snapshot().await, before);
+    // Deleting frees room; another organization has its own quota.
+    assert_eq!(app.send("DELETE", &format!("{records}/{}", ids[0]), Some(&owner), None).await.status, 204);
+    let made = app
+        .send("POST", &records, Some(&owner), Some(json!({"data": {"title": "fits again", "status": "open"}})))
+        .await;
+    assert_eq!(made.status, 201);
+    // Bytes: a record of 120 kB does not fit 100 kB, whatever the count.
+    let (other, other_org) = app.owner_of("other@example.com", "Other").await;
+    app.send(
+        "POST",
+        &format!("/api/v1/orgs/{other_org}/collections"),
+        Some(&other),
+        Some(json!({"name": "notes", "schema": {"type": "object"}})),
+    )
+    .await;
+    let big = json!({"data": {"text": "x".repeat(120_000)}});
+    app.send("POST", &format!("/api/v1/orgs/{other_org}/collections/notes/records"), Some(&other), Some(big))
+        .await
+        .assert_problem(409, "quota-exceeded");
+    let small = app
+        .send(
+            "POST",
+            &format!("/api/v1/orgs/{other_org}/collections/notes/records"),
+            Some(&other),
+            Some(json!({"data": {"text": "ok"}})),
+        )
+        .await;
+    assert_eq!(small.status, 201);
+}

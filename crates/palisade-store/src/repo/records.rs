@@ -48,12 +48,21 @@ macro_rules! columns {
 const LOCK_COLLECTION: &str = "SELECT palisade.lock_collection($1, $2)";
 const LOCK_RECORD: &str = "SELECT palisade.lock_record($1, $2, $3)";
 const REQUIRE_MEMBERS: &str = "SELECT palisade.require_members($1)";
+const REQUIRE_QUOTA: &str = "SELECT palisade.require_record_quota($1, $2, $3)";
 
 fn uuids(users: &[UserId]) -> Vec<Uuid> {
     users.iter().map(|u| u.as_uuid()).collect()
 }
 
+/// An organization's record limits.
+#[derive(Debug, Clone, Copy)]
+pub struct RecordQuota {
+    pub records: i64,
+    pub bytes: i64,
+}
+
 pub struct NewRecord<'a> {
+    pub quota: RecordQuota,
     pub org: OrgId,
     pub collection: &'a CollectionName,
     /// The schema (`Collection::schema_id`) `data` was validated against.
@@ -77,6 +86,8 @@ pub fn create(tx: &mut Tx<Tenant>, record: NewRecord<'_>) -> Step<Record> {
     let collection = record.collection.as_str().to_owned();
     tx.push_write(LOCK_COLLECTION, vec![Box::new(collection.clone()), Box::new(record.schema_id)]);
     tx.push_write(REQUIRE_MEMBERS, vec![Box::new(uuids(record.assignees))]);
+    let size = serde_json::to_vec(record.data).map(|v| v.len() as i64).unwrap_or(i64::MAX);
+    tx.push_write(REQUIRE_QUOTA, vec![Box::new(record.quota.records), Box::new(record.quota.bytes), Box::new(size)]);
     tx.push(
         INSERT,
         vec![
