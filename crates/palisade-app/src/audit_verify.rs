@@ -112,7 +112,7 @@ pub async fn verify_chain<S: ChainSource>(source: &mut S, org: OrgId, kept: &[An
                     break;
                 }
                 for (_, hash) in anchors.iter().filter(|(seq, _)| *seq == row.seq) {
-                    if *hash != row.hash {
+                    if hash.as_slice() != row.hash() {
                         verifier
                             .fail(row.seq, format!("the chain differs from the checkpoint at position {}", row.seq));
                     } else {

@@ -40,7 +40,7 @@ impl ChainSource for OperatorChain<'_> {
             self.cursor_open = true;
         }
         let rows = self.client.query(&format!("FETCH {limit} FROM chain"), &[]).await.map_err(pg)?;
-        Ok(rows.iter().map(audit_chain::chain_row).collect())
+        Ok(rows.into_iter().map(audit_chain::chain_row).collect())
     }
     async fn unchained(&mut self) -> Result<i64, StoreError> {
         let row = self.client.query_one(audit_chain::UNCHAINED, &[&self.org.as_uuid()]).await.map_err(pg)?;

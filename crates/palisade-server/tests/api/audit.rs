@@ -240,22 +240,7 @@ async fn a_kept_checkpoint_catches_a_rewritten_and_rehashed_history() {
         .execute("UPDATE palisade.audit_events SET details = '{\"rewritten\": true}' WHERE id = $1", &[&id])
         .await
         .unwrap();
-    admin
-        .batch_execute(&format!(
-            "DO $$ DECLARE c record; prev bytea := '\\x{zero}'; h bytea; BEGIN
-               FOR c IN SELECT ch.seq, e FROM palisade.audit_chain ch JOIN palisade.audit_events e ON e.id = ch.event_id
-                         WHERE ch.tenant_id = '{t}' ORDER BY ch.seq LOOP
-                 h := palisade.audit_hash(c.seq, prev, c.e);
-                 UPDATE palisade.audit_chain SET hash = h WHERE tenant_id = '{t}' AND seq = c.seq;
-                 prev := h;
-               END LOOP;
-               UPDATE palisade.audit_chain_heads SET hash = prev WHERE tenant_id = '{t}';
-               DELETE FROM palisade.audit_checkpoints WHERE tenant_id = '{t}';
-             END $$;",
-            zero = "00".repeat(32)
-        ))
-        .await
-        .unwrap();
+    rehash_history(&admin, t).await;
     // On its own the rewritten chain is consistent…
     assert_eq!(verify(&app, &owner, &org).await["valid"], true);
     // …but not with the checkpoint the customer kept.
@@ -482,4 +467,25 @@ async fn retention_purges_old_events_under_a_signed_truncation_unless_on_legal_h
         (Some(false), Some(old_events + 1)),
         "{report}"
     );
+}
+
+/// What an attacker with full database access does to hide a change: recompute every chain hash
+/// with the server's own function, move the head, and delete the stored checkpoints.
+pub async fn rehash_history(admin: &tokio_postgres::Client, org: uuid::Uuid) {
+    admin
+        .batch_execute(&format!(
+            "DO $$ DECLARE c record; prev bytea := '\\x{zero}'; h bytea; BEGIN
+               FOR c IN SELECT ch.seq, e FROM palisade.audit_chain ch JOIN palisade.audit_events e ON e.id = ch.event_id
+                         WHERE ch.tenant_id = '{org}' ORDER BY ch.seq LOOP
+                 h := palisade.audit_hash(c.seq, prev, c.e);
+                 UPDATE palisade.audit_chain SET hash = h WHERE tenant_id = '{org}' AND seq = c.seq;
+                 prev := h;
+               END LOOP;
+               UPDATE palisade.audit_chain_heads SET hash = prev WHERE tenant_id = '{org}';
+               DELETE FROM palisade.audit_checkpoints WHERE tenant_id = '{org}';
+             END $$;",
+            zero = "00".repeat(32)
+        ))
+        .await
+        .unwrap();
 }

@@ -502,22 +502,7 @@ async fn audit_verify_exits_non_zero_and_names_the_position_when_the_chain_is_br
     assert!(String::from_utf8_lossy(&human.stdout).contains("chain BROKEN at position 3"));
 
     let org_uuid = org.parse::<palisade_core::OrgId>().unwrap().as_uuid();
-    admin
-        .batch_execute(&format!(
-            "DO $$ DECLARE c record; prev bytea := '\\x{zero}'; h bytea; BEGIN
-               FOR c IN SELECT ch.seq, e FROM palisade.audit_chain ch JOIN palisade.audit_events e ON e.id = ch.event_id
-                         WHERE ch.tenant_id = '{org_uuid}' ORDER BY ch.seq LOOP
-                 h := palisade.audit_hash(c.seq, prev, c.e);
-                 UPDATE palisade.audit_chain SET hash = h WHERE tenant_id = '{org_uuid}' AND seq = c.seq;
-                 prev := h;
-               END LOOP;
-               UPDATE palisade.audit_chain_heads SET hash = prev WHERE tenant_id = '{org_uuid}';
-               DELETE FROM palisade.audit_checkpoints WHERE tenant_id = '{org_uuid}';
-             END $$;",
-            zero = "00".repeat(32)
-        ))
-        .await
-        .unwrap();
+    crate::audit::rehash_history(&admin, org_uuid).await;
     assert_eq!(verify(&[]).status.code(), Some(0), "rehashed: consistent on its own");
     let caught = verify(&["--checkpoint", &path]);
     assert_eq!(caught.status.code(), Some(1), "{}", String::from_utf8_lossy(&caught.stdout));

@@ -13,21 +13,42 @@ use crate::pipeline::{Step, Tenant, Tx};
 
 pub const ZERO_HASH: [u8; 32] = [0; 32];
 
-/// One position of a chain as stored, with the event it names (absent if the event row is gone).
-#[derive(Debug, Clone)]
+/// One position of a chain as stored, with the event it names (absent if the event row is
+/// gone). The event's fields stay in the row as received: hashing reads them in place.
+#[derive(Debug)]
 pub struct ChainRow {
     pub seq: i64,
-    pub hash: Vec<u8>,
-    pub event: Option<EventFields>,
+    row: Row,
 }
 
-/// An event's fields in the form the encoding hashes.
-#[derive(Debug, Clone)]
-pub struct EventFields {
-    pub id: Uuid,
-    pub tenant_id: Uuid,
-    pub occurred_micros: i64,
-    pub text: [Option<String>; 10],
+impl ChainRow {
+    /// The chain hash stored at this position.
+    pub fn hash(&self) -> &[u8] {
+        self.row.get(1)
+    }
+
+    /// The chain hash this position should have after `prev`; `None` when its event is gone.
+    pub fn expected_hash(&self, prev: &[u8]) -> Option<[u8; 32]> {
+        let id: Uuid = self.row.get::<_, Option<Uuid>>(2)?;
+        let mut h = Sha256::new();
+        h.update(b"palisade-audit-v1");
+        h.update(self.seq.to_be_bytes());
+        h.update(prev);
+        h.update(id.as_bytes());
+        h.update(self.row.get::<_, Uuid>(3).as_bytes());
+        h.update(self.row.get::<_, i64>(4).to_be_bytes());
+        for i in 5..15 {
+            match self.row.get::<_, Option<&str>>(i) {
+                None => h.update([0u8]),
+                Some(text) => {
+                    h.update([1u8]);
+                    h.update((text.len() as u32).to_be_bytes());
+                    h.update(text.as_bytes());
+                }
+            }
+        }
+        Some(h.finalize().into())
+    }
 }
 
 /// Reads chain positions after `after` with their events; the event columns are the encoding's
@@ -42,42 +63,14 @@ pub const CHAIN_ROWS: &str = "SELECT c.seq, c.hash, e.id, e.tenant_id, \
     FROM palisade.audit_chain c LEFT JOIN palisade.audit_events e ON e.id = c.event_id AND e.tenant_id = c.tenant_id \
     WHERE c.tenant_id = $1 AND c.seq > $2 ORDER BY c.seq";
 
-pub fn chain_row(row: &Row) -> ChainRow {
-    let event = row.get::<_, Option<Uuid>>(2).map(|id| EventFields {
-        id,
-        tenant_id: row.get(3),
-        occurred_micros: row.get(4),
-        text: std::array::from_fn(|i| row.get::<_, Option<String>>(5 + i)),
-    });
-    ChainRow { seq: row.get(0), hash: row.get(1), event }
+pub fn chain_row(row: Row) -> ChainRow {
+    ChainRow { seq: row.get(0), row }
 }
 
 pub fn page(tx: &mut Tx<Tenant>, org: OrgId, after: i64, limit: i64) -> Step<Vec<ChainRow>> {
     tx.push(CHAIN_PAGE, vec![Box::new(org.as_uuid()), Box::new(after), Box::new(limit)], |rows| {
-        Ok(rows.iter().map(chain_row).collect())
+        Ok(rows.into_iter().map(chain_row).collect())
     })
-}
-
-/// The chain hash at `seq` after `prev` (docs/audit.md, "Encoding").
-pub fn event_hash(seq: i64, prev: &[u8], event: &EventFields) -> [u8; 32] {
-    let mut h = Sha256::new();
-    h.update(b"palisade-audit-v1");
-    h.update(seq.to_be_bytes());
-    h.update(prev);
-    h.update(event.id.as_bytes());
-    h.update(event.tenant_id.as_bytes());
-    h.update(event.occurred_micros.to_be_bytes());
-    for field in &event.text {
-        match field {
-            None => h.update([0u8]),
-            Some(text) => {
-                h.update([1u8]);
-                h.update((text.len() as u32).to_be_bytes());
-                h.update(text.as_bytes());
-            }
-        }
-    }
-    h.finalize().into()
 }
 
 /// Where an organization's kept chain starts and ends.
@@ -274,15 +267,15 @@ impl ChainVerifier {
             self.bad = Some((self.expected, format!("position {} is missing", self.expected)));
             return;
         }
-        let Some(event) = &row.event else {
+        let Some(expected) = row.expected_hash(&self.prev) else {
             self.bad = Some((row.seq, format!("the event at position {} was deleted", row.seq)));
             return;
         };
-        if event_hash(row.seq, &self.prev, event).as_slice() != row.hash.as_slice() {
+        if expected.as_slice() != row.hash() {
             self.bad = Some((row.seq, format!("the event at position {} does not match its hash", row.seq)));
             return;
         }
-        self.prev = row.hash.clone();
+        self.prev = row.hash().to_vec();
         self.expected += 1;
         self.events += 1;
     }
