@@ -46,7 +46,8 @@ pub(crate) fn parse_assignees(raw: &[String]) -> Result<Vec<UserId>, Vec<Validat
     if errors.is_empty() { Ok(users) } else { Err(errors) }
 }
 
-fn check_size(data: &Value) -> Result<(), AppError> {
+/// The serialized size of `data`, refused over the record limit or when not an object.
+fn check_size(data: &Value) -> Result<usize, AppError> {
     let size = serde_json::to_vec(data).map(|v| v.len()).unwrap_or(usize::MAX);
     if size > RECORD_MAX_BYTES {
         return Err(AppError::PayloadTooLarge(format!("the record is {size} bytes; the limit is {RECORD_MAX_BYTES}")));
@@ -54,7 +55,7 @@ fn check_size(data: &Value) -> Result<(), AppError> {
     if !data.is_object() {
         return Err(ValidationError::new("data", "must be a JSON object").into());
     }
-    Ok(())
+    Ok(size)
 }
 
 /// Names of the top-level fields whose values differ (added, removed or changed), sorted.
@@ -126,7 +127,7 @@ impl App {
         meta: &RequestMeta,
     ) -> Result<RecordView, AppError> {
         let name = parse_name(collection)?;
-        check_size(&input.data)?;
+        let size = check_size(&input.data)? as i64;
         let assignees = parse_assignees(&input.assignees).map_err(AppError::Validation)?;
         // Usually one round trip: check against the cached schema and name it; the database
         // refuses if it is stale, and then the fresh one is read and the write retried once.
@@ -154,6 +155,7 @@ impl App {
                     schema_id,
                     id,
                     data: &input.data,
+                    size,
                     assignees: &assignees,
                     at: now,
                 },

@@ -69,6 +69,8 @@ pub struct NewRecord<'a> {
     pub schema_id: Uuid,
     pub id: RecordId,
     pub data: &'a Value,
+    /// `data`'s serialized size in bytes, for the byte quota.
+    pub size: i64,
     pub assignees: &'a [UserId],
     pub at: OffsetDateTime,
 }
@@ -86,8 +88,10 @@ pub fn create(tx: &mut Tx<Tenant>, record: NewRecord<'_>) -> Step<Record> {
     let collection = record.collection.as_str().to_owned();
     tx.push_write(LOCK_COLLECTION, vec![Box::new(collection.clone()), Box::new(record.schema_id)]);
     tx.push_write(REQUIRE_MEMBERS, vec![Box::new(uuids(record.assignees))]);
-    let size = serde_json::to_vec(record.data).map(|v| v.len() as i64).unwrap_or(i64::MAX);
-    tx.push_write(REQUIRE_QUOTA, vec![Box::new(record.quota.records), Box::new(record.quota.bytes), Box::new(size)]);
+    tx.push_write(
+        REQUIRE_QUOTA,
+        vec![Box::new(record.quota.records), Box::new(record.quota.bytes), Box::new(record.size)],
+    );
     tx.push(
         INSERT,
         vec![
