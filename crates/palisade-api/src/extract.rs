@@ -1,4 +1,4 @@
-//! Extractors: who is calling (a session token, from a Bearer header or a cookie), which org a
+//! Extractors: who is calling (a signed access token from a Bearer header, or a session cookie), which org a
 //! path names, where the request came from, and JSON bodies whose rejections are problems.
 //! Extractors prove identity only; they open no transaction.
 
@@ -10,10 +10,12 @@ use axum::http::request::Parts;
 use axum::http::{Method, header};
 use axum_extra::extract::cookie::CookieJar;
 use palisade_app::RequestMeta;
-use palisade_core::{OrgId, SessionTokenHash};
+use palisade_auth::jwt::TokenRejected;
+use palisade_core::{OrgId, SessionProof};
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 
+use crate::ApiState;
 use crate::problem::Problem;
 use crate::request_id::RequestId;
 
@@ -28,33 +30,42 @@ pub fn csrf_token_for(session_token: &str) -> String {
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// A caller that presented a session token. Whether it is valid is decided in the database,
-/// in the same transaction as the work.
+/// A caller that presented a credential: a signed access token (`Authorization: Bearer`), whose
+/// signature, issuer, audience and expiry are checked here, or the browser's session cookie.
+/// Whether the session behind it is alive is decided in the database, in the same transaction
+/// as the work.
 pub struct Caller {
-    pub proof: SessionTokenHash,
+    pub proof: SessionProof,
 }
 
 fn unauthenticated(detail: &str) -> Problem {
     Problem::new("unauthenticated", detail)
 }
 
-impl<S: Send + Sync> FromRequestParts<S> for Caller {
+impl FromRequestParts<ApiState> for Caller {
     type Rejection = Problem;
 
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, Self::Rejection> {
         if let Some(value) = parts.headers.get(header::AUTHORIZATION) {
             let token = value
                 .to_str()
                 .ok()
                 .and_then(|v| v.strip_prefix("Bearer "))
                 .map(str::trim)
-                .filter(|t| !t.is_empty() && t.len() <= 512)
-                .ok_or_else(|| unauthenticated("Use 'Authorization: Bearer <token>'."))?;
-            return Ok(Caller { proof: palisade_auth::hash_token(token) });
+                .filter(|t| !t.is_empty())
+                .ok_or_else(|| unauthenticated("Use 'Authorization: Bearer <access_token>'."))?;
+            let now = state.app.clock.now().unix_timestamp();
+            return match state.app.tokens.verify(token, now) {
+                Ok(access) => Ok(Caller { proof: SessionProof::Access(access.session) }),
+                Err(TokenRejected::Expired) => Err(unauthenticated(
+                    "The access token has expired: get a new one from POST /api/v1/auth/refresh, or sign in again.",
+                )),
+                Err(_) => Err(unauthenticated("The access token is not valid; sign in again.")),
+            };
         }
         let jar = CookieJar::from_headers(&parts.headers);
         let Some(cookie) = jar.get(SESSION_COOKIE) else {
-            return Err(unauthenticated("Sign in first: no session token or cookie was sent."));
+            return Err(unauthenticated("Sign in first: no access token or session cookie was sent."));
         };
         let token = cookie.value();
         if token.is_empty() || token.len() > 512 {
@@ -71,7 +82,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
                 ));
             }
         }
-        Ok(Caller { proof: palisade_auth::hash_token(token) })
+        Ok(Caller { proof: SessionProof::Cookie(palisade_auth::hash_token(token)) })
     }
 }
 

@@ -44,6 +44,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/auth/forgot-password", post(routes::auth::forgot_password))
         .route("/api/v1/auth/reset-password", post(routes::auth::reset_password))
         .route("/api/v1/auth/mfa", post(routes::auth::mfa))
+        .route("/api/v1/auth/refresh", post(routes::auth::refresh))
         .route("/api/v1/auth/step-up", post(routes::auth::step_up))
         .route_layer(axum::middleware::from_fn_with_state(state.auth_throttle.clone(), throttle::middleware));
     let api = Router::new()
@@ -97,6 +98,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/orgs/{org}/audit-checkpoints/latest", get(routes::audit::latest_checkpoint))
         .route("/api/v1/invitations/accept", post(routes::members::accept))
         .route("/api/v1/orgs/{org}/members/{user}/revoke-sessions", post(routes::orgs::revoke_member_sessions))
+        .route("/.well-known/jwks.json", get(routes::system::jwks))
         .route("/healthz", get(routes::system::healthz))
         .route("/readyz", get(routes::system::readyz))
         .route("/problems/{slug}", get(routes::system::problem_type))

@@ -1,16 +1,17 @@
 //! Sign-up, sign-in, sign-out and the caller's own account.
 
 use palisade_auth::{SessionToken, VERIFY_TOKEN_PREFIX, check_strength};
-use palisade_core::{Email, EventId, Password, PersonName, SessionId, SessionTokenHash, UserId, ValidationError};
+use palisade_core::{Email, EventId, Password, PersonName, SessionId, SessionProof, UserId, ValidationError};
 use palisade_store::repo::audit::{self, Actor, Outcome, RequestMeta};
 use palisade_store::repo::email_tokens;
 use palisade_store::repo::sessions::{self, SessionInfo};
-use palisade_store::repo::users::{self, Me, NewSession, NewUser};
+use palisade_store::repo::users::{self, Me, NewUser};
 use palisade_store::{Anonymous, Tx};
 use secrecy::SecretString;
 use serde_json::json;
 
 use crate::mail::Notice;
+use crate::tokens::{AMR_PASSWORD, LoginOutput};
 use crate::{App, AppError};
 
 pub struct SignupInput {
@@ -30,12 +31,6 @@ pub enum LoginOutcome {
     Session(LoginOutput),
     /// The password was right; a second factor is needed (`POST /auth/mfa`).
     MfaRequired { challenge: SecretString, methods: Vec<&'static str> },
-}
-
-pub struct LoginOutput {
-    pub token: SecretString,
-    pub expires_in: i64,
-    pub user_id: UserId,
 }
 
 /// Collects every field error at once, so the client can fix them in one go.
@@ -131,51 +126,14 @@ impl App {
             );
         }
         let device = email_tokens::device_seen(&mut tx, credentials.user_id, meta.user_agent.as_deref());
-        let token = self.open_session(&mut tx, credentials.user_id, json!({"method": "password"}), meta);
+        let opened = self.open_session(&mut tx, credentials.user_id, AMR_PASSWORD, json!({"method": "password"}), meta);
         let device = tx.run(&self.db).await?.get(device)?;
         if let (Some(email), "new") = (&email, device.as_str()) {
             let label = meta.user_agent.as_deref().unwrap_or("an unknown browser");
             let ip = meta.ip.map(|ip| ip.to_string()).unwrap_or_else(|| "an unknown address".into());
             self.send_notice(email.as_str(), Notice::NewSignIn { device: label, ip: &ip });
         }
-        Ok(LoginOutcome::Session(self.login_output(token, credentials.user_id)))
-    }
-
-    /// Adds a new session for `user` and its `user.login` event to a sign-in transaction.
-    pub(crate) fn open_session(
-        &self,
-        tx: &mut Tx<Anonymous>,
-        user: UserId,
-        details: serde_json::Value,
-        meta: &RequestMeta,
-    ) -> SessionToken {
-        let token = SessionToken::mint(&*self.random);
-        let session_id = SessionId::new(&*self.clock, &*self.random);
-        users::create_session(
-            tx,
-            NewSession {
-                id: session_id,
-                user_id: user,
-                token_hash: token.hash,
-                at: self.clock.now(),
-                lifetime: self.policy.session_lifetime,
-                idle_timeout: self.policy.session_idle_timeout,
-                ip: meta.ip,
-                user_agent: meta.user_agent.clone(),
-            },
-        );
-        audit::record(
-            tx,
-            self.audit("user.login", meta)
-                .actor(Actor::User(user.as_uuid()))
-                .target("session", session_id.as_uuid())
-                .details(details),
-        );
-        token
-    }
-
-    pub(crate) fn login_output(&self, token: SessionToken, user: UserId) -> LoginOutput {
-        LoginOutput { token: token.token, expires_in: self.policy.session_lifetime.whole_seconds(), user_id: user }
+        Ok(LoginOutcome::Session(self.login_output(opened).await?))
     }
 
     /// Records a refused sign-in (and the lock, if this attempt set it). Returns the one answer
@@ -228,7 +186,7 @@ impl App {
     }
 
     /// Ends the presented session.
-    pub async fn log_out(&self, proof: &SessionTokenHash, meta: &RequestMeta) -> Result<(), AppError> {
+    pub async fn log_out(&self, proof: &SessionProof, meta: &RequestMeta) -> Result<(), AppError> {
         let now = self.clock.now();
         let mut tx = Tx::session(proof, now);
         users::revoke_current_session(&mut tx, now);
@@ -238,7 +196,7 @@ impl App {
     }
 
     /// The caller's active sessions, the current one marked.
-    pub async fn list_sessions(&self, proof: &SessionTokenHash) -> Result<Vec<SessionInfo>, AppError> {
+    pub async fn list_sessions(&self, proof: &SessionProof) -> Result<Vec<SessionInfo>, AppError> {
         let now = self.clock.now();
         let mut tx = Tx::session(proof, now);
         let list = sessions::list_mine(&mut tx, now);
@@ -248,7 +206,7 @@ impl App {
     /// Revokes one of the caller's sessions (another user's id is "not found").
     pub async fn revoke_session(
         &self,
-        proof: &SessionTokenHash,
+        proof: &SessionProof,
         id: SessionId,
         meta: &RequestMeta,
     ) -> Result<(), AppError> {
@@ -261,7 +219,7 @@ impl App {
     }
 
     /// "Sign out everywhere else": revokes every other session of the caller; returns how many.
-    pub async fn revoke_other_sessions(&self, proof: &SessionTokenHash, meta: &RequestMeta) -> Result<i64, AppError> {
+    pub async fn revoke_other_sessions(&self, proof: &SessionProof, meta: &RequestMeta) -> Result<i64, AppError> {
         let now = self.clock.now();
         let mut tx = Tx::session(proof, now);
         let count = sessions::revoke_others(&mut tx, now);
@@ -269,7 +227,7 @@ impl App {
         Ok(tx.run(&self.db).await?.get(count)?)
     }
 
-    pub async fn me(&self, proof: &SessionTokenHash) -> Result<Me, AppError> {
+    pub async fn me(&self, proof: &SessionProof) -> Result<Me, AppError> {
         let mut tx = Tx::session(proof, self.clock.now());
         let me = users::me(&mut tx);
         Ok(tx.run(&self.db).await?.get(me)?)

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use palisade_core::{OrgId, Permission, SessionTokenHash, ValidationError, parse_any_typeid};
+use palisade_core::{OrgId, Permission, SessionProof, ValidationError, parse_any_typeid};
 use palisade_crypto::signing::KeyPair;
 use palisade_store::Tx;
 use palisade_store::repo::audit::{self, EventQuery, EventRow, RequestMeta};
@@ -106,7 +106,7 @@ fn parse_query(app: &App, org: OrgId, pairs: &[(String, String)]) -> Result<Even
 /// Reads a chain as the caller: each call is a tenant transaction that checks audit.read.
 struct CallerChain<'a> {
     db: &'a Db,
-    proof: &'a SessionTokenHash,
+    proof: &'a SessionProof,
     now: OffsetDateTime,
     org: OrgId,
 }
@@ -252,7 +252,7 @@ impl App {
     /// One page of the organization's events, newest first (needs audit.read).
     pub async fn list_audit_events(
         &self,
-        proof: &SessionTokenHash,
+        proof: &SessionProof,
         org: OrgId,
         pairs: &[(String, String)],
     ) -> Result<EventPage, AppError> {
@@ -280,7 +280,7 @@ impl App {
     /// then hands back the query whose pages `export_page` reads.
     pub async fn start_audit_export(
         &self,
-        proof: &SessionTokenHash,
+        proof: &SessionProof,
         org: OrgId,
         pairs: &[(String, String)],
         format: &str,
@@ -301,7 +301,7 @@ impl App {
     }
 
     /// The next page of an export started by `start_audit_export` (checked again each time).
-    pub async fn export_page(&self, proof: &SessionTokenHash, query: &EventQuery) -> Result<Vec<EventRow>, AppError> {
+    pub async fn export_page(&self, proof: &SessionProof, query: &EventQuery) -> Result<Vec<EventRow>, AppError> {
         let mut tx = Tx::tenant(proof, self.clock.now(), query.org);
         tx.require(Permission::AuditExport);
         let page = audit::list(
@@ -322,12 +322,7 @@ impl App {
 
     /// Seals what is pending, then verifies the organization's whole chain (needs audit.read),
     /// against its stored checkpoints and any the caller kept.
-    pub async fn verify_audit(
-        &self,
-        proof: &SessionTokenHash,
-        org: OrgId,
-        kept: &[Anchor],
-    ) -> Result<Report, AppError> {
+    pub async fn verify_audit(&self, proof: &SessionProof, org: OrgId, kept: &[Anchor]) -> Result<Report, AppError> {
         // Only a caller who may read the log gets to trigger the sequencer.
         let mut tx = Tx::tenant(proof, self.clock.now(), org);
         tx.require(Permission::AuditRead);
@@ -338,7 +333,7 @@ impl App {
     }
 
     /// The organization's signed checkpoints, newest first (needs audit.read).
-    pub async fn audit_checkpoints(&self, proof: &SessionTokenHash, org: OrgId) -> Result<Vec<Checkpoint>, AppError> {
+    pub async fn audit_checkpoints(&self, proof: &SessionProof, org: OrgId) -> Result<Vec<Checkpoint>, AppError> {
         let mut tx = Tx::tenant(proof, self.clock.now(), org);
         tx.require(Permission::AuditRead);
         let list = audit_chain::checkpoints(&mut tx, org, 1000);

@@ -1,7 +1,7 @@
 //! Collections: create, list, read, change the schema (refused while any record would break,
 //! unless defaults mend them), delete when empty. Managing needs `collections.manage`.
 
-use palisade_core::{CollectionName, OrgId, Permission, RecordId, SessionTokenHash, ValidationError};
+use palisade_core::{CollectionName, OrgId, Permission, RecordId, SessionProof, ValidationError};
 use palisade_store::Tx;
 use palisade_store::repo::audit::{self, RequestMeta};
 use palisade_store::repo::collections::{self, Collection, NewCollection, SchemaChange};
@@ -23,7 +23,7 @@ pub(crate) fn parse_name(raw: &str) -> Result<CollectionName, AppError> {
 impl App {
     pub async fn create_collection(
         &self,
-        proof: &SessionTokenHash,
+        proof: &SessionProof,
         org: OrgId,
         name: &str,
         schema: &Value,
@@ -66,19 +66,14 @@ impl App {
         }
     }
 
-    pub async fn list_collections(&self, proof: &SessionTokenHash, org: OrgId) -> Result<Vec<Collection>, AppError> {
+    pub async fn list_collections(&self, proof: &SessionProof, org: OrgId) -> Result<Vec<Collection>, AppError> {
         let mut tx = Tx::tenant(proof, self.clock.now(), org);
         tx.require(Permission::CollectionsRead);
         let list = collections::list(&mut tx, org);
         Ok(tx.run(&self.db).await?.get(list)?)
     }
 
-    pub async fn get_collection(
-        &self,
-        proof: &SessionTokenHash,
-        org: OrgId,
-        name: &str,
-    ) -> Result<Collection, AppError> {
+    pub async fn get_collection(&self, proof: &SessionProof, org: OrgId, name: &str) -> Result<Collection, AppError> {
         let name = parse_name(name)?;
         let mut tx = Tx::tenant(proof, self.clock.now(), org);
         tx.require(Permission::CollectionsRead);
@@ -91,7 +86,7 @@ impl App {
     /// changes and the offending records are listed.
     pub async fn change_collection_schema(
         &self,
-        proof: &SessionTokenHash,
+        proof: &SessionProof,
         org: OrgId,
         name: &str,
         schema: &Value,
@@ -161,7 +156,7 @@ impl App {
     /// Deletes a collection that holds no records.
     pub async fn delete_collection(
         &self,
-        proof: &SessionTokenHash,
+        proof: &SessionProof,
         org: OrgId,
         name: &str,
         meta: &RequestMeta,

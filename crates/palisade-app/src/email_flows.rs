@@ -79,7 +79,7 @@ impl App {
     /// new address already has an account (then it gets a notice instead of a link).
     pub async fn request_email_change(
         &self,
-        proof: &palisade_core::SessionTokenHash,
+        proof: &palisade_core::SessionProof,
         new_email: &str,
         meta: &RequestMeta,
     ) -> Result<(), AppError> {

@@ -16,6 +16,8 @@ mod records;
 mod roles;
 mod schema;
 mod security;
+mod token_keys;
+mod tokens;
 
 use std::sync::Arc;
 
@@ -23,7 +25,7 @@ use palisade_auth::PasswordHasher;
 use palisade_core::{Clock, Randomness};
 use palisade_store::Db;
 
-pub use accounts::{LoginInput, LoginOutcome, LoginOutput, SignupInput};
+pub use accounts::{LoginInput, LoginOutcome, SignupInput};
 pub use audit::{CHECKPOINT_EVERY, CHECKPOINT_EVERY_EVENTS, EventPage};
 pub use audit_verify::{Anchor, CheckpointDocument, Report};
 pub use collections::IncompatibleRecords;
@@ -45,12 +47,20 @@ pub use records::{RecordInput, RecordUpdate, RecordView};
 pub use roles::RoleInput;
 pub use schema::{RECORD_MAX_BYTES, SCHEMA_MAX_BYTES, SchemaCache};
 pub use security::STEP_UP_WINDOW;
+pub use token_keys::{PublishedKey, TokenKeys, VerifiedAccess};
+pub use tokens::{LoginOutput, TokenGrant};
 
 /// Instance-wide settings the use cases need.
 #[derive(Debug, Clone)]
 pub struct Policy {
-    /// Absolute lifetime of a session.
+    /// Absolute lifetime of a browser (cookie) session.
     pub session_lifetime: time::Duration,
+    /// Absolute lifetime of a refresh-token family (the API-client side of a session).
+    pub refresh_lifetime: time::Duration,
+    /// Lifetime of an access token (a signed JWT).
+    pub access_token_ttl: time::Duration,
+    /// How often the access-token signing key is replaced on schedule.
+    pub signing_key_rotation: time::Duration,
     /// A session unused for this long stops working.
     pub session_idle_timeout: time::Duration,
     /// Consecutive failed sign-ins that lock an account, and for how long.
@@ -71,6 +81,9 @@ impl Default for Policy {
     fn default() -> Self {
         Self {
             session_lifetime: time::Duration::hours(12),
+            refresh_lifetime: time::Duration::days(30),
+            access_token_ttl: time::Duration::minutes(15),
+            signing_key_rotation: time::Duration::days(30),
             session_idle_timeout: time::Duration::minutes(30),
             lockout: Lockout { threshold: 6, duration: time::Duration::minutes(15) },
             verification_valid_for: time::Duration::hours(48),
@@ -97,6 +110,8 @@ pub struct App {
     pub schemas: Arc<SchemaCache>,
     /// The audit checkpoint signing key, loaded (or created) on first use.
     pub audit_key: Arc<tokio::sync::OnceCell<Arc<palisade_crypto::signing::KeyPair>>>,
+    /// Access-token signing and verification keys as this node knows them.
+    pub tokens: Arc<TokenKeys>,
 }
 
 impl App {

@@ -18,6 +18,7 @@ pub enum Notice<'a> {
     EmailChangeRequested { to: &'a str },
     EmailChanged,
     BackupCodeUsed,
+    RefreshTokenReused,
 }
 
 impl App {
@@ -121,6 +122,10 @@ impl App {
             Notice::BackupCodeUsed => (
                 "A backup code was used to sign in".to_owned(),
                 "One of your backup codes was just used to sign in to your Palisade account; it cannot be used again. If this was not you, reset your password now.".to_owned(),
+            ),
+            Notice::RefreshTokenReused => (
+                "A sign-in of yours was ended: its refresh token was used twice".to_owned(),
+                "A refresh token of one of your Palisade sign-ins was presented after it had already been used, which means a copy of it exists somewhere it should not. That sign-in has been ended on every device that used it. Sign in again; if you did not expect this, change your password and review your sessions.".to_owned(),
             ),
         };
         self.send_in_background(Mail { to: to.to_owned(), subject, body: format!("{body}\n") });

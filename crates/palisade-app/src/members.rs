@@ -2,7 +2,7 @@
 //! changes and removal. Each needs `members.manage`; the finer rules are checked in SQL.
 
 use palisade_auth::{INVITATION_TOKEN_PREFIX, hash_token, invitation_org, mint_invitation};
-use palisade_core::{Email, InvitationId, OrgId, OrgRole, Permission, SessionTokenHash, UserId, ValidationError};
+use palisade_core::{Email, InvitationId, OrgId, OrgRole, Permission, SessionProof, UserId, ValidationError};
 use palisade_store::repo::audit::{self, Outcome, RequestMeta};
 use palisade_store::repo::members::{self, Invitation, NewInvitation};
 use palisade_store::{StoreError, Tx};
@@ -24,7 +24,7 @@ impl App {
     /// transaction, the refused one having rolled back).
     pub(crate) async fn members_change(
         &self,
-        proof: &SessionTokenHash,
+        proof: &SessionProof,
         org: OrgId,
         tx: Tx<palisade_store::Tenant>,
         denied: (&'static str, serde_json::Value),
@@ -47,7 +47,7 @@ impl App {
     /// Invites an address with a role (never above the inviter's own); the link is emailed.
     pub async fn invite_member(
         &self,
-        proof: &SessionTokenHash,
+        proof: &SessionProof,
         org: OrgId,
         email: &str,
         role: &str,
@@ -87,7 +87,7 @@ impl App {
         Ok(invitation)
     }
 
-    pub async fn list_invitations(&self, proof: &SessionTokenHash, org: OrgId) -> Result<Vec<Invitation>, AppError> {
+    pub async fn list_invitations(&self, proof: &SessionProof, org: OrgId) -> Result<Vec<Invitation>, AppError> {
         let now = self.clock.now();
         let mut tx = Tx::tenant(proof, now, org);
         tx.require(Permission::MembersManage);
@@ -97,7 +97,7 @@ impl App {
 
     pub async fn revoke_invitation(
         &self,
-        proof: &SessionTokenHash,
+        proof: &SessionProof,
         org: OrgId,
         id: InvitationId,
         meta: &RequestMeta,
@@ -114,7 +114,7 @@ impl App {
     /// Joins the organization an invitation names (signed in, address verified and invited).
     pub async fn accept_invitation(
         &self,
-        proof: &SessionTokenHash,
+        proof: &SessionProof,
         token: &str,
         meta: &RequestMeta,
     ) -> Result<(OrgId, Option<OrgRole>), AppError> {
@@ -137,7 +137,7 @@ impl App {
     /// organization keeps an owner).
     pub async fn change_member_role(
         &self,
-        proof: &SessionTokenHash,
+        proof: &SessionProof,
         org: OrgId,
         user: UserId,
         role: &str,
@@ -162,7 +162,7 @@ impl App {
     /// Removes a member; their access to the organization ends on their next request.
     pub async fn remove_member(
         &self,
-        proof: &SessionTokenHash,
+        proof: &SessionProof,
         org: OrgId,
         user: UserId,
         meta: &RequestMeta,

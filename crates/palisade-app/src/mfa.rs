@@ -2,7 +2,7 @@
 //! of a sign-in. Seeds are sealed with the instance key, bound to their user.
 
 use palisade_auth::{SessionToken, hash_token};
-use palisade_core::{SessionTokenHash, UserId, ValidationError};
+use palisade_core::{SessionProof, UserId, ValidationError};
 use palisade_store::repo::audit::{self, Actor, Outcome, RequestMeta};
 use palisade_store::repo::{mfa, users as user_repo};
 use palisade_store::{StoreError, Tx};
@@ -12,6 +12,7 @@ use serde_json::json;
 use totp_rs::{Algorithm, Builder, Totp};
 
 use crate::mail::Notice;
+use crate::tokens::AMR_PASSWORD_OTP;
 use crate::{App, AppError, LoginOutput};
 
 /// Prefix of the short-lived token between the password and the second factor.
@@ -89,7 +90,7 @@ impl App {
     }
 
     /// Starts (or restarts) TOTP enrolment. A confirmed factor must be removed first.
-    pub async fn start_totp(&self, proof: &SessionTokenHash) -> Result<TotpEnrollment, AppError> {
+    pub async fn start_totp(&self, proof: &SessionProof) -> Result<TotpEnrollment, AppError> {
         let me = self.me(proof).await?;
         let mut seed = vec![0u8; 20];
         self.random.fill(&mut seed);
@@ -113,7 +114,7 @@ impl App {
     /// Confirms enrolment with a current code; returns ten single-use backup codes, shown once.
     pub async fn confirm_totp(
         &self,
-        proof: &SessionTokenHash,
+        proof: &SessionProof,
         code: &str,
         meta: &RequestMeta,
     ) -> Result<Vec<String>, AppError> {
@@ -213,8 +214,13 @@ impl App {
         let method = if step >= 0 { "totp" } else { "backup_code" };
         let mut tx = Tx::anonymous();
         mfa::complete(&mut tx, &proof, now, (step >= 0).then_some(step), lookup.filter(|_| step < 0));
-        let session_token =
-            self.open_session(&mut tx, state.user_id, json!({"method": "password", "second_factor": method}), meta);
+        let opened = self.open_session(
+            &mut tx,
+            state.user_id,
+            AMR_PASSWORD_OTP,
+            json!({"method": "password", "second_factor": method}),
+            meta,
+        );
         match tx.run(&self.db).await {
             Ok(_) => {}
             Err(StoreError::Replayed) => return Err(self.second_factor_failed(&state, meta).await),
@@ -223,7 +229,7 @@ impl App {
         if method == "backup_code" {
             self.send_notice(&state.email, Notice::BackupCodeUsed);
         }
-        Ok(self.login_output(session_token, state.user_id))
+        self.login_output(opened).await
     }
 
     async fn second_factor_failed(&self, state: &mfa::Challenge, meta: &RequestMeta) -> AppError {

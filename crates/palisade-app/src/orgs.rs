@@ -1,6 +1,6 @@
 //! Organizations (tenants) and their members.
 
-use palisade_core::{OrgId, OrgName, Permission, SessionTokenHash, UserId, ValidationError};
+use palisade_core::{OrgId, OrgName, Permission, SessionProof, UserId, ValidationError};
 use palisade_store::Tx;
 use palisade_store::repo::audit::{self, NewEvent, Outcome, RequestMeta};
 use palisade_store::repo::orgs::{self, Member, Org};
@@ -35,7 +35,7 @@ impl App {
     }
 
     /// Creates an organization; the caller becomes its owner.
-    pub async fn create_org(&self, proof: &SessionTokenHash, name: &str, meta: &RequestMeta) -> Result<Org, AppError> {
+    pub async fn create_org(&self, proof: &SessionProof, name: &str, meta: &RequestMeta) -> Result<Org, AppError> {
         let name = OrgName::parse(name)?;
         let now = self.clock.now();
         let id = OrgId::new(&*self.clock, &*self.random);
@@ -47,13 +47,13 @@ impl App {
     }
 
     /// The organizations the caller belongs to.
-    pub async fn list_orgs(&self, proof: &SessionTokenHash) -> Result<Vec<Org>, AppError> {
+    pub async fn list_orgs(&self, proof: &SessionProof) -> Result<Vec<Org>, AppError> {
         let mut tx = Tx::session(proof, self.clock.now());
         let list = orgs::list_mine(&mut tx);
         Ok(tx.run(&self.db).await?.get(list)?)
     }
 
-    pub async fn get_org(&self, proof: &SessionTokenHash, id: OrgId) -> Result<Org, AppError> {
+    pub async fn get_org(&self, proof: &SessionProof, id: OrgId) -> Result<Org, AppError> {
         let mut tx = Tx::tenant(proof, self.clock.now(), id);
         let org = orgs::get(&mut tx, id);
         Ok(tx.run(&self.db).await?.get(org)?)
@@ -62,7 +62,7 @@ impl App {
     /// Changes settings (owner or admin). A refused attempt is audited as denied.
     pub async fn update_org(
         &self,
-        proof: &SessionTokenHash,
+        proof: &SessionProof,
         id: OrgId,
         patch: OrgPatch,
         meta: &RequestMeta,
@@ -173,7 +173,7 @@ impl App {
     /// was rolled back).
     async fn record_denied(
         &self,
-        proof: &SessionTokenHash,
+        proof: &SessionProof,
         id: OrgId,
         action: &'static str,
         details: serde_json::Value,
@@ -189,7 +189,7 @@ impl App {
     /// do it to an owner). The member's sessions keep working for their other organizations.
     pub async fn revoke_member_sessions(
         &self,
-        proof: &SessionTokenHash,
+        proof: &SessionProof,
         id: OrgId,
         member: UserId,
         meta: &RequestMeta,
@@ -214,7 +214,7 @@ impl App {
     }
 
     /// The roles of this organization and what each may do (members only; others get 404).
-    pub async fn list_members(&self, proof: &SessionTokenHash, id: OrgId) -> Result<Vec<Member>, AppError> {
+    pub async fn list_members(&self, proof: &SessionProof, id: OrgId) -> Result<Vec<Member>, AppError> {
         let mut tx = Tx::tenant(proof, self.clock.now(), id);
         let members = orgs::members(&mut tx, id);
         Ok(tx.run(&self.db).await?.get(members)?)

@@ -5,7 +5,7 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use palisade_core::{CollectionName, OrgId, Permission, RecordId, SessionTokenHash, ValidationError};
+use palisade_core::{CollectionName, OrgId, Permission, RecordId, SessionProof, ValidationError};
 use palisade_store::Tx;
 use palisade_store::repo::collections;
 use palisade_store::repo::records::{self, After, Filter, ListQuery};
@@ -162,7 +162,7 @@ impl App {
     /// One page of the records the caller can see. `pairs` are the raw query parameters.
     pub async fn list_records(
         &self,
-        proof: &SessionTokenHash,
+        proof: &SessionProof,
         org: OrgId,
         collection: &str,
         pairs: &[(String, String)],

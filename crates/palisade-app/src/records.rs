@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use palisade_core::{CollectionName, OrgId, Permission, RecordId, SessionTokenHash, UserId, ValidationError};
+use palisade_core::{CollectionName, OrgId, Permission, RecordId, SessionProof, UserId, ValidationError};
 use palisade_store::repo::audit::{self, RequestMeta};
 use palisade_store::repo::collections;
 use palisade_store::repo::records::{self, NewRecord, Record, RecordChange};
@@ -103,7 +103,7 @@ impl App {
     /// about it is only ever shown to someone who may see the collection).
     pub(crate) async fn fresh_schema(
         &self,
-        proof: &SessionTokenHash,
+        proof: &SessionProof,
         org: OrgId,
         name: &CollectionName,
     ) -> Result<(Uuid, Arc<CompiledSchema>), AppError> {
@@ -120,7 +120,7 @@ impl App {
 
     pub async fn create_record(
         &self,
-        proof: &SessionTokenHash,
+        proof: &SessionProof,
         org: OrgId,
         collection: &str,
         input: RecordInput,
@@ -181,7 +181,7 @@ impl App {
 
     pub async fn get_record(
         &self,
-        proof: &SessionTokenHash,
+        proof: &SessionProof,
         org: OrgId,
         collection: &str,
         id: RecordId,
@@ -205,7 +205,7 @@ impl App {
     /// patch applied to the stored data instead. `expected_version` is the If-Match precondition.
     pub async fn update_record(
         &self,
-        proof: &SessionTokenHash,
+        proof: &SessionProof,
         org: OrgId,
         collection: &str,
         id: RecordId,
@@ -288,7 +288,7 @@ impl App {
 
     pub async fn delete_record(
         &self,
-        proof: &SessionTokenHash,
+        proof: &SessionProof,
         org: OrgId,
         collection: &str,
         id: RecordId,

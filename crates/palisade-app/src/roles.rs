@@ -1,7 +1,7 @@
 //! Custom roles (create, change, delete, give to a member) and the access review. Managing
 //! roles needs `roles.manage`, and nobody grants a permission they do not hold.
 
-use palisade_core::{OrgId, OrgRole, Permission, RoleId, SessionTokenHash, UserId, ValidationError};
+use palisade_core::{OrgId, OrgRole, Permission, RoleId, SessionProof, UserId, ValidationError};
 use palisade_store::repo::audit::{self, RequestMeta};
 use palisade_store::repo::roles::{self, CustomRole, ReviewRow, RoleDraft};
 use palisade_store::{StoreError, Tx};
@@ -70,7 +70,7 @@ impl App {
     /// Built-in roles with their permissions, and the organization's custom roles.
     pub async fn list_all_roles(
         &self,
-        proof: &SessionTokenHash,
+        proof: &SessionProof,
         org: OrgId,
     ) -> Result<(Vec<(OrgRole, Vec<Permission>)>, Vec<CustomRole>), AppError> {
         let mut tx = Tx::tenant(proof, self.clock.now(), org);
@@ -81,7 +81,7 @@ impl App {
 
     pub async fn create_role(
         &self,
-        proof: &SessionTokenHash,
+        proof: &SessionProof,
         org: OrgId,
         input: RoleInput,
         meta: &RequestMeta,
@@ -115,7 +115,7 @@ impl App {
 
     pub async fn update_role(
         &self,
-        proof: &SessionTokenHash,
+        proof: &SessionProof,
         org: OrgId,
         id: RoleId,
         input: RoleInput,
@@ -149,7 +149,7 @@ impl App {
 
     pub async fn delete_role(
         &self,
-        proof: &SessionTokenHash,
+        proof: &SessionProof,
         org: OrgId,
         id: RoleId,
         meta: &RequestMeta,
@@ -165,7 +165,7 @@ impl App {
     /// Gives a member a custom role (`rol_…`): needs members.manage and every permission of the role.
     pub(crate) async fn assign_custom_role(
         &self,
-        proof: &SessionTokenHash,
+        proof: &SessionProof,
         org: OrgId,
         user: UserId,
         role: RoleId,
@@ -184,7 +184,7 @@ impl App {
     }
 
     /// Every member with role, permissions, second factor and last activity (Z4).
-    pub async fn access_review(&self, proof: &SessionTokenHash, org: OrgId) -> Result<Vec<ReviewRow>, AppError> {
+    pub async fn access_review(&self, proof: &SessionProof, org: OrgId) -> Result<Vec<ReviewRow>, AppError> {
         let mut tx = Tx::tenant(proof, self.clock.now(), org);
         tx.require(Permission::MembersManage);
         let review = roles::access_review(&mut tx);

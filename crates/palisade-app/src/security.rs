@@ -2,7 +2,7 @@
 //! changing the password. (API keys, exports and org deletion join as they are built.)
 
 use palisade_auth::check_strength;
-use palisade_core::{Password, SessionTokenHash, ValidationError};
+use palisade_core::{Password, SessionProof, ValidationError};
 use palisade_store::repo::audit::{self, RequestMeta};
 use palisade_store::repo::{mfa, security, users};
 use palisade_store::{Anonymous, StoreError, Tx};
@@ -21,7 +21,7 @@ impl App {
     /// actions are then allowed for 10 minutes. Failures count towards the account lockout.
     pub async fn step_up(
         &self,
-        proof: &SessionTokenHash,
+        proof: &SessionProof,
         password: SecretString,
         code: Option<String>,
         meta: &RequestMeta,
@@ -80,7 +80,7 @@ impl App {
     }
 
     /// Turns the second factor off (needs a recent authentication).
-    pub async fn disable_totp(&self, proof: &SessionTokenHash, meta: &RequestMeta) -> Result<(), AppError> {
+    pub async fn disable_totp(&self, proof: &SessionProof, meta: &RequestMeta) -> Result<(), AppError> {
         let now = self.clock.now();
         let mut tx = Tx::session(proof, now);
         security::require_recent_auth(&mut tx, now, STEP_UP_WINDOW);
@@ -95,7 +95,7 @@ impl App {
     /// Sets a new password (needs a recent authentication); every other session is signed out.
     pub async fn change_password(
         &self,
-        proof: &SessionTokenHash,
+        proof: &SessionProof,
         password: SecretString,
         meta: &RequestMeta,
     ) -> Result<(), AppError> {

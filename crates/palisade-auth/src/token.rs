@@ -19,6 +19,8 @@ pub struct SessionToken {
 pub const VERIFY_TOKEN_PREFIX: &str = "pev_";
 /// Prefix of password reset tokens.
 pub const RESET_TOKEN_PREFIX: &str = "prt_";
+/// Prefix of refresh tokens (opaque, single use: each use returns the next one).
+pub const REFRESH_TOKEN_PREFIX: &str = "prf_";
 /// Prefix of change-of-address tokens.
 pub const CHANGE_EMAIL_TOKEN_PREFIX: &str = "pce_";
 

@@ -13,4 +13,4 @@ pub use ids::{
 pub use role::{OrgRole, Permission};
 pub use values::{CollectionName, Email, OrgName, Password, PersonName, ValidationError};
 pub mod session;
-pub use session::SessionTokenHash;
+pub use session::{SessionProof, SessionTokenHash};

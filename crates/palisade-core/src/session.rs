@@ -10,3 +10,35 @@ impl std::fmt::Debug for SessionTokenHash {
         f.write_str("SessionTokenHash(<redacted>)")
     }
 }
+
+/// What a caller proves about their session, passed to the database's session check
+/// (`palisade.valid_session`) in the same transaction as the work:
+/// - `Cookie`: the SHA-256 of an opaque session token (the browser cookie); the database finds
+///   the session by this hash, so only someone holding the token can name it.
+/// - `Access`: the session named by a signed access token, whose Ed25519 signature, issuer,
+///   audience and expiry this node has already checked. The database still decides whether that
+///   session is alive (revoked, idle, past its lifetime, member cut-off), on every request.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum SessionProof {
+    Cookie(SessionTokenHash),
+    Access(crate::SessionId),
+}
+
+impl SessionProof {
+    /// The proof as `valid_session` takes it: 32 bytes (a token hash) or 16 (a session id).
+    pub fn to_db(&self) -> Vec<u8> {
+        match self {
+            SessionProof::Cookie(hash) => hash.0.to_vec(),
+            SessionProof::Access(session) => session.as_uuid().as_bytes().to_vec(),
+        }
+    }
+}
+
+impl std::fmt::Debug for SessionProof {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SessionProof::Cookie(_) => f.write_str("SessionProof::Cookie(<redacted>)"),
+            SessionProof::Access(session) => write!(f, "SessionProof::Access({session})"),
+        }
+    }
+}

@@ -45,6 +45,11 @@ impl KeyPair {
         key_id_of(&self.public_key())
     }
 
+    /// The private key's 32-byte seed, for a signer that needs it as bytes (JWT encoding keys).
+    pub fn secret_seed(&self) -> Zeroizing<[u8; 32]> {
+        Zeroizing::new(self.signing.to_bytes())
+    }
+
     pub fn sign(&self, message: &[u8]) -> [u8; 64] {
         self.signing.sign(message).to_bytes()
     }

@@ -45,6 +45,13 @@ pub struct Config {
     pub log_level: String,
     pub session_lifetime_minutes: i64,
     pub session_idle_minutes: i64,
+    /// Lifetime of an access token (a signed JWT), in minutes.
+    pub access_token_minutes: i64,
+    /// Absolute lifetime of a refresh-token family, in days.
+    pub refresh_lifetime_days: i64,
+    /// The access-token signing key is replaced this often (days); `palisade keys rotate-signing`
+    /// does it at once.
+    pub signing_key_rotation_days: i64,
     /// Threads hashing passwords at once; default: the number of CPU cores.
     pub hash_workers: Option<usize>,
     /// Sign-ins allowed to queue for a hashing thread before new ones get 503.
@@ -91,6 +98,9 @@ impl Default for Config {
             log_level: "info".into(),
             session_lifetime_minutes: 12 * 60,
             session_idle_minutes: 30,
+            access_token_minutes: 15,
+            refresh_lifetime_days: 30,
+            signing_key_rotation_days: 30,
             hash_workers: None,
             hash_queue: 256,
             embedded_postgres_settings: Vec::new(),
@@ -167,6 +177,9 @@ impl Config {
             format!("log_format = \"{:?}\"", self.log_format).to_lowercase(),
             format!("log_level = \"{}\"", self.log_level),
             format!("session_lifetime_minutes = {}", self.session_lifetime_minutes),
+            format!("access_token_minutes = {}", self.access_token_minutes),
+            format!("refresh_lifetime_days = {}", self.refresh_lifetime_days),
+            format!("signing_key_rotation_days = {}", self.signing_key_rotation_days),
             format!("session_idle_minutes = {}", self.session_idle_minutes),
             format!("hash_workers = {}", self.hash_workers()),
             format!("hash_queue = {}", self.hash_queue),

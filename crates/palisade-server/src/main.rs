@@ -64,6 +64,11 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Access-token signing keys (published at /.well-known/jwks.json).
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
     /// Configuration tools.
     Config {
         #[command(subcommand)]
@@ -122,6 +127,20 @@ enum AuditCommand {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// List the access-token signing keys and their state.
+    List,
+    /// Start signing with a new key now; older keys stay published until their tokens expire.
+    RotateSigning,
+    /// Emergency: stop accepting tokens signed by KID at once (a new key takes over if it was
+    /// the signing key). Every token it signed stops working; their users sign in again.
+    RevokeSigning {
+        /// The key id, as `palisade keys list` shows it (ed25519-…).
+        kid: String,
     },
 }
 
@@ -199,6 +218,7 @@ async fn run(command: Command, config: Config) -> Result<ExitCode> {
             }
             outcome
         }
+        Command::Keys { command } => keys(&config, command).await,
         Command::Config { command: ConfigCommand::Check } => {
             println!("{}", config.describe());
             Ok(ExitCode::SUCCESS)
@@ -289,4 +309,69 @@ async fn controls_check(config: &Config, json: bool, url: Option<String>) -> Res
     }
     let failed = results.iter().any(|r| r.status == controls::Status::Fail);
     Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+async fn keys(config: &Config, command: KeysCommand) -> Result<ExitCode> {
+    let mut connections = database::open(config).await?;
+    let runtime = connections.runtime.clone().context("set PALISADE_DATABASE_URL (the runtime role's connection)")?;
+    let db = palisade_store::Db::connect(runtime, 2)?;
+    let app = serve::build_app(
+        config,
+        db,
+        std::sync::Arc::new(palisade_core::SystemClock),
+        std::sync::Arc::new(palisade_core::SystemRandomness),
+    )?;
+    let outcome = keys_command(&app, command).await;
+    drop(app);
+    if let Some(cluster) = connections.cluster.as_mut() {
+        cluster.stop()?;
+    }
+    outcome
+}
+
+async fn keys_command(app: &palisade_app::App, command: KeysCommand) -> Result<ExitCode> {
+    match command {
+        KeysCommand::List => {
+            let keys = app.list_signing_keys().await?;
+            if keys.is_empty() {
+                println!("No access-token key yet: the server creates one when it starts.");
+                return Ok(ExitCode::SUCCESS);
+            }
+            let format = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]");
+            let at = |t: Option<time::OffsetDateTime>| t.and_then(|t| t.format(&format).ok()).unwrap_or_default();
+            println!("{:<24}  {:<9}  {:<16}  {:<16}  {:<16}", "KEY ID", "STATE", "CREATED", "RETIRED", "REVOKED");
+            for key in keys {
+                let state = match (key.revoked_at, key.retired_at) {
+                    (Some(_), _) => "revoked",
+                    (None, Some(_)) => "retired",
+                    (None, None) => "signing",
+                };
+                println!(
+                    "{:<24}  {:<9}  {:<16}  {:<16}  {:<16}",
+                    key.key_id,
+                    state,
+                    at(Some(key.created_at)),
+                    at(key.retired_at),
+                    at(key.revoked_at)
+                );
+            }
+        }
+        KeysCommand::RotateSigning => {
+            let kid = app.rotate_signing_key().await?;
+            println!("{kid} signs access tokens from now on (every node within a second).");
+            println!("Earlier keys stay in /.well-known/jwks.json until the tokens they signed have expired.");
+        }
+        KeysCommand::RevokeSigning { kid } => match app.revoke_signing_key(&kid).await {
+            Ok(()) => {
+                println!("{kid} is revoked: tokens it signed are refused (every node within a second).");
+                println!("It is no longer published; its users sign in again. See `palisade keys list`.");
+            }
+            Err(palisade_app::AppError::NotFound) => {
+                eprintln!("error: no access-token key {kid} that is not already revoked; see `palisade keys list`.");
+                return Ok(ExitCode::FAILURE);
+            }
+            Err(err) => return Err(err.into()),
+        },
+    }
+    Ok(ExitCode::SUCCESS)
 }

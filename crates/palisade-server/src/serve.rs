@@ -17,6 +17,8 @@ use crate::database;
 
 /// Builds the use-case layer over a runtime pool.
 pub fn build_app(config: &Config, db: Db, clock: Arc<dyn Clock>, random: Arc<dyn Randomness>) -> Result<App> {
+    let public_url = config.public_url();
+    let tokens = palisade_app::TokenKeys::new(public_url.clone(), format!("{}/api", public_url.trim_end_matches('/')));
     Ok(App {
         db,
         hasher: PasswordHasher::new(config.hash_workers(), config.hash_queue),
@@ -25,6 +27,9 @@ pub fn build_app(config: &Config, db: Db, clock: Arc<dyn Clock>, random: Arc<dyn
         policy: Policy {
             session_lifetime: time::Duration::minutes(config.session_lifetime_minutes),
             session_idle_timeout: time::Duration::minutes(config.session_idle_minutes),
+            access_token_ttl: time::Duration::minutes(config.access_token_minutes.clamp(1, 60)),
+            refresh_lifetime: time::Duration::days(config.refresh_lifetime_days.clamp(1, 365)),
+            signing_key_rotation: time::Duration::days(config.signing_key_rotation_days.clamp(1, 365)),
             lockout: Lockout {
                 threshold: config.lockout_threshold.max(1),
                 duration: time::Duration::minutes(config.lockout_minutes.max(1)),
@@ -42,6 +47,7 @@ pub fn build_app(config: &Config, db: Db, clock: Arc<dyn Clock>, random: Arc<dyn
         keys: Arc::new(config.instance_key()?),
         schemas: Arc::default(),
         audit_key: Arc::default(),
+        tokens: Arc::new(tokens),
     })
 }
 
@@ -72,6 +78,9 @@ pub async fn run(config: Config) -> Result<()> {
     if let Err(err) = app.readiness().await {
         bail!("the database is not ready: {err}. Run `palisade migrate` first.");
     }
+    // Access-token keys: load (creating the first key on a new instance), then stay current.
+    app.reload_token_keys().await.context("loading the access-token signing keys")?;
+    tokio::spawn(app.clone().run_token_keys(std::time::Duration::from_secs(1)));
     // The audit sequencer: seals committed events into their organizations' chains and signs
     // checkpoints. Every node runs one; they take turns in the database.
     tokio::spawn(

@@ -9,7 +9,8 @@ GRANT UPDATE (name, password_hash, updated_at, failed_logins, locked_until) ON p
 -- Token hashes are readable only by enter_session (SECURITY DEFINER): a compromised runtime
 -- connection cannot lift another user's session proof.
 GRANT INSERT ON palisade.sessions TO {role};
-GRANT SELECT (id, user_id, created_at, last_seen_at, expires_at, idle_timeout, revoked_at, ip, user_agent, authenticated_at)
+GRANT SELECT (id, user_id, created_at, last_seen_at, expires_at, idle_timeout, revoked_at, ip, user_agent, authenticated_at,
+               refresh_expires_at, amr)
     ON palisade.sessions TO {role};
 GRANT UPDATE (revoked_at) ON palisade.sessions TO {role};
 GRANT SELECT, INSERT ON palisade.orgs TO {role};
@@ -70,7 +71,12 @@ GRANT EXECUTE ON FUNCTION palisade.audit_field(text) TO palisade_sealer;
 GRANT EXECUTE ON FUNCTION palisade.audit_hash(bigint, bytea, palisade.audit_events) TO palisade_sealer;
 -- Signing keys: public parts readable, private parts sealed with the instance key.
 GRANT SELECT, INSERT ON palisade.signing_keys TO {role};
-GRANT UPDATE (retired_at) ON palisade.signing_keys TO {role};
+GRANT UPDATE (retired_at, revoked_at) ON palisade.signing_keys TO {role};
+GRANT EXECUTE ON FUNCTION palisade.rotate_token_key(text, bytea, bytea, timestamptz, interval) TO {role};
+-- Refresh tokens: the server adds the first of a family at sign-in; only rotate_refresh reads
+-- or uses them (their hashes are never readable by the runtime role).
+GRANT INSERT ON palisade.refresh_tokens TO {role};
+GRANT EXECUTE ON FUNCTION palisade.rotate_refresh(bytea, bytea, timestamptz) TO {role};
 GRANT SELECT ON palisade.role_permissions TO {role};
 GRANT SELECT, INSERT, DELETE ON palisade.custom_roles TO {role};
 GRANT UPDATE (name, description, permissions, updated_at) ON palisade.custom_roles TO {role};

@@ -19,6 +19,7 @@ pub const INSTANCE_TABLES: &[&str] = &[
     "role_permissions",
     "audit_sealer",
     "signing_keys",
+    "refresh_tokens",
 ];
 
 /// The connected role's attributes, for the "owns nothing, no BYPASSRLS" rule.

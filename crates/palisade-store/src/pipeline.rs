@@ -13,7 +13,7 @@
 use std::marker::PhantomData;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
-use palisade_core::{OrgId, Permission, SessionTokenHash};
+use palisade_core::{OrgId, Permission, SessionProof};
 use time::OffsetDateTime;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
@@ -77,9 +77,9 @@ impl Tx<Anonymous> {
 }
 
 impl Tx<Authenticated> {
-    pub fn session(proof: &SessionTokenHash, now: OffsetDateTime) -> Self {
+    pub fn session(proof: &SessionProof, now: OffsetDateTime) -> Self {
         let mut tx = Tx { steps: Vec::new(), scope: PhantomData };
-        tx.push_raw(ENTER_SESSION, vec![Box::new(proof.0.to_vec()), Box::new(now)]);
+        tx.push_raw(ENTER_SESSION, vec![Box::new(proof.to_db()), Box::new(now)]);
         tx
     }
 }
@@ -87,16 +87,16 @@ impl Tx<Authenticated> {
 impl Tx<Tenant> {
     /// Enters an existing organization: fails in the database unless the session is valid and
     /// its user is a member.
-    pub fn tenant(proof: &SessionTokenHash, now: OffsetDateTime, org: OrgId) -> Self {
+    pub fn tenant(proof: &SessionProof, now: OffsetDateTime, org: OrgId) -> Self {
         let mut tx = Tx { steps: Vec::new(), scope: PhantomData };
-        tx.push_raw(ENTER_TENANT, vec![Box::new(proof.0.to_vec()), Box::new(now), Box::new(org.as_uuid())]);
+        tx.push_raw(ENTER_TENANT, vec![Box::new(proof.to_db()), Box::new(now), Box::new(org.as_uuid())]);
         tx
     }
 
     /// Claims a fresh tenant id for an organization being created by the session's user.
-    pub fn new_tenant(proof: &SessionTokenHash, now: OffsetDateTime, org: OrgId) -> Self {
+    pub fn new_tenant(proof: &SessionProof, now: OffsetDateTime, org: OrgId) -> Self {
         let mut tx = Tx { steps: Vec::new(), scope: PhantomData };
-        tx.push_raw(ENTER_NEW_TENANT, vec![Box::new(proof.0.to_vec()), Box::new(now), Box::new(org.as_uuid())]);
+        tx.push_raw(ENTER_NEW_TENANT, vec![Box::new(proof.to_db()), Box::new(now), Box::new(org.as_uuid())]);
         tx
     }
 

@@ -34,6 +34,9 @@ pub struct TestApp {
     pub outbox: palisade_mail::Outbox,
     /// The server's use-case layer, for driving background work (the audit sequencer) by hand.
     pub app: palisade_app::App,
+    /// The instance key this server seals with; another process serving the same database
+    /// needs it too (`PALISADE_INSTANCE_KEY_FILE`).
+    pub instance_key_file: std::path::PathBuf,
 }
 
 /// An answer, read whole.
@@ -76,6 +79,7 @@ impl TestApp {
         let clock = Arc::new(ManualClock::ticking(time::OffsetDateTime::now_utc(), time::Duration::milliseconds(1)));
         let app = palisade_server::serve::build_app(&config, pool, clock.clone(), Arc::new(SystemRandomness))
             .expect("build app");
+        app.reload_token_keys().await.expect("token signing keys");
         let outbox = palisade_mail::Outbox::open(config.outbox_dir()).expect("outbox");
         let hasher = app.hasher.clone();
         let handle = app.clone();
@@ -91,7 +95,18 @@ impl TestApp {
             .user_agent("palisade-testkit")
             .build()
             .expect("client");
-        Self { base_url: format!("http://{addr}"), addr, http, clock, db, hasher, outbox, app: handle }
+        let instance_key_file = config.data_dir.join("instance.key");
+        Self {
+            base_url: format!("http://{addr}"),
+            addr,
+            http,
+            clock,
+            db,
+            hasher,
+            outbox,
+            app: handle,
+            instance_key_file,
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -171,6 +186,28 @@ impl TestApp {
             self.send("POST", "/api/v1/auth/login", None, Some(json!({"email": email, "password": PASSWORD}))).await;
         assert_eq!(answer.status, 200, "login: {}", answer.text);
         answer.body["access_token"].as_str().expect("access_token").to_owned()
+    }
+
+    /// What the server proves to the database for a bearer access token: its session (the
+    /// token is verified as the API would).
+    pub fn session_proof(&self, access_token: &str) -> palisade_core::SessionProof {
+        let now = self.app.clock.now().unix_timestamp();
+        let access = self.app.tokens.verify(access_token, now).expect("a valid access token");
+        palisade_core::SessionProof::Access(access.session)
+    }
+
+    /// Signs in and returns the browser's `Cookie` header value (session and CSRF cookies).
+    pub async fn login_cookie(&self, email: &str) -> String {
+        let answer =
+            self.send("POST", "/api/v1/auth/login", None, Some(json!({"email": email, "password": PASSWORD}))).await;
+        assert_eq!(answer.status, 200, "login: {}", answer.text);
+        answer
+            .headers
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok()?.split(';').next())
+            .collect::<Vec<_>>()
+            .join("; ")
     }
 
     /// A new account with a verified address, signed in.

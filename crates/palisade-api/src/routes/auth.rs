@@ -60,11 +60,25 @@ pub struct LoginRequest {
 
 #[derive(Serialize, ToSchema)]
 pub struct TokenResponse {
+    /// A signed JWT (EdDSA, `typ: at+jwt`), verifiable with `/.well-known/jwks.json`.
     pub access_token: String,
     #[schema(example = "Bearer")]
     pub token_type: &'static str,
-    /// Seconds until the session's absolute expiry.
+    /// Seconds until the access token expires.
     pub expires_in: i64,
+    /// Opaque and single use: `POST /api/v1/auth/refresh` answers with the next one.
+    pub refresh_token: String,
+}
+
+impl From<palisade_app::TokenGrant> for TokenResponse {
+    fn from(grant: palisade_app::TokenGrant) -> Self {
+        TokenResponse {
+            access_token: grant.access_token.expose_secret().to_owned(),
+            token_type: "Bearer",
+            expires_in: grant.expires_in,
+            refresh_token: grant.refresh_token.expose_secret().to_owned(),
+        }
+    }
 }
 
 #[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = LoginRequest,
@@ -90,25 +104,47 @@ pub async fn login(
     }
 }
 
-/// The token response plus the browser cookies: `palisade_session` (HttpOnly) and `palisade_csrf`.
+/// The token response plus the browser cookies: `palisade_session` (HttpOnly, the session's
+/// opaque cookie token) and `palisade_csrf`.
 fn session_response(state: &ApiState, out: palisade_app::LoginOutput) -> Response {
-    let token = out.token.expose_secret().to_owned();
-    let max_age = time::Duration::seconds(out.expires_in);
-    let session = Cookie::build((SESSION_COOKIE, token.clone()))
+    let cookie_token = out.session_token.expose_secret().to_owned();
+    let max_age = time::Duration::seconds(out.cookie_max_age);
+    let csrf = csrf_token_for(&cookie_token);
+    let session = Cookie::build((SESSION_COOKIE, cookie_token))
         .http_only(true)
         .secure(state.secure_cookies)
         .same_site(SameSite::Lax)
         .path("/")
         .max_age(max_age);
-    let csrf = Cookie::build((CSRF_COOKIE, csrf_token_for(&token)))
+    let csrf = Cookie::build((CSRF_COOKIE, csrf))
         .http_only(false)
         .secure(state.secure_cookies)
         .same_site(SameSite::Lax)
         .path("/")
         .max_age(max_age);
     let jar = CookieJar::new().add(session).add(csrf);
-    let body = TokenResponse { access_token: token, token_type: "Bearer", expires_in: out.expires_in };
-    (jar, axum::Json(body)).into_response()
+    (jar, axum::Json(TokenResponse::from(out.grant))).into_response()
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshRequest {
+    pub refresh_token: String,
+}
+
+#[utoipa::path(post, path = "/api/v1/auth/refresh", tag = "auth", request_body = RefreshRequest,
+    responses(
+        (status = 200, description = "The next access token and refresh token (the presented one is used up)", body = TokenResponse),
+        (status = 401, description = "Unknown, expired or already used refresh token; a reused one also ends its session", body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn refresh(
+    State(state): State<ApiState>,
+    Meta(meta): Meta,
+    ApiJson(body): ApiJson<RefreshRequest>,
+) -> ApiResult<axum::Json<TokenResponse>> {
+    let grant = state.app.refresh(&body.refresh_token, &meta).await?;
+    Ok(axum::Json(grant.into()))
 }
 
 /// A correct password for an account with a second factor.

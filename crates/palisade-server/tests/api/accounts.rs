@@ -6,7 +6,12 @@ use serde_json::json;
 async fn audit_actions(app: &TestApp) -> Vec<(String, String, Option<String>)> {
     app.admin()
         .await
-        .query("SELECT action, outcome, actor_kind FROM palisade.audit_events ORDER BY occurred_at, id", &[])
+        // The instance's own key events (the first signing key, made at start) are not the user's.
+        .query(
+            "SELECT action, outcome, actor_kind FROM palisade.audit_events \
+             WHERE action NOT LIKE 'signing_key.%' ORDER BY occurred_at, id",
+            &[],
+        )
         .await
         .unwrap()
         .iter()
@@ -24,9 +29,11 @@ async fn signup_login_me_logout_round_trip_is_audited() {
         .await;
     assert_eq!(login.status, 200, "{}", login.text);
     assert_eq!(login.body["token_type"], "Bearer");
-    assert_eq!(login.body["expires_in"], 12 * 3600);
+    assert_eq!(login.body["expires_in"], 15 * 60, "access tokens live 15 minutes");
     let token = login.body["access_token"].as_str().unwrap().to_owned();
-    assert!(token.starts_with("pss_") && token.len() == 47);
+    assert_eq!(token.split('.').count(), 3, "a JWT: {token}");
+    let refresh = login.body["refresh_token"].as_str().unwrap();
+    assert!(refresh.starts_with("prf_") && refresh.len() == 47, "{refresh}");
 
     let me = app.get("/api/v1/me", Some(&token)).await;
     assert_eq!(me.status, 200);
@@ -48,7 +55,8 @@ async fn signup_login_me_logout_round_trip_is_audited() {
     let row = admin
         .query_one(
             "SELECT count(*) FILTER (WHERE actor_id IS NULL OR ip IS NULL OR request_id IS NULL OR user_agent IS NULL),
-                    count(*) FILTER (WHERE row_to_json(e)::text ILIKE '%ada@%') FROM palisade.audit_events e",
+                    count(*) FILTER (WHERE row_to_json(e)::text ILIKE '%ada@%') FROM palisade.audit_events e
+              WHERE action NOT LIKE 'signing_key.%'",
             &[],
         )
         .await
@@ -60,12 +68,21 @@ async fn signup_login_me_logout_round_trip_is_audited() {
 #[tokio::test]
 async fn passwords_are_argon2id_and_tokens_are_stored_only_as_hashes() {
     let app = TestApp::spawn().await;
-    let token = app.user("grace@example.com").await;
+    app.user("grace@example.com").await;
+    // The cookie token is the session's only stored secret; the access token is signed, not stored.
+    let login = app
+        .send("POST", "/api/v1/auth/login", None, Some(json!({"email": "grace@example.com", "password": PASSWORD})))
+        .await;
+    let token = cookie_value(&login, "palisade_session");
     let admin = app.admin().await;
     let hash: String = admin.query_one("SELECT password_hash FROM palisade.users", &[]).await.unwrap().get(0);
     assert!(hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{hash}");
-    let stored: Vec<u8> = admin.query_one("SELECT token_hash FROM palisade.sessions", &[]).await.unwrap().get(0);
-    assert_eq!(stored, palisade_auth::hash_token(&token).0.to_vec());
+    let last: Vec<u8> = admin
+        .query_one("SELECT token_hash FROM palisade.sessions ORDER BY created_at DESC LIMIT 1", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(last, palisade_auth::hash_token(&token).0.to_vec());
     let leaks: i64 = admin
         .query_one(
             "SELECT count(*) FROM palisade.sessions s WHERE row_to_json(s)::text LIKE '%' || $1 || '%'",
@@ -211,8 +228,10 @@ async fn login_sets_an_http_only_lax_cookie_and_csrf_guards_cookie_writes() {
     let csrf = cookies.iter().find(|c| c.starts_with("palisade_csrf=")).expect("csrf cookie");
     assert!(!csrf.contains("HttpOnly"));
     let token = login.body["access_token"].as_str().unwrap();
+    let cookie_token = cookie_value(&login, "palisade_session");
+    assert!(cookie_token.starts_with("pss_") && cookie_token.len() == 47, "an opaque cookie token");
     let csrf_value = csrf.trim_start_matches("palisade_csrf=").split(';').next().unwrap();
-    let cookie_header = format!("palisade_session={token}; palisade_csrf={csrf_value}");
+    let cookie_header = format!("palisade_session={cookie_token}; palisade_csrf={csrf_value}");
 
     let me = app.http.get(app.url("/api/v1/me")).header("cookie", &cookie_header).send().await.unwrap();
     assert_eq!(me.status(), 200);
@@ -252,22 +271,39 @@ async fn missing_malformed_and_unknown_credentials_are_401() {
 }
 
 #[tokio::test]
-async fn sessions_end_after_inactivity_and_at_their_absolute_lifetime() {
+async fn browser_sessions_end_after_inactivity_and_at_their_absolute_lifetime() {
     let app = TestApp::spawn().await;
-    let token = app.user("idle@example.com").await;
+    app.user("idle@example.com").await;
+    let me = |cookie: String| {
+        let app = &app;
+        async move { app.send_with("GET", "/api/v1/me", None, &[("cookie", &cookie)], None).await }
+    };
+    let cookie = app.login_cookie("idle@example.com").await;
     app.clock.advance(time::Duration::minutes(29));
-    assert_eq!(app.get("/api/v1/me", Some(&token)).await.status, 200, "activity renews the idle window");
+    assert_eq!(me(cookie.clone()).await.status, 200, "activity renews the idle window");
     app.clock.advance(time::Duration::minutes(29));
-    assert_eq!(app.get("/api/v1/me", Some(&token)).await.status, 200);
+    assert_eq!(me(cookie.clone()).await.status, 200);
     app.clock.advance(time::Duration::minutes(31));
-    app.get("/api/v1/me", Some(&token)).await.assert_problem(401, "unauthenticated");
+    me(cookie).await.assert_problem(401, "unauthenticated");
 
-    let busy = app.login("idle@example.com").await;
+    let busy = app.login_cookie("idle@example.com").await;
     for _ in 0..24 {
         app.clock.advance(time::Duration::minutes(29));
-        assert_eq!(app.get("/api/v1/me", Some(&busy)).await.status, 200);
+        assert_eq!(me(busy.clone()).await.status, 200);
     }
-    // 25 × 29 min > 12 h: the absolute lifetime ends even an active session.
+    // 25 × 29 min > 12 h: the absolute lifetime ends even an active browser session.
     app.clock.advance(time::Duration::minutes(29));
-    app.get("/api/v1/me", Some(&busy)).await.assert_problem(401, "unauthenticated");
+    me(busy).await.assert_problem(401, "unauthenticated");
+}
+
+/// The value of a cookie an answer sets.
+fn cookie_value(answer: &palisade_testkit::Answer, name: &str) -> String {
+    let prefix = format!("{name}=");
+    answer
+        .headers
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|c| c.strip_prefix(&prefix).map(|rest| rest.split(';').next().unwrap_or("").to_owned()))
+        .expect("cookie set")
 }

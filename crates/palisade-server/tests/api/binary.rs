@@ -47,8 +47,12 @@ async fn serve_refuses_a_superuser_a_bypassrls_role_and_an_owner() {
 #[tokio::test]
 async fn passwords_and_tokens_never_reach_the_logs() {
     let app = TestApp::spawn().await;
-    let mut server =
-        Server::start(&[("PALISADE_DATABASE_URL", &app.db.runtime_dsn()), ("PALISADE_LOG_LEVEL", "trace")]);
+    let key_file = app.instance_key_file.display().to_string();
+    let mut server = Server::start(&[
+        ("PALISADE_DATABASE_URL", &app.db.runtime_dsn()),
+        ("PALISADE_LOG_LEVEL", "trace"),
+        ("PALISADE_INSTANCE_KEY_FILE", &key_file),
+    ]);
     let base = server.base_url.clone();
     let (status, _) = call(
         &base,

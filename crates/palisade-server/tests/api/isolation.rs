@@ -6,8 +6,12 @@ use palisade_store::repo::audit::{self, Actor, NewEvent, Outcome, RequestMeta};
 use palisade_store::{Db, StoreError, Tx};
 use palisade_testkit::TestApp;
 
-fn proof(token: &str) -> Vec<u8> {
-    palisade_auth::hash_token(token).0.to_vec()
+/// The proof `enter_*` takes: a session token's hash, or (for an access token) its session id.
+fn proof(app: &TestApp, token: &str) -> Vec<u8> {
+    match token.starts_with("pss_") {
+        true => palisade_auth::hash_token(token).0.to_vec(),
+        false => app.session_proof(token).to_db(),
+    }
 }
 
 fn uuid_of(org: &str) -> uuid::Uuid {
@@ -58,7 +62,7 @@ async fn runtime_role_sees_only_the_entered_tenant_and_cannot_write_into_another
 
     runtime.batch_execute("BEGIN").await.unwrap();
     runtime
-        .query_one("SELECT palisade.enter_tenant($1, now(), $2)", &[&proof(&a_token), &uuid_of(&a_org)])
+        .query_one("SELECT palisade.enter_tenant($1, now(), $2)", &[&proof(&app, &a_token), &uuid_of(&a_org)])
         .await
         .unwrap();
     for table in ["orgs", "memberships", "audit_events"] {
@@ -91,20 +95,20 @@ async fn enter_functions_raise_inside_postgres() {
     let code = |r: Result<tokio_postgres::Row, tokio_postgres::Error>| r.unwrap_err().code().unwrap().code().to_owned();
     let a = uuid_of(&a_org);
     assert_eq!(
-        code(runtime.query_one("SELECT palisade.enter_tenant($1, now(), $2)", &[&proof("pss_forged"), &a]).await),
+        code(runtime.query_one("SELECT palisade.enter_tenant($1, now(), $2)", &[&proof(&app, "pss_forged"), &a]).await),
         "PA401"
     );
     assert_eq!(
-        code(runtime.query_one("SELECT palisade.enter_tenant($1, now(), $2)", &[&proof(&b_token), &a]).await),
+        code(runtime.query_one("SELECT palisade.enter_tenant($1, now(), $2)", &[&proof(&app, &b_token), &a]).await),
         "PA404"
     );
     assert_eq!(
-        code(runtime.query_one("SELECT palisade.enter_session($1, now())", &[&proof("pss_forged")]).await),
+        code(runtime.query_one("SELECT palisade.enter_session($1, now())", &[&proof(&app, "pss_forged")]).await),
         "PA401"
     );
     // A tenant id that exists can never be claimed as new.
     assert_eq!(
-        code(runtime.query_one("SELECT palisade.enter_new_tenant($1, now(), $2)", &[&proof(&b_token), &a]).await),
+        code(runtime.query_one("SELECT palisade.enter_new_tenant($1, now(), $2)", &[&proof(&app, &b_token), &a]).await),
         "23505"
     );
     // The runtime role cannot read session proofs, touch the tenant registry or rewrite the audit log.
@@ -118,8 +122,11 @@ async fn enter_functions_raise_inside_postgres() {
         let err = runtime.execute(sql, &[]).await.unwrap_err();
         assert_eq!(err.code().unwrap().code(), "42501", "{sql}");
     }
-    let role: String =
-        runtime.query_one("SELECT palisade.enter_tenant($1, now(), $2)", &[&proof(&a_token), &a]).await.unwrap().get(0);
+    let role: String = runtime
+        .query_one("SELECT palisade.enter_tenant($1, now(), $2)", &[&proof(&app, &a_token), &a])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(role, "owner");
 }
 
@@ -145,15 +152,19 @@ async fn a_failed_tenant_check_aborts_the_statements_queued_behind_it() {
         details: serde_json::json!({}),
         meta: &meta,
     };
-    let mut tx = Tx::tenant(&palisade_auth::hash_token(&b_token), time::OffsetDateTime::now_utc(), org);
+    let mut tx = Tx::tenant(&app.session_proof(&b_token), time::OffsetDateTime::now_utc(), org);
     audit::record(&mut tx, event(org));
     assert!(matches!(tx.run(&db).await, Err(StoreError::NotFound)));
-    let mut tx = Tx::tenant(&palisade_auth::hash_token("pss_forged"), time::OffsetDateTime::now_utc(), org);
+    let mut tx = Tx::tenant(
+        &palisade_core::SessionProof::Cookie(palisade_auth::hash_token("pss_forged")),
+        time::OffsetDateTime::now_utc(),
+        org,
+    );
     audit::record(&mut tx, event(org));
     assert!(matches!(tx.run(&db).await, Err(StoreError::Unauthenticated)));
     assert_eq!(app.count("audit_events").await, before, "nothing queued behind the check ran");
     // The pooled connection is clean afterwards: a good transaction on it works.
-    let mut tx = Tx::session(&palisade_auth::hash_token(&b_token), time::OffsetDateTime::now_utc());
+    let mut tx = Tx::session(&app.session_proof(&b_token), time::OffsetDateTime::now_utc());
     let me = palisade_store::repo::users::me(&mut tx);
     assert!(tx.run(&db).await.unwrap().get(me).is_ok());
 }

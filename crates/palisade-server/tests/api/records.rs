@@ -386,7 +386,7 @@ async fn contractors_see_only_their_own_and_assigned_records_even_in_unfiltered_
     // Below the API: the runtime role enters the tenant as the contractor and asks for every
     // record with no filter of its own. The database's policy still hides the owner's record.
     let runtime = s.app.runtime().await;
-    let proof = palisade_auth::hash_token(&contractor).0.to_vec();
+    let proof = s.app.session_proof(&contractor).to_db();
     let org = s.org.parse::<palisade_core::OrgId>().unwrap().as_uuid();
     runtime.batch_execute("BEGIN").await.unwrap();
     runtime.query_one("SELECT palisade.enter_tenant($1, now(), $2)", &[&proof, &org]).await.unwrap();

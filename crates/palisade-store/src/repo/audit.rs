@@ -118,30 +118,51 @@ const INSERT: &str = "INSERT INTO palisade.audit_events \
 /// Adds the event to the transaction. If it cannot be written, the whole transaction fails:
 /// an action whose audit event is lost does not happen.
 pub fn record<S>(tx: &mut Tx<S>, event: NewEvent<'_>) {
+    tx.push_write(INSERT, event_params(event))
+}
+
+fn event_params(event: NewEvent<'_>) -> Vec<crate::pipeline::Param> {
     let (has_actor, actor_id) = match event.actor {
         Actor::None => (false, None),
         Actor::User(id) => (true, Some(id)),
         Actor::SessionUser => (true, None),
     };
     let user_agent = event.meta.user_agent.as_ref().map(|ua| ua.chars().take(512).collect::<String>());
-    tx.push_write(
-        INSERT,
-        vec![
-            Box::new(event.id.as_uuid()),
-            Box::new(event.org.map(|o| o.as_uuid())),
-            Box::new(event.at),
-            Box::new(has_actor),
-            Box::new(actor_id),
-            Box::new(event.action),
-            Box::new(event.target_kind),
-            Box::new(event.target_id),
-            Box::new(event.meta.ip),
-            Box::new(user_agent),
-            Box::new(event.meta.request_id.clone()),
-            Box::new(event.outcome.as_str()),
-            Box::new(event.details),
-        ],
-    )
+    vec![
+        Box::new(event.id.as_uuid()),
+        Box::new(event.org.map(|o| o.as_uuid())),
+        Box::new(event.at),
+        Box::new(has_actor),
+        Box::new(actor_id),
+        Box::new(event.action),
+        Box::new(event.target_kind),
+        Box::new(event.target_id),
+        Box::new(event.meta.ip),
+        Box::new(user_agent),
+        Box::new(event.meta.request_id.clone()),
+        Box::new(event.outcome.as_str()),
+        Box::new(event.details),
+    ]
+}
+
+const INSERT_IF_FLAG: &str = "INSERT INTO palisade.audit_events \
+    (id, tenant_id, occurred_at, actor_kind, actor_id, action, target_kind, target_id, ip, user_agent, request_id, outcome, details) \
+    SELECT $1, $2, $3, \
+           CASE WHEN $4::boolean THEN 'user' END, \
+           CASE WHEN $4::boolean THEN coalesce($5, palisade.current_user_id()) END, \
+           $6, $7, \
+           CASE WHEN $7 = 'session' THEN coalesce($8, palisade.current_session_id()) ELSE $8 END, \
+           $9, $10, $11, $12, $13 \
+    WHERE current_setting($14, true) = 'on'";
+
+/// Like `record`, but written only if an earlier statement of the transaction set the setting
+/// `flag` to `on` (e.g. `app.refresh_reused`): for an outcome decided inside the database that
+/// must be audited in the same transaction. A `session` target without an id is the session the
+/// transaction entered.
+pub fn record_if_flag<S>(tx: &mut Tx<S>, event: NewEvent<'_>, flag: &'static str) {
+    let mut params = event_params(event);
+    params.push(Box::new(flag));
+    tx.push_write(INSERT_IF_FLAG, params)
 }
 
 /// An event as read back, with its chain position once sealed.

@@ -2,7 +2,7 @@
 //! manages an owner, an organization keeps an owner) are SQL functions that raise, so a refused
 //! change aborts its whole transaction, audit event included.
 
-use palisade_core::{Email, InvitationId, OrgId, OrgRole, SessionTokenHash, UserId};
+use palisade_core::{Email, InvitationId, OrgId, OrgRole, SessionProof, SessionTokenHash, UserId};
 use time::{Duration, OffsetDateTime};
 
 use crate::pipeline::{Anonymous, Step, Tenant, Tx};
@@ -89,14 +89,14 @@ const ACCEPT: &str = "SELECT tenant_id, role, invitation_id FROM palisade.accept
 /// Accepts an invitation for the signed-in user (checked in the database, see the migration).
 pub fn accept(
     tx: &mut Tx<Anonymous>,
-    session: &SessionTokenHash,
+    session: &SessionProof,
     now: OffsetDateTime,
     org: OrgId,
     token: &SessionTokenHash,
 ) -> Step<(OrgId, Option<OrgRole>, InvitationId)> {
     tx.push(
         ACCEPT,
-        vec![Box::new(session.0.to_vec()), Box::new(now), Box::new(org.as_uuid()), Box::new(token.0.to_vec())],
+        vec![Box::new(session.to_db()), Box::new(now), Box::new(org.as_uuid()), Box::new(token.0.to_vec())],
         |rows| {
             let row = exactly_one(rows)?;
             Ok((OrgId::from_uuid(row.get(0)), OrgRole::from_db(row.get(1)), InvitationId::from_uuid(row.get(2))))

@@ -12,6 +12,7 @@ pub mod records;
 pub mod roles;
 pub mod security;
 pub mod sessions;
+pub mod tokens;
 pub mod users;
 
 use tokio_postgres::Row;

@@ -18,7 +18,7 @@ pub struct SessionInfo {
 
 const LIST: &str = "SELECT id, created_at, last_seen_at, ip, user_agent, id = palisade.current_session_id() \
     FROM palisade.sessions \
-    WHERE user_id = palisade.current_user_id() AND revoked_at IS NULL AND expires_at > $1 \
+    WHERE user_id = palisade.current_user_id() AND revoked_at IS NULL AND coalesce(refresh_expires_at, expires_at) > $1 \
       AND last_seen_at + idle_timeout > $1 \
     ORDER BY last_seen_at DESC, id LIMIT 500";
 

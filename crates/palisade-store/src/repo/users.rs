@@ -144,11 +144,19 @@ pub struct NewSession {
     pub idle_timeout: Duration,
     pub ip: Option<IpAddr>,
     pub user_agent: Option<String>,
+    /// The first refresh token of the session's family, and how long the family may live.
+    pub refresh_hash: SessionTokenHash,
+    pub refresh_lifetime: Duration,
+    /// Authentication methods used (RFC 8176), carried into access tokens.
+    pub amr: Vec<&'static str>,
 }
 
 const INSERT_SESSION: &str = "INSERT INTO palisade.sessions \
-    (id, user_id, token_hash, created_at, last_seen_at, expires_at, idle_timeout, ip, user_agent) \
-    VALUES ($1, $2, $3, $4, $4, $5, make_interval(secs => $6), $7, $8)";
+    (id, user_id, token_hash, created_at, last_seen_at, expires_at, idle_timeout, ip, user_agent, refresh_expires_at, amr) \
+    VALUES ($1, $2, $3, $4, $4, $5, make_interval(secs => $6), $7, $8, $9, $10)";
+
+const INSERT_REFRESH: &str =
+    "INSERT INTO palisade.refresh_tokens (token_hash, session_id, issued_at) VALUES ($1, $2, $3)";
 
 pub fn create_session(tx: &mut Tx<Anonymous>, session: NewSession) {
     tx.push_write(
@@ -162,7 +170,13 @@ pub fn create_session(tx: &mut Tx<Anonymous>, session: NewSession) {
             Box::new(session.idle_timeout.as_seconds_f64()),
             Box::new(session.ip),
             Box::new(session.user_agent.map(|ua| ua.chars().take(512).collect::<String>())),
+            Box::new(session.at + session.refresh_lifetime),
+            Box::new(session.amr),
         ],
+    );
+    tx.push_write(
+        INSERT_REFRESH,
+        vec![Box::new(session.refresh_hash.0.to_vec()), Box::new(session.id.as_uuid()), Box::new(session.at)],
     );
 }
 
