@@ -27,7 +27,9 @@ pub async fn security_headers(request: Request, next: Next) -> Response<Body> {
     headers.insert("cross-origin-opener-policy", HeaderValue::from_static("same-origin"));
     headers.insert("cross-origin-resource-policy", HeaderValue::from_static("same-origin"));
     headers.insert("permissions-policy", HeaderValue::from_static("camera=(), microphone=(), geolocation=()"));
-    if authenticated || !docs {
+    // Nothing answered to a credential is cached. Public documents that say how long they may
+    // be cached (the JWKS) keep their own rule; everything else outside the docs is no-store.
+    if authenticated || (!docs && !headers.contains_key(header::CACHE_CONTROL)) {
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
     response

@@ -82,7 +82,8 @@ impl TokenKeys {
         self.current().published.clone()
     }
 
-    pub(crate) fn signer(&self) -> Option<Arc<AccessTokenSigner>> {
+    /// The key that signs new tokens (none before the first reload).
+    pub fn signer(&self) -> Option<Arc<AccessTokenSigner>> {
         self.current().signer.clone()
     }
 
@@ -227,6 +228,13 @@ impl App {
                 .details(json!({"purpose": "token", "key_id": kid})),
         );
         let replaced = tokens::rotate_key(&mut tx, self.new_token_key(), now, Some(self.policy.signing_key_rotation));
+        audit::record_if_flag(
+            &mut tx,
+            self.audit("signing_key.rotated", &RequestMeta::default())
+                .actor(Actor::None)
+                .details(json!({"purpose": "token", "reason": "revocation"})),
+            KEY_ROTATED_FLAG,
+        );
         // An unknown or already revoked key id fails the transaction: NotFound.
         let replaced = tx.run(&self.db).await?.get(replaced)?;
         if replaced {

@@ -71,7 +71,7 @@ BEGIN
         PERFORM set_config('app.user_id', s.user_id::text, true);
         PERFORM set_config('app.session_id', s.id::text, true);
         PERFORM set_config('app.refresh_reused', 'on', true);
-        RETURN QUERY SELECT 'reused'::text, s.id, s.user_id, u.email, s.authenticated_at, s.amr
+        RETURN QUERY SELECT 'reused'::text, s.id, s.user_id, u.email, coalesce(s.authenticated_at, s.created_at), s.amr
                        FROM palisade.users u WHERE u.id = s.user_id;
         RETURN;
     END IF;
@@ -82,7 +82,7 @@ BEGIN
     END IF;
     INSERT INTO palisade.refresh_tokens (token_hash, session_id, issued_at) VALUES (p_new, s.id, p_now);
     PERFORM palisade.touch_session(s.id, s.last_seen_at, p_now);
-    RETURN QUERY SELECT 'rotated'::text, s.id, s.user_id, NULL::text, s.authenticated_at, s.amr;
+    RETURN QUERY SELECT 'rotated'::text, s.id, s.user_id, NULL::text, coalesce(s.authenticated_at, s.created_at), s.amr;
 END
 $$;
 

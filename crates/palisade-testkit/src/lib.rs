@@ -339,3 +339,16 @@ async fn read(response: reqwest::Response) -> Answer {
     let body = serde_json::from_str(&text).unwrap_or(Value::Null);
     Answer { status, headers, body, text }
 }
+
+/// The header and claims of a JWT, decoded without checking anything (for assertions).
+pub fn jwt_parts(token: &str) -> (Value, Value) {
+    use base64::Engine;
+    let decode = |part: &str| -> Value {
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(part).expect("base64url part");
+        serde_json::from_slice(&bytes).expect("JSON part")
+    };
+    let mut parts = token.split('.');
+    let header = decode(parts.next().expect("header"));
+    let claims = decode(parts.next().expect("claims"));
+    (header, claims)
+}

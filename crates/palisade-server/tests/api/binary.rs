@@ -72,6 +72,25 @@ async fn passwords_and_tokens_never_reach_the_logs() {
     )
     .await;
     assert_eq!(status, 200);
+    let first_refresh = body["refresh_token"].as_str().unwrap().to_owned();
+    let (status, body) =
+        call(&base, "POST", "/api/v1/auth/refresh", None, Some(json!({"refresh_token": first_refresh}))).await;
+    assert_eq!(status, 200, "{body}");
+    let refreshed_access = body["access_token"].as_str().unwrap().to_owned();
+    let refresh = body["refresh_token"].as_str().unwrap().to_owned();
+    // A reused refresh token is logged as an event, never as the token.
+    let (status, _) =
+        call(&base, "POST", "/api/v1/auth/refresh", None, Some(json!({"refresh_token": first_refresh}))).await;
+    assert_eq!(status, 401);
+    let (status, body) = call(
+        &base,
+        "POST",
+        "/api/v1/auth/login",
+        None,
+        Some(json!({"email": "log@example.com", "password": PASSWORD})),
+    )
+    .await;
+    assert_eq!(status, 200);
     let token = body["access_token"].as_str().unwrap().to_owned();
     // A token in a query string must not be logged either.
     let (status, _) =
@@ -96,7 +115,8 @@ async fn passwords_and_tokens_never_reach_the_logs() {
     let mut mails = Vec::new();
     for _ in 0..200 {
         mails = outbox.list().unwrap().iter().map(|m| outbox.read(m).unwrap()).collect::<Vec<_>>();
-        if mails.len() >= 2 {
+        // Verification, the reused-refresh notice and the reset link.
+        if mails.len() >= 3 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -118,7 +138,19 @@ async fn passwords_and_tokens_never_reach_the_logs() {
         assert!(!logs.contains(token.as_str()), "an email token leaked into the logs");
     }
     assert!(logs.contains("request finished") && logs.contains("/api/v1/auth/login"), "logs were captured: {logs}");
-    for secret in [PASSWORD, token.as_str(), &token[4..], "wrong-but-secret-999", "log@example.com"] {
+    let signature = token.rsplit('.').next().unwrap();
+    let refreshed_signature = refreshed_access.rsplit('.').next().unwrap();
+    for secret in [
+        PASSWORD,
+        token.as_str(),
+        signature,
+        refreshed_signature,
+        refreshed_access.as_str(),
+        &first_refresh[4..],
+        &refresh[4..],
+        "wrong-but-secret-999",
+        "log@example.com",
+    ] {
         if let Some(line) = logs.lines().find(|l| l.contains(secret)) {
             panic!("{secret:?} leaked into the logs: {line}");
         }
@@ -515,4 +547,48 @@ async fn audit_verify_exits_non_zero_and_names_the_position_when_the_chain_is_br
     assert_ne!(bad.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("reading /nonexistent.json"));
     std::fs::remove_file(&path).unwrap();
+}
+
+#[tokio::test]
+async fn keys_commands_list_rotate_and_revoke_the_signing_key_a_running_server_uses() {
+    let app = TestApp::spawn().await;
+    let token = app.user("cli-keys@example.com").await;
+    let first_kid = palisade_testkit::jwt_parts(&token).0["kid"].as_str().unwrap().to_owned();
+    let key_file = app.instance_key_file.display().to_string();
+    let envs = [("PALISADE_DATABASE_URL", app.db.runtime_dsn()), ("PALISADE_INSTANCE_KEY_FILE", key_file)];
+    let envs: Vec<(&str, &str)> = envs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let run = |args: &[&str]| {
+        let out = command(&envs).arg("keys").args(args).output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, list, _) = run(&["list"]);
+    assert_eq!(code, Some(0));
+    assert!(list.lines().any(|l| l.starts_with(&first_kid) && l.contains("signing")), "{list}");
+
+    let (code, rotated, err) = run(&["rotate-signing"]);
+    assert_eq!(code, Some(0), "{err}");
+    let new_kid = rotated.split_whitespace().next().unwrap().to_owned();
+    assert!(new_kid.starts_with("ed25519-") && new_kid != first_kid, "{rotated}");
+    // The running server picks the change up on its next reload (every second in `serve`).
+    app.app.reload_token_keys().await.unwrap();
+    assert_eq!(app.get("/api/v1/me", Some(&token)).await.status, 200, "the retired key's tokens still work");
+    let fresh = app.login("cli-keys@example.com").await;
+    assert_eq!(palisade_testkit::jwt_parts(&fresh).0["kid"], json!(new_kid));
+
+    let (code, _, err) = run(&["revoke-signing", &first_kid]);
+    assert_eq!(code, Some(0), "{err}");
+    app.app.reload_token_keys().await.unwrap();
+    app.get("/api/v1/me", Some(&token)).await.assert_problem(401, "unauthenticated");
+    assert_eq!(app.get("/api/v1/me", Some(&fresh)).await.status, 200);
+    let (_, list, _) = run(&["list"]);
+    assert!(list.lines().any(|l| l.starts_with(&first_kid) && l.contains("revoked")), "{list}");
+    assert!(list.lines().any(|l| l.starts_with(&new_kid) && l.contains("signing")), "{list}");
+
+    let (code, _, err) = run(&["revoke-signing", &first_kid]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("palisade keys list"), "says what to do next: {err}");
 }

@@ -19,3 +19,4 @@ mod roles;
 mod sessions;
 mod step_up;
 mod support;
+mod tokens;

@@ -115,6 +115,8 @@ async fn sign_in_needs_the_code_and_each_code_counts_once() {
     assert_eq!(done.status, 200, "{}", done.text);
     let token = done.body["access_token"].as_str().unwrap().to_owned();
     assert_eq!(app.get("/api/v1/me", Some(&token)).await.status, 200);
+    let (_, claims) = palisade_testkit::jwt_parts(&token);
+    assert_eq!(claims["amr"], json!(["pwd", "otp", "mfa"]), "the access token says how the user signed in");
     // The challenge is single-use, and so is the code in a fresh challenge.
     second_step(&app, &challenge, &code).await.assert_problem(400, "invalid-token");
     let again = password_step(&app, "two@example.com").await.body["challenge_token"].clone();
