@@ -22,29 +22,20 @@ SERVER_PID=""
 cleanup() { [ -n "$SERVER_PID" ] && kill -TERM "$SERVER_PID" 2>/dev/null && wait "$SERVER_PID" 2>/dev/null; rm -rf "$WORK"; }
 trap cleanup EXIT
 
-echo "==> starting palisade (embedded PostgreSQL) on 127.0.0.1:$PORT"
-PALISADE_DATA_DIR="$WORK/data" PALISADE_LOG_LEVEL=warn "$BIN" serve --listen "127.0.0.1:$PORT" >"$WORK/server.log" 2>&1 &
-SERVER_PID=$!
-B="http://127.0.0.1:$PORT"
-for _ in $(seq 1 600); do curl -sf "$B/readyz" >/dev/null && break; sleep 0.1; done
-curl -sf "$B/readyz" >/dev/null || { cat "$WORK/server.log"; echo "server did not start" >&2; exit 1; }
+source bench/lib.sh
+start_palisade "$PORT"
+embedded_pg_env
 
 PASSWORD="violet-kettle-orbit-93"
 curl -sf "$B/api/v1/auth/signup" -H 'content-type: application/json' -d "{\"email\":\"bench@example.com\",\"password\":\"$PASSWORD\",\"name\":\"Bench\"}" >/dev/null
+# The outbox's verification link is not needed: the bench marks the address verified directly.
+psql_admin -c "UPDATE palisade.users SET email_verified_at = now()"
 TOKEN=$(curl -sf "$B/api/v1/auth/login" -H 'content-type: application/json' -d "{\"email\":\"bench@example.com\",\"password\":\"$PASSWORD\"}" | jq -r .access_token)
 ORG=$(curl -sf "$B/api/v1/orgs" -H "authorization: Bearer $TOKEN" -H 'content-type: application/json' -d '{"name":"Bench Org"}' | jq -r .id)
 
-# The embedded cluster's socket and passwords.
-SECRETS="$WORK/data/embedded-pg"
-CLUSTER=$(cat "$SECRETS/cluster-location" 2>/dev/null || echo "$WORK/data/pg")
-SOCK="$CLUSTER/sock"
-[ -S "$SOCK/.s.PGSQL.5432" ] || SOCK=$(dirname "$(ls /tmp/palisade-*/.s.PGSQL.5432 | head -1)")
-export PGHOST="$SOCK" PGPORT=5432 PGDATABASE=palisade
-ADMIN_PW=$(cat "$SECRETS/admin.password"); APP_PW=$(cat "$SECRETS/runtime.password")
-psql_admin() { PGUSER=palisade_admin PGPASSWORD="$ADMIN_PW" psql -qAtX -v ON_ERROR_STOP=1 "$@"; }
-
 ORG_UUID=$(psql_admin -c "SELECT tenant_id FROM palisade.orgs LIMIT 1")
-TOKEN_HASH=$(printf '%s' "$TOKEN" | sha256sum | cut -d' ' -f1)
+# The proof the server hands enter_tenant for a bearer access token: its session's id (16 bytes).
+TOKEN_HASH=$(psql_admin -c "SELECT encode(uuid_send(id), 'hex') FROM palisade.sessions ORDER BY created_at DESC LIMIT 1")
 
 echo "==> seeding 100k other organizations (RLS must not get slower with more tenants)"
 psql_admin <<SQL

@@ -6,6 +6,7 @@ use palisade_store::repo::audit::{self, Actor, Outcome, RequestMeta};
 use palisade_store::repo::email_tokens;
 use palisade_store::repo::sessions::{self, SessionInfo};
 use palisade_store::repo::users::{self, Me, NewUser};
+use palisade_store::repo::webauthn::{self as webauthn_repo, Purpose};
 use palisade_store::{Anonymous, Tx};
 use secrecy::SecretString;
 use serde_json::json;
@@ -29,8 +30,9 @@ pub struct LoginInput {
 pub enum LoginOutcome {
     /// Signed in.
     Session(LoginOutput),
-    /// The password was right; a second factor is needed (`POST /auth/mfa`).
-    MfaRequired { challenge: SecretString, methods: Vec<&'static str> },
+    /// The password was right; a second factor is needed (`POST /auth/mfa` with a code, or
+    /// `POST /auth/webauthn` with a security key answering `webauthn`'s options).
+    MfaRequired { challenge: SecretString, methods: Vec<&'static str>, webauthn: Option<serde_json::Value> },
 }
 
 /// Collects every field error at once, so the client can fix them in one go.
@@ -86,15 +88,16 @@ impl App {
     pub async fn log_in(&self, input: LoginInput, meta: &RequestMeta) -> Result<LoginOutcome, AppError> {
         // A malformed email cannot belong to an account; treat it exactly like an unknown one.
         let email = Email::parse(&input.email).ok();
-        let (reserved, known_user, mfa_required) = match &email {
+        let (reserved, known_user, factors, passkeys) = match &email {
             Some(email) => {
                 let mut tx = Tx::anonymous();
                 let (reserved, id) = users::reserve_login(&mut tx, email, self.clock.now(), self.policy.lockout);
-                let mfa = palisade_store::repo::mfa::enabled_for(&mut tx, email);
+                let factors = webauthn_repo::second_factors(&mut tx, email);
+                let passkeys = webauthn_repo::passkeys_for_email(&mut tx, email);
                 let mut results = tx.run(&self.db).await?;
-                (results.get(reserved)?, results.get(id)?, results.get(mfa)?)
+                (results.get(reserved)?, results.get(id)?, results.get(factors)?, results.get(passkeys)?)
             }
-            None => (None, None, false),
+            None => (None, None, Vec::new(), Vec::new()),
         };
         let verification =
             self.hasher.verify(&input.password, reserved.as_ref().map(|c| c.password_hash.as_str())).await?;
@@ -104,9 +107,20 @@ impl App {
         };
         // With a second factor the attempt stays counted until that factor is given too: knowing
         // the password must not reset the budget for guessing codes.
-        if mfa_required {
-            let challenge = self.issue_challenge(credentials.user_id, meta).await?;
-            return Ok(LoginOutcome::MfaRequired { challenge, methods: vec!["totp", "backup_code"] });
+        if !factors.is_empty() {
+            let totp = factors.iter().any(|f| f == "totp");
+            let mut methods = if totp { vec!["totp", "backup_code"] } else { Vec::new() };
+            // With a security key the challenge carries its ceremony (and still takes codes).
+            let (challenge, webauthn) = if passkeys.is_empty() {
+                (self.issue_challenge(credentials.user_id, meta).await?, None)
+            } else {
+                methods.push("webauthn");
+                let keys: Vec<serde_json::Value> = passkeys.into_iter().map(|(_, p)| p).collect();
+                let (challenge, options) =
+                    self.issue_webauthn_challenge(credentials.user_id, &keys, Purpose::SecondFactor, meta).await?;
+                (challenge, Some(options))
+            };
+            return Ok(LoginOutcome::MfaRequired { challenge, methods, webauthn });
         }
         // A legacy (imported bcrypt) or outdated hash is replaced now that we hold the password.
         let upgraded = match verification.needs_rehash {

@@ -18,6 +18,7 @@ mod schema;
 mod security;
 mod token_keys;
 mod tokens;
+pub mod webauthn;
 
 use std::sync::Arc;
 
@@ -42,6 +43,7 @@ pub use palisade_store::repo::records::Record;
 pub use palisade_store::repo::roles::{CustomRole, ReviewRow};
 pub use palisade_store::repo::sessions::SessionInfo;
 pub use palisade_store::repo::users::{Lockout, Me};
+pub use palisade_store::repo::webauthn::CredentialInfo;
 pub use record_query::{MAX_PAGE, RecordPage};
 pub use records::{RecordInput, RecordUpdate, RecordView};
 pub use roles::RoleInput;
@@ -112,6 +114,10 @@ pub struct App {
     pub audit_key: Arc<tokio::sync::OnceCell<Arc<palisade_crypto::signing::KeyPair>>>,
     /// Access-token signing and verification keys as this node knows them.
     pub tokens: Arc<TokenKeys>,
+    /// The WebAuthn relying party (id and origin from the configuration).
+    pub webauthn: Arc<webauthn_rs::Webauthn>,
+    /// The shape of a sign-in ceremony's options, for decoys (see `webauthn::decoy_template`).
+    pub decoy_template: Arc<serde_json::Value>,
 }
 
 impl App {

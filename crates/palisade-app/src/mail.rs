@@ -19,6 +19,7 @@ pub enum Notice<'a> {
     EmailChanged,
     BackupCodeUsed,
     RefreshTokenReused,
+    SecurityKeyAdded { name: &'a str },
 }
 
 impl App {
@@ -122,6 +123,10 @@ impl App {
             Notice::BackupCodeUsed => (
                 "A backup code was used to sign in".to_owned(),
                 "One of your backup codes was just used to sign in to your Palisade account; it cannot be used again. If this was not you, reset your password now.".to_owned(),
+            ),
+            Notice::SecurityKeyAdded { name } => (
+                "A security key was added to your account".to_owned(),
+                format!("The security key or passkey \"{name}\" was added to your Palisade account; it can now be used to sign in. If this was not you, reset your password now and contact your administrator."),
             ),
             Notice::RefreshTokenReused => (
                 "A sign-in of yours was ended: its refresh token was used twice".to_owned(),

@@ -131,9 +131,13 @@ typed_id!(
     /// A custom role.
     RoleId, "rol"
 );
+typed_id!(
+    /// A user's WebAuthn credential (security key or passkey).
+    CredentialId, "wac"
+);
 
 /// The TypeID prefixes of the kinds of object an audit event may name, by kind.
-const KIND_PREFIXES: [(&str, &str); 8] = [
+const KIND_PREFIXES: [(&str, &str); 9] = [
     ("user", "usr"),
     ("org", "org"),
     ("session", "ses"),
@@ -142,6 +146,7 @@ const KIND_PREFIXES: [(&str, &str); 8] = [
     ("api_key", "key"),
     ("secret", "sec"),
     ("role", "rol"),
+    ("webauthn_credential", "wac"),
 ];
 
 /// The text id of an object of `kind` (`user` → `usr_…`); an unknown kind gives the bare UUID.

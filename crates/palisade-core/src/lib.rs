@@ -7,7 +7,7 @@ pub mod values;
 
 pub use clock::{Clock, ManualClock, Randomness, SystemClock, SystemRandomness};
 pub use ids::{
-    ApiKeyId, EventId, IdParseError, InvitationId, OrgId, RecordId, RoleId, SecretId, SessionId, UserId,
+    ApiKeyId, CredentialId, EventId, IdParseError, InvitationId, OrgId, RecordId, RoleId, SecretId, SessionId, UserId,
     parse_any_typeid, typeid_of_kind,
 };
 pub use role::{OrgRole, Permission};

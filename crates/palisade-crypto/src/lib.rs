@@ -4,6 +4,8 @@
 //! The Encryption work moves the key under a KMS/HSM provider; the sealed format names its
 //! version so old values stay readable.
 
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
@@ -30,6 +32,8 @@ pub enum CryptoError {
 /// The instance key: 256 random bits.
 pub struct InstanceKey {
     cipher: Aes256Gcm,
+    /// A key for deterministic MACs, derived from the instance key (never the key itself).
+    mac_key: Zeroizing<[u8; 32]>,
 }
 
 impl std::fmt::Debug for InstanceKey {
@@ -64,7 +68,21 @@ impl InstanceKey {
             return Err(err(format!("holds {} bytes, not 32: restore the original file", bytes.len())));
         }
         let cipher = Aes256Gcm::new_from_slice(&bytes).map_err(|_| err("unusable key".into()))?;
-        Ok(Self { cipher })
+        let mut derive = <Hmac<Sha256> as Mac>::new_from_slice(&bytes).map_err(|_| err("unusable key".into()))?;
+        derive.update(b"palisade-instance-mac-v1");
+        let mac_key = Zeroizing::new(<[u8; 32]>::from(derive.finalize().into_bytes()));
+        Ok(Self { cipher, mac_key })
+    }
+
+    /// HMAC-SHA256 of `data` under a key derived from the instance key, bound to `context`:
+    /// the same input always gives the same value, which nobody without the key can compute
+    /// (e.g. a stable decoy credential id for an address that has none).
+    pub fn mac(&self, context: &str, data: &[u8]) -> [u8; 32] {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(self.mac_key.as_ref()).expect("HMAC takes any key length");
+        mac.update(context.as_bytes());
+        mac.update(&[0]);
+        mac.update(data);
+        mac.finalize().into_bytes().into()
     }
 
     /// Encrypts `plaintext`, bound to `context` (e.g. `totp|usr_…`).

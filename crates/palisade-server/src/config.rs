@@ -52,6 +52,12 @@ pub struct Config {
     /// The access-token signing key is replaced this often (days); `palisade keys rotate-signing`
     /// does it at once.
     pub signing_key_rotation_days: i64,
+    /// WebAuthn relying-party id: the site's domain (or a parent of it). WebAuthn refuses IP
+    /// addresses, hence `localhost` by default.
+    pub webauthn_rp_id: String,
+    /// The origin browsers sign WebAuthn ceremonies for; default: `public_url`, or
+    /// `http://localhost:<port>` when that names a loopback address.
+    pub webauthn_origin: Option<String>,
     /// Threads hashing passwords at once; default: the number of CPU cores.
     pub hash_workers: Option<usize>,
     /// Sign-ins allowed to queue for a hashing thread before new ones get 503.
@@ -101,6 +107,8 @@ impl Default for Config {
             access_token_minutes: 15,
             refresh_lifetime_days: 30,
             signing_key_rotation_days: 30,
+            webauthn_rp_id: "localhost".into(),
+            webauthn_origin: None,
             hash_workers: None,
             hash_queue: 256,
             embedded_postgres_settings: Vec::new(),
@@ -156,6 +164,19 @@ impl Config {
         self.public_url.clone().unwrap_or_else(|| format!("http://{}", self.listen))
     }
 
+    /// The WebAuthn origin (see `webauthn_origin`).
+    pub fn webauthn_origin(&self) -> String {
+        if let Some(origin) = &self.webauthn_origin {
+            return origin.clone();
+        }
+        let public = self.public_url();
+        let loopback = ["http://127.0.0.1:", "http://[::1]:", "http://localhost:"];
+        match loopback.iter().find_map(|prefix| public.strip_prefix(prefix)) {
+            Some(port) => format!("http://localhost:{}", port.trim_end_matches('/')),
+            None => public,
+        }
+    }
+
     pub fn is_embedded(&self) -> bool {
         self.database_url.is_none() && self.database_admin_url.is_none()
     }
@@ -180,6 +201,8 @@ impl Config {
             format!("access_token_minutes = {}", self.access_token_minutes),
             format!("refresh_lifetime_days = {}", self.refresh_lifetime_days),
             format!("signing_key_rotation_days = {}", self.signing_key_rotation_days),
+            format!("webauthn_rp_id = {}", self.webauthn_rp_id),
+            format!("webauthn_origin = {}", self.webauthn_origin()),
             format!("session_idle_minutes = {}", self.session_idle_minutes),
             format!("hash_workers = {}", self.hash_workers()),
             format!("hash_queue = {}", self.hash_queue),

@@ -19,6 +19,18 @@ use crate::database;
 pub fn build_app(config: &Config, db: Db, clock: Arc<dyn Clock>, random: Arc<dyn Randomness>) -> Result<App> {
     let public_url = config.public_url();
     let tokens = palisade_app::TokenKeys::new(public_url.clone(), format!("{}/api", public_url.trim_end_matches('/')));
+    let origin = config.webauthn_origin();
+    let origin_url = url::Url::parse(&origin)
+        .with_context(|| format!("webauthn_origin {origin:?} is not a URL (e.g. https://app.example.com)"))?;
+    let webauthn = webauthn_rs::WebauthnBuilder::new(&config.webauthn_rp_id, &origin_url)
+        .and_then(|builder| builder.rp_name("Palisade").build())
+        .map_err(|err| {
+            anyhow::anyhow!(
+                "WebAuthn cannot use webauthn_rp_id {:?} with origin {origin}: {err}. The id must be the origin's host \
+                 or a parent domain of it, and not an IP address",
+                config.webauthn_rp_id
+            )
+        })?;
     Ok(App {
         db,
         hasher: PasswordHasher::new(config.hash_workers(), config.hash_queue),
@@ -48,6 +60,8 @@ pub fn build_app(config: &Config, db: Db, clock: Arc<dyn Clock>, random: Arc<dyn
         schemas: Arc::default(),
         audit_key: Arc::default(),
         tokens: Arc::new(tokens),
+        webauthn: Arc::new(webauthn),
+        decoy_template: Arc::new(palisade_app::webauthn::decoy_template(&config.webauthn_rp_id)),
     })
 }
 

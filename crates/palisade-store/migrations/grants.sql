@@ -89,3 +89,11 @@ GRANT EXECUTE ON FUNCTION palisade.retention_due(timestamptz, integer) TO {role}
 GRANT EXECUTE ON FUNCTION palisade.purge_audit(uuid, bigint, bytea, timestamptz, text, bytea) TO {role};
 GRANT SELECT ON palisade.org_usage TO {role};
 GRANT EXECUTE ON FUNCTION palisade.require_record_quota(bigint, bigint, bigint) TO {role};
+-- WebAuthn: a user's own credentials (row-level security); sign-in reads them only through the
+-- functions below.
+GRANT SELECT, INSERT, DELETE ON palisade.webauthn_credentials TO {role};
+GRANT EXECUTE ON FUNCTION palisade.has_second_factor(uuid) TO {role};
+GRANT EXECUTE ON FUNCTION palisade.second_factors(text) TO {role};
+GRANT EXECUTE ON FUNCTION palisade.passkeys_for_email(text) TO {role};
+GRANT EXECUTE ON FUNCTION palisade.enter_webauthn_challenge(bytea, timestamptz, integer, float8) TO {role};
+GRANT EXECUTE ON FUNCTION palisade.complete_webauthn(bytea, timestamptz, bytea, jsonb) TO {role};

@@ -20,6 +20,7 @@ pub const INSTANCE_TABLES: &[&str] = &[
     "audit_sealer",
     "signing_keys",
     "refresh_tokens",
+    "webauthn_credentials",
 ];
 
 /// The connected role's attributes, for the "owns nothing, no BYPASSRLS" rule.

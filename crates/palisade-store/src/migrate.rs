@@ -44,6 +44,7 @@ const MIGRATIONS: &[Migration] = &[
     Migration { version: 13, name: "audit_list_index", sql: include_str!("../migrations/0013_audit_list_index.sql") },
     Migration { version: 14, name: "record_quotas", sql: include_str!("../migrations/0014_record_quotas.sql") },
     Migration { version: 15, name: "access_tokens", sql: include_str!("../migrations/0015_access_tokens.sql") },
+    Migration { version: 16, name: "webauthn", sql: include_str!("../migrations/0016_webauthn.sql") },
 ];
 
 const GRANTS: &str = include_str!("../migrations/grants.sql");

@@ -95,10 +95,11 @@ pub async fn login(
 ) -> ApiResult<Response> {
     match state.app.log_in(LoginInput { email: body.email, password: body.password }, &meta).await? {
         LoginOutcome::Session(out) => Ok(session_response(&state, out)),
-        LoginOutcome::MfaRequired { challenge, methods } => Ok(axum::Json(MfaRequired {
+        LoginOutcome::MfaRequired { challenge, methods, webauthn } => Ok(axum::Json(MfaRequired {
             mfa_required: true,
             challenge_token: challenge.expose_secret().to_owned(),
             methods,
+            webauthn,
         })
         .into_response()),
     }
@@ -106,7 +107,7 @@ pub async fn login(
 
 /// The token response plus the browser cookies: `palisade_session` (HttpOnly, the session's
 /// opaque cookie token) and `palisade_csrf`.
-fn session_response(state: &ApiState, out: palisade_app::LoginOutput) -> Response {
+pub(crate) fn session_response(state: &ApiState, out: palisade_app::LoginOutput) -> Response {
     let cookie_token = out.session_token.expose_secret().to_owned();
     let max_age = time::Duration::seconds(out.cookie_max_age);
     let csrf = csrf_token_for(&cookie_token);
@@ -154,6 +155,11 @@ pub struct MfaRequired {
     /// Single use, 5 minutes; only `POST /api/v1/auth/mfa` accepts it.
     pub challenge_token: String,
     pub methods: Vec<&'static str>,
+    /// With `webauthn` among the methods: pass `publicKey` to `navigator.credentials.get()`,
+    /// then send the answer to `POST /api/v1/auth/webauthn`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub webauthn: Option<serde_json::Value>,
 }
 
 #[derive(Deserialize, ToSchema)]

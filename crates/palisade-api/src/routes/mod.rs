@@ -10,6 +10,7 @@ pub mod orgs;
 pub mod records;
 pub mod roles;
 pub mod system;
+pub mod webauthn;
 
 use serde::Serialize;
 use time::OffsetDateTime;

@@ -20,3 +20,4 @@ mod sessions;
 mod step_up;
 mod support;
 mod tokens;
+mod webauthn;

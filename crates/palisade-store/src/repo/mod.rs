@@ -14,6 +14,7 @@ pub mod security;
 pub mod sessions;
 pub mod tokens;
 pub mod users;
+pub mod webauthn;
 
 use tokio_postgres::Row;
 
