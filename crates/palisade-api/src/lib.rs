@@ -47,6 +47,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/auth/refresh", post(routes::auth::refresh))
         .route("/api/v1/auth/webauthn", post(routes::webauthn::login))
         .route("/api/v1/auth/passkey/start", post(routes::webauthn::start_passkey))
+        .route("/api/v1/auth/step-up/webauthn", post(routes::webauthn::start_step_up))
         .route("/api/v1/auth/step-up", post(routes::auth::step_up))
         .route_layer(axum::middleware::from_fn_with_state(state.auth_throttle.clone(), throttle::middleware));
     let api = Router::new()

@@ -11,7 +11,7 @@ use crate::routes::{Items, audit, auth, collections, me, members, orgs, records,
     info(title = "Palisade API", description = "Multi-tenant platform server for B2B work products."),
     paths(
         auth::signup, auth::login, auth::logout, auth::verify_email, auth::forgot_password, auth::reset_password, auth::mfa, auth::refresh, auth::step_up, me::start_totp, me::confirm_totp, me::disable_totp, me::change_password, me::change_email, auth::confirm_email_change, me::me, me::sessions, me::revoke_session, me::revoke_other_sessions,
-        webauthn::start_registration, webauthn::finish_registration, webauthn::list, webauthn::remove, webauthn::login, webauthn::start_passkey,
+        webauthn::start_registration, webauthn::finish_registration, webauthn::list, webauthn::remove, webauthn::login, webauthn::start_passkey, webauthn::start_step_up,
         orgs::create, orgs::list, orgs::get, orgs::update, orgs::members, orgs::revoke_member_sessions, orgs::roles,
         members::invite, members::invitations, members::revoke_invitation, members::accept, members::change_role, members::remove,
         collections::create, collections::list, collections::get, collections::change_schema, collections::delete,

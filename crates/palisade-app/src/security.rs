@@ -1,5 +1,6 @@
-//! Step-up authentication and the account changes that need it: disabling the second factor,
-//! changing the password. (API keys, exports and org deletion join as they are built.)
+//! Step-up authentication (password, plus a code or a security key's answer when the account
+//! has them) and the account changes that need it: disabling the second factor, changing the
+//! password. Exports use it too; API keys and org deletion join as they are built.
 
 use palisade_auth::check_strength;
 use palisade_core::{Password, SessionProof, ValidationError};
@@ -24,18 +25,32 @@ impl App {
         proof: &SessionProof,
         password: SecretString,
         code: Option<String>,
+        key: Option<(String, serde_json::Value)>,
         meta: &RequestMeta,
     ) -> Result<(), AppError> {
         let mut tx = Tx::session(proof, self.clock.now());
         let me = users::me(&mut tx);
         let factor = mfa::factor(&mut tx);
+        let keys = palisade_store::repo::webauthn::my_credential_ids(&mut tx);
         let mut results = tx.run(&self.db).await?;
         let (me, factor) = (results.get(me)?, results.get(factor)?.filter(|f| f.confirmed));
+        let has_keys = !results.get(keys)?.is_empty();
+        // A security key's answer stands in for a code; without either, say what is missing.
+        if let (Some((challenge, credential)), true) = (key, has_keys) {
+            return self.step_up_with_key(proof, &me, password, &challenge, credential, meta).await;
+        }
         let code = match (&factor, code) {
             (Some(_), None) => {
                 return Err(
                     ValidationError::new("code", "your account has two-factor authentication: add the code").into()
                 );
+            }
+            (None, _) if has_keys => {
+                return Err(ValidationError::new(
+                    "webauthn",
+                    "your account signs in with a security key: answer POST /api/v1/auth/step-up/webauthn and send it as webauthn",
+                )
+                .into());
             }
             (Some(_), Some(code)) => Some(parse_code(&code)?),
             (None, _) => None,
@@ -75,6 +90,47 @@ impl App {
         audit::record(&mut tx, self.audit("user.step_up", meta));
         match tx.run(&self.db).await {
             Err(StoreError::NotFound) => Err(AppError::InvalidCredentials),
+            other => other.map(|_| ()).map_err(Into::into),
+        }
+    }
+
+    /// Step-up with the password and a security key's answer to a step-up ceremony.
+    async fn step_up_with_key(
+        &self,
+        proof: &SessionProof,
+        me: &users::Me,
+        password: SecretString,
+        challenge: &str,
+        credential: serde_json::Value,
+        meta: &RequestMeta,
+    ) -> Result<(), AppError> {
+        let email = palisade_core::Email::parse(&me.email)?;
+        let mut tx = Tx::<Anonymous>::anonymous();
+        let (reserved, _) = users::reserve_login(&mut tx, &email, self.clock.now(), self.policy.lockout);
+        let reserved = tx.run(&self.db).await?.get(reserved)?;
+        let password_ok =
+            self.hasher.verify(&password, reserved.as_ref().map(|c| c.password_hash.as_str())).await?.matches;
+        let assertion = match password_ok {
+            true => self.verify_step_up_assertion(me.id, challenge, credential).await?,
+            false => None,
+        };
+        let Some(assertion) = assertion else {
+            return Err(self.record_failed_login(Some(&email), Some(me.id), reserved, meta).await);
+        };
+        let now = self.clock.now();
+        let mut tx = Tx::session(proof, now);
+        palisade_store::repo::webauthn::complete(
+            &mut tx,
+            &assertion.challenge,
+            now,
+            assertion.credential_id,
+            assertion.passkey,
+        );
+        users::clear_failures(&mut tx, me.id);
+        security::mark_authenticated(&mut tx, now);
+        audit::record(&mut tx, self.audit("user.step_up", meta).details(json!({"second_factor": "webauthn"})));
+        match tx.run(&self.db).await {
+            Err(StoreError::InvalidToken | StoreError::Unauthenticated) => Err(AppError::InvalidCredentials),
             other => other.map(|_| ()).map_err(Into::into),
         }
     }

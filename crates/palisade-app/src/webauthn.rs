@@ -199,7 +199,7 @@ impl App {
             self.audit("user.mfa_challenged", meta)
                 .actor(Actor::User(user.as_uuid()))
                 .target("user", user.as_uuid())
-                .details(json!({"method": "webauthn", "purpose": if purpose == Purpose::Passwordless { "passwordless" } else { "second_factor" }})),
+                .details(json!({"method": "webauthn", "purpose": purpose_name(purpose)})),
         );
         tx.run(&self.db).await?;
         Ok((token.token, serde_json::to_value(options).unwrap_or(Value::Null)))
@@ -277,6 +277,8 @@ impl App {
         let (amr, method) = match state.purpose {
             Purpose::SecondFactor => (AMR_PASSWORD_KEY, json!({"method": "password", "second_factor": "webauthn"})),
             Purpose::Passwordless => (AMR_PASSKEY, json!({"method": "passkey"})),
+            // A step-up ceremony proves a signed-in user again; it never opens a session.
+            Purpose::StepUp => return Err(self.webauthn_failed(&state, meta).await),
         };
         let now = self.clock.now();
         let mut tx = Tx::anonymous();
@@ -323,6 +325,90 @@ impl App {
             self.send_notice(&state.email, Notice::Locked { minutes: self.policy.lockout.duration.whole_minutes() });
         }
         AppError::InvalidCredentials
+    }
+}
+
+fn purpose_name(purpose: Purpose) -> &'static str {
+    match purpose {
+        Purpose::SecondFactor => "second_factor",
+        Purpose::Passwordless => "passwordless",
+        Purpose::StepUp => "step_up",
+    }
+}
+
+/// A security key's verified answer to a step-up ceremony, to be completed (challenge used,
+/// counter stored) in the transaction that marks the session as recently authenticated.
+pub(crate) struct StepUpAssertion {
+    pub challenge: palisade_core::SessionTokenHash,
+    pub credential_id: Vec<u8>,
+    pub passkey: Value,
+}
+
+impl App {
+    /// `POST /auth/step-up/webauthn`: a ceremony over the caller's own keys.
+    pub async fn start_step_up_webauthn(
+        &self,
+        proof: &SessionProof,
+        meta: &RequestMeta,
+    ) -> Result<(SecretString, Value), AppError> {
+        let mut tx = Tx::session(proof, self.clock.now());
+        let me = users::me(&mut tx);
+        let keys = repo::my_passkeys(&mut tx);
+        let mut results = tx.run(&self.db).await?;
+        let (me, keys) = (results.get(me)?, results.get(keys)?);
+        if keys.is_empty() {
+            return Err(invalid("webauthn", "no security key is registered to this account"));
+        }
+        self.issue_webauthn_challenge(me.id, &keys, Purpose::StepUp, meta).await
+    }
+
+    /// Checks a step-up answer for `user`: counted against the lockout like any attempt; `None`
+    /// when it is wrong (the caller records the failure).
+    pub(crate) async fn verify_step_up_assertion(
+        &self,
+        user: UserId,
+        challenge: &str,
+        credential: Value,
+    ) -> Result<Option<StepUpAssertion>, AppError> {
+        let challenge = challenge.trim();
+        if !challenge.starts_with(CHALLENGE_PREFIX) || challenge.len() > 128 {
+            return Ok(None);
+        }
+        let credential: PublicKeyCredential = serde_json::from_value(credential)
+            .map_err(|_| invalid("webauthn", "credential is not a WebAuthn assertion (navigator.credentials.get)"))?;
+        let proof = hash_token(challenge);
+        let mut tx = Tx::anonymous();
+        let entered = repo::enter_challenge(&mut tx, &proof, self.clock.now(), self.policy.lockout);
+        let state = match tx.run(&self.db).await {
+            Ok(mut results) => results.get(entered)?,
+            Err(StoreError::InvalidToken) => return Ok(None),
+            Err(other) => return Err(other.into()),
+        };
+        if state.user_id != user || state.purpose != Purpose::StepUp || !state.reserved {
+            return Ok(None);
+        }
+        let Some(ceremony) = serde_json::from_value::<PasskeyAuthentication>(state.state).ok() else {
+            return Ok(None);
+        };
+        let Ok(result) = self.webauthn.finish_passkey_authentication(&credential, &ceremony) else {
+            return Ok(None);
+        };
+        let mut tx = Tx::anonymous();
+        let passkeys = repo::passkeys_for_email(&mut tx, &Email::parse(&state.email)?);
+        let passkeys = tx.run(&self.db).await?.get(passkeys)?;
+        let Some(mut used) = passkeys
+            .into_iter()
+            .filter_map(|(_, p)| serde_json::from_value::<Passkey>(p).ok())
+            .find(|p| p.cred_id() == result.cred_id())
+        else {
+            return Ok(None);
+        };
+        used.update_credential(&result);
+        Ok(Some(StepUpAssertion {
+            challenge: proof,
+            credential_id: AsRef::<[u8]>::as_ref(used.cred_id()).to_vec(),
+            passkey: serde_json::to_value(&used).map_err(|e| AppError::Internal(e.to_string()))?,
+        }))
     }
 }
 

@@ -19,10 +19,11 @@ CREATE POLICY own_credentials ON palisade.webauthn_credentials
 
 -- A sign-in challenge may carry a WebAuthn ceremony (its webauthn-rs state, which holds the
 -- allowed credentials and the random challenge), and says what it completes: the second step
--- after a password, or a passwordless sign-in.
+-- after a password, a passwordless sign-in, or a step-up of a signed-in user.
 ALTER TABLE palisade.mfa_challenges
     ADD COLUMN webauthn_state jsonb,
-    ADD COLUMN purpose text NOT NULL DEFAULT 'second_factor' CHECK (purpose IN ('second_factor', 'passwordless'));
+    ADD COLUMN purpose text NOT NULL DEFAULT 'second_factor'
+        CHECK (purpose IN ('second_factor', 'passwordless', 'step_up'));
 
 -- Whether a user has any second factor (a confirmed TOTP factor or a WebAuthn credential).
 CREATE FUNCTION palisade.has_second_factor(p_user uuid) RETURNS boolean

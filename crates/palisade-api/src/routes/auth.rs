@@ -276,8 +276,11 @@ pub async fn reset_password(
 pub struct StepUpRequest {
     #[schema(value_type = String, format = Password)]
     pub password: SecretString,
-    /// Required when the account has two-factor authentication.
+    /// A TOTP or backup code; required when the account has an authenticator app and no
+    /// `webauthn` answer is given.
     pub code: Option<String>,
+    /// A security key's answer to `POST /api/v1/auth/step-up/webauthn` (for accounts with keys).
+    pub webauthn: Option<crate::routes::webauthn::WebauthnLoginRequest>,
 }
 
 #[utoipa::path(post, path = "/api/v1/auth/step-up", tag = "auth", request_body = StepUpRequest,
@@ -293,7 +296,8 @@ pub async fn step_up(
     Meta(meta): Meta,
     ApiJson(body): ApiJson<StepUpRequest>,
 ) -> ApiResult<StatusCode> {
-    state.app.step_up(&caller.proof, body.password, body.code, &meta).await?;
+    let key = body.webauthn.map(|answer| (answer.challenge_token, answer.credential));
+    state.app.step_up(&caller.proof, body.password, body.code, key, &meta).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

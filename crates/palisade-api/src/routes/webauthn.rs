@@ -174,3 +174,19 @@ pub async fn start_passkey(
     let (challenge, options) = state.app.start_passwordless(&body.email, &meta).await?;
     Ok(Json(PasskeyStartResponse { challenge_token: challenge.expose_secret().to_owned(), options }))
 }
+
+#[utoipa::path(post, path = "/api/v1/auth/step-up/webauthn", tag = "auth",
+    security(("bearer" = []), ("cookie" = [])),
+    responses(
+        (status = 200, description = "A ceremony over the caller's keys; send the answer with the password to POST /api/v1/auth/step-up", body = PasskeyStartResponse),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "No security key registered", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn start_step_up(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Meta(meta): Meta,
+) -> ApiResult<Json<PasskeyStartResponse>> {
+    let (challenge, options) = state.app.start_step_up_webauthn(&caller.proof, &meta).await?;
+    Ok(Json(PasskeyStartResponse { challenge_token: challenge.expose_secret().to_owned(), options }))
+}

@@ -123,8 +123,31 @@ async fn keys_are_registered_named_listed_and_removed_with_a_recent_authenticati
     assert_eq!(other_step_up.status, 204);
     app.send("DELETE", &path, Some(&other), None).await.assert_problem(404, "not-found");
     app.send("DELETE", "/api/v1/me/webauthn/wac_nonsense", Some(&token), None).await.assert_problem(404, "not-found");
-    let step_up = app.send("POST", "/api/v1/auth/step-up", Some(&token), Some(json!({"password": PASSWORD}))).await;
-    assert_eq!(step_up.status, 204, "{}", step_up.text);
+    // An account with keys steps up with the password and a key, not the password alone.
+    let password_only =
+        app.send("POST", "/api/v1/auth/step-up", Some(&token), Some(json!({"password": PASSWORD}))).await;
+    password_only.assert_problem(422, "validation");
+    assert_eq!(password_only.body["errors"][0]["pointer"], "/webauthn");
+    let ceremony = app.send("POST", "/api/v1/auth/step-up/webauthn", Some(&token), None).await;
+    assert_eq!(ceremony.status, 200, "{}", ceremony.text);
+    // A step-up ceremony never signs anyone in.
+    let answer = assert_with(&mut first, &ceremony.body["options"]);
+    let wrong_password = json!({"password": "not-the-password-123", "webauthn": {"challenge_token": ceremony.body["challenge_token"], "credential": answer}});
+    app.send("POST", "/api/v1/auth/step-up", Some(&token), Some(wrong_password))
+        .await
+        .assert_problem(401, "invalid-credentials");
+    let ceremony = app.send("POST", "/api/v1/auth/step-up/webauthn", Some(&token), None).await;
+    let answer = assert_with(&mut first, &ceremony.body["options"]);
+    finish_login(&app, &ceremony.body["challenge_token"], &answer).await.assert_problem(401, "invalid-credentials");
+    let ceremony = app.send("POST", "/api/v1/auth/step-up/webauthn", Some(&token), None).await;
+    let answer = assert_with(&mut first, &ceremony.body["options"]);
+    let step_up = json!({"password": PASSWORD, "webauthn": {"challenge_token": ceremony.body["challenge_token"], "credential": answer}});
+    let stepped = app.send("POST", "/api/v1/auth/step-up", Some(&token), Some(step_up.clone())).await;
+    assert_eq!(stepped.status, 204, "{}", stepped.text);
+    app.send("POST", "/api/v1/auth/step-up", Some(&token), Some(step_up))
+        .await
+        .assert_problem(401, "invalid-credentials");
+    app.send("POST", "/api/v1/auth/step-up/webauthn", Some(&other), None).await.assert_problem(422, "validation");
     assert_eq!(app.send("DELETE", &path, Some(&token), None).await.status, 204);
     let list = app.get("/api/v1/me/webauthn", Some(&token)).await;
     assert_eq!(list.body["items"].as_array().unwrap().len(), 2, "Laptop and Fifth remain");

@@ -40,6 +40,14 @@ pub fn my_credential_ids(tx: &mut Tx<Authenticated>) -> Step<Vec<Vec<u8>>> {
     tx.push(MY_CREDENTIAL_IDS, vec![], |rows| Ok(rows.iter().map(|r| r.get(0)).collect()))
 }
 
+const MY_PASSKEYS: &str = "SELECT passkey FROM palisade.webauthn_credentials \
+    WHERE user_id = palisade.current_user_id() ORDER BY created_at";
+
+/// The caller's credentials (public keys), for a step-up ceremony.
+pub fn my_passkeys(tx: &mut Tx<Authenticated>) -> Step<Vec<Value>> {
+    tx.push(MY_PASSKEYS, vec![], |rows| Ok(rows.iter().map(|r| r.get(0)).collect()))
+}
+
 /// A credential to store for the signed-in user.
 pub struct NewCredential {
     pub id: Uuid,
@@ -104,6 +112,8 @@ const CREATE_CHALLENGE: &str = "INSERT INTO palisade.mfa_challenges \
 pub enum Purpose {
     SecondFactor,
     Passwordless,
+    /// A signed-in user re-proving themselves before a sensitive action.
+    StepUp,
 }
 
 impl Purpose {
@@ -111,6 +121,7 @@ impl Purpose {
         match self {
             Purpose::SecondFactor => "second_factor",
             Purpose::Passwordless => "passwordless",
+            Purpose::StepUp => "step_up",
         }
     }
 }
@@ -175,7 +186,11 @@ pub fn enter_challenge(
                 user_id: UserId::from_uuid(row.get(0)),
                 email: row.get(1),
                 state: row.get(2),
-                purpose: if purpose == "passwordless" { Purpose::Passwordless } else { Purpose::SecondFactor },
+                purpose: match purpose {
+                    "passwordless" => Purpose::Passwordless,
+                    "step_up" => Purpose::StepUp,
+                    _ => Purpose::SecondFactor,
+                },
                 reserved: row.get(4),
                 locks_now: row.get(5),
             })
@@ -187,8 +202,8 @@ const COMPLETE: &str = "SELECT palisade.complete_webauthn($1, $2, $3, $4)";
 
 /// Uses the challenge, stores the credential's new state, clears the lockout; the user is set
 /// for the rest of the transaction (the session created behind it).
-pub fn complete(
-    tx: &mut Tx<Anonymous>,
+pub fn complete<S>(
+    tx: &mut Tx<S>,
     token_hash: &palisade_core::SessionTokenHash,
     now: OffsetDateTime,
     credential_id: Vec<u8>,
