@@ -7,11 +7,10 @@ use palisade_auth::jwt::AccessClaims;
 use palisade_auth::{REFRESH_TOKEN_PREFIX, SessionToken, hash_token};
 use palisade_core::{SessionId, UserId};
 use palisade_store::repo::audit::{self, Actor, RequestMeta};
-use palisade_store::repo::tokens::{self, REFRESH_REUSED_FLAG, RotationOutcome};
+use palisade_store::repo::tokens::{self, RotationOutcome};
 use palisade_store::repo::users::{self, NewSession};
 use palisade_store::{Anonymous, StoreError, Tx};
 use secrecy::SecretString;
-use serde_json::json;
 use time::OffsetDateTime;
 
 use crate::mail::Notice;
@@ -139,12 +138,9 @@ impl App {
         let next = SessionToken::mint_prefixed(&*self.random, REFRESH_TOKEN_PREFIX);
         let now = self.clock.now();
         let mut tx = Tx::anonymous();
-        let rotation = tokens::rotate_refresh(&mut tx, &hash_token(presented), &next.hash, now);
-        // Written only if the database found reuse; its actor and target (the session) are set
-        // there too, since nobody knows them before the token is looked up.
-        let mut reused = self.audit("session.refresh_reused", meta).details(json!({"revoked": "session"}));
-        reused.target_kind = Some("session");
-        audit::record_if_flag(&mut tx, reused, REFRESH_REUSED_FLAG);
+        // On reuse the database writes the event itself (only it knows whose token it was).
+        let event = palisade_core::EventId::new(&*self.clock, &*self.random);
+        let rotation = tokens::rotate_refresh(&mut tx, &hash_token(presented), &next.hash, now, event, meta);
         let rotation = match tx.run(&self.db).await {
             Ok(mut results) => results.get(rotation)?,
             Err(StoreError::Unauthenticated) => return Err(AppError::Unauthenticated),

@@ -7,7 +7,7 @@
 //! `exp` is checked against the injected clock (not the system clock), so tests move time.
 
 use std::collections::HashMap;
-use std::sync::Once;
+use std::sync::{Mutex, Once};
 
 use ed25519_dalek::{Signature, SigningKey, VerifyingKey};
 use jsonwebtoken::crypto::{CryptoProvider, JwtSigner, JwtVerifier, KeyUtils};
@@ -68,12 +68,25 @@ pub fn install_provider() {
 struct Ed25519Signer(SigningKey);
 struct Ed25519Verifier(VerifyingKey);
 
+/// Expanding an Ed25519 seed into a signing key costs a scalar multiplication, and every token
+/// for weeks is signed with the same key: the provider keeps the last one it expanded.
+static LAST_SIGNING_KEY: Mutex<Option<(Zeroizing<[u8; 32]>, SigningKey)>> = Mutex::new(None);
+
 fn ed25519_signer(algorithm: &Algorithm, key: &EncodingKey) -> JwtResult<Box<dyn JwtSigner>> {
     if *algorithm != Algorithm::EdDSA {
         return Err(ErrorKind::InvalidAlgorithm.into());
     }
     let seed: &[u8; 32] = key.as_bytes().try_into().map_err(|_| ErrorKind::InvalidEddsaKey)?;
-    Ok(Box::new(Ed25519Signer(SigningKey::from_bytes(seed))))
+    let mut last = LAST_SIGNING_KEY.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let signing = match last.as_ref() {
+        Some((cached, signing)) if cached.as_slice() == seed.as_slice() => signing.clone(),
+        _ => {
+            let signing = SigningKey::from_bytes(seed);
+            *last = Some((Zeroizing::new(*seed), signing.clone()));
+            signing
+        }
+    };
+    Ok(Box::new(Ed25519Signer(signing)))
 }
 
 fn ed25519_verifier(algorithm: &Algorithm, key: &DecodingKey) -> JwtResult<Box<dyn JwtVerifier>> {

@@ -47,41 +47,46 @@ $$;
 
 -- Uses refresh token p_old once and stores its successor p_new. Returns 'rotated' with what the
 -- new access token needs. A token that was already used answers 'reused': the session (the whole
--- family, every token and cookie of it) is revoked here and app.refresh_reused is set, so the
--- audit event queued behind this statement is written in the same transaction. Unknown tokens
--- and dead sessions raise PA401.
-CREATE FUNCTION palisade.rotate_refresh(p_old bytea, p_new bytea, p_now timestamptz)
+-- family, every token and cookie of it) is revoked here and the event session.refresh_reused
+-- (p_event and the request's context) is written here, in the same transaction: nobody outside
+-- knew whose token it was. Unknown tokens and dead sessions raise PA401.
+CREATE FUNCTION palisade.rotate_refresh(p_old bytea, p_new bytea, p_now timestamptz,
+                                        p_event uuid, p_ip inet, p_user_agent text, p_request_id text)
     RETURNS TABLE (outcome text, session_id uuid, user_id uuid, email text, auth_time timestamptz, amr text[])
     LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, palisade
     AS $$
 DECLARE
-    v_session uuid;
     s palisade.sessions%ROWTYPE;
 BEGIN
+    -- The usual case in one statement: use the token and read its session.
     UPDATE palisade.refresh_tokens r SET used_at = p_now
-     WHERE r.token_hash = p_old AND r.used_at IS NULL
-    RETURNING r.session_id INTO v_session;
-    IF v_session IS NULL THEN
-        SELECT r.session_id INTO v_session FROM palisade.refresh_tokens r WHERE r.token_hash = p_old;
-        SELECT * INTO s FROM palisade.sessions ss WHERE ss.id = v_session;
+      FROM palisade.sessions ss
+     WHERE r.token_hash = p_old AND r.used_at IS NULL AND ss.id = r.session_id
+    RETURNING ss.* INTO s;
+    IF s.id IS NULL THEN
+        SELECT ss.* INTO s FROM palisade.refresh_tokens r JOIN palisade.sessions ss ON ss.id = r.session_id
+         WHERE r.token_hash = p_old;
         IF s.id IS NULL OR s.revoked_at IS NOT NULL THEN
             RAISE EXCEPTION 'refresh token is not valid' USING ERRCODE = 'PA401';
         END IF;
         UPDATE palisade.sessions ss SET revoked_at = p_now WHERE ss.id = s.id;
-        PERFORM set_config('app.user_id', s.user_id::text, true);
-        PERFORM set_config('app.session_id', s.id::text, true);
-        PERFORM set_config('app.refresh_reused', 'on', true);
+        INSERT INTO palisade.audit_events (id, tenant_id, occurred_at, actor_kind, actor_id, action, target_kind,
+                                           target_id, ip, user_agent, request_id, outcome, details)
+        VALUES (p_event, NULL, p_now, 'user', s.user_id, 'session.refresh_reused', 'session', s.id,
+                p_ip, left(p_user_agent, 512), left(p_request_id, 128), 'success', '{"revoked": "session"}');
         RETURN QUERY SELECT 'reused'::text, s.id, s.user_id, u.email, coalesce(s.authenticated_at, s.created_at), s.amr
                        FROM palisade.users u WHERE u.id = s.user_id;
         RETURN;
     END IF;
-    SELECT * INTO s FROM palisade.sessions ss WHERE ss.id = v_session;
     IF s.revoked_at IS NOT NULL OR coalesce(s.refresh_expires_at, s.expires_at) <= p_now
        OR s.last_seen_at + s.idle_timeout <= p_now THEN
         RAISE EXCEPTION 'session is not valid' USING ERRCODE = 'PA401';
     END IF;
     INSERT INTO palisade.refresh_tokens (token_hash, session_id, issued_at) VALUES (p_new, s.id, p_now);
-    PERFORM palisade.touch_session(s.id, s.last_seen_at, p_now);
+    -- Activity, at most once a minute (as touch_session does).
+    IF s.last_seen_at < p_now - interval '60 seconds' THEN
+        UPDATE palisade.sessions ss SET last_seen_at = p_now WHERE ss.id = s.id;
+    END IF;
     RETURN QUERY SELECT 'rotated'::text, s.id, s.user_id, NULL::text, coalesce(s.authenticated_at, s.created_at), s.amr;
 END
 $$;

@@ -76,7 +76,7 @@ GRANT EXECUTE ON FUNCTION palisade.rotate_token_key(text, bytea, bytea, timestam
 -- Refresh tokens: the server adds the first of a family at sign-in; only rotate_refresh reads
 -- or uses them (their hashes are never readable by the runtime role).
 GRANT INSERT ON palisade.refresh_tokens TO {role};
-GRANT EXECUTE ON FUNCTION palisade.rotate_refresh(bytea, bytea, timestamptz) TO {role};
+GRANT EXECUTE ON FUNCTION palisade.rotate_refresh(bytea, bytea, timestamptz, uuid, inet, text, text) TO {role};
 GRANT SELECT ON palisade.role_permissions TO {role};
 GRANT SELECT, INSERT, DELETE ON palisade.custom_roles TO {role};
 GRANT UPDATE (name, description, permissions, updated_at) ON palisade.custom_roles TO {role};

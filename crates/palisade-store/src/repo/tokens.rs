@@ -31,17 +31,29 @@ pub struct Rotation {
     pub amr: Vec<String>,
 }
 
-const ROTATE: &str =
-    "SELECT outcome, session_id, user_id, email, auth_time, amr FROM palisade.rotate_refresh($1, $2, $3)";
+const ROTATE: &str = "SELECT outcome, session_id, user_id, email, auth_time, amr \
+    FROM palisade.rotate_refresh($1, $2, $3, $4, $5, $6, $7)";
 
-/// Uses refresh token `old` and stores `new` as its successor (see the migration for reuse).
+/// Uses refresh token `old` and stores `new` as its successor. On reuse the database revokes the
+/// session and writes the audit event `event` with the request's context (see the migration).
 pub fn rotate_refresh(
     tx: &mut Tx<Anonymous>,
     old: &SessionTokenHash,
     new: &SessionTokenHash,
     now: OffsetDateTime,
+    event: palisade_core::EventId,
+    meta: &crate::repo::audit::RequestMeta,
 ) -> Step<Rotation> {
-    tx.push(ROTATE, vec![Box::new(old.0.to_vec()), Box::new(new.0.to_vec()), Box::new(now)], |rows| {
+    let params: Vec<crate::pipeline::Param> = vec![
+        Box::new(old.0.to_vec()),
+        Box::new(new.0.to_vec()),
+        Box::new(now),
+        Box::new(event.as_uuid()),
+        Box::new(meta.ip),
+        Box::new(meta.user_agent.clone()),
+        Box::new(meta.request_id.clone()),
+    ];
+    tx.push(ROTATE, params, |rows| {
         let row = exactly_one(rows)?;
         let outcome: &str = row.get(0);
         Ok(Rotation {
@@ -55,8 +67,6 @@ pub fn rotate_refresh(
     })
 }
 
-/// The setting `rotate_refresh` turns on when it detects reuse (for `audit::record_if_flag`).
-pub const REFRESH_REUSED_FLAG: &str = "app.refresh_reused";
 /// The setting `rotate_token_key` turns on when it adds a key.
 pub const KEY_ROTATED_FLAG: &str = "app.key_rotated";
 
