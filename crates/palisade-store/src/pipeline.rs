@@ -140,9 +140,18 @@ impl<S> Tx<S> {
 
     /// Sends BEGIN, every step and COMMIT in one flight and returns the rows of each step.
     /// The first failing step's error is returned; PostgreSQL has then rolled everything back.
+    /// A single step is sent alone: one statement is a transaction by itself (atomic, rolled
+    /// back when it raises), so BEGIN and COMMIT would only cost two more messages.
     pub async fn run(self, db: &Db) -> Result<Results, StoreError> {
         assert!(self.steps.len() <= MAX_STEPS, "a transaction holds at most {MAX_STEPS} steps");
         let client = db.pool.get().await?;
+        if let [step] = self.steps.as_slice() {
+            let statement = client.prepare_cached(step.sql).await.map_err(StoreError::from_pg)?;
+            let params: Vec<&(dyn ToSql + Sync)> =
+                step.params.iter().map(|p| p.as_ref() as &(dyn ToSql + Sync)).collect();
+            let rows = client.query(&statement, params.as_slice()).await.map_err(StoreError::from_pg)?;
+            return Ok(Results { rows: vec![Some(rows)] });
+        }
         // Every statement is prepared before the flight: an unprepared one would be parsed on
         // the fly and could overtake BEGIN.
         let begin = client.prepare_cached("BEGIN").await.map_err(StoreError::from_pg)?;
