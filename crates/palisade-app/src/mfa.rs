@@ -233,29 +233,51 @@ impl App {
     }
 
     async fn second_factor_failed(&self, state: &mfa::Challenge, meta: &RequestMeta) -> AppError {
+        let attempt = FailedFactor {
+            user: state.user_id,
+            email: &state.email,
+            reserved: state.reserved,
+            locks_now: state.locks_now,
+        };
+        self.factor_failed(attempt, "wrong_second_factor", meta).await
+    }
+
+    /// Records a refused second factor (a code or a security key): the failed sign-in, and the
+    /// lock if this attempt set it (with its notice). Returns the one answer every refusal gets.
+    pub(crate) async fn factor_failed(&self, attempt: FailedFactor<'_>, reason: &str, meta: &RequestMeta) -> AppError {
         let mut tx = Tx::anonymous();
         let mut failed = self
             .audit("user.login_failed", meta)
             .actor(Actor::None)
-            .target("user", state.user_id.as_uuid())
-            .details(json!({"reason": if state.reserved { "wrong_second_factor" } else { "locked" }}));
+            .target("user", attempt.user.as_uuid())
+            .details(json!({"reason": if attempt.reserved { reason } else { "locked" }}));
         failed.outcome = Outcome::Failure;
         audit::record(&mut tx, failed);
-        if state.locks_now {
+        if attempt.locks_now {
             audit::record(
                 &mut tx,
                 self.audit("user.locked", meta)
                     .actor(Actor::None)
-                    .target("user", state.user_id.as_uuid())
+                    .target("user", attempt.user.as_uuid())
                     .details(json!({"failed_attempts": self.policy.lockout.threshold})),
             );
         }
         if let Err(err) = tx.run(&self.db).await {
             return err.into();
         }
-        if state.locks_now {
-            self.send_notice(&state.email, Notice::Locked { minutes: self.policy.lockout.duration.whole_minutes() });
+        if attempt.locks_now {
+            self.send_notice(attempt.email, Notice::Locked { minutes: self.policy.lockout.duration.whole_minutes() });
         }
         AppError::InvalidCredentials
     }
+}
+
+/// A refused second-factor attempt, as the challenge recorded it.
+pub(crate) struct FailedFactor<'a> {
+    pub user: UserId,
+    pub email: &'a str,
+    /// False when the account was already locked.
+    pub reserved: bool,
+    /// This attempt is the one that locks the account.
+    pub locks_now: bool,
 }

@@ -10,7 +10,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use palisade_auth::{SessionToken, hash_token};
 use palisade_core::{CredentialId, Email, SessionProof, UserId, ValidationError};
-use palisade_store::repo::audit::{self, Actor, Outcome, RequestMeta};
+use palisade_store::repo::audit::{self, Actor, RequestMeta};
 use palisade_store::repo::users;
 use palisade_store::repo::webauthn::{self as repo, Challenge, CredentialInfo, NewCredential, Purpose};
 use palisade_store::{StoreError, Tx};
@@ -23,7 +23,7 @@ use webauthn_rs::prelude::{
 };
 
 use crate::mail::Notice;
-use crate::mfa::CHALLENGE_PREFIX;
+use crate::mfa::{CHALLENGE_PREFIX, FailedFactor};
 use crate::security::STEP_UP_WINDOW;
 use crate::tokens::LoginOutput;
 use crate::{App, AppError};
@@ -301,30 +301,13 @@ impl App {
     }
 
     async fn webauthn_failed(&self, state: &Challenge, meta: &RequestMeta) -> AppError {
-        let mut tx = Tx::anonymous();
-        let mut failed = self
-            .audit("user.login_failed", meta)
-            .actor(Actor::None)
-            .target("user", state.user_id.as_uuid())
-            .details(json!({"reason": if state.reserved { "wrong_security_key" } else { "locked" }}));
-        failed.outcome = Outcome::Failure;
-        audit::record(&mut tx, failed);
-        if state.locks_now {
-            audit::record(
-                &mut tx,
-                self.audit("user.locked", meta)
-                    .actor(Actor::None)
-                    .target("user", state.user_id.as_uuid())
-                    .details(json!({"failed_attempts": self.policy.lockout.threshold})),
-            );
-        }
-        if let Err(err) = tx.run(&self.db).await {
-            return err.into();
-        }
-        if state.locks_now {
-            self.send_notice(&state.email, Notice::Locked { minutes: self.policy.lockout.duration.whole_minutes() });
-        }
-        AppError::InvalidCredentials
+        let attempt = FailedFactor {
+            user: state.user_id,
+            email: &state.email,
+            reserved: state.reserved,
+            locks_now: state.locks_now,
+        };
+        self.factor_failed(attempt, "wrong_security_key", meta).await
     }
 }
 
