@@ -112,6 +112,15 @@ async fn keys_are_registered_named_listed_and_removed_with_a_recent_authenticati
     assert_eq!(answer.body["errors"][0]["pointer"], "/state");
     app.send("POST", "/api/v1/me/webauthn/register/start", None, None).await.assert_problem(401, "unauthenticated");
     app.get("/api/v1/me/webauthn", None).await.assert_problem(401, "unauthenticated");
+    let anonymous_finish = json!({"name": "X", "state": "s", "credential": {}});
+    app.send("POST", "/api/v1/me/webauthn/register/finish", None, Some(anonymous_finish))
+        .await
+        .assert_problem(401, "unauthenticated");
+    app.send("DELETE", &format!("/api/v1/me/webauthn/{id}"), None, None).await.assert_problem(401, "unauthenticated");
+    app.send("POST", "/api/v1/auth/step-up/webauthn", None, None).await.assert_problem(401, "unauthenticated");
+    app.send("POST", "/api/v1/auth/webauthn", None, Some(json!({"challenge_token": "pmc_x"})))
+        .await
+        .assert_problem(422, "validation");
     assert_eq!(app.snapshot().await, before, "refusals wrote nothing");
 
     // Removing a key needs a recent authentication; someone else's key is not found.
