@@ -247,48 +247,20 @@ impl App {
         }
         let credential: PublicKeyCredential = serde_json::from_value(credential)
             .map_err(|_| invalid("credential", "is not a WebAuthn assertion (navigator.credentials.get)"))?;
-        let proof = hash_token(challenge);
-        let mut tx = Tx::anonymous();
-        let entered = repo::enter_challenge(&mut tx, &proof, self.clock.now(), self.policy.lockout);
-        let state = match tx.run(&self.db).await {
-            Ok(mut results) => results.get(entered)?,
+        let (state, used) = match self.check_assertion(challenge, &credential).await? {
             // Unknown, used, expired or decoy challenges: the same answer as a wrong key.
-            Err(StoreError::InvalidToken) => return Err(AppError::InvalidCredentials),
-            Err(other) => return Err(other.into()),
+            Checked::NoChallenge => return Err(AppError::InvalidCredentials),
+            Checked::Refused(state) => return Err(self.webauthn_failed(&state, meta).await),
+            Checked::Verified(state, used) => (state, used),
         };
-        let ceremony: Option<PasskeyAuthentication> = serde_json::from_value(state.state.clone()).ok();
-        let verified = match (state.reserved, ceremony) {
-            (true, Some(ceremony)) => self.webauthn.finish_passkey_authentication(&credential, &ceremony).ok(),
-            _ => None,
-        };
-        let Some(result) = verified else {
-            return Err(self.webauthn_failed(&state, meta).await);
-        };
-        // The stored credential this assertion used, with its counter moved on.
-        let mut tx = Tx::anonymous();
-        let passkeys = repo::passkeys_for_email(&mut tx, &Email::parse(&state.email)?);
-        let passkeys = tx.run(&self.db).await?.get(passkeys)?;
-        let mut used = passkeys
-            .into_iter()
-            .filter_map(|(_, p)| serde_json::from_value::<Passkey>(p).ok())
-            .find(|p| p.cred_id() == result.cred_id())
-            .ok_or(AppError::InvalidCredentials)?;
-        used.update_credential(&result);
         let (amr, method) = match state.purpose {
             Purpose::SecondFactor => (AMR_PASSWORD_KEY, json!({"method": "password", "second_factor": "webauthn"})),
             Purpose::Passwordless => (AMR_PASSKEY, json!({"method": "passkey"})),
             // A step-up ceremony proves a signed-in user again; it never opens a session.
             Purpose::StepUp => return Err(self.webauthn_failed(&state, meta).await),
         };
-        let now = self.clock.now();
         let mut tx = Tx::anonymous();
-        repo::complete(
-            &mut tx,
-            &proof,
-            now,
-            AsRef::<[u8]>::as_ref(used.cred_id()).to_vec(),
-            serde_json::to_value(&used).map_err(|e| AppError::Internal(e.to_string()))?,
-        );
+        repo::complete(&mut tx, &used.challenge, self.clock.now(), used.credential_id, used.passkey);
         let opened = self.open_session(&mut tx, state.user_id, amr, method, meta);
         match tx.run(&self.db).await {
             Ok(_) => {}
@@ -319,9 +291,9 @@ fn purpose_name(purpose: Purpose) -> &'static str {
     }
 }
 
-/// A security key's verified answer to a step-up ceremony, to be completed (challenge used,
-/// counter stored) in the transaction that marks the session as recently authenticated.
-pub(crate) struct StepUpAssertion {
+/// A security key's verified answer, to be completed (challenge used, counter stored) in the
+/// transaction that signs in or marks the session as recently authenticated.
+pub(crate) struct VerifiedKey {
     pub challenge: palisade_core::SessionTokenHash,
     pub credential_id: Vec<u8>,
     pub passkey: Value,
@@ -352,30 +324,39 @@ impl App {
         user: UserId,
         challenge: &str,
         credential: Value,
-    ) -> Result<Option<StepUpAssertion>, AppError> {
+    ) -> Result<Option<VerifiedKey>, AppError> {
         let challenge = challenge.trim();
         if !challenge.starts_with(CHALLENGE_PREFIX) || challenge.len() > 128 {
             return Ok(None);
         }
         let credential: PublicKeyCredential = serde_json::from_value(credential)
             .map_err(|_| invalid("webauthn", "credential is not a WebAuthn assertion (navigator.credentials.get)"))?;
-        let proof = hash_token(challenge);
+        match self.check_assertion(challenge, &credential).await? {
+            Checked::Verified(state, used) if state.user_id == user && state.purpose == Purpose::StepUp => {
+                Ok(Some(used))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// Counts a try of the challenge `token` (against the lockout) and checks the key's answer
+    /// to its ceremony. A verified answer comes with the stored credential it used, its counter
+    /// moved on, ready for `repo::complete` in the caller's transaction.
+    async fn check_assertion(&self, token: &str, credential: &PublicKeyCredential) -> Result<Checked, AppError> {
+        let proof = hash_token(token);
         let mut tx = Tx::anonymous();
         let entered = repo::enter_challenge(&mut tx, &proof, self.clock.now(), self.policy.lockout);
         let state = match tx.run(&self.db).await {
             Ok(mut results) => results.get(entered)?,
-            Err(StoreError::InvalidToken) => return Ok(None),
+            Err(StoreError::InvalidToken) => return Ok(Checked::NoChallenge),
             Err(other) => return Err(other.into()),
         };
-        if state.user_id != user || state.purpose != Purpose::StepUp || !state.reserved {
-            return Ok(None);
-        }
-        let Some(ceremony) = serde_json::from_value::<PasskeyAuthentication>(state.state).ok() else {
-            return Ok(None);
+        let ceremony = serde_json::from_value::<PasskeyAuthentication>(state.state.clone()).ok();
+        let result = match (state.reserved, ceremony) {
+            (true, Some(ceremony)) => self.webauthn.finish_passkey_authentication(credential, &ceremony).ok(),
+            _ => None,
         };
-        let Ok(result) = self.webauthn.finish_passkey_authentication(&credential, &ceremony) else {
-            return Ok(None);
-        };
+        let Some(result) = result else { return Ok(Checked::Refused(state)) };
         let mut tx = Tx::anonymous();
         let passkeys = repo::passkeys_for_email(&mut tx, &Email::parse(&state.email)?);
         let passkeys = tx.run(&self.db).await?.get(passkeys)?;
@@ -384,15 +365,25 @@ impl App {
             .filter_map(|(_, p)| serde_json::from_value::<Passkey>(p).ok())
             .find(|p| p.cred_id() == result.cred_id())
         else {
-            return Ok(None);
+            return Ok(Checked::Refused(state));
         };
         used.update_credential(&result);
-        Ok(Some(StepUpAssertion {
+        let verified = VerifiedKey {
             challenge: proof,
             credential_id: AsRef::<[u8]>::as_ref(used.cred_id()).to_vec(),
             passkey: serde_json::to_value(&used).map_err(|e| AppError::Internal(e.to_string()))?,
-        }))
+        };
+        Ok(Checked::Verified(state, verified))
     }
+}
+
+/// How a key's answer to a sign-in challenge fared.
+enum Checked {
+    /// No live challenge by that token (unknown, used, expired, or a decoy).
+    NoChallenge,
+    /// The try was counted; the answer is wrong, or the account is locked.
+    Refused(Challenge),
+    Verified(Challenge, VerifiedKey),
 }
 
 /// The shape of a sign-in ceremony's options with no credentials in it: real ceremonies and
