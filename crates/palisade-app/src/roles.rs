@@ -4,7 +4,7 @@
 use palisade_core::{OrgId, OrgRole, Permission, RoleId, SessionProof, UserId, ValidationError};
 use palisade_store::repo::audit::{self, RequestMeta};
 use palisade_store::repo::roles::{self, CustomRole, ReviewRow, RoleDraft};
-use palisade_store::{StoreError, Tx};
+use palisade_store::{StoreError, Tenant, Tx};
 use serde_json::json;
 
 use crate::{App, AppError};
@@ -86,31 +86,8 @@ impl App {
         input: RoleInput,
         meta: &RequestMeta,
     ) -> Result<CustomRole, AppError> {
-        let role = check(input)?;
-        let now = self.clock.now();
         let id = RoleId::new(&*self.clock, &*self.random);
-        let mut tx = Tx::tenant(proof, now, org);
-        tx.require(Permission::RolesManage);
-        roles::create(
-            &mut tx,
-            RoleDraft {
-                org,
-                id,
-                name: &role.name,
-                description: &role.description,
-                permissions: &role.permissions,
-                at: now,
-            },
-        );
-        audit::record(
-            &mut tx,
-            self.audit("role.created", meta)
-                .org(org)
-                .target("role", id.as_uuid())
-                .details(json!({"name": role.name, "permissions": role.permissions})),
-        );
-        let created = roles::get(&mut tx, org, id);
-        Ok(tx.run(&self.db).await.map_err(role_conflict)?.get(created)?)
+        self.write_role(proof, org, id, input, (roles::create, "role.created"), meta).await
     }
 
     pub async fn update_role(
@@ -121,11 +98,25 @@ impl App {
         input: RoleInput,
         meta: &RequestMeta,
     ) -> Result<CustomRole, AppError> {
+        self.write_role(proof, org, id, input, (roles::update, "role.updated"), meta).await
+    }
+
+    /// Creates or changes a custom role (`write` is the repository step, `action` its event) and
+    /// reads it back, in one transaction that needs `roles.manage`.
+    async fn write_role(
+        &self,
+        proof: &SessionProof,
+        org: OrgId,
+        id: RoleId,
+        input: RoleInput,
+        (write, action): (fn(&mut Tx<Tenant>, RoleDraft<'_>), &'static str),
+        meta: &RequestMeta,
+    ) -> Result<CustomRole, AppError> {
         let role = check(input)?;
         let now = self.clock.now();
         let mut tx = Tx::tenant(proof, now, org);
         tx.require(Permission::RolesManage);
-        roles::update(
+        write(
             &mut tx,
             RoleDraft {
                 org,
@@ -138,13 +129,13 @@ impl App {
         );
         audit::record(
             &mut tx,
-            self.audit("role.updated", meta)
+            self.audit(action, meta)
                 .org(org)
                 .target("role", id.as_uuid())
                 .details(json!({"name": role.name, "permissions": role.permissions})),
         );
-        let updated = roles::get(&mut tx, org, id);
-        Ok(tx.run(&self.db).await.map_err(role_conflict)?.get(updated)?)
+        let written = roles::get(&mut tx, org, id);
+        Ok(tx.run(&self.db).await.map_err(role_conflict)?.get(written)?)
     }
 
     pub async fn delete_role(
