@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Path, Request};
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, MatchedPath, Path, Request};
 use axum::http::request::Parts;
 use axum::http::{Method, header};
 use axum_extra::extract::cookie::CookieJar;
@@ -54,6 +54,9 @@ impl FromRequestParts<ApiState> for Caller {
                 .map(str::trim)
                 .filter(|t| !t.is_empty())
                 .ok_or_else(|| unauthenticated("Use 'Authorization: Bearer <access_token>'."))?;
+            if palisade_auth::api_key::looks_like_api_key(token) {
+                return api_key_caller(parts, state, token).map_err(|problem| *problem);
+            }
             let now = state.app.clock.now().unix_timestamp();
             return match state.app.tokens.verify(token, now) {
                 Ok(access) => Ok(Caller { proof: SessionProof::Access(access.session) }),
@@ -84,6 +87,34 @@ impl FromRequestParts<ApiState> for Caller {
         }
         Ok(Caller { proof: SessionProof::Cookie(palisade_auth::hash_token(token)) })
     }
+}
+
+/// Where API keys work: their own organization's routes, except managing keys (that needs a
+/// person who can step up).
+const API_KEY_ROUTES: &str = "/api/v1/orgs/{org}";
+const API_KEY_MANAGEMENT: &str = "/api/v1/orgs/{org}/api-keys";
+
+fn api_key_caller(parts: &Parts, state: &ApiState, token: &str) -> Result<Caller, Box<Problem>> {
+    let route = parts.extensions.get::<MatchedPath>().map(MatchedPath::as_str).unwrap_or("");
+    if !route.starts_with(API_KEY_ROUTES) {
+        return Err(Box::new(unauthenticated(
+            "API keys work only on organization routes (/api/v1/orgs/{org}/…); sign in for account routes.",
+        )));
+    }
+    if route.starts_with(API_KEY_MANAGEMENT) {
+        return Err(Box::new(Problem::new(
+            "forbidden",
+            "API keys cannot manage API keys; a member must sign in to do this.",
+        )));
+    }
+    state.app.api_key_proof(token, client_ip(parts)).map(|proof| Caller { proof }).ok_or_else(|| {
+        Box::new(unauthenticated("The API key is not valid (mistyped or truncated?): check it and retry."))
+    })
+}
+
+/// The address the request came from.
+pub fn client_ip(parts: &Parts) -> Option<std::net::IpAddr> {
+    parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|ci| ci.0.ip())
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -139,7 +170,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Meta {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        let ip = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|ci| ci.0.ip());
+        let ip = client_ip(parts);
         let user_agent = parts
             .headers
             .get(header::USER_AGENT)

@@ -98,6 +98,9 @@ pub fn router(state: ApiState) -> Router {
                 .patch(routes::records::patch)
                 .delete(routes::records::delete),
         )
+        .route("/api/v1/orgs/{org}/api-keys", post(routes::api_keys::create).get(routes::api_keys::list))
+        .route("/api/v1/orgs/{org}/api-keys/{key}", axum::routing::delete(routes::api_keys::revoke))
+        .route("/api/v1/orgs/{org}/api-keys/{key}/rotate", post(routes::api_keys::rotate))
         .route("/api/v1/orgs/{org}/audit-events", get(routes::audit::list))
         .route("/api/v1/orgs/{org}/audit-events/export", get(routes::audit::export))
         .route("/api/v1/orgs/{org}/audit-events/verify", get(routes::audit::verify).post(routes::audit::verify_against))

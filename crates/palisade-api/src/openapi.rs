@@ -4,7 +4,7 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::{Modify, OpenApi};
 
 use crate::problem::{CATALOG, FieldError, Problem};
-use crate::routes::{Items, audit, auth, collections, me, members, orgs, records, roles, system, webauthn};
+use crate::routes::{Items, api_keys, audit, auth, collections, me, members, orgs, records, roles, system, webauthn};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -18,9 +18,10 @@ use crate::routes::{Items, audit, auth, collections, me, members, orgs, records,
         records::create, records::list, records::get, records::replace, records::patch, records::delete,
         audit::list, audit::export, audit::verify, audit::verify_against, audit::checkpoints, audit::latest_checkpoint,
         roles::create, roles::update, roles::delete, roles::access_review,
+        api_keys::create, api_keys::list, api_keys::revoke, api_keys::rotate,
         system::healthz, system::readyz, system::problem_type, system::jwks,
     ),
-    components(schemas(Problem, FieldError, Items<orgs::OrgResponse>, Items<orgs::MemberResponse>, Items<me::SessionResponse>, Items<orgs::RoleResponse>, Items<members::InvitationResponse>, Items<collections::CollectionResponse>, Items<webauthn::CredentialResponse>)),
+    components(schemas(Problem, FieldError, Items<orgs::OrgResponse>, Items<orgs::MemberResponse>, Items<me::SessionResponse>, Items<orgs::RoleResponse>, Items<members::InvitationResponse>, Items<collections::CollectionResponse>, Items<webauthn::CredentialResponse>, Items<api_keys::ApiKeyResponse>)),
     modifiers(&SecuritySchemes, &ProblemTypes),
     tags(
         (name = "auth", description = "Sign-up, sign-in, sign-out"),
@@ -30,6 +31,7 @@ use crate::routes::{Items, audit, auth, collections, me, members, orgs, records,
         (name = "collections", description = "Org-defined record types and their JSON Schemas"),
         (name = "records", description = "Records of a collection"),
         (name = "audit", description = "The tamper-evident audit log: events, export, verification, signed checkpoints"),
+        (name = "api-keys", description = "Organization API keys: scoped, shown once, revocable, rotatable"),
         (name = "system", description = "Health and documentation"),
     )
 )]
@@ -42,7 +44,14 @@ impl Modify for SecuritySchemes {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "bearer",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "An access token (JWT from sign-in or refresh), or on organization routes an API key (pal_<env>_…)",
+                    ))
+                    .build(),
+            ),
         );
         components.add_security_scheme(
             "cookie",

@@ -45,6 +45,12 @@ pub const CATALOG: &[(&str, u16, &str, &str)] = &[
         "This action needs a sign-in within the last 10 minutes: POST /api/v1/auth/step-up with your password (and code), then retry.",
     ),
     (
+        "address-not-allowed",
+        403,
+        "Address not allowed",
+        "The API key has an IP allow-list that does not include the address the request came from.",
+    ),
+    (
         "mfa-enrollment-required",
         403,
         "Two-factor authentication required",
@@ -211,6 +217,10 @@ impl From<AppError> for ApiError {
             AppError::StepUpRequired => Problem::new(
                 "step-up-required",
                 "Confirm it is you: POST /api/v1/auth/step-up with your password (and code), then retry within 10 minutes.",
+            ),
+            AppError::AddressNotAllowed => Problem::new(
+                "address-not-allowed",
+                "This API key may not be used from your address; use it from an address in its allow-list.",
             ),
             AppError::MfaEnrollmentRequired => Problem::new(
                 "mfa-enrollment-required",

@@ -66,9 +66,10 @@ fn parse_query(app: &App, org: OrgId, pairs: &[(String, String)]) -> Result<Even
         match key.as_str() {
             "from" => q.from = time(value, "from", &mut errors),
             "to" => q.to = time(value, "to", &mut errors),
-            "actor" => match value.parse::<palisade_core::UserId>() {
-                Ok(user) => q.actor = Some(user.as_uuid()),
-                Err(_) => errors.push(bad("actor", "must be a user id (usr_…)")),
+            "actor" => match (value.parse::<palisade_core::UserId>(), value.parse::<palisade_core::ApiKeyId>()) {
+                (Ok(user), _) => q.actor = Some(user.as_uuid()),
+                (_, Ok(key)) => q.actor = Some(key.as_uuid()),
+                _ => errors.push(bad("actor", "must be a user id (usr_…) or an API key id (key_…)")),
             },
             "action" if value.len() <= 64 && value.chars().all(|c| c.is_ascii_lowercase() || c == '_' || c == '.') => {
                 q.action = Some(value.clone())

@@ -23,6 +23,9 @@ pub enum AppError {
     /// The action needs an authentication within the last 10 minutes.
     #[error("step-up required")]
     StepUpRequired,
+    /// An API key used from an address its allow-list does not name.
+    #[error("address not allowed for this API key")]
+    AddressNotAllowed,
     /// The organization requires a second factor the user has not set up.
     #[error("two-factor enrolment required")]
     MfaEnrollmentRequired,
@@ -67,6 +70,7 @@ impl From<StoreError> for AppError {
             StoreError::Replayed => AppError::InvalidCredentials,
             StoreError::StepUpRequired => AppError::StepUpRequired,
             StoreError::MfaEnrollmentRequired => AppError::MfaEnrollmentRequired,
+            StoreError::AddressNotAllowed => AppError::AddressNotAllowed,
             StoreError::EmailUnverified => AppError::EmailUnverified,
             StoreError::Conflict { constraint } => {
                 // The constraint's name is for the log, not for the client.

@@ -2,6 +2,7 @@
 //! transaction. Nothing here knows about HTTP.
 
 mod accounts;
+mod api_keys;
 mod audit;
 pub mod audit_verify;
 mod collections;
@@ -27,12 +28,14 @@ use palisade_core::{Clock, Randomness};
 use palisade_store::Db;
 
 pub use accounts::{LoginInput, LoginOutcome, SignupInput};
+pub use api_keys::{ApiKeyInput, IssuedApiKey, MAX_ROTATION_OVERLAP_MINUTES};
 pub use audit::{CHECKPOINT_EVERY, CHECKPOINT_EVERY_EVENTS, EventPage};
 pub use audit_verify::{Anchor, CheckpointDocument, Report};
 pub use collections::IncompatibleRecords;
 pub use error::AppError;
 pub use mfa::{BACKUP_CODES, TotpEnrollment};
 pub use orgs::OrgPatch;
+pub use palisade_store::repo::api_keys::ApiKeyRow;
 pub use palisade_store::repo::audit::RequestMeta;
 pub use palisade_store::repo::audit::{EventQuery, EventRow};
 pub use palisade_store::repo::audit_chain::{Checkpoint, Verdict, checkpoint_message, checkpoint_time};
@@ -77,6 +80,8 @@ pub struct Policy {
     pub collections_per_org: i32,
     /// The most records, and bytes of record data, one organization may hold.
     pub record_quota: palisade_store::repo::records::RecordQuota,
+    /// The `<env>` in API keys minted here (`pal_<env>_…`): tells a leaked key's origin.
+    pub api_key_env: String,
 }
 
 impl Default for Policy {
@@ -93,6 +98,7 @@ impl Default for Policy {
             public_url: "http://127.0.0.1:8080".into(),
             collections_per_org: 100,
             record_quota: palisade_store::repo::records::RecordQuota { records: 1_000_000, bytes: 1 << 30 },
+            api_key_env: "live".into(),
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Passwords (argon2id on a bounded blocking pool, strength estimation), opaque session and
 //! refresh tokens, and signed access tokens (JWT).
 
+pub mod api_key;
 pub mod jwt;
 pub mod password;
 pub mod token;

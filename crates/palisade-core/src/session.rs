@@ -18,18 +18,24 @@ impl std::fmt::Debug for SessionTokenHash {
 /// - `Access`: the session named by a signed access token, whose Ed25519 signature, issuer,
 ///   audience and expiry this node has already checked. The database still decides whether that
 ///   session is alive (revoked, idle, past its lifetime, member cut-off), on every request.
+/// - `ApiKey`: the keyed hash of an organization's API key and the address it was presented
+///   from. It has no session: it enters only its own organization (`enter_tenant_key`), with its
+///   scopes cut down to its creator's current permissions; anything needing a session refuses it.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum SessionProof {
     Cookie(SessionTokenHash),
     Access(crate::SessionId),
+    ApiKey { hash: SessionTokenHash, ip: Option<std::net::IpAddr> },
 }
 
 impl SessionProof {
-    /// The proof as `valid_session` takes it: 32 bytes (a token hash) or 16 (a session id).
+    /// The proof as `valid_session` takes it: 32 bytes (a token hash) or 16 (a session id). An
+    /// API key has no session: it gives an empty proof, which no session matches.
     pub fn to_db(&self) -> Vec<u8> {
         match self {
             SessionProof::Cookie(hash) => hash.0.to_vec(),
             SessionProof::Access(session) => session.as_uuid().as_bytes().to_vec(),
+            SessionProof::ApiKey { .. } => Vec::new(),
         }
     }
 }
@@ -39,6 +45,7 @@ impl std::fmt::Debug for SessionProof {
         match self {
             SessionProof::Cookie(_) => f.write_str("SessionProof::Cookie(<redacted>)"),
             SessionProof::Access(session) => write!(f, "SessionProof::Access({session})"),
+            SessionProof::ApiKey { ip, .. } => write!(f, "SessionProof::ApiKey(<redacted> from {ip:?})"),
         }
     }
 }

@@ -88,6 +88,9 @@ pub struct Config {
     /// How often the audit sequencer seals new events into their chains (milliseconds); an
     /// event is chained within about this long after its transaction commits.
     pub audit_seal_interval_ms: u64,
+    /// The `<env>` of API keys minted here (`pal_<env>_…`), e.g. `live`, `test`, `staging`: a
+    /// leaked key tells which installation it came from.
+    pub api_key_env: String,
 }
 
 impl Default for Config {
@@ -123,6 +126,7 @@ impl Default for Config {
             records_per_org: 1_000_000,
             record_bytes_per_org: 1 << 30,
             audit_seal_interval_ms: 250,
+            api_key_env: "live".into(),
         }
     }
 }

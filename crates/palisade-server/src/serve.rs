@@ -31,6 +31,12 @@ pub fn build_app(config: &Config, db: Db, clock: Arc<dyn Clock>, random: Arc<dyn
                 config.webauthn_rp_id
             )
         })?;
+    if !palisade_auth::api_key::valid_env(&config.api_key_env) {
+        bail!(
+            "api_key_env {:?} cannot be used in API keys: use 1 to 12 lower-case letters or digits (e.g. live, test)",
+            config.api_key_env
+        );
+    }
     Ok(App {
         db,
         hasher: PasswordHasher::new(config.hash_workers(), config.hash_queue),
@@ -54,6 +60,7 @@ pub fn build_app(config: &Config, db: Db, clock: Arc<dyn Clock>, random: Arc<dyn
                 records: config.records_per_org.max(1),
                 bytes: config.record_bytes_per_org.max(1),
             },
+            api_key_env: config.api_key_env.clone(),
         },
         mailer: config.mailer()?,
         keys: Arc::new(config.instance_key()?),

@@ -97,3 +97,10 @@ GRANT EXECUTE ON FUNCTION palisade.second_factors(text) TO {role};
 GRANT EXECUTE ON FUNCTION palisade.passkeys_for_email(text) TO {role};
 GRANT EXECUTE ON FUNCTION palisade.enter_webauthn_challenge(bytea, timestamptz, integer, float8) TO {role};
 GRANT EXECUTE ON FUNCTION palisade.complete_webauthn(bytea, timestamptz, bytea, jsonb) TO {role};
+-- API keys: listed and managed under row-level security; the hash column is never readable.
+GRANT SELECT (tenant_id, id, name, prefix, permissions, allowed_ips, created_by, created_at, expires_at,
+              last_used_at, last_used_ip, revoked_at, rotated_from) ON palisade.api_keys TO {role};
+GRANT INSERT ON palisade.api_keys TO {role};
+GRANT UPDATE (revoked_at, expires_at) ON palisade.api_keys TO {role};
+GRANT EXECUTE ON FUNCTION palisade.current_api_key_id() TO {role};
+GRANT EXECUTE ON FUNCTION palisade.enter_tenant_key(bytea, timestamptz, uuid, inet) TO {role};

@@ -22,6 +22,9 @@ pub enum StoreError {
     /// The action needs a recent authentication (PASU1).
     #[error("step-up authentication required")]
     StepUpRequired,
+    /// An API key presented from an address outside its allow-list (PAIP1).
+    #[error("address not allowed for this API key")]
+    AddressNotAllowed,
     /// A second factor is required and the user has none (PAMF1).
     #[error("two-factor enrolment required")]
     MfaEnrollmentRequired,
@@ -71,6 +74,7 @@ impl StoreError {
             "PAEV1" => StoreError::EmailUnverified,
             "PASU1" => StoreError::StepUpRequired,
             "PAMF1" => StoreError::MfaEnrollmentRequired,
+            "PAIP1" => StoreError::AddressNotAllowed,
             "PAIM1" => StoreError::VersionMismatch,
             "PASC1" => StoreError::SchemaChanged,
             "PAAS1" => StoreError::NotAMember,

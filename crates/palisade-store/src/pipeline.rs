@@ -63,6 +63,7 @@ pub struct Tx<S> {
 
 const ENTER_SESSION: &str = "SELECT palisade.enter_session($1, $2)";
 const ENTER_TENANT: &str = "SELECT palisade.enter_tenant($1, $2, $3)";
+const ENTER_TENANT_KEY: &str = "SELECT palisade.enter_tenant_key($1, $2, $3, $4)";
 const ENTER_NEW_TENANT: &str = "SELECT palisade.enter_new_tenant($1, $2, $3)";
 const REQUIRE_PERMISSION: &str = "SELECT palisade.require_permission($1)";
 
@@ -87,9 +88,17 @@ impl Tx<Authenticated> {
 impl Tx<Tenant> {
     /// Enters an existing organization: fails in the database unless the session is valid and
     /// its user is a member.
+    /// An API key enters only its own organization, from an allowed address
+    /// (`enter_tenant_key`).
     pub fn tenant(proof: &SessionProof, now: OffsetDateTime, org: OrgId) -> Self {
         let mut tx = Tx { steps: Vec::new(), scope: PhantomData };
-        tx.push_raw(ENTER_TENANT, vec![Box::new(proof.to_db()), Box::new(now), Box::new(org.as_uuid())]);
+        match proof {
+            SessionProof::ApiKey { hash, ip } => tx.push_raw(
+                ENTER_TENANT_KEY,
+                vec![Box::new(hash.0.to_vec()), Box::new(now), Box::new(org.as_uuid()), Box::new(*ip)],
+            ),
+            _ => tx.push_raw(ENTER_TENANT, vec![Box::new(proof.to_db()), Box::new(now), Box::new(org.as_uuid())]),
+        };
         tx
     }
 

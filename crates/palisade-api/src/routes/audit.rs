@@ -84,7 +84,7 @@ pub struct EventList {
     params(("org" = String, Path, description = "Organization id (org_…)"),
         ("from" = Option<String>, Query, description = "RFC 3339; events at or after"),
         ("to" = Option<String>, Query, description = "RFC 3339; events before"),
-        ("actor" = Option<String>, Query, description = "User id (usr_…)"),
+        ("actor" = Option<String>, Query, description = "User id (usr_…) or API key id (key_…)"),
         ("action" = Option<String>, Query, description = "e.g. record.created"),
         ("target" = Option<String>, Query, description = "Any id (rec_…, usr_…, inv_…)"),
         ("limit" = Option<i64>, Query, description = "1 to 1000, default 100"),

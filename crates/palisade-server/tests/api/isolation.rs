@@ -31,6 +31,7 @@ async fn catalog_invariant_every_tenant_table_has_forced_rls() {
     assert_eq!(
         tenant_tables,
         [
+            "api_keys",
             "audit_chain",
             "audit_chain_heads",
             "audit_checkpoints",

@@ -2,6 +2,7 @@
 //! `palisade` binary where the process itself is under test).
 
 mod accounts;
+mod api_keys;
 mod audit;
 mod binary;
 mod boundaries;

@@ -108,12 +108,24 @@ impl<'a> NewEvent<'a> {
     }
 }
 
-const INSERT: &str = "INSERT INTO palisade.audit_events \
+/// The kind of a session-resolved actor: the API key the transaction entered with, else the
+/// session's user. An explicit actor id (`Actor::User`) is always a user.
+macro_rules! actor_kind {
+    () => {
+        "CASE WHEN $5::uuid IS NULL AND palisade.current_api_key_id() IS NOT NULL THEN 'api_key' ELSE 'user' END"
+    };
+}
+
+const INSERT: &str = const_format::concatcp!(
+    "INSERT INTO palisade.audit_events \
     (id, tenant_id, occurred_at, actor_kind, actor_id, action, target_kind, target_id, ip, user_agent, request_id, outcome, details) \
     VALUES ($1, $2, $3, \
-            CASE WHEN $4::boolean THEN 'user' END, \
-            CASE WHEN $4::boolean THEN coalesce($5, palisade.current_user_id()) END, \
-            $6, $7, $8, $9, $10, $11, $12, $13)";
+            CASE WHEN $4::boolean THEN ",
+    actor_kind!(),
+    " END, \
+            CASE WHEN $4::boolean THEN coalesce($5, palisade.current_api_key_id(), palisade.current_user_id()) END, \
+            $6, $7, $8, $9, $10, $11, $12, $13)"
+);
 
 /// Adds the event to the transaction. If it cannot be written, the whole transaction fails:
 /// an action whose audit event is lost does not happen.
@@ -145,15 +157,19 @@ fn event_params(event: NewEvent<'_>) -> Vec<crate::pipeline::Param> {
     ]
 }
 
-const INSERT_IF_FLAG: &str = "INSERT INTO palisade.audit_events \
+const INSERT_IF_FLAG: &str = const_format::concatcp!(
+    "INSERT INTO palisade.audit_events \
     (id, tenant_id, occurred_at, actor_kind, actor_id, action, target_kind, target_id, ip, user_agent, request_id, outcome, details) \
     SELECT $1, $2, $3, \
-           CASE WHEN $4::boolean THEN 'user' END, \
-           CASE WHEN $4::boolean THEN coalesce($5, palisade.current_user_id()) END, \
+           CASE WHEN $4::boolean THEN ",
+    actor_kind!(),
+    " END, \
+           CASE WHEN $4::boolean THEN coalesce($5, palisade.current_api_key_id(), palisade.current_user_id()) END, \
            $6, $7, \
            CASE WHEN $7 = 'session' THEN coalesce($8, palisade.current_session_id()) ELSE $8 END, \
            $9, $10, $11, $12, $13 \
-    WHERE current_setting($14, true) = 'on'";
+    WHERE current_setting($14, true) = 'on'"
+);
 
 /// Like `record`, but written only if an earlier statement of the transaction set the setting
 /// `flag` to `on` (e.g. `app.refresh_reused`): for an outcome decided inside the database that

@@ -1,6 +1,7 @@
 //! Repositories: each function adds one prepared statement to a transaction and returns a typed
 //! handle to its result. Tenant tables are only reachable through `Tx<Tenant>`.
 
+pub mod api_keys;
 pub mod audit;
 pub mod audit_chain;
 pub mod collections;
