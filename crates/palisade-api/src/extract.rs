@@ -112,9 +112,22 @@ fn api_key_caller(parts: &Parts, state: &ApiState, token: &str) -> Result<Caller
     })
 }
 
-/// The address the request came from.
+/// The address the request came from (`client_addr`: forwarding headers only from trusted
+/// proxies).
 pub fn client_ip(parts: &Parts) -> Option<std::net::IpAddr> {
-    parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|ci| ci.0.ip())
+    client_ip_of(&parts.extensions)
+}
+
+/// The same, for middleware that holds the whole request.
+pub fn request_client_ip(request: &Request) -> Option<std::net::IpAddr> {
+    client_ip_of(request.extensions())
+}
+
+fn client_ip_of(extensions: &axum::http::Extensions) -> Option<std::net::IpAddr> {
+    extensions
+        .get::<crate::client_addr::ClientAddr>()
+        .map(|client| client.ip)
+        .or_else(|| extensions.get::<ConnectInfo<SocketAddr>>().map(|ci| ci.0.ip()))
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

@@ -1,13 +1,14 @@
 //! HTTP JSON API (axum): routes, extractors, problem+json errors, the OpenAPI document and the
 //! middleware every response passes through (request ids, limits, security headers).
 
+pub mod client_addr;
 pub mod extract;
 mod middleware;
 pub mod openapi;
 pub mod problem;
+pub mod rate_limit;
 pub mod request_id;
 pub mod routes;
-pub mod throttle;
 
 use std::time::Duration;
 
@@ -28,8 +29,10 @@ pub struct ApiState {
     pub app: App,
     /// Mark cookies Secure (the public URL is https).
     pub secure_cookies: bool,
-    /// Per-IP throttle on sign-up and sign-in; `None` when rate limits are off.
-    pub auth_throttle: Option<throttle::AuthThrottle>,
+    /// Request budgets (`rate_limit`); `None` when rate limits are off.
+    pub limiter: Option<std::sync::Arc<rate_limit::Limiter>>,
+    /// Proxies whose forwarding headers name the client (`client_addr`).
+    pub trusted_proxies: client_addr::TrustedProxies,
 }
 
 /// Request bodies larger than this are refused with 413.
@@ -48,8 +51,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/auth/webauthn", post(routes::webauthn::login))
         .route("/api/v1/auth/passkey/start", post(routes::webauthn::start_passkey))
         .route("/api/v1/auth/step-up/webauthn", post(routes::webauthn::start_step_up))
-        .route("/api/v1/auth/step-up", post(routes::auth::step_up))
-        .route_layer(axum::middleware::from_fn_with_state(state.auth_throttle.clone(), throttle::middleware));
+        .route("/api/v1/auth/step-up", post(routes::auth::step_up));
     let api = Router::new()
         .merge(credential_routes)
         .route("/api/v1/auth/logout", post(routes::auth::logout))
@@ -98,6 +100,7 @@ pub fn router(state: ApiState) -> Router {
                 .patch(routes::records::patch)
                 .delete(routes::records::delete),
         )
+        .route("/api/v1/admin/orgs/{org}/plan", axum::routing::put(routes::admin::set_plan))
         .route("/api/v1/orgs/{org}/api-keys", post(routes::api_keys::create).get(routes::api_keys::list))
         .route("/api/v1/orgs/{org}/api-keys/{key}", axum::routing::delete(routes::api_keys::revoke))
         .route("/api/v1/orgs/{org}/api-keys/{key}/rotate", post(routes::api_keys::rotate))
@@ -112,7 +115,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/healthz", get(routes::system::healthz))
         .route("/readyz", get(routes::system::readyz))
         .route("/problems/{slug}", get(routes::system::problem_type))
-        .with_state(state);
+        .with_state(state.clone());
+    let limits = rate_limit::LimitState { app: state.app.clone(), limiter: state.limiter.clone() };
     Router::new()
         .merge(api)
         .merge(SwaggerUi::new("/docs").url("/api/v1/openapi.json", openapi::ApiDoc::openapi()))
@@ -124,6 +128,8 @@ pub fn router(state: ApiState) -> Router {
         .layer(axum::middleware::from_fn(middleware::problem_for_bare_errors))
         .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT))
         .layer(CatchPanicLayer::custom(middleware::panic_to_problem))
+        .layer(axum::middleware::from_fn_with_state(limits, rate_limit::middleware))
         .layer(axum::middleware::from_fn(middleware::security_headers))
+        .layer(axum::middleware::from_fn_with_state(state.trusted_proxies.clone(), client_addr::middleware))
         .layer(axum::middleware::from_fn(request_id::middleware))
 }

@@ -18,9 +18,16 @@ pub async fn security_headers(request: Request, next: Next) -> Response<Body> {
     let docs = request.uri().path().starts_with("/docs");
     let authenticated =
         request.headers().contains_key(header::AUTHORIZATION) || request.headers().contains_key(header::COOKIE);
+    // HSTS only means something over HTTPS: our own TLS listener, or a trusted proxy's word.
+    let https = request.extensions().get::<crate::client_addr::ServedOverTls>().is_some()
+        || request.extensions().get::<crate::client_addr::ClientAddr>().is_some_and(|c| c.forwarded_https);
     let mut response = next.run(request).await;
     let headers = response.headers_mut();
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    if https {
+        headers
+            .insert(header::STRICT_TRANSPORT_SECURITY, HeaderValue::from_static("max-age=31536000; includeSubDomains"));
+    }
     headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(if docs { DOCS_CSP } else { API_CSP }));
     headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));

@@ -4,7 +4,9 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::{Modify, OpenApi};
 
 use crate::problem::{CATALOG, FieldError, Problem};
-use crate::routes::{Items, api_keys, audit, auth, collections, me, members, orgs, records, roles, system, webauthn};
+use crate::routes::{
+    Items, admin, api_keys, audit, auth, collections, me, members, orgs, records, roles, system, webauthn,
+};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -18,7 +20,7 @@ use crate::routes::{Items, api_keys, audit, auth, collections, me, members, orgs
         records::create, records::list, records::get, records::replace, records::patch, records::delete,
         audit::list, audit::export, audit::verify, audit::verify_against, audit::checkpoints, audit::latest_checkpoint,
         roles::create, roles::update, roles::delete, roles::access_review,
-        api_keys::create, api_keys::list, api_keys::revoke, api_keys::rotate,
+        api_keys::create, api_keys::list, api_keys::revoke, api_keys::rotate, admin::set_plan,
         system::healthz, system::readyz, system::problem_type, system::jwks,
     ),
     components(schemas(Problem, FieldError, Items<orgs::OrgResponse>, Items<orgs::MemberResponse>, Items<me::SessionResponse>, Items<orgs::RoleResponse>, Items<members::InvitationResponse>, Items<collections::CollectionResponse>, Items<webauthn::CredentialResponse>, Items<api_keys::ApiKeyResponse>)),
@@ -32,6 +34,7 @@ use crate::routes::{Items, api_keys, audit, auth, collections, me, members, orgs
         (name = "records", description = "Records of a collection"),
         (name = "audit", description = "The tamper-evident audit log: events, export, verification, signed checkpoints"),
         (name = "api-keys", description = "Organization API keys: scoped, shown once, revocable, rotatable"),
+        (name = "admin", description = "Instance administration (instance administrators only)"),
         (name = "system", description = "Health and documentation"),
     )
 )]

@@ -12,6 +12,7 @@ mod mail;
 mod members;
 mod mfa;
 mod orgs;
+mod plans;
 mod record_query;
 mod records;
 mod roles;
@@ -124,6 +125,8 @@ pub struct App {
     pub webauthn: Arc<webauthn_rs::Webauthn>,
     /// The shape of a sign-in ceremony's options, for decoys (see `webauthn::decoy_template`).
     pub decoy_template: Arc<serde_json::Value>,
+    /// Organizations' plan tiers as this node last read them (see `plans`).
+    pub plans: Arc<plans::PlanCache>,
 }
 
 impl App {

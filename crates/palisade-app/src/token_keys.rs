@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 
 use palisade_auth::jwt::{AccessClaims, AccessTokenSigner, AccessTokenVerifier, TokenRejected};
-use palisade_core::SessionId;
+use palisade_core::{SessionId, UserId};
 use palisade_crypto::signing::KeyPair;
 use palisade_store::Tx;
 use palisade_store::repo::audit::{self, Actor, RequestMeta};
@@ -39,6 +39,7 @@ struct KeyState {
 #[derive(Clone)]
 struct CachedToken {
     session: SessionId,
+    user: UserId,
     exp: i64,
     kid: String,
 }
@@ -47,6 +48,8 @@ struct CachedToken {
 #[derive(Debug, Clone, Copy)]
 pub struct VerifiedAccess {
     pub session: SessionId,
+    /// The token's subject (rate limits count per user).
+    pub user: UserId,
 }
 
 /// This node's view of the token keys. See the module docs.
@@ -98,12 +101,13 @@ impl TokenKeys {
                 return Err(TokenRejected::Expired);
             }
             if state.verifier.knows(&hit.kid) {
-                return Ok(VerifiedAccess { session: hit.session });
+                return Ok(VerifiedAccess { session: hit.session, user: hit.user });
             }
             return Err(TokenRejected::UnknownKey);
         }
         let claims = state.verifier.verify(token, now)?;
         let session: SessionId = claims.sid.parse().map_err(|_| TokenRejected::Invalid)?;
+        let user: UserId = claims.sub.parse().map_err(|_| TokenRejected::Invalid)?;
         let kid = jsonwebtoken::decode_header(token).ok().and_then(|h| h.kid).ok_or(TokenRejected::Malformed)?;
         let mut cache = self.verified.lock().unwrap_or_else(|p| p.into_inner());
         if cache.len() >= CACHE_LIMIT {
@@ -112,8 +116,8 @@ impl TokenKeys {
                 cache.clear();
             }
         }
-        cache.insert(digest, CachedToken { session, exp: claims.exp, kid });
-        Ok(VerifiedAccess { session })
+        cache.insert(digest, CachedToken { session, user, exp: claims.exp, kid });
+        Ok(VerifiedAccess { session, user })
     }
 
     fn install(&self, state: KeyState) {

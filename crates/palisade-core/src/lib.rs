@@ -2,6 +2,7 @@
 
 pub mod clock;
 pub mod ids;
+pub mod plan;
 pub mod role;
 pub mod values;
 
@@ -10,6 +11,7 @@ pub use ids::{
     ApiKeyId, CredentialId, EventId, IdParseError, InvitationId, OrgId, RecordId, RoleId, SecretId, SessionId, UserId,
     parse_any_typeid, typeid_of_kind,
 };
+pub use plan::Plan;
 pub use role::{OrgRole, Permission};
 pub use values::{CollectionName, Email, OrgName, Password, PersonName, ValidationError};
 pub mod session;

@@ -24,6 +24,57 @@ pub enum Switch {
     Off,
 }
 
+/// `[rate_limits]`: requests per minute by kind of caller (GCRA, the whole budget as burst).
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateLimits {
+    /// `on` (default) or `off`; `PALISADE_RATE_LIMITS=on|off` overrides it. Off is for tests and
+    /// benchmarks that are not about limits; the server warns at start.
+    pub mode: Switch,
+    /// Callers without a valid credential, per client address.
+    pub anonymous: u32,
+    /// Members and API keys of organizations on each plan, per user (or key) and organization.
+    pub standard: u32,
+    pub professional: u32,
+    pub enterprise: u32,
+    /// Sign-in, sign-up, password reset, MFA and step-up routes, per client address.
+    pub auth: u32,
+    /// When Redis is unreachable: `local` (each node counts alone), `open` or `closed` (503).
+    pub on_redis_failure: palisade_api::rate_limit::RedisFailure,
+}
+
+impl Default for RateLimits {
+    fn default() -> Self {
+        let budgets = palisade_api::rate_limit::Budgets::default();
+        Self {
+            mode: Switch::On,
+            anonymous: budgets.anonymous,
+            standard: budgets.standard,
+            professional: budgets.professional,
+            enterprise: budgets.enterprise,
+            auth: budgets.auth,
+            on_redis_failure: palisade_api::rate_limit::RedisFailure::Local,
+        }
+    }
+}
+
+impl RateLimits {
+    pub fn budgets(&self) -> palisade_api::rate_limit::Budgets {
+        palisade_api::rate_limit::Budgets {
+            anonymous: self.anonymous,
+            standard: self.standard,
+            professional: self.professional,
+            enterprise: self.enterprise,
+            auth: self.auth,
+        }
+    }
+
+    /// Switched off (for tests and benchmarks that are not about limits).
+    pub fn off() -> Self {
+        Self { mode: Switch::Off, ..Self::default() }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
@@ -68,10 +119,13 @@ pub struct Config {
     pub lockout_threshold: i32,
     /// How long a locked account stays locked; it unlocks by itself afterwards.
     pub lockout_minutes: i64,
-    /// Rate limits, including the per-IP throttle on authentication routes. Never the lockout.
-    pub rate_limits: Switch,
-    /// Sign-up and sign-in requests per minute from one client address.
-    pub auth_per_ip_per_minute: u32,
+    /// Request budgets per minute (`[rate_limits]`); never the account lockout.
+    pub rate_limits: RateLimits,
+    /// Redis shared by every node for rate limits (`redis://host:6379`); unset: in process.
+    pub redis_url: Option<SecretString>,
+    /// Proxies (addresses or CIDR networks) whose `Forwarded` / `X-Forwarded-For` headers are
+    /// believed; from anyone else the socket address is the client.
+    pub trusted_proxies: Vec<String>,
     /// SMTP server for transactional mail (`smtps://user:pass@host:465` or
     /// `smtp://host:587?tls=required`). Unset: mail goes to `<data_dir>/outbox/`.
     pub smtp_url: Option<SecretString>,
@@ -117,8 +171,9 @@ impl Default for Config {
             embedded_postgres_settings: Vec::new(),
             lockout_threshold: 6,
             lockout_minutes: 15,
-            rate_limits: Switch::On,
-            auth_per_ip_per_minute: 20,
+            rate_limits: RateLimits::default(),
+            redis_url: None,
+            trusted_proxies: Vec::new(),
             smtp_url: None,
             mail_from: "Palisade <no-reply@localhost>".into(),
             instance_key_file: None,
@@ -132,7 +187,8 @@ impl Default for Config {
 }
 
 /// Environment variables under the PALISADE_ prefix that are not config keys.
-const NON_CONFIG_ENV: &[&str] = &["config", "pg_bin_dir", "redis_url"];
+/// (`rate_limits` is the `[rate_limits]` table; `PALISADE_RATE_LIMITS=on|off` sets its `mode`.)
+const NON_CONFIG_ENV: &[&str] = &["config", "pg_bin_dir", "rate_limits"];
 
 /// Flags given on the command line; they win over everything else.
 #[derive(Debug, Default, Clone)]
@@ -154,14 +210,23 @@ impl Config {
             anyhow::ensure!(file.exists(), "config file {} does not exist", file.display());
             figment = figment.merge(Toml::file(file));
         }
-        figment = figment.merge(Env::prefixed("PALISADE_").ignore(NON_CONFIG_ENV));
+        // `__` reaches into tables: PALISADE_RATE_LIMITS__STANDARD=200.
+        figment = figment.merge(Env::prefixed("PALISADE_").ignore(NON_CONFIG_ENV).split("__"));
         if let Some(dir) = &overrides.data_dir {
             figment = figment.merge(Serialized::default("data_dir", dir));
         }
         if let Some(listen) = overrides.listen {
             figment = figment.merge(Serialized::default("listen", listen.to_string()));
         }
-        figment.extract().context("invalid configuration (see `palisade config check`)")
+        let mut config: Config = figment.extract().context("invalid configuration (see `palisade config check`)")?;
+        if let Some(value) = std::env::var_os("PALISADE_RATE_LIMITS") {
+            config.rate_limits.mode = match value.to_str() {
+                Some("on") => Switch::On,
+                Some("off") => Switch::Off,
+                _ => anyhow::bail!("PALISADE_RATE_LIMITS must be on or off, not {value:?}"),
+            };
+        }
+        Ok(config)
     }
 
     pub fn public_url(&self) -> String {
@@ -213,8 +278,18 @@ impl Config {
             format!("embedded_postgres_settings = {:?}", self.embedded_postgres_settings),
             format!("lockout_threshold = {}", self.lockout_threshold),
             format!("lockout_minutes = {}", self.lockout_minutes),
-            format!("rate_limits = \"{}\"", if self.rate_limits == Switch::On { "on" } else { "off" }),
-            format!("auth_per_ip_per_minute = {}", self.auth_per_ip_per_minute),
+            format!(
+                "rate_limits = {{ mode = \"{}\", anonymous = {}, standard = {}, professional = {}, enterprise = {}, auth = {}, on_redis_failure = \"{}\" }}",
+                if self.rate_limits.mode == Switch::On { "on" } else { "off" },
+                self.rate_limits.anonymous,
+                self.rate_limits.standard,
+                self.rate_limits.professional,
+                self.rate_limits.enterprise,
+                self.rate_limits.auth,
+                self.rate_limits.on_redis_failure.as_str()
+            ),
+            format!("redis_url = \"{}\"", url(&self.redis_url)),
+            format!("trusted_proxies = {:?}", self.trusted_proxies),
             format!("smtp_url = \"{}\"", url(&self.smtp_url)),
             format!("mail_from = {:?}", self.mail_from),
             format!("collections_per_org = {}", self.collections_per_org),

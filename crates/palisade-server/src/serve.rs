@@ -6,11 +6,13 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use palisade_api::ApiState;
-use palisade_api::throttle::AuthThrottle;
+use palisade_api::client_addr::TrustedProxies;
+use palisade_api::rate_limit::Limiter;
 use palisade_app::{App, Lockout, Policy};
 use palisade_auth::PasswordHasher;
 use palisade_core::{Clock, Randomness, SystemClock, SystemRandomness};
 use palisade_store::{Db, catalog};
+use secrecy::ExposeSecret;
 
 use crate::config::{Config, Switch};
 use crate::database;
@@ -69,6 +71,7 @@ pub fn build_app(config: &Config, db: Db, clock: Arc<dyn Clock>, random: Arc<dyn
         tokens: Arc::new(tokens),
         webauthn: Arc::new(webauthn),
         decoy_template: Arc::new(palisade_app::webauthn::decoy_template(&config.webauthn_rp_id)),
+        plans: Arc::default(),
     })
 }
 
@@ -110,7 +113,8 @@ pub async fn run(config: Config) -> Result<()> {
     let state = ApiState {
         app,
         secure_cookies: config.public_url().starts_with("https://"),
-        auth_throttle: auth_throttle(&config),
+        limiter: limiter(&config)?,
+        trusted_proxies: trusted_proxies(&config)?,
     };
     let router = palisade_api::router(state);
     let listener = tokio::net::TcpListener::bind(config.listen).await.with_context(|| {
@@ -134,14 +138,24 @@ pub async fn run(config: Config) -> Result<()> {
     Ok(())
 }
 
-/// The per-IP authentication throttle, unless rate limits are off (then a warning says so).
-pub fn auth_throttle(config: &Config) -> Option<AuthThrottle> {
-    if config.rate_limits == Switch::Off {
+/// The request budgets, unless rate limits are off (then a warning says so). In process, or
+/// shared through Redis when `redis_url` is set.
+pub fn limiter(config: &Config) -> Result<Option<Arc<Limiter>>> {
+    if config.rate_limits.mode == Switch::Off {
         tracing::warn!("rate limits are OFF (PALISADE_RATE_LIMITS=off): only for tests and benchmarks");
-        return None;
+        return Ok(None);
     }
-    let throttle = AuthThrottle::per_minute(config.auth_per_ip_per_minute);
-    let sweeper = throttle.clone();
+    let redis_url = config.redis_url.as_ref().map(|url| url.expose_secret().to_owned());
+    let limiter = Limiter::new(config.rate_limits.budgets(), redis_url.as_deref(), config.rate_limits.on_redis_failure)
+        .map_err(|why| anyhow::anyhow!("{why} (PALISADE_REDIS_URL, e.g. redis://127.0.0.1:6379)"))?;
+    tracing::info!(
+        shared = redis_url.is_some(),
+        budgets = ?config.rate_limits.budgets(),
+        "rate limits on{}",
+        if redis_url.is_some() { ", shared through Redis" } else { ", in process" }
+    );
+    let limiter = Arc::new(limiter);
+    let sweeper = limiter.clone();
     tokio::spawn(async move {
         let mut every_minute = tokio::time::interval(std::time::Duration::from_secs(60));
         loop {
@@ -149,7 +163,12 @@ pub fn auth_throttle(config: &Config) -> Option<AuthThrottle> {
             sweeper.forget_idle();
         }
     });
-    Some(throttle)
+    Ok(Some(limiter))
+}
+
+/// The proxies whose forwarding headers are believed.
+pub fn trusted_proxies(config: &Config) -> Result<TrustedProxies> {
+    TrustedProxies::parse(&config.trusted_proxies).map_err(|why| anyhow::anyhow!(why))
 }
 
 /// Deletes outbox messages older than 7 days, now and every hour.

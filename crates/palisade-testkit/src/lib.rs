@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use palisade_api::ApiState;
 use palisade_core::{ManualClock, SystemRandomness};
-use palisade_server::config::{Config, Switch};
+use palisade_server::config::{Config, RateLimits};
 use palisade_store::Db;
 use serde_json::{Value, json};
 
@@ -66,7 +66,7 @@ impl Answer {
 
 impl TestApp {
     pub async fn spawn() -> Self {
-        Self::spawn_with(Config { hash_workers: Some(2), rate_limits: Switch::Off, ..Config::default() }).await
+        Self::spawn_with(Config { hash_workers: Some(2), rate_limits: RateLimits::off(), ..Config::default() }).await
     }
 
     /// A server with a configuration of the test's choosing.
@@ -83,8 +83,9 @@ impl TestApp {
         let outbox = palisade_mail::Outbox::open(config.outbox_dir()).expect("outbox");
         let hasher = app.hasher.clone();
         let handle = app.clone();
-        let auth_throttle = palisade_server::serve::auth_throttle(&config);
-        let router = palisade_api::router(ApiState { app, secure_cookies: false, auth_throttle });
+        let limiter = palisade_server::serve::limiter(&config).expect("rate limits");
+        let trusted_proxies = palisade_server::serve::trusted_proxies(&config).expect("trusted proxies");
+        let router = palisade_api::router(ApiState { app, secure_cookies: false, limiter, trusted_proxies });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         tokio::spawn(async move {

@@ -1,6 +1,7 @@
 //! HTTP handlers, one module per area. Each handler: extract (who, which org, body) → call one
 //! use case → shape the response.
 
+pub mod admin;
 pub mod api_keys;
 pub mod audit;
 pub mod auth;

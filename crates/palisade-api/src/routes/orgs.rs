@@ -28,6 +28,11 @@ pub struct OrgResponse {
     pub session_idle_minutes: Option<i64>,
     /// "off", "admins" or "all".
     pub mfa_policy: String,
+    /// The plan tier (`standard`, `professional`, `enterprise`), which sets request budgets;
+    /// only in the answer for one organization.
+    #[schema(value_type = Option<String>, example = "standard")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plan: Option<palisade_core::Plan>,
     /// Days audit events are kept (365 to 36500; default 730). Absent in lists.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub audit_retention_days: Option<i32>,
@@ -46,6 +51,7 @@ impl From<Org> for OrgResponse {
             updated_at: rfc3339(org.updated_at),
             session_idle_minutes: org.session_idle_minutes,
             mfa_policy: org.mfa_policy,
+            plan: org.plan,
             audit_retention_days: org.audit_retention_days,
             legal_hold: org.legal_hold,
         }

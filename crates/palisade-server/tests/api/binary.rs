@@ -52,6 +52,8 @@ async fn passwords_and_tokens_never_reach_the_logs() {
         ("PALISADE_DATABASE_URL", &app.db.runtime_dsn()),
         ("PALISADE_LOG_LEVEL", "trace"),
         ("PALISADE_INSTANCE_KEY_FILE", &key_file),
+        // Limits stay on (their code logs too), with room for this test's sign-ins.
+        ("PALISADE_RATE_LIMITS__AUTH", "100"),
     ]);
     let base = server.base_url.clone();
     let (status, _) = call(

@@ -146,7 +146,12 @@ async fn collection_routes_refuse_strangers_the_unauthenticated_and_the_unpermit
 
 #[tokio::test]
 async fn the_collection_quota_is_enforced_with_a_clear_answer() {
-    let app = TestApp::spawn_with(Config { collections_per_org: 2, ..Config::default() }).await;
+    let app = TestApp::spawn_with(Config {
+        collections_per_org: 2,
+        rate_limits: palisade_server::config::RateLimits::off(),
+        ..Config::default()
+    })
+    .await;
     let (owner, org) = app.owner_of("owner@example.com", "Crew").await;
     let path = format!("/api/v1/orgs/{org}/collections");
     for name in ["one", "two"] {

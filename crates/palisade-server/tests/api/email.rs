@@ -197,7 +197,7 @@ async fn mail_goes_through_a_real_smtp_server_when_configured() {
         smtp_url: Some(sink.url().into()),
         mail_from: "Palisade Test <palisade@example.com>".into(),
         hash_workers: Some(2),
-        rate_limits: palisade_server::config::Switch::Off,
+        rate_limits: palisade_server::config::RateLimits::off(),
         ..Default::default()
     };
     let app = TestApp::spawn_with(config).await;

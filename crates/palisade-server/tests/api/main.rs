@@ -15,6 +15,7 @@ mod lockout;
 mod members;
 mod mfa;
 mod orgs;
+mod rate_limits;
 mod records;
 mod roles;
 mod sessions;

@@ -481,8 +481,13 @@ async fn every_role_gets_exactly_what_the_matrix_allows_on_records() {
 #[tokio::test]
 async fn record_and_byte_quotas_are_enforced_per_organization_with_a_clear_answer() {
     use palisade_server::config::Config;
-    let app =
-        TestApp::spawn_with(Config { records_per_org: 3, record_bytes_per_org: 100_000, ..Config::default() }).await;
+    let app = TestApp::spawn_with(Config {
+        records_per_org: 3,
+        record_bytes_per_org: 100_000,
+        rate_limits: palisade_server::config::RateLimits::off(),
+        ..Config::default()
+    })
+    .await;
     let (owner, org) = app.owner_of("owner@example.com", "Crew").await;
     app.send(
         "POST",

@@ -239,7 +239,7 @@ async fn refresh_refuses_bad_input_unknown_tokens_and_dead_sessions() {
 async fn a_refresh_family_ends_at_its_absolute_lifetime_even_when_used() {
     let config = palisade_server::config::Config {
         hash_workers: Some(2),
-        rate_limits: palisade_server::config::Switch::Off,
+        rate_limits: palisade_server::config::RateLimits::off(),
         refresh_lifetime_days: 1,
         ..Default::default()
     };

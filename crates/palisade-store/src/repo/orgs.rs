@@ -1,11 +1,11 @@
 //! Organizations and memberships: tenant tables, reachable only through `Tx<Tenant>` (plus the
 //! caller's own list, which row-level security limits to their memberships).
 
-use palisade_core::{OrgId, OrgName, OrgRole, UserId};
+use palisade_core::{OrgId, OrgName, OrgRole, Plan, UserId};
 use time::OffsetDateTime;
 use tokio_postgres::Row;
 
-use crate::pipeline::{Authenticated, Step, Tenant, Tx};
+use crate::pipeline::{Anonymous, Authenticated, Step, Tenant, Tx};
 use crate::repo::exactly_one;
 
 pub struct Org {
@@ -23,6 +23,8 @@ pub struct Org {
     pub audit_retention_days: Option<i32>,
     /// While set, no audit event is purged.
     pub legal_hold: Option<bool>,
+    /// The plan tier (read with the organization itself, not in lists).
+    pub plan: Option<Plan>,
 }
 
 fn org_from_row(row: &Row) -> Org {
@@ -36,6 +38,7 @@ fn org_from_row(row: &Row) -> Org {
         mfa_policy: row.get(6),
         audit_retention_days: row.try_get(7).ok(),
         legal_hold: row.try_get(8).ok(),
+        plan: row.try_get::<_, String>(9).ok().as_deref().and_then(Plan::parse),
     }
 }
 
@@ -50,7 +53,7 @@ pub fn create(tx: &mut Tx<Tenant>, id: OrgId, name: &OrgName, at: OffsetDateTime
 }
 
 const COLUMNS: &str = "tenant_id, name, created_at, updated_at, current_setting('app.role', true), \
-    extract(epoch FROM session_idle_timeout)::float8, mfa_policy, audit_retention_days, legal_hold";
+    extract(epoch FROM session_idle_timeout)::float8, mfa_policy, audit_retention_days, legal_hold, plan";
 const GET: &str = const_format::concatcp!("SELECT ", COLUMNS, " FROM palisade.orgs WHERE tenant_id = $1");
 
 pub fn get(tx: &mut Tx<Tenant>, id: OrgId) -> Step<Org> {
@@ -131,5 +134,26 @@ pub fn members(tx: &mut Tx<Tenant>, id: OrgId) -> Step<Vec<Member>> {
                 joined_at: row.get(4),
             })
             .collect())
+    })
+}
+
+const PLAN: &str = "SELECT palisade.org_plan($1)";
+
+/// An organization's plan tier, for the rate limiter (no session needed; unknown → standard).
+pub fn plan(tx: &mut Tx<Anonymous>, id: OrgId) -> Step<Plan> {
+    tx.push(PLAN, vec![Box::new(id.as_uuid())], |rows| {
+        let text: Option<String> = rows.first().and_then(|r| r.get(0));
+        Ok(text.as_deref().and_then(Plan::parse).unwrap_or_default())
+    })
+}
+
+const SET_PLAN: &str = "SELECT palisade.set_org_plan($1, $2, $3)";
+
+/// Sets an organization's plan (the session's user must be an instance administrator); the
+/// step's value is the previous plan. The transaction is in that organization's tenant after it.
+pub fn set_plan(tx: &mut Tx<Authenticated>, id: OrgId, plan: Plan, at: OffsetDateTime) -> Step<Plan> {
+    tx.push(SET_PLAN, vec![Box::new(id.as_uuid()), Box::new(plan.as_str()), Box::new(at)], |rows| {
+        let text: Option<String> = rows.first().and_then(|r| r.get(0));
+        Ok(text.as_deref().and_then(Plan::parse).unwrap_or_default())
     })
 }
