@@ -30,6 +30,8 @@ if [ "$mode" = "test" ]; then
   /usr/bin/python3 -c 'import aiosmtpd' 2>/dev/null || apt_install python3-aiosmtpd
   # An independent TOTP implementation to check ours against.
   command -v oathtool >/dev/null || apt_install oathtool
+  # A real Redis for rate limits shared across nodes (the test kit starts its own, on a socket).
+  command -v redis-server >/dev/null || apt_install redis-server
   rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt
   rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
   if ! cargo audit --version >/dev/null 2>&1; then

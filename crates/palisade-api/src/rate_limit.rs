@@ -146,6 +146,16 @@ struct RedisBackend {
     on_failure: RedisFailure,
     /// Unix seconds of the last alert, so a Redis outage logs once per 10 s, not per request.
     last_alert: AtomicU64,
+    /// Unix milliseconds until which Redis is not asked after a failure: during an outage
+    /// requests take the fallback at once instead of each waiting out a timeout.
+    skip_until_ms: AtomicU64,
+}
+
+/// How long a node leaves Redis alone after a failed call.
+const REDIS_BACKOFF_MS: u64 = 2_000;
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
 /// The limiter every node runs. See the module docs.
@@ -182,6 +192,7 @@ impl Limiter {
                     script: redis::Script::new(GCRA_SCRIPT),
                     on_failure,
                     last_alert: AtomicU64::new(0),
+                    skip_until_ms: AtomicU64::new(0),
                 })
             }
         };
@@ -197,6 +208,9 @@ impl Limiter {
     pub async fn check(&self, class: Class, key: &str) -> Option<Decision> {
         let Some(redis) = &self.redis else { return Some(self.check_local(class, key)) };
         let limit = class.per_minute(&self.budgets);
+        if unix_ms() < redis.skip_until_ms.load(Ordering::Relaxed) {
+            return self.fallback(redis.on_failure, class, key);
+        }
         let mut connection = redis.connection.clone();
         let answer: redis::RedisResult<(i64, i64, String, String)> = redis
             .script
@@ -214,10 +228,9 @@ impl Limiter {
                 retry_after: seconds(&retry_after).max(u64::from(allowed != 1)),
             }),
             Err(err) => {
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_secs())
-                    .unwrap_or(0);
+                let now_ms = unix_ms();
+                redis.skip_until_ms.store(now_ms + REDIS_BACKOFF_MS, Ordering::Relaxed);
+                let now = now_ms / 1000;
                 if now.saturating_sub(redis.last_alert.swap(now, Ordering::Relaxed)) >= 10 {
                     tracing::error!(
                         alert = "rate_limit_store_unreachable",
@@ -226,14 +239,18 @@ impl Limiter {
                         "ALERT: Redis for shared rate limits is unreachable; check PALISADE_REDIS_URL and the Redis server"
                     );
                 }
-                match redis.on_failure {
-                    RedisFailure::Local => Some(self.check_local(class, key)),
-                    RedisFailure::Open => {
-                        Some(Decision { allowed: true, limit, remaining: limit, reset: 0, retry_after: 0 })
-                    }
-                    RedisFailure::Closed => None,
-                }
+                self.fallback(redis.on_failure, class, key)
             }
+        }
+    }
+
+    /// What to answer without Redis (see `RedisFailure`).
+    fn fallback(&self, on_failure: RedisFailure, class: Class, key: &str) -> Option<Decision> {
+        let limit = class.per_minute(&self.budgets);
+        match on_failure {
+            RedisFailure::Local => Some(self.check_local(class, key)),
+            RedisFailure::Open => Some(Decision { allowed: true, limit, remaining: limit, reset: 0, retry_after: 0 }),
+            RedisFailure::Closed => None,
         }
     }
 

@@ -4,6 +4,7 @@
 //! serve`), one migrated template database, and a fresh database cloned from it per test.
 
 mod cluster;
+mod redis;
 mod smtp;
 
 use std::net::SocketAddr;
@@ -16,6 +17,7 @@ use palisade_store::Db;
 use serde_json::{Value, json};
 
 pub use cluster::{TestDb, data_dir, fresh_database};
+pub use redis::RedisServer;
 pub use smtp::SmtpSink;
 
 /// A password every test account uses: long and not guessable by zxcvbn.

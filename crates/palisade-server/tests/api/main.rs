@@ -19,6 +19,7 @@ mod rate_limits;
 mod records;
 mod roles;
 mod sessions;
+mod shared_limits;
 mod step_up;
 mod support;
 mod tokens;
