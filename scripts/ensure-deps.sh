@@ -30,6 +30,8 @@ if [ "$mode" = "test" ]; then
   /usr/bin/python3 -c 'import aiosmtpd' 2>/dev/null || apt_install python3-aiosmtpd
   # An independent TOTP implementation to check ours against.
   command -v oathtool >/dev/null || apt_install oathtool
+  # OpenSSL's client probes that the listener refuses TLS 1.1 (rustls cannot even offer it).
+  command -v openssl >/dev/null || apt_install openssl
   # A real Redis for rate limits shared across nodes (the test kit starts its own, on a socket).
   command -v redis-server >/dev/null || apt_install redis-server
   rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt

@@ -145,6 +145,12 @@ pub struct Config {
     /// The `<env>` of API keys minted here (`pal_<env>_…`), e.g. `live`, `test`, `staging`: a
     /// leaked key tells which installation it came from.
     pub api_key_env: String,
+    /// PEM certificate chain and private key to serve HTTPS with; reloaded when they change.
+    /// Unset: a self-signed certificate for localhost in `<data_dir>/tls/`.
+    pub tls_cert_file: Option<PathBuf>,
+    pub tls_key_file: Option<PathBuf>,
+    /// Plain HTTP instead of HTTPS (`--insecure-http`): only behind a TLS-terminating proxy.
+    pub insecure_http: bool,
 }
 
 impl Default for Config {
@@ -182,6 +188,9 @@ impl Default for Config {
             record_bytes_per_org: 1 << 30,
             audit_seal_interval_ms: 250,
             api_key_env: "live".into(),
+            tls_cert_file: None,
+            tls_key_file: None,
+            insecure_http: false,
         }
     }
 }
@@ -196,6 +205,8 @@ pub struct Overrides {
     pub config_file: Option<PathBuf>,
     pub data_dir: Option<PathBuf>,
     pub listen: Option<SocketAddr>,
+    /// `--insecure-http`.
+    pub insecure_http: bool,
 }
 
 impl Config {
@@ -218,6 +229,9 @@ impl Config {
         if let Some(listen) = overrides.listen {
             figment = figment.merge(Serialized::default("listen", listen.to_string()));
         }
+        if overrides.insecure_http {
+            figment = figment.merge(Serialized::default("insecure_http", true));
+        }
         let mut config: Config = figment.extract().context("invalid configuration (see `palisade config check`)")?;
         if let Some(value) = std::env::var_os("PALISADE_RATE_LIMITS") {
             config.rate_limits.mode = match value.to_str() {
@@ -230,7 +244,22 @@ impl Config {
     }
 
     pub fn public_url(&self) -> String {
-        self.public_url.clone().unwrap_or_else(|| format!("http://{}", self.listen))
+        let scheme = if self.insecure_http { "http" } else { "https" };
+        self.public_url.clone().unwrap_or_else(|| format!("{scheme}://{}", self.listen))
+    }
+
+    /// The certificate to serve, or `None` for plain HTTP. Both files or neither.
+    pub fn certificate_files(&self) -> Result<Option<crate::tls::CertificateFiles>> {
+        if self.insecure_http {
+            return Ok(None);
+        }
+        match (&self.tls_cert_file, &self.tls_key_file) {
+            (Some(cert), Some(key)) => {
+                Ok(Some(crate::tls::CertificateFiles { cert: cert.clone(), key: key.clone(), self_signed: false }))
+            }
+            (None, None) => crate::tls::ensure_self_signed(&self.data_dir.join("tls")).map(Some),
+            _ => anyhow::bail!("set both tls_cert_file and tls_key_file (or neither, for a self-signed certificate)"),
+        }
     }
 
     /// The WebAuthn origin (see `webauthn_origin`).
@@ -239,9 +268,11 @@ impl Config {
             return origin.clone();
         }
         let public = self.public_url();
-        let loopback = ["http://127.0.0.1:", "http://[::1]:", "http://localhost:"];
-        match loopback.iter().find_map(|prefix| public.strip_prefix(prefix)) {
-            Some(port) => format!("http://localhost:{}", port.trim_end_matches('/')),
+        let scheme = if public.starts_with("https://") { "https" } else { "http" };
+        let loopback = ["127.0.0.1:", "[::1]:", "localhost:"];
+        let rest = public.split_once("://").map_or(public.as_str(), |(_, rest)| rest);
+        match loopback.iter().find_map(|prefix| rest.strip_prefix(prefix)) {
+            Some(port) => format!("{scheme}://localhost:{}", port.trim_end_matches('/')),
             None => public,
         }
     }
@@ -290,6 +321,9 @@ impl Config {
             ),
             format!("redis_url = \"{}\"", url(&self.redis_url)),
             format!("trusted_proxies = {:?}", self.trusted_proxies),
+            format!("insecure_http = {}", self.insecure_http),
+            format!("tls_cert_file = {:?}", self.tls_cert_file.as_ref().map(|p| p.display().to_string())),
+            format!("tls_key_file = {:?}", self.tls_key_file.as_ref().map(|p| p.display().to_string())),
             format!("smtp_url = \"{}\"", url(&self.smtp_url)),
             format!("mail_from = {:?}", self.mail_from),
             format!("collections_per_org = {}", self.collections_per_org),

@@ -8,5 +8,7 @@ pub mod controls_data;
 pub mod database;
 pub mod embedded;
 pub mod import;
+pub mod listener;
 pub mod logging;
 pub mod serve;
+pub mod tls;

@@ -35,6 +35,10 @@ enum Command {
         /// Address to listen on (env PALISADE_LISTEN; default 127.0.0.1:8080).
         #[arg(long)]
         listen: Option<SocketAddr>,
+        /// Serve plain HTTP (only behind a TLS-terminating proxy; list it in trusted_proxies so
+        /// HSTS still goes out). Env PALISADE_INSECURE_HTTP=true.
+        #[arg(long)]
+        insecure_http: bool,
     },
     /// Create or upgrade the schema and the runtime role (PALISADE_DATABASE_ADMIN_URL).
     Migrate,
@@ -152,11 +156,16 @@ enum ConfigCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let listen = match &cli.command {
-        Command::Serve { listen } => *listen,
-        _ => None,
+    let (listen, insecure_http) = match &cli.command {
+        Command::Serve { listen, insecure_http } => (*listen, *insecure_http),
+        _ => (None, false),
     };
-    let overrides = Overrides { config_file: cli.common.config.clone(), data_dir: cli.common.data_dir.clone(), listen };
+    let overrides = Overrides {
+        config_file: cli.common.config.clone(),
+        data_dir: cli.common.data_dir.clone(),
+        listen,
+        insecure_http,
+    };
     let config = match Config::load(&overrides) {
         Ok(config) => config,
         Err(err) => {

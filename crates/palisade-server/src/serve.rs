@@ -1,7 +1,6 @@
 //! `palisade serve`: open the database, refuse an over-privileged role, serve until SIGTERM,
 //! drain, stop the embedded cluster.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
@@ -117,20 +116,19 @@ pub async fn run(config: Config) -> Result<()> {
         trusted_proxies: trusted_proxies(&config)?,
     };
     let router = palisade_api::router(state);
+    let tls = tls_config(&config)?;
     let listener = tokio::net::TcpListener::bind(config.listen).await.with_context(|| {
         format!("cannot listen on {}: is another server using it? Choose another with --listen", config.listen)
     })?;
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, database = if config.is_embedded() { "embedded" } else { "external" }, "palisade is listening");
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!(%addr, scheme, database = if config.is_embedded() { "embedded" } else { "external" }, "palisade is listening");
     eprintln!(
         "Palisade is running: open {} (API docs at {}/docs). Stop with Ctrl-C.",
         config.public_url(),
         config.public_url()
     );
-    axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("serving HTTP")?;
+    crate::listener::serve(listener, router, tls, shutdown_signal()).await;
     tracing::info!("drained in-flight requests; stopping");
     if let Some(cluster) = connections.cluster.as_mut() {
         tokio::task::block_in_place(|| cluster.stop())?;
@@ -164,6 +162,30 @@ pub fn limiter(config: &Config) -> Result<Option<Arc<Limiter>>> {
         }
     });
     Ok(Some(limiter))
+}
+
+/// The TLS configuration to serve with, or `None` for plain HTTP (`--insecure-http`, warned).
+/// A configured certificate is watched and reloaded; a self-signed one is announced with its
+/// fingerprint.
+fn tls_config(config: &Config) -> Result<Option<Arc<rustls::ServerConfig>>> {
+    let Some(files) = config.certificate_files()? else {
+        tracing::warn!(
+            "serving plain HTTP (--insecure-http): only behind a TLS-terminating proxy listed in trusted_proxies"
+        );
+        return Ok(None);
+    };
+    let (server_config, certificate) = crate::tls::server_config(&files)?;
+    let fingerprint = certificate.current_fingerprint();
+    tracing::info!(%fingerprint, self_signed = files.self_signed, cert = %files.cert.display(), "TLS certificate");
+    if files.self_signed {
+        eprintln!(
+            "HTTPS with a self-signed certificate for localhost (SHA-256 {fingerprint}); browsers will warn. \
+             Set tls_cert_file and tls_key_file to serve a real one."
+        );
+    } else {
+        tokio::spawn(certificate.watch(files, std::time::Duration::from_secs(2)));
+    }
+    Ok(Some(server_config))
 }
 
 /// The proxies whose forwarding headers are believed.

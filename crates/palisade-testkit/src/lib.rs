@@ -76,6 +76,8 @@ impl TestApp {
         let db = fresh_database().await;
         // A data directory of its own: the outbox lives there.
         config.data_dir = cluster::data_dir().join("apps").join(&db.name);
+        // The kit serves plain HTTP (TLS is tested against the binary), so URLs are http.
+        config.insecure_http = true;
         let pool = Db::connect(db.runtime_config(), 8).expect("pool");
         palisade_server::serve::refuse_unsafe_role(&pool).await.expect("runtime role is safe");
         let clock = Arc::new(ManualClock::ticking(time::OffsetDateTime::now_utc(), time::Duration::milliseconds(1)));
@@ -90,9 +92,9 @@ impl TestApp {
         let router = palisade_api::router(ApiState { app, secure_cookies: false, limiter, trusted_proxies });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
-        tokio::spawn(async move {
-            axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>()).await.expect("serve");
-        });
+        // The same serving loop as `palisade serve` (header limits, slow-client timeout), over
+        // plain HTTP: TLS itself is tested against the binary.
+        tokio::spawn(palisade_server::listener::serve(listener, router, None, std::future::pending()));
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .user_agent("palisade-testkit")

@@ -23,4 +23,5 @@ mod shared_limits;
 mod step_up;
 mod support;
 mod tokens;
+mod transport;
 mod webauthn;

@@ -48,7 +48,17 @@ pub fn command(envs: &[(&str, &str)]) -> Command {
 }
 
 impl Server {
+    /// `palisade serve --insecure-http` (most tests are not about TLS).
     pub fn start(envs: &[(&str, &str)]) -> Server {
+        Self::start_with(envs, false)
+    }
+
+    /// `palisade serve` over HTTPS, as it runs by default; `base_url` is https.
+    pub fn start_tls(envs: &[(&str, &str)]) -> Server {
+        Self::start_with(envs, true)
+    }
+
+    fn start_with(envs: &[(&str, &str)], tls: bool) -> Server {
         let data_dir = envs
             .iter()
             .find(|(k, _)| *k == "PALISADE_DATA_DIR")
@@ -57,6 +67,7 @@ impl Server {
         let mut child = command(envs)
             .env("PALISADE_DATA_DIR", &data_dir)
             .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(if tls { None } else { Some("--insecure-http") })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -71,7 +82,8 @@ impl Server {
                 (json["message"] == "palisade is listening").then(|| json["addr"].as_str().unwrap().to_owned())
             });
             if let Some(addr) = addr {
-                return Server { child, output, base_url: format!("http://{addr}"), data_dir };
+                let scheme = if tls { "https" } else { "http" };
+                return Server { child, output, base_url: format!("{scheme}://{addr}"), data_dir };
             }
             if let Ok(Some(status)) = child.try_wait() {
                 panic!("palisade exited with {status}: {:?}", output.lock().unwrap());
