@@ -194,18 +194,47 @@ impl<S: Send + Sync> FromRequestParts<S> for Meta {
     }
 }
 
-/// A JSON body. Malformed JSON → 400, wrong content type → 415, unknown/missing/mistyped
-/// fields → 422, oversize → 413, each as a problem.
+/// A JSON body. Malformed JSON → 400, nested deeper than `MAX_JSON_DEPTH` → 400, wrong
+/// content type → 415, unknown/missing/mistyped fields → 422, oversize → 413, each as a problem.
 pub struct ApiJson<T>(pub T);
+
+/// The deepest nesting of arrays and objects a body may have.
+pub const MAX_JSON_DEPTH: usize = 32;
+
+/// Nesting depth of a parsed document, stopping as soon as it passes `limit`.
+fn deeper_than(value: &serde_json::Value, limit: usize) -> bool {
+    let children: Box<dyn Iterator<Item = &serde_json::Value>> = match value {
+        serde_json::Value::Array(items) => Box::new(items.iter()),
+        serde_json::Value::Object(fields) => Box::new(fields.values()),
+        _ => return false,
+    };
+    limit == 0 || children.into_iter().any(|child| deeper_than(child, limit - 1))
+}
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     type Rejection = Problem;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(value)) => Ok(ApiJson(value)),
-            Err(rejection) => Err(json_problem(rejection)),
+        // The generic document first (serde_json refuses nesting past 128 on its own), then
+        // our depth limit, then the typed shape with the path of whatever does not fit.
+        let value = match axum::Json::<serde_json::Value>::from_request(req, state).await {
+            Ok(axum::Json(value)) => value,
+            Err(rejection) => return Err(json_problem(rejection)),
+        };
+        if deeper_than(&value, MAX_JSON_DEPTH) {
+            return Err(Problem::new(
+                "json-too-deep",
+                format!("The body nests arrays and objects deeper than {MAX_JSON_DEPTH} levels."),
+            ));
         }
+        serde_path_to_error::deserialize(value).map(ApiJson).map_err(|err| {
+            let path = err.path().to_string();
+            let inner = err.into_inner().to_string();
+            let detail = if path == "." { inner } else { format!("{path}: {inner}") };
+            let mut problem = Problem::new("validation", detail.clone());
+            problem.errors = vec![crate::problem::FieldError { pointer: String::new(), detail }];
+            problem
+        })
     }
 }
 

@@ -33,6 +33,8 @@ pub struct ApiState {
     pub limiter: Option<std::sync::Arc<rate_limit::Limiter>>,
     /// Proxies whose forwarding headers name the client (`client_addr`).
     pub trusted_proxies: client_addr::TrustedProxies,
+    /// Requests allowed in flight at once; past it, 503 (`middleware::shed_load`).
+    pub max_concurrent_requests: usize,
 }
 
 /// Request bodies larger than this are refused with 413.
@@ -129,6 +131,10 @@ pub fn router(state: ApiState) -> Router {
         .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT))
         .layer(CatchPanicLayer::custom(middleware::panic_to_problem))
         .layer(axum::middleware::from_fn_with_state(limits, rate_limit::middleware))
+        .layer(axum::middleware::from_fn_with_state(
+            std::sync::Arc::new(tokio::sync::Semaphore::new(state.max_concurrent_requests.max(1))),
+            middleware::shed_load,
+        ))
         .layer(axum::middleware::from_fn(middleware::security_headers))
         .layer(axum::middleware::from_fn_with_state(state.trusted_proxies.clone(), client_addr::middleware))
         .layer(axum::middleware::from_fn(request_id::middleware))

@@ -75,3 +75,26 @@ pub fn panic_to_problem(panic: Box<dyn Any + Send + 'static>) -> Response<Body> 
         .unwrap_or("panic");
     Problem::internal(&format!("handler panicked: {cause}")).into_response()
 }
+
+/// Sheds load instead of collapsing: past `max_concurrent_requests` in flight, answer 503 with
+/// `Retry-After` at once (liveness probes are never shed).
+pub async fn shed_load(
+    axum::extract::State(gate): axum::extract::State<std::sync::Arc<tokio::sync::Semaphore>>,
+    request: Request,
+    next: Next,
+) -> Response<Body> {
+    if request.uri().path() == "/healthz" {
+        return next.run(request).await;
+    }
+    let Ok(permit) = gate.try_acquire_owned() else {
+        tracing::warn!("overloaded: request shed");
+        let mut response =
+            Problem::new("overloaded", "The server is at its limit of requests in flight; retry in a second.")
+                .into_response();
+        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        return response;
+    };
+    let response = next.run(request).await;
+    drop(permit);
+    response
+}

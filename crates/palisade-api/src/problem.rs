@@ -13,6 +13,7 @@ use utoipa::ToSchema;
 /// The `type` URI is `/problems/<slug>`; `GET /problems/<slug>` describes it.
 pub const CATALOG: &[(&str, u16, &str, &str)] = &[
     ("invalid-json", 400, "Malformed JSON", "The body is not valid JSON."),
+    ("json-too-deep", 400, "JSON nested too deeply", "Arrays and objects in the body nest deeper than 32 levels."),
     (
         "invalid-query",
         400,
@@ -76,6 +77,12 @@ pub const CATALOG: &[(&str, u16, &str, &str)] = &[
     ),
     ("method-not-allowed", 405, "Method not allowed", "The path exists but not with this method."),
     ("request-timeout", 408, "Request timeout", "The request took too long."),
+    (
+        "overloaded",
+        503,
+        "Overloaded",
+        "Too many requests are in flight on this node; retry after the Retry-After seconds.",
+    ),
     ("conflict", 409, "Conflict", "The change conflicts with the current state."),
     (
         "schema-incompatible",

@@ -151,6 +151,10 @@ pub struct Config {
     pub tls_key_file: Option<PathBuf>,
     /// Plain HTTP instead of HTTPS (`--insecure-http`): only behind a TLS-terminating proxy.
     pub insecure_http: bool,
+    /// Requests in flight at once on this node; past it, 503 with Retry-After.
+    pub max_concurrent_requests: usize,
+    /// Seconds a client has to send a request's headers (slow clients are disconnected).
+    pub header_read_timeout_secs: u64,
 }
 
 impl Default for Config {
@@ -191,6 +195,8 @@ impl Default for Config {
             tls_cert_file: None,
             tls_key_file: None,
             insecure_http: false,
+            max_concurrent_requests: 512,
+            header_read_timeout_secs: 10,
         }
     }
 }
@@ -322,6 +328,8 @@ impl Config {
             format!("redis_url = \"{}\"", url(&self.redis_url)),
             format!("trusted_proxies = {:?}", self.trusted_proxies),
             format!("insecure_http = {}", self.insecure_http),
+            format!("max_concurrent_requests = {}", self.max_concurrent_requests),
+            format!("header_read_timeout_secs = {}", self.header_read_timeout_secs),
             format!("tls_cert_file = {:?}", self.tls_cert_file.as_ref().map(|p| p.display().to_string())),
             format!("tls_key_file = {:?}", self.tls_key_file.as_ref().map(|p| p.display().to_string())),
             format!("smtp_url = \"{}\"", url(&self.smtp_url)),

@@ -21,18 +21,19 @@ use tower::ServiceExt;
 pub const MAX_HEADERS: usize = 64;
 /// The most bytes of request line and headers hyper buffers (more: 431). hyper's floor is 8 KiB.
 pub const MAX_HEADER_BYTES: usize = 16 * 1024;
-/// A client that has not sent its whole header block by then is disconnected (slowloris).
-pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// A TLS handshake that takes longer is abandoned.
 pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long shutdown waits for in-flight requests.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Serves `router` on `listener` (over TLS when `tls` is set) until `shutdown` completes.
+/// Serves `router` on `listener` (over TLS when `tls` is set) until `shutdown` completes. A
+/// client that has not sent a request's whole header block within `header_read_timeout` is
+/// disconnected (slowloris).
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     tls: Option<Arc<rustls::ServerConfig>>,
+    header_read_timeout: Duration,
     shutdown: impl Future<Output = ()>,
 ) {
     let graceful = GracefulShutdown::new();
@@ -54,9 +55,11 @@ pub async fn serve(
                 let (router, acceptor, watcher) = (router.clone(), acceptor.clone(), graceful.watcher());
                 tokio::spawn(async move {
                     match acceptor {
-                        None => serve_connection(stream, peer, router, false, watcher).await,
+                        None => serve_connection(stream, peer, router, false, header_read_timeout, watcher).await,
                         Some(acceptor) => match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                            Ok(Ok(stream)) => serve_connection(stream, peer, router, true, watcher).await,
+                            Ok(Ok(stream)) => {
+                                serve_connection(stream, peer, router, true, header_read_timeout, watcher).await
+                            }
                             Ok(Err(err)) => tracing::debug!(%peer, error = %err, "TLS handshake refused"),
                             Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                         },
@@ -72,8 +75,14 @@ pub async fn serve(
     }
 }
 
-async fn serve_connection<S>(stream: S, peer: SocketAddr, router: Router, tls: bool, watcher: Watcher)
-where
+async fn serve_connection<S>(
+    stream: S,
+    peer: SocketAddr,
+    router: Router,
+    tls: bool,
+    header_read_timeout: Duration,
+    watcher: Watcher,
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let service = hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
@@ -86,7 +95,7 @@ where
     });
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .header_read_timeout(header_read_timeout)
         .max_headers(MAX_HEADERS)
         .max_buf_size(MAX_HEADER_BYTES)
         .keep_alive(true);

@@ -114,6 +114,7 @@ pub async fn run(config: Config) -> Result<()> {
         secure_cookies: config.public_url().starts_with("https://"),
         limiter: limiter(&config)?,
         trusted_proxies: trusted_proxies(&config)?,
+        max_concurrent_requests: config.max_concurrent_requests,
     };
     let router = palisade_api::router(state);
     let tls = tls_config(&config)?;
@@ -128,7 +129,8 @@ pub async fn run(config: Config) -> Result<()> {
         config.public_url(),
         config.public_url()
     );
-    crate::listener::serve(listener, router, tls, shutdown_signal()).await;
+    let header_read_timeout = std::time::Duration::from_secs(config.header_read_timeout_secs.clamp(1, 300));
+    crate::listener::serve(listener, router, tls, header_read_timeout, shutdown_signal()).await;
     tracing::info!("drained in-flight requests; stopping");
     if let Some(cluster) = connections.cluster.as_mut() {
         tokio::task::block_in_place(|| cluster.stop())?;

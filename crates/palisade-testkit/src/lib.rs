@@ -89,12 +89,25 @@ impl TestApp {
         let handle = app.clone();
         let limiter = palisade_server::serve::limiter(&config).expect("rate limits");
         let trusted_proxies = palisade_server::serve::trusted_proxies(&config).expect("trusted proxies");
-        let router = palisade_api::router(ApiState { app, secure_cookies: false, limiter, trusted_proxies });
+        let router = palisade_api::router(ApiState {
+            app,
+            secure_cookies: false,
+            limiter,
+            trusted_proxies,
+            max_concurrent_requests: config.max_concurrent_requests,
+        });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         // The same serving loop as `palisade serve` (header limits, slow-client timeout), over
         // plain HTTP: TLS itself is tested against the binary.
-        tokio::spawn(palisade_server::listener::serve(listener, router, None, std::future::pending()));
+        let header_read_timeout = std::time::Duration::from_secs(config.header_read_timeout_secs.max(1));
+        tokio::spawn(palisade_server::listener::serve(
+            listener,
+            router,
+            None,
+            header_read_timeout,
+            std::future::pending(),
+        ));
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .user_agent("palisade-testkit")

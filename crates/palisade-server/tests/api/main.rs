@@ -11,6 +11,7 @@ mod controls;
 mod email;
 mod errors;
 mod isolation;
+mod limits;
 mod lockout;
 mod members;
 mod mfa;
