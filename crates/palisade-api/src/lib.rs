@@ -2,6 +2,7 @@
 //! middleware every response passes through (request ids, limits, security headers).
 
 pub mod client_addr;
+mod cors;
 pub mod extract;
 mod middleware;
 pub mod openapi;
@@ -130,6 +131,8 @@ pub fn router(state: ApiState) -> Router {
         .layer(axum::middleware::from_fn(middleware::problem_for_bare_errors))
         .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT))
         .layer(CatchPanicLayer::custom(middleware::panic_to_problem))
+        // CORS inside the budgets: a preflight's lookup of the organization's origins is paid for.
+        .layer(axum::middleware::from_fn_with_state(state.app.clone(), cors::middleware))
         .layer(axum::middleware::from_fn_with_state(limits, rate_limit::middleware))
         .layer(axum::middleware::from_fn_with_state(
             std::sync::Arc::new(tokio::sync::Semaphore::new(state.max_concurrent_requests.max(1))),

@@ -64,6 +64,12 @@ pub const CATALOG: &[(&str, u16, &str, &str)] = &[
         "Confirm your email address (the link in the sign-up email) before creating or joining an organization.",
     ),
     (
+        "cors-origin-not-allowed",
+        403,
+        "Origin not allowed",
+        "A browser preflight from an origin the organization has not allow-listed (cors_origins), or to a route that never allows cross-origin calls.",
+    ),
+    (
         "csrf-failed",
         403,
         "CSRF check failed",

@@ -351,13 +351,19 @@ pub async fn middleware(State(state): State<LimitState>, request: Request, next:
     }
     let ip =
         crate::extract::request_client_ip(&request).map_or_else(|| "unknown".to_owned(), |ip: IpAddr| ip.to_string());
+    let preflight = request.method() == axum::http::Method::OPTIONS
+        && request.headers().contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
     let (class, key) = if AUTH_ROUTES.contains(&path) {
         (Class::Auth, format!("ip:{ip}"))
+    } else if preflight {
+        // Browsers send one before cross-origin calls (cached 10 minutes): counted per address
+        // at the standard budget, apart from the anonymous one.
+        (Class::Plan(Plan::Standard), format!("preflight:ip:{ip}"))
     } else {
         match identity(&state.app, request.headers()) {
             None => (Class::Anonymous, format!("ip:{ip}")),
             Some(who) => match org_of(path) {
-                Some(org) => (Class::Plan(state.app.org_plan(org).await), format!("{who}:o:{org}")),
+                Some(org) => (Class::Plan(state.app.org_edge(org).await.plan), format!("{who}:o:{org}")),
                 None => (Class::Plan(Plan::Standard), who),
             },
         }

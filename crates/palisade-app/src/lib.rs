@@ -48,6 +48,7 @@ pub use palisade_store::repo::roles::{CustomRole, ReviewRow};
 pub use palisade_store::repo::sessions::SessionInfo;
 pub use palisade_store::repo::users::{Lockout, Me};
 pub use palisade_store::repo::webauthn::CredentialInfo;
+pub use plans::OrgEdge;
 pub use record_query::{MAX_PAGE, RecordPage};
 pub use records::{RecordInput, RecordUpdate, RecordView};
 pub use roles::RoleInput;
@@ -125,8 +126,8 @@ pub struct App {
     pub webauthn: Arc<webauthn_rs::Webauthn>,
     /// The shape of a sign-in ceremony's options, for decoys (see `webauthn::decoy_template`).
     pub decoy_template: Arc<serde_json::Value>,
-    /// Organizations' plan tiers as this node last read them (see `plans`).
-    pub plans: Arc<plans::PlanCache>,
+    /// Organizations' plan tiers and allowed origins as this node last read them (`plans`).
+    pub edge: Arc<plans::EdgeCache>,
 }
 
 impl App {

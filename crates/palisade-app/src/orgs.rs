@@ -20,6 +20,47 @@ pub struct OrgPatch {
     /// 365 to 36500 days.
     pub audit_retention_days: Option<i64>,
     pub legal_hold: Option<bool>,
+    /// Browser origins allowed to call the organization's API routes (CORS); `[]` for none.
+    pub cors_origins: Option<Vec<String>>,
+}
+
+/// The most origins one organization may allow.
+pub const MAX_CORS_ORIGINS: usize = 20;
+
+/// `https://app.example.com[:port]` as browsers send it in `Origin`; plain http only for
+/// localhost (development). Anything with a path, query, credentials or wildcard is refused.
+fn check_origins(list: &[String]) -> Result<Vec<String>, AppError> {
+    if list.len() > MAX_CORS_ORIGINS {
+        return Err(ValidationError::new("cors_origins", "must list at most 20 origins").into());
+    }
+    let mut errors = Vec::new();
+    let mut origins = Vec::with_capacity(list.len());
+    for (i, raw) in list.iter().enumerate() {
+        let parsed = url::Url::parse(raw).ok().filter(|u| {
+            let local = matches!(u.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"));
+            (u.scheme() == "https" || (u.scheme() == "http" && local))
+                && u.host_str().is_some_and(|h| !h.contains('*'))
+                && u.username().is_empty()
+                && u.password().is_none()
+                && u.path() == "/"
+                && u.query().is_none()
+                && u.fragment().is_none()
+                && !raw.ends_with('/')
+        });
+        match parsed {
+            Some(url) => {
+                let origin = url.origin().ascii_serialization();
+                if !origins.contains(&origin) {
+                    origins.push(origin);
+                }
+            }
+            None => errors.push(ValidationError::new(
+                &format!("cors_origins/{i}"),
+                "must be an origin like https://app.example.com (scheme, host, optional port; http only for localhost)",
+            )),
+        }
+    }
+    if errors.is_empty() { Ok(origins) } else { Err(AppError::Validation(errors)) }
 }
 
 /// Allowed audit retention, in days (at least a year).
@@ -72,10 +113,11 @@ impl App {
             && patch.mfa_policy.is_none()
             && patch.audit_retention_days.is_none()
             && patch.legal_hold.is_none()
+            && patch.cors_origins.is_none()
         {
             return Err(ValidationError::new(
                 "",
-                "give at least one field to change: name, session_idle_minutes, mfa_policy, audit_retention_days, legal_hold",
+                "give at least one field to change: name, session_idle_minutes, mfa_policy, audit_retention_days, legal_hold, cors_origins",
             )
             .into());
         }
@@ -93,6 +135,7 @@ impl App {
             Some(_) => return Err(ValidationError::new("mfa_policy", "must be \"off\", \"admins\" or \"all\"").into()),
         };
         let name = patch.name.as_deref().map(OrgName::parse).transpose()?;
+        let cors_origins = patch.cors_origins.as_deref().map(check_origins).transpose()?;
         let idle = match patch.session_idle_minutes {
             Some(Some(minutes)) if !IDLE_MINUTES.contains(&minutes) => {
                 return Err(ValidationError::new(
@@ -120,10 +163,18 @@ impl App {
         if patch.legal_hold.is_some() {
             changed.push("legal_hold");
         }
+        if cors_origins.is_some() {
+            changed.push("cors_origins");
+        }
         let now = self.clock.now();
         let mut tx = Tx::tenant(proof, now, id);
         tx.require(Permission::OrgSettings);
-        if idle.is_some() || mfa_policy.is_some() || retention.is_some() || patch.legal_hold.is_some() {
+        if idle.is_some()
+            || mfa_policy.is_some()
+            || retention.is_some()
+            || patch.legal_hold.is_some()
+            || cors_origins.is_some()
+        {
             tx.require(Permission::SecuritySettings);
         }
         let updated = orgs::update(
@@ -135,6 +186,7 @@ impl App {
                 mfa_policy,
                 audit_retention_days: retention,
                 legal_hold: patch.legal_hold,
+                cors_origins: cors_origins.as_deref(),
             },
             now,
         );
@@ -156,11 +208,21 @@ impl App {
                 self.org_event(id, "settings.changed", meta).details(json!({"audit_retention_days": days})),
             );
         }
+        if let Some(origins) = &cors_origins {
+            audit::record(
+                &mut tx,
+                self.org_event(id, "settings.changed", meta).details(json!({"cors_origins": origins})),
+            );
+        }
         if let Some(hold) = patch.legal_hold {
             audit::record(&mut tx, self.org_event(id, "settings.changed", meta).details(json!({"legal_hold": hold})));
         }
         match tx.run(&self.db).await {
-            Ok(mut results) => Ok(results.get(updated)?),
+            Ok(mut results) => {
+                // This node applies new origins at once; the others within the cache's 30 s.
+                self.edge.forget(id);
+                Ok(results.get(updated)?)
+            }
             Err(palisade_store::StoreError::Forbidden) => {
                 self.record_denied(proof, id, "org.updated", json!({"changed": changed}), meta).await?;
                 Err(AppError::Forbidden)

@@ -70,7 +70,7 @@ pub fn build_app(config: &Config, db: Db, clock: Arc<dyn Clock>, random: Arc<dyn
         tokens: Arc::new(tokens),
         webauthn: Arc::new(webauthn),
         decoy_template: Arc::new(palisade_app::webauthn::decoy_template(&config.webauthn_rp_id)),
-        plans: Arc::default(),
+        edge: Arc::default(),
     })
 }
 

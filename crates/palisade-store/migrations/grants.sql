@@ -104,5 +104,6 @@ GRANT INSERT ON palisade.api_keys TO {role};
 GRANT UPDATE (revoked_at, expires_at) ON palisade.api_keys TO {role};
 GRANT EXECUTE ON FUNCTION palisade.current_api_key_id() TO {role};
 GRANT EXECUTE ON FUNCTION palisade.enter_tenant_key(bytea, timestamptz, uuid, inet) TO {role};
-GRANT EXECUTE ON FUNCTION palisade.org_plan(uuid) TO {role};
+GRANT EXECUTE ON FUNCTION palisade.org_edge_settings(uuid) TO {role};
+GRANT UPDATE (cors_origins) ON palisade.orgs TO {role};
 GRANT EXECUTE ON FUNCTION palisade.set_org_plan(uuid, text, timestamptz) TO {role};

@@ -39,6 +39,10 @@ pub struct OrgResponse {
     /// While true, no audit event is purged. Absent in lists.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub legal_hold: Option<bool>,
+    /// Browser origins allowed to call this organization's API routes (CORS). Absent in lists.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = json!(["https://app.example.com"]))]
+    pub cors_origins: Option<Vec<String>>,
 }
 
 impl From<Org> for OrgResponse {
@@ -54,6 +58,7 @@ impl From<Org> for OrgResponse {
             plan: org.plan,
             audit_retention_days: org.audit_retention_days,
             legal_hold: org.legal_hold,
+            cors_origins: org.cors_origins,
         }
     }
 }
@@ -130,6 +135,10 @@ pub struct UpdateOrgRequest {
     pub audit_retention_days: Option<i64>,
     /// Stops every purge of this organization's audit events while true.
     pub legal_hold: Option<bool>,
+    /// Browser origins (`https://app.example.com`) allowed to call this organization's API
+    /// routes with a bearer token or API key (CORS); `[]` for none. At most 20.
+    #[schema(example = json!(["https://app.example.com"]))]
+    pub cors_origins: Option<Vec<String>>,
 }
 
 #[utoipa::path(patch, path = "/api/v1/orgs/{org}", tag = "orgs", request_body = UpdateOrgRequest,
@@ -155,6 +164,7 @@ pub async fn update(
         mfa_policy: body.mfa_policy,
         audit_retention_days: body.audit_retention_days,
         legal_hold: body.legal_hold,
+        cors_origins: body.cors_origins,
     };
     let updated = state.app.update_org(&caller.proof, org, patch, &meta).await?;
     Ok(Json(updated.into()))

@@ -8,6 +8,7 @@ mod binary;
 mod boundaries;
 mod collections;
 mod controls;
+mod cors;
 mod email;
 mod errors;
 mod isolation;

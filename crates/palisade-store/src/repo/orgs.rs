@@ -25,6 +25,9 @@ pub struct Org {
     pub legal_hold: Option<bool>,
     /// The plan tier (read with the organization itself, not in lists).
     pub plan: Option<Plan>,
+    /// Browser origins allowed to call this organization's API routes (CORS; read with the
+    /// organization itself, not in lists).
+    pub cors_origins: Option<Vec<String>>,
 }
 
 fn org_from_row(row: &Row) -> Org {
@@ -39,6 +42,7 @@ fn org_from_row(row: &Row) -> Org {
         audit_retention_days: row.try_get(7).ok(),
         legal_hold: row.try_get(8).ok(),
         plan: row.try_get::<_, String>(9).ok().as_deref().and_then(Plan::parse),
+        cors_origins: row.try_get(10).ok(),
     }
 }
 
@@ -53,7 +57,7 @@ pub fn create(tx: &mut Tx<Tenant>, id: OrgId, name: &OrgName, at: OffsetDateTime
 }
 
 const COLUMNS: &str = "tenant_id, name, created_at, updated_at, current_setting('app.role', true), \
-    extract(epoch FROM session_idle_timeout)::float8, mfa_policy, audit_retention_days, legal_hold, plan";
+    extract(epoch FROM session_idle_timeout)::float8, mfa_policy, audit_retention_days, legal_hold, plan, cors_origins";
 const GET: &str = const_format::concatcp!("SELECT ", COLUMNS, " FROM palisade.orgs WHERE tenant_id = $1");
 
 pub fn get(tx: &mut Tx<Tenant>, id: OrgId) -> Step<Org> {
@@ -68,13 +72,15 @@ pub struct OrgChange<'a> {
     pub mfa_policy: Option<&'static str>,
     pub audit_retention_days: Option<i32>,
     pub legal_hold: Option<bool>,
+    pub cors_origins: Option<&'a [String]>,
 }
 
 const UPDATE: &str = const_format::concatcp!(
     "UPDATE palisade.orgs SET name = coalesce($2, name), \
         session_idle_timeout = CASE WHEN $3 THEN make_interval(mins => $4) ELSE session_idle_timeout END, \
         mfa_policy = coalesce($6, mfa_policy), audit_retention_days = coalesce($7, audit_retention_days), \
-        legal_hold = coalesce($8, legal_hold), updated_at = $5 WHERE tenant_id = $1 RETURNING ",
+        legal_hold = coalesce($8, legal_hold), cors_origins = coalesce($9, cors_origins), updated_at = $5 \
+        WHERE tenant_id = $1 RETURNING ",
     COLUMNS
 );
 
@@ -95,6 +101,7 @@ pub fn update(tx: &mut Tx<Tenant>, id: OrgId, change: &OrgChange<'_>, at: Offset
             Box::new(change.mfa_policy),
             Box::new(change.audit_retention_days),
             Box::new(change.legal_hold),
+            Box::new(change.cors_origins.map(<[String]>::to_vec)),
         ],
         |rows| Ok(org_from_row(&exactly_one(rows)?)),
     )
@@ -137,13 +144,19 @@ pub fn members(tx: &mut Tx<Tenant>, id: OrgId) -> Step<Vec<Member>> {
     })
 }
 
-const PLAN: &str = "SELECT palisade.org_plan($1)";
+const EDGE: &str = "SELECT plan, cors_origins FROM palisade.org_edge_settings($1)";
 
-/// An organization's plan tier, for the rate limiter (no session needed; unknown → standard).
-pub fn plan(tx: &mut Tx<Anonymous>, id: OrgId) -> Step<Plan> {
-    tx.push(PLAN, vec![Box::new(id.as_uuid())], |rows| {
-        let text: Option<String> = rows.first().and_then(|r| r.get(0));
-        Ok(text.as_deref().and_then(Plan::parse).unwrap_or_default())
+/// What the edge needs before any session is checked: the plan tier (rate limits) and the
+/// allowed browser origins (CORS). Unknown organizations: standard, none.
+pub fn edge_settings(tx: &mut Tx<Anonymous>, id: OrgId) -> Step<(Plan, Vec<String>)> {
+    tx.push(EDGE, vec![Box::new(id.as_uuid())], |rows| {
+        Ok(rows
+            .first()
+            .map(|r| {
+                let plan: String = r.get(0);
+                (Plan::parse(&plan).unwrap_or_default(), r.get(1))
+            })
+            .unwrap_or_default())
     })
 }
 
