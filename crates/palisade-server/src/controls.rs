@@ -32,8 +32,14 @@ pub(crate) fn result(id: &'static str, control: &'static str, problems: Vec<Stri
 }
 
 /// Runs every check. `runtime` must be connected as the runtime role; `admin` (the operator's
-/// connection) enables the checks that read every organization; `url` is a running server.
-pub async fn run_all(runtime: &Client, admin: Option<&Client>, url: Option<&str>) -> Vec<CheckResult> {
+/// connection) enables the checks that read every organization; `url` is a running server;
+/// `config` the configuration the server runs with.
+pub async fn run_all(
+    runtime: &Client,
+    admin: Option<&Client>,
+    url: Option<&str>,
+    config: &crate::config::Config,
+) -> Vec<CheckResult> {
     vec![
         check_t1(runtime).await,
         check_t2(runtime).await,
@@ -42,7 +48,10 @@ pub async fn run_all(runtime: &Client, admin: Option<&Client>, url: Option<&str>
         check_a1(runtime).await,
         check_l1(runtime).await,
         crate::controls_data::check_l4(admin).await,
+        crate::controls_edge::check_e1(url).await,
+        crate::controls_edge::check_p1(&config.rate_limits, url).await,
         check_p2(url).await,
+        crate::controls_edge::check_p4(url).await,
     ]
 }
 

@@ -5,6 +5,7 @@ pub mod audit_cli;
 pub mod config;
 pub mod controls;
 pub mod controls_data;
+pub mod controls_edge;
 pub mod database;
 pub mod embedded;
 pub mod import;

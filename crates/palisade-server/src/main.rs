@@ -306,7 +306,7 @@ async fn controls_check(config: &Config, json: bool, url: Option<String>) -> Res
         Some(admin) => Some(database::connect(&admin).await?),
         None => None,
     };
-    let results = controls::run_all(&client, admin.as_ref(), url.as_deref()).await;
+    let results = controls::run_all(&client, admin.as_ref(), url.as_deref(), config).await;
     drop((client, admin));
     if let Some(cluster) = connections.cluster.as_mut() {
         cluster.stop()?;

@@ -22,7 +22,8 @@ async fn a_healthy_install_passes_t1_t2_and_p2() {
     let app = TestApp::spawn().await;
     app.owner_of("a@example.com", "Org A").await;
     let admin = app.admin().await;
-    let results = controls::run_all(&app.runtime().await, Some(&admin), None).await;
+    let config = palisade_server::config::Config::default();
+    let results = controls::run_all(&app.runtime().await, Some(&admin), None, &config).await;
     let by_id = |id: &str| results.iter().find(|r| r.id == id).unwrap().clone();
     assert_eq!(by_id("T1").status, Status::Pass, "{:?}", by_id("T1"));
     assert_eq!(by_id("T2").status, Status::Pass, "{:?}", by_id("T2"));
@@ -33,6 +34,10 @@ async fn a_healthy_install_passes_t1_t2_and_p2() {
     }
     assert!(by_id("L4").evidence.starts_with("1 organization chain(s) verify"), "{:?}", by_id("L4"));
     assert_eq!(by_id("P2").status, Status::Skip);
+    assert_eq!(by_id("P1").status, Status::Pass, "{:?}", by_id("P1"));
+    for id in ["E1", "P4"] {
+        assert_eq!(by_id(id).status, Status::Skip, "{id} needs --url");
+    }
     let with_url = controls::check_p2(Some(&app.base_url)).await;
     assert_eq!(with_url.status, Status::Pass, "{with_url:?}");
 }

@@ -8,6 +8,7 @@ mod binary;
 mod boundaries;
 mod collections;
 mod controls;
+mod controls_edge;
 mod cors;
 mod email;
 mod errors;
