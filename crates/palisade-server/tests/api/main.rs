@@ -3,6 +3,7 @@
 
 mod accounts;
 mod api_keys;
+mod attacks;
 mod audit;
 mod binary;
 mod boundaries;
