@@ -4,26 +4,10 @@
 use palisade_testkit::TestApp;
 use serde_json::{Value, json};
 
-use crate::collections::{member_with_role, work_orders};
+use crate::collections::{member_with_role, org_with_work_orders};
 
 async fn create_key(app: &TestApp, token: &str, org: &str, body: Value) -> palisade_testkit::Answer {
     app.send("POST", &format!("/api/v1/orgs/{org}/api-keys"), Some(token), Some(body)).await
-}
-
-/// An org with the work_orders collection; returns (owner token, org, records path).
-async fn org_with_records(app: &TestApp, email: &str) -> (String, String, String) {
-    let (owner, org) = app.owner_of(email, "Crew").await;
-    let made = app
-        .send(
-            "POST",
-            &format!("/api/v1/orgs/{org}/collections"),
-            Some(&owner),
-            Some(json!({"name": "work_orders", "schema": work_orders()})),
-        )
-        .await;
-    assert_eq!(made.status, 201, "{}", made.text);
-    let records = format!("/api/v1/orgs/{org}/collections/work_orders/records");
-    (owner, org, records)
 }
 
 fn secret(answer: &palisade_testkit::Answer) -> String {
@@ -34,7 +18,7 @@ fn secret(answer: &palisade_testkit::Answer) -> String {
 #[tokio::test]
 async fn a_key_is_shown_once_stored_as_a_keyed_hash_and_acts_as_itself_in_the_audit_log() {
     let app = TestApp::spawn().await;
-    let (owner, org, records) = org_with_records(&app, "owner@example.com").await;
+    let (owner, org, records) = org_with_work_orders(&app, "owner@example.com").await;
     let made = create_key(
         &app,
         &owner,
@@ -96,8 +80,8 @@ async fn a_key_is_shown_once_stored_as_a_keyed_hash_and_acts_as_itself_in_the_au
 #[tokio::test]
 async fn a_key_does_only_what_its_scopes_allow_and_only_in_its_own_organization() {
     let app = TestApp::spawn().await;
-    let (owner, org, records) = org_with_records(&app, "owner@example.com").await;
-    let (_, other_org, other_records) = org_with_records(&app, "rival@example.com").await;
+    let (owner, org, records) = org_with_work_orders(&app, "owner@example.com").await;
+    let (_, other_org, other_records) = org_with_work_orders(&app, "rival@example.com").await;
     let key =
         secret(&create_key(&app, &owner, &org, json!({"name": "reader", "permissions": ["records.read_all"]})).await);
     let job =
@@ -136,7 +120,7 @@ async fn a_key_does_only_what_its_scopes_allow_and_only_in_its_own_organization(
 #[tokio::test]
 async fn a_key_never_does_more_than_its_creators_current_role() {
     let app = TestApp::spawn().await;
-    let (owner, org, records) = org_with_records(&app, "owner@example.com").await;
+    let (owner, org, records) = org_with_work_orders(&app, "owner@example.com").await;
     let (admin, admin_id) = member_with_role(&app, &org, "admin@example.com", "admin").await;
     let key = secret(
         &create_key(
@@ -188,7 +172,7 @@ async fn a_key_never_does_more_than_its_creators_current_role() {
 #[tokio::test]
 async fn revoked_expired_and_address_restricted_keys_are_refused() {
     let app = TestApp::spawn().await;
-    let (owner, org, records) = org_with_records(&app, "owner@example.com").await;
+    let (owner, org, records) = org_with_work_orders(&app, "owner@example.com").await;
     let read = json!(["records.read_all"]);
 
     let revoked = create_key(&app, &owner, &org, json!({"name": "r", "permissions": read})).await;
@@ -228,7 +212,7 @@ async fn revoked_expired_and_address_restricted_keys_are_refused() {
 #[tokio::test]
 async fn rotation_needs_a_step_up_and_the_old_secret_works_only_for_the_overlap() {
     let app = TestApp::spawn().await;
-    let (owner, org, records) = org_with_records(&app, "owner@example.com").await;
+    let (owner, org, records) = org_with_work_orders(&app, "owner@example.com").await;
     let made = create_key(&app, &owner, &org, json!({"name": "sync", "permissions": ["records.read_all"]})).await;
     let (old, old_id) = (secret(&made), made.body["id"].as_str().unwrap().to_owned());
     let rotate = format!("/api/v1/orgs/{org}/api-keys/{old_id}/rotate");
@@ -270,7 +254,7 @@ async fn rotation_needs_a_step_up_and_the_old_secret_works_only_for_the_overlap(
 #[tokio::test]
 async fn bad_input_no_credentials_and_other_tenants_ids_write_nothing() {
     let app = TestApp::spawn().await;
-    let (owner, org, _) = org_with_records(&app, "owner@example.com").await;
+    let (owner, org, _) = org_with_work_orders(&app, "owner@example.com").await;
     let (rival, rival_org) = app.owner_of("rival@example.com", "Rival").await;
     let theirs = create_key(&app, &rival, &rival_org, json!({"name": "theirs", "permissions": ["org.read"]})).await;
     let their_id = theirs.body["id"].as_str().unwrap().to_owned();

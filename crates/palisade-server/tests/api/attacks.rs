@@ -5,7 +5,7 @@
 use palisade_testkit::TestApp;
 use serde_json::json;
 
-use crate::collections::work_orders;
+use crate::collections::org_with_work_orders;
 
 const XSS: [&str; 4] = [
     "<script>alert(1)</script>",
@@ -38,17 +38,7 @@ fn assert_inert(answer: &palisade_testkit::Answer) {
 #[tokio::test]
 async fn script_payloads_are_stored_and_returned_as_inert_json() {
     let app = TestApp::spawn().await;
-    let (owner, org) = app.owner_of("owner@example.com", "Crew").await;
-    let made = app
-        .send(
-            "POST",
-            &format!("/api/v1/orgs/{org}/collections"),
-            Some(&owner),
-            Some(json!({"name": "work_orders", "schema": work_orders()})),
-        )
-        .await;
-    assert_eq!(made.status, 201);
-    let records = format!("/api/v1/orgs/{org}/collections/work_orders/records");
+    let (owner, org, records) = org_with_work_orders(&app, "owner@example.com").await;
     for payload in XSS {
         let created =
             app.send("POST", &records, Some(&owner), Some(json!({"data": {"title": payload, "status": "open"}}))).await;
@@ -81,16 +71,8 @@ fn urlencode(text: &str) -> String {
 #[tokio::test]
 async fn sql_injection_strings_in_every_listing_parameter_change_nothing() {
     let app = TestApp::spawn().await;
-    let (owner, org) = app.owner_of("owner@example.com", "Crew").await;
+    let (owner, org, records) = org_with_work_orders(&app, "owner@example.com").await;
     let (_, other) = app.owner_of("rival@example.com", "Rival").await;
-    app.send(
-        "POST",
-        &format!("/api/v1/orgs/{org}/collections"),
-        Some(&owner),
-        Some(json!({"name": "work_orders", "schema": work_orders()})),
-    )
-    .await;
-    let records = format!("/api/v1/orgs/{org}/collections/work_orders/records");
     for title in ["Roof", "Gutter"] {
         app.send("POST", &records, Some(&owner), Some(json!({"data": {"title": title, "status": "open", "hours": 2}})))
             .await;

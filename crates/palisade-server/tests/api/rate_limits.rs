@@ -18,6 +18,16 @@ async fn attempt(app: &TestApp, extra: &[(&str, &str)]) -> palisade_testkit::Ans
     .await
 }
 
+/// The client address the audit trail recorded for the one failed sign-in.
+async fn failed_sign_in_address(app: &TestApp) -> String {
+    app.admin()
+        .await
+        .query_one("SELECT host(ip) FROM palisade.audit_events WHERE action = 'user.login_failed'", &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
 fn budgets(anonymous: u32, standard: u32, professional: u32, enterprise: u32, auth: u32) -> RateLimits {
     RateLimits { anonymous, standard, professional, enterprise, auth, ..RateLimits::default() }
 }
@@ -183,13 +193,7 @@ async fn behind_a_trusted_proxy_the_forwarded_client_is_counted_audited_and_gets
         )
         .await;
     assert_eq!(failed.status, 401);
-    let ip: String = app
-        .admin()
-        .await
-        .query_one("SELECT host(ip) FROM palisade.audit_events WHERE action = 'user.login_failed'", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let ip = failed_sign_in_address(&app).await;
     assert_eq!(ip, "203.0.113.50");
 
     // HSTS goes out when the trusted proxy says the client used HTTPS, not otherwise.
@@ -217,13 +221,7 @@ async fn forwarding_headers_from_an_untrusted_peer_are_ignored_everywhere() {
         )
         .await;
     assert_eq!(failed.status, 401);
-    let ip: String = app
-        .admin()
-        .await
-        .query_one("SELECT host(ip) FROM palisade.audit_events WHERE action = 'user.login_failed'", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let ip = failed_sign_in_address(&app).await;
     assert_eq!(ip, "127.0.0.1");
     assert!(app.send_with("GET", "/healthz", None, &forged, None).await.header("strict-transport-security").is_none());
 }

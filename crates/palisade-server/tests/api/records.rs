@@ -15,17 +15,7 @@ struct Setup {
 
 async fn setup() -> Setup {
     let app = TestApp::spawn().await;
-    let (owner, org) = app.owner_of("owner@example.com", "Crew").await;
-    let made = app
-        .send(
-            "POST",
-            &format!("/api/v1/orgs/{org}/collections"),
-            Some(&owner),
-            Some(json!({"name": "work_orders", "schema": work_orders()})),
-        )
-        .await;
-    assert_eq!(made.status, 201, "{}", made.text);
-    let records = format!("/api/v1/orgs/{org}/collections/work_orders/records");
+    let (owner, org, records) = crate::collections::org_with_work_orders(&app, "owner@example.com").await;
     Setup { app, owner, org, records }
 }
 
