@@ -36,12 +36,12 @@ pub struct ApiState {
     pub trusted_proxies: client_addr::TrustedProxies,
     /// Requests allowed in flight at once; past it, 503 (`middleware::shed_load`).
     pub max_concurrent_requests: usize,
+    /// A request that takes longer (reading its body included) is answered with 408.
+    pub request_timeout: Duration,
 }
 
 /// Request bodies larger than this are refused with 413.
 pub const BODY_LIMIT: usize = 1024 * 1024;
-/// A request that takes longer than this is answered with 408.
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub fn router(state: ApiState) -> Router {
     let credential_routes = Router::new()
@@ -128,8 +128,9 @@ pub fn router(state: ApiState) -> Router {
             Problem::new("method-not-allowed", "This path does not accept this method.")
         })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, state.request_timeout))
+        // Outside the timeout, so its bare 408 gets a problem body too.
         .layer(axum::middleware::from_fn(middleware::problem_for_bare_errors))
-        .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT))
         .layer(CatchPanicLayer::custom(middleware::panic_to_problem))
         // CORS inside the budgets: a preflight's lookup of the organization's origins is paid for.
         .layer(axum::middleware::from_fn_with_state(state.app.clone(), cors::middleware))

@@ -155,6 +155,8 @@ pub struct Config {
     pub max_concurrent_requests: usize,
     /// Seconds a client has to send a request's headers (slow clients are disconnected).
     pub header_read_timeout_secs: u64,
+    /// Seconds a whole request may take, its body included (then 408).
+    pub request_timeout_secs: u64,
 }
 
 impl Default for Config {
@@ -197,6 +199,7 @@ impl Default for Config {
             insecure_http: false,
             max_concurrent_requests: 512,
             header_read_timeout_secs: 10,
+            request_timeout_secs: 30,
         }
     }
 }
@@ -330,6 +333,7 @@ impl Config {
             format!("insecure_http = {}", self.insecure_http),
             format!("max_concurrent_requests = {}", self.max_concurrent_requests),
             format!("header_read_timeout_secs = {}", self.header_read_timeout_secs),
+            format!("request_timeout_secs = {}", self.request_timeout_secs),
             format!("tls_cert_file = {:?}", self.tls_cert_file.as_ref().map(|p| p.display().to_string())),
             format!("tls_key_file = {:?}", self.tls_key_file.as_ref().map(|p| p.display().to_string())),
             format!("smtp_url = \"{}\"", url(&self.smtp_url)),

@@ -115,6 +115,7 @@ pub async fn run(config: Config) -> Result<()> {
         limiter: limiter(&config)?,
         trusted_proxies: trusted_proxies(&config)?,
         max_concurrent_requests: config.max_concurrent_requests,
+        request_timeout: std::time::Duration::from_secs(config.request_timeout_secs.clamp(1, 3600)),
     };
     let router = palisade_api::router(state);
     let tls = tls_config(&config)?;

@@ -95,6 +95,7 @@ impl TestApp {
             limiter,
             trusted_proxies,
             max_concurrent_requests: config.max_concurrent_requests,
+            request_timeout: std::time::Duration::from_secs(config.request_timeout_secs.max(1)),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");

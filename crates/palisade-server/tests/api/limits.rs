@@ -76,6 +76,34 @@ async fn a_client_too_slow_to_send_its_headers_is_disconnected() {
 }
 
 #[tokio::test]
+async fn a_request_whose_body_dribbles_in_is_cut_off_with_408() {
+    let app = TestApp::spawn_with(Config {
+        hash_workers: Some(2),
+        request_timeout_secs: 1,
+        rate_limits: RateLimits::off(),
+        ..Config::default()
+    })
+    .await;
+    let mut slow = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    slow.write_all(b"POST /api/v1/auth/signup HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"email\":")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let mut chunk = [0u8; 4096];
+    while !String::from_utf8_lossy(&answer).contains("request-timeout") {
+        match tokio::time::timeout_at(deadline, slow.read(&mut chunk)).await {
+            Ok(Ok(n)) if n > 0 => answer.extend_from_slice(&chunk[..n]),
+            _ => break,
+        }
+    }
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(text.contains("application/problem+json") && text.contains("/problems/request-timeout"), "{text}");
+    assert!(text.contains("x-content-type-options: nosniff"), "{text}");
+}
+
+#[tokio::test]
 async fn past_the_concurrency_limit_requests_are_shed_with_503_and_retry_after() {
     let app = TestApp::spawn_with(Config {
         hash_workers: Some(2),
