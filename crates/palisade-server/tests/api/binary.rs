@@ -346,22 +346,41 @@ async fn configuration_comes_from_a_toml_file_then_the_environment_then_flags() 
     let dir = std::env::temp_dir().join(format!("palisade-config-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("palisade.toml");
-    std::fs::write(&file, "listen = \"127.0.0.1:9001\"\nsession_idle_minutes = 15\nruntime_role = \"from_file\"\n")
-        .unwrap();
+    std::fs::write(
+        &file,
+        "listen = \"127.0.0.1:9001\"\nsession_idle_minutes = 15\nruntime_role = \"from_file\"\n\
+         [rate_limits]\nstandard = 80\nenterprise = 1500\non_redis_failure = \"closed\"\n",
+    )
+    .unwrap();
     let path = file.to_str().unwrap();
-    let out = command(&[("PALISADE_CONFIG", path), ("PALISADE_RUNTIME_ROLE", "from_env")])
-        .args(["config", "check"])
-        .output()
-        .unwrap();
+    let out = command(&[
+        ("PALISADE_CONFIG", path),
+        ("PALISADE_RUNTIME_ROLE", "from_env"),
+        ("PALISADE_RATE_LIMITS", "off"),
+        ("PALISADE_RATE_LIMITS__ENTERPRISE", "1200"),
+    ])
+    .args(["config", "check"])
+    .output()
+    .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("listen = \"127.0.0.1:9001\""), "{text}");
     assert!(text.contains("session_idle_minutes = 15"), "{text}");
     assert!(text.contains("runtime_role = \"from_env\""), "environment wins over the file: {text}");
+    assert!(
+        text.contains("rate_limits = { mode = \"off\", anonymous = 10, standard = 80, professional = 500, enterprise = 1200, auth = 5, on_redis_failure = \"closed\" }"),
+        "[rate_limits] from the file, PALISADE_RATE_LIMITS and a __ variable over it: {text}"
+    );
     let flagged = command(&[("PALISADE_CONFIG", path)])
         .args(["--data-dir", "/srv/palisade", "config", "check"])
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&flagged.stdout).contains("data_dir = \"/srv/palisade\""));
+    std::fs::write(&file, "[rate_limits]\nmode = \"sometimes\"\n").unwrap();
+    let bad = command(&[("PALISADE_CONFIG", path)]).args(["config", "check"]).output().unwrap();
+    assert_eq!(bad.status.code(), Some(2), "an unknown mode is refused");
+    let bad = command(&[("PALISADE_RATE_LIMITS", "maybe")]).args(["config", "check"]).output().unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("PALISADE_RATE_LIMITS must be on or off"));
     std::fs::write(&file, "no_such_key = 1\n").unwrap();
     let bad = command(&[("PALISADE_CONFIG", path)]).args(["config", "check"]).output().unwrap();
     assert_eq!(bad.status.code(), Some(2));
