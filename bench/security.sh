@@ -63,7 +63,7 @@ COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 jq -n --arg commit "$COMMIT" --arg old "$OLD" --arg non_aead "$NON_AEAD" --arg protocols "$PROTOCOLS" \
   --argjson offered "$OFFERED" --argjson injectable "$INJECTABLE" --argjson tested "$TESTED" \
   --argjson not_injectable "$NOT_INJECTABLE" --argjson errors "$SERVER_ERRORS" \
-  --arg testssl "$(testssl --version 2>/dev/null | grep -oE '3\.[0-9.]+' | head -1)" --arg sqlmap "$(sqlmap --version 2>/dev/null | tail -1)" '
+  --arg testssl "$(testssl --version 2>/dev/null | grep -oE '3\.[0-9.]+' | head -1)" --arg sqlmap "$(sqlmap --version 2>/dev/null | grep -oE '^[0-9][0-9.]*[^ ]*' | head -1)" '
   {commit: $commit, tools: {testssl: $testssl, sqlmap: $sqlmap},
    tls: {old_protocols_offered: $old, ciphers_offered: $offered, non_aead_ciphers: $non_aead, modern: $protocols,
          pass: ($old == "" and $non_aead == "" and $offered > 0)},
