@@ -8,6 +8,7 @@ mod middleware;
 pub mod openapi;
 pub mod problem;
 pub mod rate_limit;
+mod rate_limit_redis;
 pub mod request_id;
 pub mod routes;
 

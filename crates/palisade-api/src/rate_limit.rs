@@ -1,8 +1,8 @@
 //! Tiered request budgets (control P1), GCRA: anonymous callers per address; signed-in people
 //! per user (browser sessions per session) and API keys per key, each per organization at that
 //! organization's plan tier; sign-in, sign-up, reset and MFA routes on a stricter per-address
-//! budget. In process by default; with Redis, one atomic script per request makes every node
-//! share the same budgets. Every answer carries `RateLimit-Policy` and `RateLimit`
+//! budget. In process by default; with Redis, an atomic script (concurrent checks batched into
+//! one call, `rate_limit_redis`) makes every node share the same budgets. Every answer carries `RateLimit-Policy` and `RateLimit`
 //! (draft-ietf-httpapi-ratelimit-headers); over budget: 429 problem+json with `Retry-After`.
 
 use std::collections::HashMap;
@@ -10,7 +10,6 @@ use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, header};
@@ -117,32 +116,11 @@ pub struct Decision {
     pub retry_after: u64,
 }
 
-/// The GCRA step, atomic inside Redis (adapted from go-redis/redis_rate, BSD-2): the bucket's
-/// theoretical arrival time lives in one key with an expiry; Redis's own clock decides, so
-/// nodes' clocks do not matter. Returns {allowed 0|1, remaining, retry_after s, reset_after s}.
-const GCRA_SCRIPT: &str = r#"
-local burst = tonumber(ARGV[1])
-local period = tonumber(ARGV[2])
-local interval = period / burst
-local t = redis.call("TIME")
-local now = (t[1] - 1700000000) + t[2] / 1000000
-local tat = tonumber(redis.call("GET", KEYS[1]) or now)
-if tat < now then tat = now end
-local new_tat = tat + interval
-local diff = now - (new_tat - interval * burst)
-if diff < 0 then
-  return {0, 0, tostring(-diff), tostring(tat - now)}
-end
-redis.call("SET", KEYS[1], tostring(new_tat), "EX", math.ceil(new_tat - now) + 1)
-return {1, math.floor(diff / interval), "0", tostring(new_tat - now)}
-"#;
-
 /// An in-process keyed GCRA limiter that reports the remaining budget.
 type LocalLimiter = RateLimiter<String, DefaultKeyedStateStore<String>, DefaultClock, StateInformationMiddleware>;
 
 struct RedisBackend {
-    connection: redis::aio::ConnectionManager,
-    script: redis::Script,
+    shared: crate::rate_limit_redis::SharedBudgets,
     on_failure: RedisFailure,
     /// Unix seconds of the last alert, so a Redis outage logs once per 10 s, not per request.
     last_alert: AtomicU64,
@@ -166,8 +144,7 @@ pub struct Limiter {
 }
 
 impl Limiter {
-    /// In-process budgets; `redis_url` makes them shared (connecting lazily, so a Redis that is
-    /// down at start is an alert, not a failed start).
+    /// In-process budgets; `redis_url` makes them shared (`rate_limit_redis`).
     pub fn new(budgets: Budgets, redis_url: Option<&str>, on_failure: RedisFailure) -> Result<Self, String> {
         let local = Class::ALL
             .into_iter()
@@ -178,23 +155,12 @@ impl Limiter {
             .collect();
         let redis = match redis_url {
             None => None,
-            Some(url) => {
-                let client = redis::Client::open(url).map_err(|err| format!("redis_url is not usable: {err}"))?;
-                let config = redis::aio::ConnectionManagerConfig::new()
-                    .set_connection_timeout(Some(Duration::from_millis(500)))
-                    .set_response_timeout(Some(Duration::from_millis(250)))
-                    .set_number_of_retries(1)
-                    .set_max_delay(Duration::from_secs(2));
-                let connection = redis::aio::ConnectionManager::new_lazy_with_config(client, config)
-                    .map_err(|err| format!("redis_url is not usable: {err}"))?;
-                Some(RedisBackend {
-                    connection,
-                    script: redis::Script::new(GCRA_SCRIPT),
-                    on_failure,
-                    last_alert: AtomicU64::new(0),
-                    skip_until_ms: AtomicU64::new(0),
-                })
-            }
+            Some(url) => Some(RedisBackend {
+                shared: crate::rate_limit_redis::SharedBudgets::connect(url)?,
+                on_failure,
+                last_alert: AtomicU64::new(0),
+                skip_until_ms: AtomicU64::new(0),
+            }),
         };
         Ok(Self { budgets, local, redis })
     }
@@ -211,14 +177,7 @@ impl Limiter {
         if unix_ms() < redis.skip_until_ms.load(Ordering::Relaxed) {
             return self.fallback(redis.on_failure, class, key);
         }
-        let mut connection = redis.connection.clone();
-        let answer: redis::RedisResult<(i64, i64, String, String)> = redis
-            .script
-            .key(format!("palisade:rl:{}:{key}", class.name()))
-            .arg(limit)
-            .arg(60)
-            .invoke_async(&mut connection)
-            .await;
+        let answer = redis.shared.check(format!("palisade:rl:{}:{key}", class.name()), limit).await;
         match answer {
             Ok((allowed, remaining, retry_after, reset)) => Some(Decision {
                 allowed: allowed == 1,

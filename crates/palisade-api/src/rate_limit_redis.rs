@@ -1,0 +1,113 @@
+//! Budgets shared by every node through Redis: one Lua GCRA script, atomic inside Redis and run
+//! on Redis's clock (so nodes' clocks do not matter). Checks that arrive while a call is in
+//! flight travel together in the next one (group commit): under load one round trip and one
+//! script run serve many requests, and an idle node still answers each check at once.
+
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+
+/// The GCRA step over every key of a call (adapted from go-redis/redis_rate, BSD-2): each
+/// bucket's theoretical arrival time lives in one key with an expiry. `ARGV[1]` is the period
+/// in seconds, `ARGV[i + 1]` the budget of `KEYS[i]`; a key named twice is counted twice, in
+/// order. Returns, per key: allowed 0|1, remaining, retry_after s, reset_after s.
+const GCRA_SCRIPT: &str = r#"
+local t = redis.call("TIME")
+local now = (t[1] - 1700000000) + t[2] / 1000000
+local period = tonumber(ARGV[1])
+local out = {}
+for i, key in ipairs(KEYS) do
+  local burst = tonumber(ARGV[i + 1])
+  local interval = period / burst
+  local tat = tonumber(redis.call("GET", key) or now)
+  if tat < now then tat = now end
+  local new_tat = tat + interval
+  local diff = now - (new_tat - interval * burst)
+  if diff < 0 then
+    out[#out + 1] = 0; out[#out + 1] = 0; out[#out + 1] = tostring(-diff); out[#out + 1] = tostring(tat - now)
+  else
+    redis.call("SET", key, tostring(new_tat), "EX", math.ceil(new_tat - now) + 1)
+    out[#out + 1] = 1; out[#out + 1] = math.floor(diff / interval); out[#out + 1] = "0"
+    out[#out + 1] = tostring(new_tat - now)
+  end
+end
+return out
+"#;
+
+/// The most checks one call carries.
+const MAX_BATCH: usize = 128;
+/// Checks waiting for a call; past it a check fails at once (and the configured fallback applies).
+const MAX_WAITING: usize = 8192;
+
+/// Redis's answer for one key: allowed, remaining, retry-after and reset (seconds, as text).
+pub(crate) type Answer = (i64, i64, String, String);
+
+struct Pending {
+    key: String,
+    limit: u32,
+    reply: oneshot::Sender<Result<Answer, String>>,
+}
+
+/// The node's handle on the shared budgets.
+pub(crate) struct SharedBudgets {
+    queue: mpsc::Sender<Pending>,
+}
+
+impl SharedBudgets {
+    /// Connects lazily (a Redis that is down at start is an alert later, not a failed start) and
+    /// starts the task that makes the calls.
+    pub(crate) fn connect(url: &str) -> Result<Self, String> {
+        let client = redis::Client::open(url).map_err(|err| format!("redis_url is not usable: {err}"))?;
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_millis(500)))
+            .set_response_timeout(Some(Duration::from_millis(250)))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_secs(2));
+        let connection = redis::aio::ConnectionManager::new_lazy_with_config(client, config)
+            .map_err(|err| format!("redis_url is not usable: {err}"))?;
+        let (queue, waiting) = mpsc::channel(MAX_WAITING);
+        tokio::spawn(call_in_batches(connection, waiting));
+        Ok(Self { queue })
+    }
+
+    /// Counts one request against `key`'s budget of `limit` a minute.
+    pub(crate) async fn check(&self, key: String, limit: u32) -> Result<Answer, String> {
+        let (reply, answer) = oneshot::channel();
+        self.queue
+            .try_send(Pending { key, limit, reply })
+            .map_err(|_| "too many checks waiting for Redis".to_owned())?;
+        answer.await.map_err(|_| "the Redis caller stopped".to_owned())?
+    }
+}
+
+async fn call_in_batches(mut connection: redis::aio::ConnectionManager, mut waiting: mpsc::Receiver<Pending>) {
+    let script = redis::Script::new(GCRA_SCRIPT);
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while waiting.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        let mut call = script.prepare_invoke();
+        call.arg(60);
+        for pending in &batch {
+            call.key(&pending.key).arg(pending.limit);
+        }
+        let answers: redis::RedisResult<Vec<Answer>> = call.invoke_async(&mut connection).await;
+        match answers {
+            Ok(answers) if answers.len() == batch.len() => {
+                for (pending, answer) in batch.drain(..).zip(answers) {
+                    let _ = pending.reply.send(Ok(answer));
+                }
+            }
+            Ok(answers) => {
+                let why = format!("Redis answered {} checks for {}", answers.len(), batch.len());
+                for pending in batch.drain(..) {
+                    let _ = pending.reply.send(Err(why.clone()));
+                }
+            }
+            Err(err) => {
+                let why = err.to_string();
+                for pending in batch.drain(..) {
+                    let _ = pending.reply.send(Err(why.clone()));
+                }
+            }
+        }
+    }
+}
