@@ -299,6 +299,8 @@ async fn bad_input_no_credentials_and_other_tenants_ids_write_nothing() {
         .assert_problem(401, "unauthenticated");
     app.get(&keys, Some("pal_live_nonsense")).await.assert_problem(403, "forbidden");
     app.get(&keys, None).await.assert_problem(401, "unauthenticated");
+    app.send("DELETE", &format!("{keys}/{their_id}"), None, None).await.assert_problem(401, "unauthenticated");
+    app.send("POST", &rotate, None, Some(json!({}))).await.assert_problem(401, "unauthenticated");
 
     // Another tenant's key id, through my organization or theirs: not found.
     app.send("DELETE", &format!("{keys}/{their_id}"), Some(&owner), None).await.assert_problem(404, "not-found");

@@ -8,6 +8,7 @@ mod audit;
 mod binary;
 mod boundaries;
 mod collections;
+mod config;
 mod controls;
 mod controls_edge;
 mod cors;
