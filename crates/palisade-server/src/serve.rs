@@ -88,7 +88,17 @@ pub async fn refuse_unsafe_role(db: &Db) -> Result<()> {
     Ok(())
 }
 
+/// A server process holds keys, sessions and secrets in memory: it never writes a core dump,
+/// and other processes of its user cannot read its memory (not dumpable, so no ptrace either).
+fn forbid_core_dumps() -> Result<()> {
+    use nix::sys::resource::{Resource, setrlimit};
+    setrlimit(Resource::RLIMIT_CORE, 0, 0).context("turning core dumps off (RLIMIT_CORE)")?;
+    nix::sys::prctl::set_dumpable(false).context("marking the process not dumpable")?;
+    Ok(())
+}
+
 pub async fn run(config: Config) -> Result<()> {
+    forbid_core_dumps()?;
     let mut connections = database::open(&config).await?;
     let runtime = connections.runtime.clone().context(
         "set PALISADE_DATABASE_URL to the runtime role's connection (or unset both URLs for the embedded database)",

@@ -516,3 +516,17 @@ async fn keys_commands_list_rotate_and_revoke_the_signing_key_a_running_server_u
     assert_eq!(code, Some(1));
     assert!(err.contains("palisade keys list"), "says what to do next: {err}");
 }
+
+/// The server holds keys and sessions in memory: it must never leave them in a core file.
+#[tokio::test]
+async fn the_server_process_never_dumps_core() {
+    let app = TestApp::spawn().await;
+    let key_file = app.instance_key_file.display().to_string();
+    let server =
+        Server::start(&[("PALISADE_DATABASE_URL", &app.db.runtime_dsn()), ("PALISADE_INSTANCE_KEY_FILE", &key_file)]);
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", server.child.id())).unwrap();
+    let core = limits.lines().find(|l| l.starts_with("Max core file size")).unwrap();
+    let values: Vec<&str> = core.split_whitespace().collect();
+    assert_eq!(values[4..6], ["0", "0"], "soft and hard limit: {core}");
+    assert_eq!(call(&server.base_url, "GET", "/healthz", None, None).await.0, 200, "and it serves");
+}
