@@ -134,6 +134,20 @@ async fn passwords_and_tokens_never_reach_the_logs() {
     let (status, _) =
         call(&base, "POST", "/api/v1/auth/verify-email", None, Some(json!({"token": email_tokens[0]}))).await;
     assert_eq!(status, 204);
+    // An API key: made, used, and never logged either.
+    let login = json!({"email": "log@example.com", "password": PASSWORD});
+    let (status, body) = call(&base, "POST", "/api/v1/auth/login", None, Some(login)).await;
+    assert_eq!(status, 200, "{body}");
+    let owner = body["access_token"].as_str().unwrap().to_owned();
+    let (status, org) = call(&base, "POST", "/api/v1/orgs", Some(&owner), Some(json!({"name": "Logs"}))).await;
+    assert_eq!(status, 201, "{org}");
+    let org = org["id"].as_str().unwrap().to_owned();
+    let key_request = json!({"name": "probe", "permissions": ["org.read"]});
+    let (status, key) =
+        call(&base, "POST", &format!("/api/v1/orgs/{org}/api-keys"), Some(&owner), Some(key_request)).await;
+    assert_eq!(status, 201, "{key}");
+    let api_key = key["secret"].as_str().unwrap().to_owned();
+    assert_eq!(call(&base, "GET", &format!("/api/v1/orgs/{org}"), Some(&api_key), None).await.0, 200);
     std::thread::sleep(Duration::from_millis(300));
     let logs = server.output();
     for token in &email_tokens {
@@ -152,6 +166,9 @@ async fn passwords_and_tokens_never_reach_the_logs() {
         &refresh[4..],
         "wrong-but-secret-999",
         "log@example.com",
+        owner.as_str(),
+        api_key.as_str(),
+        &api_key["pal_live_".len()..],
     ] {
         if let Some(line) = logs.lines().find(|l| l.contains(secret)) {
             panic!("{secret:?} leaked into the logs: {line}");
