@@ -6,13 +6,13 @@ mod api_keys;
 mod audit;
 pub mod audit_verify;
 mod collections;
+mod edge;
 mod email_flows;
 mod error;
 mod mail;
 mod members;
 mod mfa;
 mod orgs;
-mod plans;
 mod record_query;
 mod records;
 mod roles;
@@ -33,6 +33,7 @@ pub use api_keys::{ApiKeyInput, IssuedApiKey, MAX_ROTATION_OVERLAP_MINUTES};
 pub use audit::{CHECKPOINT_EVERY, CHECKPOINT_EVERY_EVENTS, EventPage};
 pub use audit_verify::{Anchor, CheckpointDocument, Report};
 pub use collections::IncompatibleRecords;
+pub use edge::OrgEdge;
 pub use error::AppError;
 pub use mfa::{BACKUP_CODES, TotpEnrollment};
 pub use orgs::OrgPatch;
@@ -48,7 +49,6 @@ pub use palisade_store::repo::roles::{CustomRole, ReviewRow};
 pub use palisade_store::repo::sessions::SessionInfo;
 pub use palisade_store::repo::users::{Lockout, Me};
 pub use palisade_store::repo::webauthn::CredentialInfo;
-pub use plans::OrgEdge;
 pub use record_query::{MAX_PAGE, RecordPage};
 pub use records::{RecordInput, RecordUpdate, RecordView};
 pub use roles::RoleInput;
@@ -126,8 +126,8 @@ pub struct App {
     pub webauthn: Arc<webauthn_rs::Webauthn>,
     /// The shape of a sign-in ceremony's options, for decoys (see `webauthn::decoy_template`).
     pub decoy_template: Arc<serde_json::Value>,
-    /// Organizations' plan tiers and allowed origins as this node last read them (`plans`).
-    pub edge: Arc<plans::EdgeCache>,
+    /// Organizations' plan tiers and allowed origins as this node last read them (`edge`).
+    pub edge: Arc<edge::EdgeCache>,
 }
 
 impl App {
