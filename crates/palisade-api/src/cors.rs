@@ -8,7 +8,6 @@ use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use palisade_app::App;
-use palisade_core::OrgId;
 
 use crate::problem::Problem;
 
@@ -18,13 +17,9 @@ const EXPOSED_HEADERS: &str = "etag, location, x-request-id, retry-after, rateli
 /// How long browsers may reuse a preflight answer.
 const PREFLIGHT_MAX_AGE: &str = "600";
 
-fn org_of(path: &str) -> Option<OrgId> {
-    path.strip_prefix("/api/v1/orgs/")?.split('/').next()?.parse().ok()
-}
-
 pub async fn middleware(State(app): State<App>, request: Request, next: Next) -> Response {
     let Some(origin) = request.headers().get(header::ORIGIN).cloned() else { return next.run(request).await };
-    let allowed = match (org_of(request.uri().path()), origin.to_str()) {
+    let allowed = match (crate::extract::org_in_path(request.uri().path()), origin.to_str()) {
         (Some(org), Ok(origin)) => app.org_edge(org).await.cors_origins.iter().any(|o| o == origin),
         _ => false,
     };

@@ -148,6 +148,12 @@ impl<S: Send + Sync> FromRequestParts<S> for OrgPath {
     }
 }
 
+/// The organization a raw path names (`/api/v1/orgs/{org}/…`), if it parses: for middleware that
+/// runs before routing (rate limits, CORS).
+pub fn org_in_path(path: &str) -> Option<OrgId> {
+    path.strip_prefix("/api/v1/orgs/")?.split('/').next()?.parse().ok()
+}
+
 /// One typed id from the path (e.g. a session id), with the same 404-on-garbage rule.
 pub struct IdPath<T>(pub T);
 

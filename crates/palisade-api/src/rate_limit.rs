@@ -21,7 +21,7 @@ use governor::middleware::StateInformationMiddleware;
 use governor::state::keyed::DefaultKeyedStateStore;
 use governor::{Quota, RateLimiter};
 use palisade_app::App;
-use palisade_core::{OrgId, Plan};
+use palisade_core::Plan;
 use sha2::{Digest, Sha256};
 
 use crate::extract::SESSION_COOKIE;
@@ -274,11 +274,6 @@ const AUTH_ROUTES: &[&str] = &[
     "/api/v1/auth/refresh",
 ];
 
-/// The organization a path names (`/api/v1/orgs/{org}/…`), if it parses.
-fn org_of(path: &str) -> Option<OrgId> {
-    path.strip_prefix("/api/v1/orgs/")?.split('/').next()?.parse().ok()
-}
-
 fn digest_hex(text: &str) -> String {
     hex::encode(&Sha256::digest(text.as_bytes())[..16])
 }
@@ -321,7 +316,7 @@ pub async fn middleware(State(state): State<LimitState>, request: Request, next:
     } else {
         match identity(&state.app, request.headers()) {
             None => (Class::Anonymous, format!("ip:{ip}")),
-            Some(who) => match org_of(path) {
+            Some(who) => match crate::extract::org_in_path(path) {
                 Some(org) => (Class::Plan(state.app.org_edge(org).await.plan), format!("{who}:o:{org}")),
                 None => (Class::Plan(Plan::Standard), who),
             },
