@@ -34,6 +34,8 @@ if [ "$mode" = "test" ]; then
   command -v openssl >/dev/null || apt_install openssl
   # A real Redis for rate limits shared across nodes (the test kit starts its own, on a socket).
   command -v redis-server >/dev/null || apt_install redis-server
+  # A real PKCS#11 HSM (software) for the pkcs11 key provider's tests.
+  command -v softhsm2-util >/dev/null || apt_install softhsm2
   rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt
   rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
   if ! cargo audit --version >/dev/null 2>&1; then

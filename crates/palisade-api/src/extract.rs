@@ -235,7 +235,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
         }
         serde_path_to_error::deserialize(value).map(ApiJson).map_err(|err| {
             let path = err.path().to_string();
-            let inner = err.into_inner().to_string();
+            let inner = without_values(&err.into_inner().to_string());
             let detail = if path == "." { inner } else { format!("{path}: {inner}") };
             let mut problem = Problem::new("validation", detail.clone());
             problem.errors = vec![crate::problem::FieldError { pointer: String::new(), detail }];
@@ -244,14 +244,29 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     }
 }
 
+/// serde's messages quote the offending value (`invalid type: string "hunter2", expected …`).
+/// A problem never echoes a value, which may be a password or a secret: only its kind.
+fn without_values(message: &str) -> String {
+    for marker in ["invalid type: ", "invalid value: ", "unknown variant "] {
+        let Some(at) = message.find(marker) else { continue };
+        let (head, rest) = message.split_at(at + marker.len());
+        let Some((unexpected, expected)) = rest.split_once(", expected") else { continue };
+        let kind = unexpected.split(['`', '"']).next().unwrap_or("").trim_end();
+        let head = if kind.is_empty() { head.trim_end() } else { head };
+        return format!("{head}{kind}, expected{expected}");
+    }
+    message.to_owned()
+}
+
 fn json_problem(rejection: JsonRejection) -> Problem {
     match rejection {
         JsonRejection::JsonDataError(err) => {
-            // serde's message names the field and what was expected; it never echoes values of
-            // other fields, and input strings are not repeated back beyond the field name.
+            // serde's message names the field and what was expected, with the value removed.
             let message = err.body_text();
-            let detail =
-                message.strip_prefix("Failed to deserialize the JSON body into the target type: ").unwrap_or(&message);
+            let detail = without_values(
+                message.strip_prefix("Failed to deserialize the JSON body into the target type: ").unwrap_or(&message),
+            );
+            let detail = detail.as_str();
             let mut problem = Problem::new("validation", detail.to_owned());
             problem.errors = vec![crate::problem::FieldError { pointer: String::new(), detail: detail.to_owned() }];
             problem
@@ -305,5 +320,27 @@ impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
                     "If-Match must be the record's ETag as sent (e.g. \"3\"); read the record again and retry.",
                 )
             })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_values;
+
+    #[test]
+    fn serde_messages_lose_the_values_they_quote() {
+        assert_eq!(
+            without_values("invalid type: integer `12345`, expected a string"),
+            "invalid type: integer, expected a string"
+        );
+        assert_eq!(
+            without_values("value: invalid type: string \"hunter2\", expected u32 at line 1 column 9"),
+            "value: invalid type: string, expected u32 at line 1 column 9"
+        );
+        assert_eq!(
+            without_values("unknown variant `s3cr3t`, expected one of `a`, `b`"),
+            "unknown variant, expected one of `a`, `b`"
+        );
+        assert_eq!(without_values("missing field `name`"), "missing field `name`");
     }
 }

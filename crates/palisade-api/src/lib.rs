@@ -108,6 +108,11 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/orgs/{org}/api-keys", post(routes::api_keys::create).get(routes::api_keys::list))
         .route("/api/v1/orgs/{org}/api-keys/{key}", axum::routing::delete(routes::api_keys::revoke))
         .route("/api/v1/orgs/{org}/api-keys/{key}/rotate", post(routes::api_keys::rotate))
+        .route("/api/v1/orgs/{org}/secrets", post(routes::secrets::create).get(routes::secrets::list))
+        .route(
+            "/api/v1/orgs/{org}/secrets/{name}",
+            axum::routing::put(routes::secrets::replace).delete(routes::secrets::delete),
+        )
         .route("/api/v1/orgs/{org}/audit-events", get(routes::audit::list))
         .route("/api/v1/orgs/{org}/audit-events/export", get(routes::audit::export))
         .route("/api/v1/orgs/{org}/audit-events/verify", get(routes::audit::verify).post(routes::audit::verify_against))

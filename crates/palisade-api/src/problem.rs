@@ -124,7 +124,12 @@ pub const CATALOG: &[(&str, u16, &str, &str)] = &[
     ),
     ("internal", 500, "Internal error", "Something failed on our side. Quote `error_id` when reporting it."),
     ("busy", 503, "Busy", "A bounded queue is full. Retry after the number of seconds in Retry-After."),
-    ("unavailable", 503, "Service unavailable", "A dependency (the database) cannot take work right now."),
+    (
+        "unavailable",
+        503,
+        "Service unavailable",
+        "A dependency (the database, or the key provider that holds encryption keys) cannot take work right now; nothing was written.",
+    ),
 ];
 
 /// One field-level error.
@@ -263,7 +268,10 @@ impl From<AppError> for ApiError {
             AppError::Busy => Problem::new("busy", "Too many sign-ins are being processed; retry shortly."),
             AppError::Unavailable(why) => {
                 tracing::warn!(cause = %why, "dependency unavailable");
-                Problem::new("unavailable", "The database is not available right now; retry shortly.")
+                Problem::new(
+                    "unavailable",
+                    "A dependency (the database or the key provider) is not available right now; nothing was written. Retry shortly.",
+                )
             }
             AppError::Internal(cause) => Problem::internal(&cause),
         })

@@ -9,6 +9,7 @@ mod collections;
 mod edge;
 mod email_flows;
 mod error;
+pub mod keyring;
 mod mail;
 mod members;
 mod mfa;
@@ -17,6 +18,7 @@ mod record_query;
 mod records;
 mod roles;
 mod schema;
+mod secrets;
 mod security;
 mod token_keys;
 mod tokens;
@@ -46,6 +48,7 @@ pub use palisade_store::repo::members::Invitation;
 pub use palisade_store::repo::orgs::{Member, Org};
 pub use palisade_store::repo::records::Record;
 pub use palisade_store::repo::roles::{CustomRole, ReviewRow};
+pub use palisade_store::repo::secrets::SecretRow;
 pub use palisade_store::repo::sessions::SessionInfo;
 pub use palisade_store::repo::users::{Lockout, Me};
 pub use palisade_store::repo::webauthn::CredentialInfo;
@@ -53,6 +56,7 @@ pub use record_query::{MAX_PAGE, RecordPage};
 pub use records::{RecordInput, RecordUpdate, RecordView};
 pub use roles::RoleInput;
 pub use schema::{RECORD_MAX_BYTES, SCHEMA_MAX_BYTES, SchemaCache};
+pub use secrets::SECRET_MAX_BYTES;
 pub use security::STEP_UP_WINDOW;
 pub use token_keys::{PublishedKey, TokenKeys, VerifiedAccess};
 pub use tokens::{LoginOutput, TokenGrant};
@@ -116,6 +120,8 @@ pub struct App {
     pub mailer: palisade_mail::Mailer,
     /// Seals user-owned secrets (TOTP seeds) at rest.
     pub keys: Arc<palisade_crypto::InstanceKey>,
+    /// Data keys (organizations' and the instance's), unwrapped through the key provider.
+    pub keyring: Arc<keyring::Keyring>,
     /// Compiled collection schemas (see `schema::SchemaCache`).
     pub schemas: Arc<SchemaCache>,
     /// The audit checkpoint signing key, loaded (or created) on first use.

@@ -135,6 +135,10 @@ typed_id!(
     /// A user's WebAuthn credential (security key or passkey).
     CredentialId, "wac"
 );
+typed_id!(
+    /// A data key (envelope encryption); the key itself is never shown, only its id.
+    DataKeyId, "dek"
+);
 
 /// The TypeID prefixes of the kinds of object an audit event may name, by kind.
 const KIND_PREFIXES: [(&str, &str); 9] = [

@@ -8,8 +8,8 @@ pub mod values;
 
 pub use clock::{Clock, ManualClock, Randomness, SystemClock, SystemRandomness};
 pub use ids::{
-    ApiKeyId, CredentialId, EventId, IdParseError, InvitationId, OrgId, RecordId, RoleId, SecretId, SessionId, UserId,
-    parse_any_typeid, typeid_of_kind,
+    ApiKeyId, CredentialId, DataKeyId, EventId, IdParseError, InvitationId, OrgId, RecordId, RoleId, SecretId,
+    SessionId, UserId, parse_any_typeid, typeid_of_kind,
 };
 pub use plan::Plan;
 pub use role::{OrgRole, Permission};

@@ -54,10 +54,14 @@ pub enum Permission {
     AuditExport,
     #[serde(rename = "api_keys.manage")]
     ApiKeysManage,
+    /// Write, replace and delete the organization's secrets and list their names (values are
+    /// never readable through the API).
+    #[serde(rename = "secrets.manage")]
+    SecretsManage,
 }
 
 impl Permission {
-    pub const ALL: [Permission; 17] = [
+    pub const ALL: [Permission; 18] = [
         Permission::OrgRead,
         Permission::OrgSettings,
         Permission::SecuritySettings,
@@ -75,6 +79,7 @@ impl Permission {
         Permission::AuditRead,
         Permission::AuditExport,
         Permission::ApiKeysManage,
+        Permission::SecretsManage,
     ];
 
     /// The stable name, as in the API and the docs.
@@ -97,6 +102,7 @@ impl Permission {
             Permission::AuditRead => "audit.read",
             Permission::AuditExport => "audit.export",
             Permission::ApiKeysManage => "api_keys.manage",
+            Permission::SecretsManage => "secrets.manage",
         }
     }
 
@@ -137,7 +143,8 @@ impl OrgRole {
         use Permission::*;
         match permission {
             OrgRead | MembersRead | CollectionsRead | RecordsReadOwn => true,
-            OrgSettings | SecuritySettings | MembersManage | RolesManage | ApiKeysManage | AuditExport => {
+            OrgSettings | SecuritySettings | MembersManage | RolesManage | ApiKeysManage | SecretsManage
+            | AuditExport => {
                 matches!(self, Owner | Admin)
             }
             CollectionsManage | RecordsDelete | RecordsSensitiveRead | AuditRead => {
@@ -165,6 +172,7 @@ mod tests {
         // Settings and security belong to owners and admins only.
         assert_eq!(OrgSettings.roles(), ["owner", "admin"]);
         assert_eq!(MembersManage.roles(), ["owner", "admin"]);
+        assert_eq!(SecretsManage.roles(), ["owner", "admin"]);
         // Least privilege: contractors see only their own records, and never sensitive fields.
         assert!(!Contractor.can(RecordsReadAll) && Contractor.can(RecordsReadOwn));
         assert!(!Contractor.can(RecordsSensitiveRead));

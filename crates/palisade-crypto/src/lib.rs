@@ -16,6 +16,10 @@ use aes_gcm::{Aes256Gcm, Nonce};
 use rand::RngCore;
 use zeroize::Zeroizing;
 
+pub mod envelope;
+pub mod provider;
+pub mod provider_local;
+pub mod provider_pkcs11;
 pub mod signing;
 
 /// Version byte of the sealed format: `[1] [12-byte nonce] [ciphertext + 16-byte tag]`.

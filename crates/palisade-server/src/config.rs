@@ -24,6 +24,14 @@ pub enum Switch {
     Off,
 }
 
+/// Where wrapping keys live.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyProviderKind {
+    Local,
+    Pkcs11,
+}
+
 /// `[rate_limits]`: requests per minute by kind of caller (GCRA, the whole budget as burst).
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
 #[serde(default, deny_unknown_fields)]
@@ -133,6 +141,23 @@ pub struct Config {
     pub mail_from: String,
     /// The instance key file; default `<data_dir>/instance.key`.
     pub instance_key_file: Option<PathBuf>,
+    /// Where wrapping keys live (`local` or `pkcs11`); see `key_provider.rs`.
+    pub key_provider: KeyProviderKind,
+    /// `local`: the key-encryption key (256 bits, mode 0600); default `<data_dir>/kek.key`,
+    /// created at first start. Point it at a mounted secret in containers.
+    pub kek_file: Option<PathBuf>,
+    /// `local`: the wrapping keys sealed under the KEK; default `<data_dir>/keystore.json`. Every
+    /// node of one installation needs the same files (a shared volume), or use `pkcs11`.
+    pub key_store_file: Option<PathBuf>,
+    /// `pkcs11`: the module (e.g. `/usr/lib/softhsm/libsofthsm2.so`), token label and user PIN
+    /// (`PALISADE_PKCS11_PIN`).
+    pub pkcs11_module: Option<PathBuf>,
+    pub pkcs11_token_label: String,
+    pub pkcs11_pin: Option<SecretString>,
+    /// Each organization's data key is replaced (and its values re-encrypted) this often.
+    pub data_key_rotation_days: i64,
+    /// Seconds an unwrapped data key stays in a node's memory before the provider is asked again.
+    pub data_key_cache_seconds: i64,
     /// The most collections one organization may hold.
     pub collections_per_org: i32,
     /// The most records one organization may hold.
@@ -189,6 +214,14 @@ impl Default for Config {
             smtp_url: None,
             mail_from: "Palisade <no-reply@localhost>".into(),
             instance_key_file: None,
+            key_provider: KeyProviderKind::Local,
+            kek_file: None,
+            key_store_file: None,
+            pkcs11_module: None,
+            pkcs11_token_label: "palisade".into(),
+            pkcs11_pin: None,
+            data_key_rotation_days: 365,
+            data_key_cache_seconds: 300,
             collections_per_org: 100,
             records_per_org: 1_000_000,
             record_bytes_per_org: 1 << 30,
@@ -336,6 +369,14 @@ impl Config {
             format!("request_timeout_secs = {}", self.request_timeout_secs),
             format!("tls_cert_file = {:?}", self.tls_cert_file.as_ref().map(|p| p.display().to_string())),
             format!("tls_key_file = {:?}", self.tls_key_file.as_ref().map(|p| p.display().to_string())),
+            format!("key_provider = \"{}\"", if self.key_provider == KeyProviderKind::Local { "local" } else { "pkcs11" }),
+            format!("kek_file = {:?}", self.kek_file().display().to_string()),
+            format!("key_store_file = {:?}", self.key_store_file().display().to_string()),
+            format!("pkcs11_module = {:?}", self.pkcs11_module.as_ref().map(|p| p.display().to_string())),
+            format!("pkcs11_token_label = {:?}", self.pkcs11_token_label),
+            format!("pkcs11_pin = \"{}\"", if self.pkcs11_pin.is_some() { "(set)" } else { "(unset)" }),
+            format!("data_key_rotation_days = {}", self.data_key_rotation_days),
+            format!("data_key_cache_seconds = {}", self.data_key_cache_seconds),
             format!("smtp_url = \"{}\"", url(&self.smtp_url)),
             format!("mail_from = {:?}", self.mail_from),
             format!("collections_per_org = {}", self.collections_per_org),

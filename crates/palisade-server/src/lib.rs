@@ -9,6 +9,7 @@ pub mod controls_edge;
 pub mod database;
 pub mod embedded;
 pub mod import;
+pub mod key_provider;
 pub mod listener;
 pub mod logging;
 pub mod serve;

@@ -65,6 +65,7 @@ pub fn build_app(config: &Config, db: Db, clock: Arc<dyn Clock>, random: Arc<dyn
         },
         mailer: config.mailer()?,
         keys: Arc::new(config.instance_key()?),
+        keyring: Arc::new(config.keyring()?),
         schemas: Arc::default(),
         audit_key: Arc::default(),
         tokens: Arc::new(tokens),

@@ -54,7 +54,7 @@ GRANT SELECT, INSERT, DELETE ON palisade.collections TO {role};
 GRANT UPDATE (schema, version, schema_id, updated_at) ON palisade.collections TO {role};
 GRANT SELECT, INSERT ON palisade.collection_versions TO {role};
 GRANT SELECT, INSERT, DELETE ON palisade.records TO {role};
-GRANT UPDATE (data, version, assignees, updated_at) ON palisade.records TO {role};
+GRANT UPDATE (data, version, assignees, updated_at, sealed) ON palisade.records TO {role};
 GRANT EXECUTE ON FUNCTION palisade.lock_collection(text, uuid) TO {role};
 GRANT EXECUTE ON FUNCTION palisade.lock_collection_for_change(text, uuid, text) TO {role};
 GRANT EXECUTE ON FUNCTION palisade.lock_record(text, uuid, integer) TO {role};
@@ -107,3 +107,10 @@ GRANT EXECUTE ON FUNCTION palisade.enter_tenant_key(bytea, timestamptz, uuid, in
 GRANT EXECUTE ON FUNCTION palisade.org_edge_settings(uuid) TO {role};
 GRANT UPDATE (cors_origins) ON palisade.orgs TO {role};
 GRANT EXECUTE ON FUNCTION palisade.set_org_plan(uuid, text, timestamptz) TO {role};
+-- Data keys are stored wrapped; the provider holds what unwraps them.
+GRANT SELECT, INSERT, DELETE ON palisade.org_data_keys TO {role};
+GRANT UPDATE (wrapping_key, wrapped, rewrapped_at, retired_at) ON palisade.org_data_keys TO {role};
+GRANT SELECT, INSERT, DELETE ON palisade.instance_data_keys TO {role};
+GRANT UPDATE (wrapping_key, wrapped, rewrapped_at, retired_at) ON palisade.instance_data_keys TO {role};
+GRANT SELECT, INSERT, DELETE ON palisade.secrets TO {role};
+GRANT UPDATE (sealed, version, updated_by, updated_at) ON palisade.secrets TO {role};

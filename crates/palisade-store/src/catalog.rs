@@ -21,6 +21,7 @@ pub const INSTANCE_TABLES: &[&str] = &[
     "signing_keys",
     "refresh_tokens",
     "webauthn_credentials",
+    "instance_data_keys",
 ];
 
 /// The connected role's attributes, for the "owns nothing, no BYPASSRLS" rule.

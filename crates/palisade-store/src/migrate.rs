@@ -48,6 +48,11 @@ const MIGRATIONS: &[Migration] = &[
     Migration { version: 17, name: "api_keys", sql: include_str!("../migrations/0017_api_keys.sql") },
     Migration { version: 18, name: "org_plans", sql: include_str!("../migrations/0018_org_plans.sql") },
     Migration { version: 19, name: "org_cors", sql: include_str!("../migrations/0019_org_cors.sql") },
+    Migration {
+        version: 20,
+        name: "data_keys_and_secrets",
+        sql: include_str!("../migrations/0020_data_keys_and_secrets.sql"),
+    },
 ];
 
 const GRANTS: &str = include_str!("../migrations/grants.sql");

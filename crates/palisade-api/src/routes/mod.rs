@@ -11,6 +11,7 @@ pub mod members;
 pub mod orgs;
 pub mod records;
 pub mod roles;
+pub mod secrets;
 pub mod system;
 pub mod webauthn;
 

@@ -41,9 +41,11 @@ async fn catalog_invariant_every_tenant_table_has_forced_rls() {
             "custom_roles",
             "invitations",
             "memberships",
+            "org_data_keys",
             "org_usage",
             "orgs",
-            "records"
+            "records",
+            "secrets"
         ]
     );
 }

@@ -23,6 +23,7 @@ mod orgs;
 mod rate_limits;
 mod records;
 mod roles;
+mod secrets;
 mod sessions;
 mod shared_limits;
 mod step_up;
