@@ -56,7 +56,7 @@ impl From<SecretRow> for SecretResponse {
             id: s.id,
             name: s.name,
             version: s.version,
-            key_id: s.key_id.map(|id| palisade_app::keyring::data_key_label(id)),
+            key_id: s.key_id.map(palisade_app::keyring::data_key_label),
             created_by: s.created_by.map(|u| u.to_string()),
             created_at: rfc3339(s.created_at),
             updated_by: s.updated_by.map(|u| u.to_string()),
