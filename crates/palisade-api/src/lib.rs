@@ -109,6 +109,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/orgs/{org}/api-keys/{key}", axum::routing::delete(routes::api_keys::revoke))
         .route("/api/v1/orgs/{org}/api-keys/{key}/rotate", post(routes::api_keys::rotate))
         .route("/api/v1/orgs/{org}/secrets", post(routes::secrets::create).get(routes::secrets::list))
+        .route("/api/v1/orgs/{org}/keys", get(routes::keys::status))
         .route(
             "/api/v1/orgs/{org}/secrets/{name}",
             axum::routing::put(routes::secrets::replace).delete(routes::secrets::delete),

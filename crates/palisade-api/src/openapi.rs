@@ -5,7 +5,8 @@ use utoipa::{Modify, OpenApi};
 
 use crate::problem::{CATALOG, FieldError, Problem};
 use crate::routes::{
-    Items, admin, api_keys, audit, auth, collections, me, members, orgs, records, roles, secrets, system, webauthn,
+    Items, admin, api_keys, audit, auth, collections, keys, me, members, orgs, records, roles, secrets, system,
+    webauthn,
 };
 
 #[derive(OpenApi)]
@@ -21,7 +22,7 @@ use crate::routes::{
         audit::list, audit::export, audit::verify, audit::verify_against, audit::checkpoints, audit::latest_checkpoint,
         roles::create, roles::update, roles::delete, roles::access_review,
         api_keys::create, api_keys::list, api_keys::revoke, api_keys::rotate, admin::set_plan,
-        secrets::create, secrets::list, secrets::replace, secrets::delete,
+        secrets::create, secrets::list, secrets::replace, secrets::delete, keys::status,
         system::healthz, system::readyz, system::problem_type, system::jwks,
     ),
     components(schemas(Problem, FieldError, Items<orgs::OrgResponse>, Items<orgs::MemberResponse>, Items<me::SessionResponse>, Items<orgs::RoleResponse>, Items<members::InvitationResponse>, Items<collections::CollectionResponse>, Items<webauthn::CredentialResponse>, Items<api_keys::ApiKeyResponse>, Items<secrets::SecretResponse>)),
@@ -36,6 +37,7 @@ use crate::routes::{
         (name = "audit", description = "The tamper-evident audit log: events, export, verification, signed checkpoints"),
         (name = "api-keys", description = "Organization API keys: scoped, shown once, revocable, rotatable"),
         (name = "secrets", description = "The organization's write-only secrets store: values go in encrypted and never come out"),
+        (name = "keys", description = "The organization's encryption keys: provider, data keys, rotation schedule and progress"),
         (name = "admin", description = "Instance administration (instance administrators only)"),
         (name = "system", description = "Health and documentation"),
     )

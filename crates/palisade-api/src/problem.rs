@@ -123,6 +123,12 @@ pub const CATALOG: &[(&str, u16, &str, &str)] = &[
         "The JSON is well formed but a field is missing, unknown, of the wrong type or not acceptable; `errors` lists each with its JSON pointer.",
     ),
     ("internal", 500, "Internal error", "Something failed on our side. Quote `error_id` when reporting it."),
+    (
+        "undecryptable",
+        500,
+        "Stored data cannot be decrypted",
+        "An encrypted value (a record's sensitive fields, a secret) is damaged or was copied from another row or organization, or its key was destroyed. `detail` names it; restore it from a backup.",
+    ),
     ("busy", 503, "Busy", "A bounded queue is full. Retry after the number of seconds in Retry-After."),
     (
         "unavailable",
@@ -271,6 +277,13 @@ impl From<AppError> for ApiError {
                 Problem::new(
                     "unavailable",
                     "A dependency (the database or the key provider) is not available right now; nothing was written. Retry shortly.",
+                )
+            }
+            AppError::Undecryptable(what) => {
+                tracing::error!(what = %what, "stored ciphertext does not decrypt");
+                Problem::new(
+                    "undecryptable",
+                    format!("{what} cannot be decrypted: damaged, moved or shredded. Restore it from a backup."),
                 )
             }
             AppError::Internal(cause) => Problem::internal(&cause),

@@ -115,9 +115,8 @@ impl App {
                 (self.issue_challenge(credentials.user_id, meta).await?, None)
             } else {
                 methods.push("webauthn");
-                let keys: Vec<serde_json::Value> = passkeys.into_iter().map(|(_, p)| p).collect();
                 let (challenge, options) =
-                    self.issue_webauthn_challenge(credentials.user_id, &keys, Purpose::SecondFactor, meta).await?;
+                    self.issue_webauthn_challenge(credentials.user_id, &passkeys, Purpose::SecondFactor, meta).await?;
                 (challenge, Some(options))
             };
             return Ok(LoginOutcome::MfaRequired { challenge, methods, webauthn });

@@ -150,14 +150,20 @@ impl App {
         Ok(audit_chain::seal(&client, SEAL_BATCH).await?)
     }
 
-    /// The instance's audit signing key, created (and stored sealed) on first use.
+    /// The instance's audit signing key, created (and stored sealed under the instance's data
+    /// key) on first use.
     async fn audit_signer(&self) -> Result<Arc<KeyPair>, AppError> {
         self.audit_key
             .get_or_try_init(|| async {
                 let client = self.db.client().await?;
                 if let Some(stored) = audit_chain::active_key(&client, "audit").await? {
-                    let pair = KeyPair::open(&self.keys, &stored.key_id, &stored.sealed_private).map_err(|_| {
-                        AppError::Internal("the audit signing key does not open with this instance key".into())
+                    let pair = self.open_signing_key(&stored.key_id, &stored.sealed_private).await.map_err(|err| {
+                        match err {
+                            AppError::Internal(why) => AppError::Internal(format!(
+                                "the audit signing key does not open ({why}): every node must use the same key provider"
+                            )),
+                            other => other,
+                        }
                     })?;
                     return Ok(Arc::new(pair));
                 }
@@ -165,7 +171,7 @@ impl App {
                 let stored = StoredKey {
                     key_id: pair.key_id(),
                     public_key: pair.public_key().to_vec(),
-                    sealed_private: pair.seal(&self.keys),
+                    sealed_private: self.seal_signing_key(&pair).await?,
                 };
                 audit_chain::insert_key(&client, "audit", &stored, self.clock.now()).await?;
                 Ok(Arc::new(pair))

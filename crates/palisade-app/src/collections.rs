@@ -5,10 +5,11 @@ use palisade_core::{CollectionName, OrgId, Permission, RecordId, SessionProof, V
 use palisade_store::Tx;
 use palisade_store::repo::audit::{self, RequestMeta};
 use palisade_store::repo::collections::{self, Collection, NewCollection, SchemaChange};
-use palisade_store::repo::records;
+use palisade_store::repo::records::{self, MigratedRecord};
 use serde_json::{Value, json};
 
 use crate::schema::compile;
+use crate::sealed_fields::{join, split};
 use crate::{App, AppError};
 
 /// A schema change that existing records block: each offending record with its violations.
@@ -104,15 +105,31 @@ impl App {
         let all = records::all_for_check(&mut tx, org, &name);
         let mut results = tx.run(&self.db).await?;
         let (current, all) = (results.get(current)?, results.get(all)?);
-        let mut migrated: Vec<(RecordId, Value)> = Vec::new();
+        // Each record whole (sensitive fields opened), defaults filled, checked; then split again
+        // by the new schema, so a field it newly marks sensitive is sealed in this same change
+        // (and one it no longer marks goes back in clear).
+        let mut migrated: Vec<MigratedRecord> = Vec::new();
         let mut offending: Vec<(RecordId, Vec<ValidationError>)> = Vec::new();
-        for (id, _, data) in &all {
-            let filled = fill_defaults(data, defaults);
-            let violations = compiled.violations(filled.as_ref().unwrap_or(data));
+        for stored in &all {
+            let whole = join(&stored.data, self.open_fields(proof, org, stored.id, &stored.sealed).await?);
+            let filled = fill_defaults(&whole, defaults);
+            let checked = filled.as_ref().unwrap_or(&whole);
+            let violations = compiled.violations(checked);
             if !violations.is_empty() {
-                offending.push((*id, violations));
-            } else if let Some(filled) = filled {
-                migrated.push((*id, filled));
+                offending.push((stored.id, violations));
+                continue;
+            }
+            let (clear, sensitive) = split(checked, &compiled);
+            let mut names: Vec<String> = sensitive.keys().cloned().collect();
+            names.sort();
+            let reseal = names != stored.sealed.fields;
+            if clear != stored.data || reseal {
+                let sealed = if reseal {
+                    Some(self.seal_fields(proof, org, stored.id, &sensitive, Permission::CollectionsManage).await?)
+                } else {
+                    None
+                };
+                migrated.push(MigratedRecord { id: stored.id, data: clear, sealed });
             }
         }
         if !offending.is_empty() {

@@ -50,6 +50,10 @@ pub enum AppError {
     Busy,
     #[error("service unavailable: {0}")]
     Unavailable(String),
+    /// A stored ciphertext that does not open (damaged, moved between rows or tenants, or its
+    /// key shredded); names what it belongs to, never any content.
+    #[error("{0} cannot be decrypted")]
+    Undecryptable(String),
     #[error("internal error: {0}")]
     Internal(String),
 }

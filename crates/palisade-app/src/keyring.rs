@@ -74,6 +74,9 @@ pub struct Keyring {
 pub(crate) fn provider_error(err: ProviderError) -> AppError {
     match err {
         ProviderError::Unavailable(why) => AppError::Unavailable(format!("key provider: {why}")),
+        // The wrapping key is gone (shredded) or the wrapped key was tampered with.
+        ProviderError::NoSuchKey(name) => AppError::Undecryptable(format!("a data key under wrapping key {name}")),
+        ProviderError::Corrupt => AppError::Undecryptable("a wrapped data key".into()),
         other => AppError::Internal(format!("key provider: {other}")),
     }
 }
@@ -117,15 +120,38 @@ impl Keyring {
         self.active.lock().unwrap_or_else(|p| p.into_inner()).remove(&scope);
     }
 
-    /// Unwraps a stored key in the provider (off the async threads: it may block).
-    async fn unwrap(&self, scope: Scope, row: &DataKeyRow) -> Result<Arc<DataKey>, AppError> {
+    /// Unwraps a stored key's material in the provider (off the async threads: it may block).
+    pub(crate) async fn unwrap_material(
+        &self,
+        scope: Scope,
+        row: &DataKeyRow,
+    ) -> Result<zeroize::Zeroizing<[u8; 32]>, AppError> {
         let provider = self.provider.clone();
         let (name, wrapped, id) = (row.wrapping_key.clone(), row.wrapped.clone(), row.id);
-        let material = tokio::task::spawn_blocking(move || provider.unwrap(&name, &wrapped, &wrap_context(scope, id)))
+        tokio::task::spawn_blocking(move || provider.unwrap(&name, &wrapped, &wrap_context(scope, id)))
             .await
             .map_err(|e| AppError::Internal(format!("key provider task: {e}")))?
-            .map_err(provider_error)?;
-        Ok(Arc::new(DataKey::new(*id.as_bytes(), &material)))
+            .map_err(provider_error)
+    }
+
+    async fn unwrap(&self, scope: Scope, row: &DataKeyRow) -> Result<Arc<DataKey>, AppError> {
+        let material = self.unwrap_material(scope, row).await?;
+        Ok(Arc::new(DataKey::new(*row.id.as_bytes(), &material)))
+    }
+
+    /// The key a stored row holds, from the cache or unwrapped (and then cached).
+    pub(crate) async fn key_from_row(
+        &self,
+        scope: Scope,
+        row: &DataKeyRow,
+        now: OffsetDateTime,
+    ) -> Result<Arc<DataKey>, AppError> {
+        if let Some(key) = self.cached(row.id, scope, now) {
+            return Ok(key);
+        }
+        let key = self.unwrap(scope, row).await?;
+        self.remember(scope, key.clone(), now);
+        Ok(key)
     }
 
     /// Makes a fresh data key wrapped under `scope`'s wrapping key of `generation` (created in
@@ -205,7 +231,7 @@ impl App {
         }
         let rows = self.org_key_rows(proof, org, None).await?;
         let row = rows.iter().find(|r| r.id == id).ok_or_else(|| {
-            AppError::Internal(format!("data key {id} of {org} is not stored: the value cannot be decrypted"))
+            AppError::Undecryptable(format!("a value under data key {} of {org}", data_key_label(id)))
         })?;
         let key = self.keyring.unwrap(scope, row).await?;
         self.keyring.remember(scope, key.clone(), now);

@@ -9,6 +9,7 @@ mod collections;
 mod edge;
 mod email_flows;
 mod error;
+pub mod key_rotation;
 pub mod keyring;
 mod mail;
 mod members;
@@ -18,6 +19,7 @@ mod record_query;
 mod records;
 mod roles;
 mod schema;
+mod sealed_fields;
 mod secrets;
 mod security;
 mod token_keys;
@@ -37,6 +39,7 @@ pub use audit_verify::{Anchor, CheckpointDocument, Report};
 pub use collections::IncompatibleRecords;
 pub use edge::OrgEdge;
 pub use error::AppError;
+pub use key_rotation::{KeyStatus, ROTATION_BATCH, RotationProgress};
 pub use mfa::{BACKUP_CODES, TotpEnrollment};
 pub use orgs::OrgPatch;
 pub use palisade_store::repo::api_keys::ApiKeyRow;
@@ -88,6 +91,8 @@ pub struct Policy {
     pub record_quota: palisade_store::repo::records::RecordQuota,
     /// The `<env>` in API keys minted here (`pal_<env>_…`): tells a leaked key's origin.
     pub api_key_env: String,
+    /// Each organization's data key is replaced (and its values re-encrypted) this often.
+    pub data_key_rotation: time::Duration,
 }
 
 impl Default for Policy {
@@ -105,6 +110,7 @@ impl Default for Policy {
             collections_per_org: 100,
             record_quota: palisade_store::repo::records::RecordQuota { records: 1_000_000, bytes: 1 << 30 },
             api_key_env: "live".into(),
+            data_key_rotation: time::Duration::days(365),
         }
     }
 }

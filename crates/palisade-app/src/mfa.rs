@@ -1,5 +1,6 @@
 //! TOTP second factor (RFC 6238): enrolment, confirmation with backup codes, and the second step
-//! of a sign-in. Seeds are sealed with the instance key, bound to their user.
+//! of a sign-in. Seeds are sealed under the instance's data key (they belong to their user and
+//! outlive any organization), bound to that user.
 
 use palisade_auth::{SessionToken, hash_token};
 use palisade_core::{SessionProof, UserId, ValidationError};
@@ -78,14 +79,14 @@ impl App {
     }
 
     /// The step a TOTP code matches now (±1 step), if any.
-    pub(crate) fn check_totp(
+    pub(crate) async fn check_totp(
         &self,
         sealed: &[u8],
         user: UserId,
         account: &str,
         code: &str,
     ) -> Result<Option<i64>, AppError> {
-        let seed = self.keys.open(sealed, &context(user)).map_err(|e| AppError::Internal(e.to_string()))?;
+        let seed = self.instance_open(sealed, &context(user)).await?;
         Ok(totp(seed.to_vec(), account)?.check(code, self.unix_now()).map(|s| s as i64))
     }
 
@@ -94,7 +95,7 @@ impl App {
         let me = self.me(proof).await?;
         let mut seed = vec![0u8; 20];
         self.random.fill(&mut seed);
-        let sealed = self.keys.seal(&seed, &context(me.id));
+        let sealed = self.instance_seal(&seed, &context(me.id)).await?;
         let generator = totp(seed, &me.email)?;
         let mut tx = Tx::session(proof, self.clock.now());
         mfa::start_totp(&mut tx, sealed, self.clock.now());
@@ -131,7 +132,7 @@ impl App {
             Some(_) => return Err(AppError::Conflict("totp already enabled".into())),
             None => return Err(ValidationError::new("code", "start enrolment first (POST /api/v1/me/mfa/totp)").into()),
         };
-        let seed = self.keys.open(&factor.sealed, &context(me.id)).map_err(|e| AppError::Internal(e.to_string()))?;
+        let seed = self.instance_open(&factor.sealed, &context(me.id)).await?;
         let Some(step) = totp(seed.to_vec(), &me.email)?.check(&code, self.unix_now()) else {
             return Err(
                 ValidationError::new("code", "is not the current code from your app; check the phone's clock").into()
@@ -195,10 +196,7 @@ impl App {
         let step = match (&code, state.reserved) {
             (_, false) => None,
             (Code::Totp(code), true) => {
-                let seed = self
-                    .keys
-                    .open(&state.sealed, &context(state.user_id))
-                    .map_err(|e| AppError::Internal(e.to_string()))?;
+                let seed = self.instance_open(&state.sealed, &context(state.user_id)).await?;
                 totp(seed.to_vec(), &state.email)?.check(code, self.unix_now()).map(|s| s as i64)
             }
             (Code::Backup { whole, .. }, true) => {

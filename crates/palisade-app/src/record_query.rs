@@ -7,13 +7,14 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use palisade_core::{CollectionName, OrgId, Permission, RecordId, SessionProof, ValidationError};
 use palisade_store::Tx;
+use palisade_store::repo::audit::{self, Outcome, RequestMeta};
 use palisade_store::repo::collections;
 use palisade_store::repo::records::{self, After, Filter, ListQuery};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::collections::parse_name;
-use crate::records::{RecordView, view};
+use crate::records::RecordView;
 use crate::schema::CompiledSchema;
 use crate::{App, AppError};
 
@@ -166,6 +167,7 @@ impl App {
         org: OrgId,
         collection: &str,
         pairs: &[(String, String)],
+        meta: &RequestMeta,
     ) -> Result<RecordPage, AppError> {
         let name = parse_name(collection)?;
         // Parameters are checked against the schema under the caller's own tenant check, so
@@ -218,7 +220,52 @@ impl App {
         } else {
             None
         };
-        Ok(RecordPage { items: rows.into_iter().map(|r| view(r, &schema, &permissions)).collect(), next_cursor })
+        self.audit_sensitive_listing(proof, org, &name, &rows, &permissions, meta).await?;
+        let mut items = Vec::with_capacity(rows.len());
+        for row in rows {
+            items.push(self.present(proof, org, row, &schema, &permissions).await?);
+        }
+        Ok(RecordPage { items, next_cursor })
+    }
+
+    /// One event for a page holding sensitive fields: shown (`record.sensitive_read`) or masked
+    /// (`record.sensitive_denied`), naming the records and fields. Written before anything is
+    /// returned: if it cannot be, the listing fails.
+    async fn audit_sensitive_listing(
+        &self,
+        proof: &SessionProof,
+        org: OrgId,
+        name: &CollectionName,
+        rows: &[palisade_store::repo::records::Record],
+        permissions: &[Permission],
+        meta: &RequestMeta,
+    ) -> Result<(), AppError> {
+        let sensitive: Vec<&palisade_store::repo::records::Record> =
+            rows.iter().filter(|r| !r.sealed_fields.is_empty()).collect();
+        if sensitive.is_empty() {
+            return Ok(());
+        }
+        let mut fields: Vec<&str> = sensitive.iter().flat_map(|r| r.sealed_fields.iter().map(String::as_str)).collect();
+        fields.sort_unstable();
+        fields.dedup();
+        let shown = permissions.contains(&Permission::RecordsSensitiveRead);
+        let (action, outcome) = if shown {
+            ("record.sensitive_read", Outcome::Success)
+        } else {
+            ("record.sensitive_denied", Outcome::Denied)
+        };
+        let ids: Vec<String> = sensitive.iter().map(|r| r.id.to_string()).collect();
+        let mut tx = Tx::tenant(proof, self.clock.now(), org);
+        audit::record(
+            &mut tx,
+            self.audit(action, meta).org(org).outcome(outcome).details(json!({
+                "collection": name.as_str(),
+                "records": ids,
+                "fields": fields,
+            })),
+        );
+        tx.run(&self.db).await?;
+        Ok(())
     }
 }
 

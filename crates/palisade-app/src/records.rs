@@ -8,13 +8,14 @@ use std::sync::Arc;
 use palisade_core::{CollectionName, OrgId, Permission, RecordId, SessionProof, UserId, ValidationError};
 use palisade_store::repo::audit::{self, RequestMeta};
 use palisade_store::repo::collections;
-use palisade_store::repo::records::{self, NewRecord, Record, RecordChange};
+use palisade_store::repo::records::{self, NewRecord, ReadAudit, Record, RecordChange};
 use palisade_store::{StoreError, Tx};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::collections::parse_name;
 use crate::schema::{CompiledSchema, RECORD_MAX_BYTES};
+use crate::sealed_fields::{join, split};
 use crate::{App, AppError};
 
 /// A record as one caller may see it: fields marked sensitive are left out of `data` (and named
@@ -66,21 +67,6 @@ fn changed_fields(before: &Value, after: &Value) -> Vec<String> {
     names.sort();
     names.dedup();
     names
-}
-
-/// Strips sensitive fields for a caller without records.sensitive_read.
-pub(crate) fn view(mut record: Record, schema: &CompiledSchema, permissions: &[Permission]) -> RecordView {
-    let mut masked = Vec::new();
-    if !permissions.contains(&Permission::RecordsSensitiveRead)
-        && let Value::Object(fields) = &mut record.data
-    {
-        for name in schema.sensitive_fields() {
-            if fields.remove(name).is_some() {
-                masked.push(name.to_owned());
-            }
-        }
-    }
-    RecordView { record, masked }
 }
 
 /// Puts back the stored values of sensitive fields a caller could not see (and so could not
@@ -141,8 +127,10 @@ impl App {
             if !violations.is_empty() {
                 return Err(AppError::Validation(violations));
             }
-            let now = self.clock.now();
             let id = RecordId::new(&*self.clock, &*self.random);
+            let (clear, sensitive) = split(&input.data, &schema);
+            let sealed = self.seal_fields(proof, org, id, &sensitive, Permission::RecordsCreate).await?;
+            let now = self.clock.now();
             let mut tx = Tx::tenant(proof, now, org);
             tx.require(Permission::RecordsCreate);
             let permissions = tx.permissions();
@@ -154,7 +142,8 @@ impl App {
                     collection: &name,
                     schema_id,
                     id,
-                    data: &input.data,
+                    data: &clear,
+                    sealed: &sealed,
                     size,
                     assignees: &assignees,
                     at: now,
@@ -172,33 +161,39 @@ impl App {
                 other => {
                     let mut results = other?;
                     let permissions = results.get(permissions)?;
-                    return Ok(view(results.get(created)?, &schema, &permissions));
+                    return self.present(proof, org, results.get(created)?, &schema, &permissions).await;
                 }
             }
         }
         Err(AppError::Conflict("the collection's schema is changing; retry".into()))
     }
 
+    /// Reads one record. If it holds sensitive fields, the same transaction writes whether they
+    /// were shown or masked to the audit log (and the read fails if that event cannot be written).
     pub async fn get_record(
         &self,
         proof: &SessionProof,
         org: OrgId,
         collection: &str,
         id: RecordId,
+        meta: &RequestMeta,
     ) -> Result<RecordView, AppError> {
         let name = parse_name(collection)?;
-        let mut tx = Tx::tenant(proof, self.clock.now(), org);
+        let now = self.clock.now();
+        let mut tx = Tx::tenant(proof, now, org);
         tx.require(Permission::RecordsReadOwn);
         let permissions = tx.permissions();
         let found_collection = collections::get(&mut tx, org, &name);
         let found = records::get(&mut tx, org, &name, id);
+        let audit = ReadAudit { event: palisade_core::EventId::new(&*self.clock, &*self.random), at: now, meta };
+        records::audit_sensitive_access(&mut tx, audit, org, &name, id);
         let mut results = tx.run(&self.db).await?;
         let (permissions, collection) = (results.get(permissions)?, results.get(found_collection)?);
         let schema = self
             .schemas
             .compiled(collection.schema_id, &collection.schema)
             .map_err(|_| AppError::Internal(format!("stored schema of {name} does not compile")))?;
-        Ok(view(results.get(found)?, &schema, &permissions))
+        self.present(proof, org, results.get(found)?, &schema, &permissions).await
     }
 
     /// Replaces a record's data (and assignees); with `patch`, `input.data` is an RFC 7396 merge
@@ -238,14 +233,21 @@ impl App {
             .schemas
             .compiled(collection.schema_id, &collection.schema)
             .map_err(|_| AppError::Internal(format!("stored schema of {name} does not compile")))?;
+        // The whole stored record, sensitive fields opened (for the server only: a caller
+        // without records.sensitive_read still never sees them).
+        let sealed = palisade_store::repo::records::SealedFields {
+            envelope: stored.sealed.clone(),
+            fields: stored.sealed_fields.clone(),
+        };
+        let stored_data = join(&stored.data, self.open_fields(proof, org, id, &sealed).await?);
         let data = if change.patch {
-            let mut merged = stored.data.clone();
+            let mut merged = stored_data.clone();
             json_patch::merge(&mut merged, &change.data);
             check_size(&merged)?;
             merged
         } else {
             let mut data = change.data;
-            keep_hidden_fields(&mut data, &stored.data, &schema, &permissions);
+            keep_hidden_fields(&mut data, &stored_data, &schema, &permissions);
             data
         };
         let violations = schema.violations(&data);
@@ -253,7 +255,9 @@ impl App {
             return Err(AppError::Validation(violations));
         }
         let assignees = assignees.unwrap_or_else(|| stored.assignees.clone());
-        let fields = changed_fields(&stored.data, &data);
+        let fields = changed_fields(&stored_data, &data);
+        let (clear, sensitive) = split(&data, &schema);
+        let sealed = self.seal_fields(proof, org, id, &sensitive, Permission::RecordsUpdate).await?;
         let now = self.clock.now();
         let mut tx = Tx::tenant(proof, now, org);
         tx.require(Permission::RecordsUpdate);
@@ -265,7 +269,8 @@ impl App {
                 schema_id: collection.schema_id,
                 id,
                 from_version: stored.version,
-                data: &data,
+                data: &clear,
+                sealed: &sealed,
                 assignees: &assignees,
                 at: now,
             },
@@ -283,7 +288,7 @@ impl App {
             }
             other => other?,
         };
-        Ok(view(results.get(updated)?, &schema, &permissions))
+        self.present(proof, org, results.get(updated)?, &schema, &permissions).await
     }
 
     pub async fn delete_record(

@@ -16,7 +16,7 @@ use crate::{App, AppError};
 pub const SECRET_MAX_BYTES: usize = 16 * 1024;
 
 /// What seals a secret's value to its row.
-fn context(org: OrgId, id: SecretId) -> Vec<u8> {
+pub(crate) fn context(org: OrgId, id: SecretId) -> Vec<u8> {
     format!("{org}|secrets|sealed|{id}").into_bytes()
 }
 
@@ -160,11 +160,11 @@ impl App {
         let found = secrets::sealed_value(&mut tx, org, name);
         let (id, sealed) = tx.run(&self.db).await?.get(found)?;
         let key_id = palisade_crypto::envelope::key_id_of(&sealed)
-            .ok_or_else(|| AppError::Internal(format!("secret {name} of {org} is not a valid ciphertext")))?;
+            .ok_or_else(|| AppError::Undecryptable(format!("secret {name} of {org}")))?;
         let key = self.org_opening_key(proof, org, uuid::Uuid::from_bytes(key_id)).await?;
         let plain = key
             .open(&sealed, &context(org, id))
-            .map_err(|_| AppError::Internal(format!("secret {name} of {org} does not decrypt (corrupt or moved)")))?;
+            .map_err(|_| AppError::Undecryptable(format!("secret {name} of {org}")))?;
         let text = String::from_utf8(plain.to_vec())
             .map_err(|_| AppError::Internal(format!("secret {name} of {org} is not text")))?;
         Ok(SecretString::from(text))

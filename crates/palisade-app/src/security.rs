@@ -64,7 +64,7 @@ impl App {
         let second_ok = match (&code, &factor, password_ok) {
             (None, _, ok) => ok.then_some(None),
             (Some(Code::Totp(code)), Some(factor), true) => {
-                self.check_totp(&factor.sealed, me.id, &me.email, code)?.map(|step| Some((Some(step), None)))
+                self.check_totp(&factor.sealed, me.id, &me.email, code).await?.map(|step| Some((Some(step), None)))
             }
             (Some(Code::Backup { lookup, whole }), Some(_), true) => {
                 let mut tx = Tx::session(proof, self.clock.now());

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use palisade_auth::jwt::{AccessClaims, AccessTokenSigner, AccessTokenVerifier, TokenRejected};
 use palisade_core::{SessionId, UserId};
-use palisade_crypto::signing::KeyPair;
+use palisade_crypto::signing::{KeyPair, sealing_context};
 use palisade_store::Tx;
 use palisade_store::repo::audit::{self, Actor, RequestMeta};
 use palisade_store::repo::tokens::{self, KEY_ROTATED_FLAG, NewKey, TokenKey};
@@ -135,48 +135,80 @@ impl App {
         self.policy.access_token_ttl + time::Duration::minutes(1)
     }
 
-    fn new_token_key(&self) -> NewKey {
+    /// A signing key's private part sealed under the instance's data key, bound to its id.
+    pub(crate) async fn seal_signing_key(&self, pair: &KeyPair) -> Result<Vec<u8>, AppError> {
+        self.instance_seal(pair.secret_seed().as_slice(), &sealing_context(&pair.key_id())).await
+    }
+
+    /// Opens a stored private key (sealed by `seal_signing_key`, or under the old instance key
+    /// before envelope encryption) and checks that it is key `key_id`.
+    pub(crate) async fn open_signing_key(&self, key_id: &str, sealed: &[u8]) -> Result<KeyPair, AppError> {
+        let seed = self.instance_open(sealed, &sealing_context(key_id)).await?;
+        KeyPair::from_opened(key_id, &seed)
+            .map_err(|_| AppError::Internal(format!("the sealed private key of {key_id} is not that key")))
+    }
+
+    async fn new_token_key(&self) -> Result<NewKey, AppError> {
         let pair = KeyPair::generate();
-        NewKey { key_id: pair.key_id(), public_key: pair.public_key(), sealed_private: pair.seal(&self.keys) }
+        let sealed_private = self.seal_signing_key(&pair).await?;
+        Ok(NewKey { key_id: pair.key_id(), public_key: pair.public_key(), sealed_private })
     }
 
     /// Reads the token keys from the database and makes them this node's. Creates the first key,
     /// or rotates one older than the rotation period, on the way.
+    ///
+    /// Sealing a new key and opening the signing key need the instance's data key (the key
+    /// provider). Without it the published set is still reloaded, so a revocation always takes
+    /// effect: only the rotation waits, and if the signing key is new to this node and cannot be
+    /// opened, this node signs nothing until it can (an error is returned).
     pub async fn reload_token_keys(&self) -> Result<(), AppError> {
         let now = self.clock.now();
+        let candidate = match self.new_token_key().await {
+            Ok(key) => Some(key),
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot seal a new access-token signing key; reloading without rotating");
+                None
+            }
+        };
         let mut tx = Tx::anonymous();
-        let rotated = tokens::rotate_key(&mut tx, self.new_token_key(), now, Some(self.policy.signing_key_rotation));
-        audit::record_if_flag(
-            &mut tx,
-            self.audit("signing_key.rotated", &RequestMeta::default())
-                .actor(Actor::None)
-                .details(json!({"purpose": "token", "reason": "due"})),
-            KEY_ROTATED_FLAG,
-        );
+        let rotated = candidate.map(|key| {
+            let rotated = tokens::rotate_key(&mut tx, key, now, Some(self.policy.signing_key_rotation));
+            audit::record_if_flag(
+                &mut tx,
+                self.audit("signing_key.rotated", &RequestMeta::default())
+                    .actor(Actor::None)
+                    .details(json!({"purpose": "token", "reason": "due"})),
+                KEY_ROTATED_FLAG,
+            );
+            rotated
+        });
         let keys = tokens::published_keys(&mut tx, now, self.publish_grace());
         let mut results = tx.run(&self.db).await?;
-        if results.get(rotated)? {
+        if let Some(rotated) = rotated
+            && results.get(rotated)?
+        {
             tracing::info!("rotated the access-token signing key (schedule)");
         }
         let keys = results.get(keys)?;
-        self.tokens.install(self.key_state(&keys)?);
-        Ok(())
+        let (state, signer) = self.key_state(&keys).await;
+        self.tokens.install(state);
+        signer
     }
 
-    fn key_state(&self, keys: &[TokenKey]) -> Result<KeyState, AppError> {
-        let signer = match keys.iter().find(|k| k.is_active()) {
-            Some(active) => {
-                let pair = KeyPair::open(&self.keys, &active.key_id, &active.sealed_private).map_err(|_| {
-                    AppError::Unavailable(format!(
-                        "the access-token signing key {} cannot be opened with this instance key: every node must \
-                         use the same instance key file. If that key is lost, `palisade keys revoke-signing {}` \
-                         replaces the signing key (its users sign in again)",
-                        active.key_id, active.key_id
-                    ))
-                })?;
-                Some(Arc::new(AccessTokenSigner::new(active.key_id.clone(), pair.secret_seed())))
-            }
-            None => None,
+    /// The node's key state for `keys`, and whether the signing key could be opened. A signing
+    /// key this node already holds is not opened again.
+    async fn key_state(&self, keys: &[TokenKey]) -> (KeyState, Result<(), AppError>) {
+        let (signer, opened) = match keys.iter().find(|k| k.is_active()) {
+            Some(active) => match self.tokens.signer().filter(|s| s.kid() == active.key_id) {
+                Some(held) => (Some(held), Ok(())),
+                None => match self.open_signing_key(&active.key_id, &active.sealed_private).await {
+                    Ok(pair) => {
+                        (Some(Arc::new(AccessTokenSigner::new(active.key_id.clone(), pair.secret_seed()))), Ok(()))
+                    }
+                    Err(err) => (None, Err(signing_key_unavailable(&active.key_id, err))),
+                },
+            },
+            None => (None, Ok(())),
         };
         let published: Vec<PublishedKey> =
             keys.iter().map(|k| PublishedKey { kid: k.key_id.clone(), public_key: k.public_key }).collect();
@@ -185,7 +217,7 @@ impl App {
             &self.tokens.issuer,
             &self.tokens.audience,
         );
-        Ok(KeyState { signer, verifier, published })
+        (KeyState { signer, verifier, published }, opened)
     }
 
     /// Keeps this node's keys current: reloads every `every` (and rotates when due).
@@ -203,7 +235,7 @@ impl App {
     /// `palisade keys rotate-signing`: a new signing key now; the old ones stay published until
     /// their tokens have expired. Returns the new key's id.
     pub async fn rotate_signing_key(&self) -> Result<String, AppError> {
-        let key = self.new_token_key();
+        let key = self.new_token_key().await?;
         let kid = key.key_id.clone();
         let mut tx = Tx::anonymous();
         let added = tokens::rotate_key(&mut tx, key, self.clock.now(), None);
@@ -223,6 +255,7 @@ impl App {
     /// a new one takes over in the same transaction.
     pub async fn revoke_signing_key(&self, kid: &str) -> Result<(), AppError> {
         let now = self.clock.now();
+        let replacement = self.new_token_key().await?;
         let mut tx = Tx::anonymous();
         tokens::revoke_key(&mut tx, kid, now);
         audit::record(
@@ -231,7 +264,7 @@ impl App {
                 .actor(Actor::None)
                 .details(json!({"purpose": "token", "key_id": kid})),
         );
-        let replaced = tokens::rotate_key(&mut tx, self.new_token_key(), now, Some(self.policy.signing_key_rotation));
+        let replaced = tokens::rotate_key(&mut tx, replacement, now, Some(self.policy.signing_key_rotation));
         audit::record_if_flag(
             &mut tx,
             self.audit("signing_key.rotated", &RequestMeta::default())
@@ -264,5 +297,19 @@ impl App {
             .signer()
             .ok_or_else(|| AppError::Unavailable("no access-token signing key is available".into()))?;
         Ok(signer.sign(claims))
+    }
+}
+
+/// Why this node cannot sign: the provider is unreachable (as it is), or the key does not open.
+fn signing_key_unavailable(key_id: &str, err: AppError) -> AppError {
+    match err {
+        AppError::Unavailable(why) => {
+            AppError::Unavailable(format!("the access-token signing key {key_id} cannot be opened now: {why}"))
+        }
+        other => AppError::Unavailable(format!(
+            "the access-token signing key {key_id} cannot be opened ({other}): every node must use the same key \
+             provider (and, for keys stored before envelope encryption, the same instance key file). If that is \
+             lost, `palisade keys revoke-signing {key_id}` replaces the signing key (its users sign in again)"
+        )),
     }
 }

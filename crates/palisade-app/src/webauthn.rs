@@ -5,6 +5,10 @@
 //! A ceremony spans two requests that may reach different nodes, so its state is never kept in
 //! memory: a registration's state goes back to the client sealed with the instance key (bound to
 //! the user, valid 5 minutes); a sign-in's state is stored with its single-use challenge.
+//!
+//! Stored credentials are sealed under the instance's data key (they belong to their user and
+//! outlive any organization), bound to the user and the credential's id. Rows stored in clear
+//! before that are still read, and are stored sealed at their next use.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -12,11 +16,14 @@ use palisade_auth::{SessionToken, hash_token};
 use palisade_core::{CredentialId, Email, SessionProof, UserId, ValidationError};
 use palisade_store::repo::audit::{self, Actor, RequestMeta};
 use palisade_store::repo::users;
-use palisade_store::repo::webauthn::{self as repo, Challenge, CredentialInfo, NewCredential, Purpose};
+use palisade_store::repo::webauthn::{
+    self as repo, Challenge, CredentialInfo, NewCredential, PasskeyData, Purpose, StoredPasskey,
+};
 use palisade_store::{StoreError, Tx};
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use uuid::Uuid;
 use webauthn_rs::prelude::{
     CredentialID, Passkey, PasskeyAuthentication, PasskeyRegistration, PublicKeyCredential,
     RegisterPublicKeyCredential, RequestChallengeResponse,
@@ -51,6 +58,11 @@ struct SealedRegistration {
 
 fn registration_context(user: UserId) -> Vec<u8> {
     format!("webauthn-registration|{user}").into_bytes()
+}
+
+/// What a stored credential is bound to: its user and its id.
+fn passkey_context(user: UserId, credential: Uuid) -> Vec<u8> {
+    format!("webauthn|{user}|{}", CredentialId::from_uuid(credential)).into_bytes()
 }
 
 fn invalid(field: &str, message: &str) -> AppError {
@@ -119,6 +131,7 @@ impl App {
         })?;
         let now = self.clock.now();
         let id = CredentialId::new(&*self.clock, &*self.random).as_uuid();
+        let passkey_sealed = self.seal_passkey(me.id, id, &passkey).await?;
         let mut tx = Tx::session(proof, now);
         repo::insert(
             &mut tx,
@@ -126,7 +139,7 @@ impl App {
                 id,
                 name: name.clone(),
                 credential_id: AsRef::<[u8]>::as_ref(passkey.cred_id()).to_vec(),
-                passkey: serde_json::to_value(&passkey).map_err(|e| AppError::Internal(e.to_string()))?,
+                passkey_sealed,
                 at: now,
             },
         );
@@ -177,15 +190,42 @@ impl App {
         Ok(())
     }
 
+    /// A credential's webauthn-rs state sealed under the instance's data key, bound to its user
+    /// and id.
+    async fn seal_passkey(&self, user: UserId, id: Uuid, passkey: &Passkey) -> Result<Vec<u8>, AppError> {
+        let plain =
+            zeroize::Zeroizing::new(serde_json::to_vec(passkey).map_err(|e| AppError::Internal(e.to_string()))?);
+        self.instance_seal(&plain, &passkey_context(user, id)).await
+    }
+
+    /// The stored credentials as webauthn-rs `Passkey`s (sealed ones opened, old clear ones as
+    /// they are), each with its row. One that is not a `Passkey` is left out.
+    async fn open_passkeys(&self, stored: &[StoredPasskey]) -> Result<Vec<(StoredPasskey, Passkey)>, AppError> {
+        let mut opened = Vec::with_capacity(stored.len());
+        for row in stored {
+            let passkey = match &row.passkey {
+                PasskeyData::Sealed(sealed) => {
+                    let plain = self.instance_open(sealed, &passkey_context(row.user_id, row.id)).await?;
+                    serde_json::from_slice::<Passkey>(&plain).ok()
+                }
+                PasskeyData::Clear(value) => serde_json::from_value::<Passkey>(value.clone()).ok(),
+            };
+            if let Some(passkey) = passkey {
+                opened.push((row.clone(), passkey));
+            }
+        }
+        Ok(opened)
+    }
+
     /// The options of a sign-in ceremony over `passkeys`, and its single-use challenge token.
     pub(crate) async fn issue_webauthn_challenge(
         &self,
         user: UserId,
-        passkeys: &[Value],
+        passkeys: &[StoredPasskey],
         purpose: Purpose,
         meta: &RequestMeta,
     ) -> Result<(SecretString, Value), AppError> {
-        let passkeys: Vec<Passkey> = passkeys.iter().filter_map(|p| serde_json::from_value(p.clone()).ok()).collect();
+        let passkeys: Vec<Passkey> = self.open_passkeys(passkeys).await?.into_iter().map(|(_, p)| p).collect();
         let (options, state) = self
             .webauthn
             .start_passkey_authentication(&passkeys)
@@ -214,9 +254,8 @@ impl App {
         let mut tx = Tx::anonymous();
         let passkeys = repo::passkeys_for_email(&mut tx, &email);
         let passkeys = tx.run(&self.db).await?.get(passkeys)?;
-        if let Some((user, _)) = passkeys.first() {
-            let keys: Vec<Value> = passkeys.iter().map(|(_, p)| p.clone()).collect();
-            return self.issue_webauthn_challenge(*user, &keys, Purpose::Passwordless, meta).await;
+        if let Some(first) = passkeys.first() {
+            return self.issue_webauthn_challenge(first.user_id, &passkeys, Purpose::Passwordless, meta).await;
         }
         Ok((SessionToken::mint_prefixed(&*self.random, CHALLENGE_PREFIX).token, self.decoy_options(&email)))
     }
@@ -296,7 +335,8 @@ fn purpose_name(purpose: Purpose) -> &'static str {
 pub(crate) struct VerifiedKey {
     pub challenge: palisade_core::SessionTokenHash,
     pub credential_id: Vec<u8>,
-    pub passkey: Value,
+    /// The credential's new state, sealed for `passkey_sealed`.
+    pub passkey: Vec<u8>,
 }
 
 impl App {
@@ -360,10 +400,8 @@ impl App {
         let mut tx = Tx::anonymous();
         let passkeys = repo::passkeys_for_email(&mut tx, &Email::parse(&state.email)?);
         let passkeys = tx.run(&self.db).await?.get(passkeys)?;
-        let Some(mut used) = passkeys
-            .into_iter()
-            .filter_map(|(_, p)| serde_json::from_value::<Passkey>(p).ok())
-            .find(|p| p.cred_id() == result.cred_id())
+        let Some((row, mut used)) =
+            self.open_passkeys(&passkeys).await?.into_iter().find(|(_, p)| p.cred_id() == result.cred_id())
         else {
             return Ok(Checked::Refused(state));
         };
@@ -371,7 +409,7 @@ impl App {
         let verified = VerifiedKey {
             challenge: proof,
             credential_id: AsRef::<[u8]>::as_ref(used.cred_id()).to_vec(),
-            passkey: serde_json::to_value(&used).map_err(|e| AppError::Internal(e.to_string()))?,
+            passkey: self.seal_passkey(row.user_id, row.id, &used).await?,
         };
         Ok(Checked::Verified(state, verified))
     }

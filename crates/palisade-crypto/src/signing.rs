@@ -1,12 +1,13 @@
-//! Ed25519 signing keys of the instance (audit checkpoints; later access tokens). A private key
-//! is kept only sealed under the instance key; its id is derived from the public key, so anyone
-//! holding the public key can tell which key signed.
+//! Ed25519 signing keys of the instance (audit checkpoints, access tokens). A private key is
+//! kept only sealed (the app seals its seed under the instance's data key, bound to
+//! [`sealing_context`]); its id is derived from the public key, so anyone holding the public key
+//! can tell which key signed.
 
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
-use crate::{CryptoError, InstanceKey};
+use crate::CryptoError;
 
 /// A key pair able to sign.
 pub struct KeyPair {
@@ -19,7 +20,9 @@ impl std::fmt::Debug for KeyPair {
     }
 }
 
-fn context(key_id: &str) -> Vec<u8> {
+/// What a sealed private key is bound to: its key id (so a sealed key copied to another key's
+/// row does not open).
+pub fn sealing_context(key_id: &str) -> Vec<u8> {
     format!("signing-key|{key_id}").into_bytes()
 }
 
@@ -54,17 +57,16 @@ impl KeyPair {
         self.signing.sign(message).to_bytes()
     }
 
-    /// The private key sealed under the instance key, bound to this key's id.
-    pub fn seal(&self, instance: &InstanceKey) -> Vec<u8> {
-        let secret = Zeroizing::new(self.signing.to_bytes());
-        instance.seal(secret.as_slice(), &context(&self.key_id()))
+    /// The key pair of a private key's 32-byte seed.
+    pub fn from_seed(seed: &[u8; 32]) -> Self {
+        Self { signing: SigningKey::from_bytes(seed) }
     }
 
-    /// Opens a sealed private key and checks it belongs to `key_id`.
-    pub fn open(instance: &InstanceKey, key_id: &str, sealed: &[u8]) -> Result<Self, CryptoError> {
-        let plain = instance.open(sealed, &context(key_id))?;
-        let bytes: [u8; 32] = plain.as_slice().try_into().map_err(|_| CryptoError::Open)?;
-        let pair = Self { signing: SigningKey::from_bytes(&bytes) };
+    /// The key pair of an opened (unsealed) private key, checked to be `key_id`: wrong length or
+    /// another key's seed is `CryptoError::Open`.
+    pub fn from_opened(key_id: &str, seed: &[u8]) -> Result<Self, CryptoError> {
+        let seed: Zeroizing<[u8; 32]> = Zeroizing::new(seed.try_into().map_err(|_| CryptoError::Open)?);
+        let pair = Self::from_seed(&seed);
         if pair.key_id() == key_id { Ok(pair) } else { Err(CryptoError::Open) }
     }
 }
@@ -81,19 +83,45 @@ pub fn verify(public_key: &[u8], message: &[u8], signature: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::InstanceKey;
+    use crate::envelope::DataKey;
 
     #[test]
     fn a_sealed_key_signs_after_opening_and_only_under_its_own_id() {
-        let dir = tempfile::tempdir().unwrap();
-        let instance = InstanceKey::load_or_create(&dir.path().join("instance.key")).unwrap();
+        let data_key = DataKey::new([7; 16], &[9; 32]);
         let pair = KeyPair::generate();
-        let sealed = pair.seal(&instance);
-        let opened = KeyPair::open(&instance, &pair.key_id(), &sealed).unwrap();
+        let sealed = data_key.seal(pair.secret_seed().as_slice(), &sealing_context(&pair.key_id()));
+        let opened = data_key.open(&sealed, &sealing_context(&pair.key_id())).unwrap();
+        let opened = KeyPair::from_opened(&pair.key_id(), &opened).unwrap();
+        assert_eq!(opened.public_key(), pair.public_key());
         let signature = opened.sign(b"checkpoint");
         assert!(verify(&pair.public_key(), b"checkpoint", &signature));
         assert!(!verify(&pair.public_key(), b"checkpoint!", &signature));
         assert!(!verify(&KeyPair::generate().public_key(), b"checkpoint", &signature));
-        assert!(KeyPair::open(&instance, &KeyPair::generate().key_id(), &sealed).is_err());
+        // Bound to its id: another key's context does not open it.
+        assert!(data_key.open(&sealed, &sealing_context(&KeyPair::generate().key_id())).is_err());
         assert!(pair.key_id().starts_with("ed25519-") && pair.key_id().len() == 24);
+    }
+
+    #[test]
+    fn an_opened_seed_must_be_the_named_key_and_32_bytes() {
+        let pair = KeyPair::generate();
+        let seed = pair.secret_seed();
+        assert!(KeyPair::from_opened(&KeyPair::generate().key_id(), seed.as_slice()).is_err());
+        assert!(KeyPair::from_opened(&pair.key_id(), &seed[..31]).is_err());
+        assert!(KeyPair::from_opened(&pair.key_id(), &[seed.as_slice(), &[0]].concat()).is_err());
+        assert_eq!(KeyPair::from_seed(&seed).key_id(), pair.key_id());
+        assert_eq!(KeyPair::from_opened(&pair.key_id(), seed.as_slice()).unwrap().sign(b"m"), pair.sign(b"m"));
+    }
+
+    #[test]
+    fn a_key_sealed_under_the_old_instance_key_still_opens() {
+        // Keys stored before envelope encryption were sealed by `InstanceKey` with this context.
+        let dir = tempfile::tempdir().unwrap();
+        let instance = InstanceKey::load_or_create(&dir.path().join("instance.key")).unwrap();
+        let pair = KeyPair::generate();
+        let legacy = instance.seal(pair.secret_seed().as_slice(), &sealing_context(&pair.key_id()));
+        let opened = instance.open(&legacy, &sealing_context(&pair.key_id())).unwrap();
+        assert_eq!(KeyPair::from_opened(&pair.key_id(), &opened).unwrap().public_key(), pair.public_key());
     }
 }

@@ -387,8 +387,9 @@ impl Config {
         .join("\n")
     }
 
-    /// The instance key (AES-256, sealing user-owned secrets such as TOTP seeds): a 0600 file,
-    /// created at first start. Every node of one installation needs the same file.
+    /// The instance key (AES-256: cursors, WebAuthn ceremony state, keyed hashes, and opening
+    /// TOTP seeds and signing keys sealed before envelope encryption): a 0600 file, created at
+    /// first start. Every node of one installation needs the same file.
     pub fn instance_key(&self) -> Result<palisade_crypto::InstanceKey> {
         let path = self.instance_key_file.clone().unwrap_or_else(|| self.data_dir.join("instance.key"));
         if let Some(dir) = path.parent() {

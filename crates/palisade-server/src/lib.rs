@@ -10,6 +10,7 @@ pub mod database;
 pub mod embedded;
 pub mod import;
 pub mod key_provider;
+pub mod keys_cli;
 pub mod listener;
 pub mod logging;
 pub mod serve;

@@ -146,6 +146,18 @@ enum KeysCommand {
         /// The key id, as `palisade keys list` shows it (ed25519-…).
         kid: String,
     },
+    /// Data keys of the instance and of every organization: provider, state, created, next
+    /// rotation, values each encrypts, rotations running.
+    Status,
+    /// Rotate an organization's data key now and re-encrypt its values (progress shown).
+    Rotate {
+        /// The organization (org_…).
+        #[arg(long)]
+        org: String,
+    },
+    /// Rotate the key provider's master key and every wrapping key (data keys are rewrapped;
+    /// no data is re-encrypted).
+    RotateKek,
 }
 
 #[derive(Subcommand)]
@@ -381,6 +393,9 @@ async fn keys_command(app: &palisade_app::App, command: KeysCommand) -> Result<E
             }
             Err(err) => return Err(err.into()),
         },
+        KeysCommand::Status => return palisade_server::keys_cli::status(app).await,
+        KeysCommand::Rotate { org } => return palisade_server::keys_cli::rotate(app, &org).await,
+        KeysCommand::RotateKek => return palisade_server::keys_cli::rotate_kek(app).await,
     }
     Ok(ExitCode::SUCCESS)
 }

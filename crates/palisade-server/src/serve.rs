@@ -62,6 +62,7 @@ pub fn build_app(config: &Config, db: Db, clock: Arc<dyn Clock>, random: Arc<dyn
                 bytes: config.record_bytes_per_org.max(1),
             },
             api_key_env: config.api_key_env.clone(),
+            data_key_rotation: time::Duration::days(config.data_key_rotation_days.clamp(1, 3650)),
         },
         mailer: config.mailer()?,
         keys: Arc::new(config.instance_key()?),
@@ -120,6 +121,9 @@ pub async fn run(config: Config) -> Result<()> {
     tokio::spawn(
         app.clone().run_audit_sequencer(std::time::Duration::from_millis(config.audit_seal_interval_ms.max(10))),
     );
+    // Data-key rotation: starts scheduled rotations and re-encrypts in batches; resumes after
+    // any crash because its progress is what the database still holds under retired keys.
+    tokio::spawn(app.clone().run_key_rotation(std::time::Duration::from_secs(10)));
     let state = ApiState {
         app,
         secure_cookies: config.public_url().starts_with("https://"),

@@ -57,8 +57,13 @@ CREATE POLICY tenant_isolation ON palisade.secrets
     USING (tenant_id = nullif(current_setting('app.tenant_id', true), '')::uuid)
     WITH CHECK (tenant_id = nullif(current_setting('app.tenant_id', true), '')::uuid);
 
--- Sensitive record fields (x-palisade-sensitive) move out of `data` into one envelope per record.
-ALTER TABLE palisade.records ADD COLUMN sealed bytea CHECK (sealed IS NULL OR get_byte(sealed, 0) = 225);
+-- Sensitive record fields (x-palisade-sensitive) move out of `data` into one envelope per record;
+-- sealed_fields names them (names are not secret: the schema publishes them), so a masked answer
+-- can say what it left out without decrypting anything.
+ALTER TABLE palisade.records
+    ADD COLUMN sealed bytea CHECK (sealed IS NULL OR get_byte(sealed, 0) = 225),
+    ADD COLUMN sealed_fields text[] NOT NULL DEFAULT '{}',
+    ADD CONSTRAINT records_sealed_named CHECK ((sealed IS NULL) = (cardinality(sealed_fields) = 0));
 
 -- secrets.manage is an administrator's permission for the "admins must use MFA" policy.
 CREATE OR REPLACE FUNCTION palisade.is_admin_like(p_permissions text) RETURNS boolean

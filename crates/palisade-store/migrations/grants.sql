@@ -54,7 +54,7 @@ GRANT SELECT, INSERT, DELETE ON palisade.collections TO {role};
 GRANT UPDATE (schema, version, schema_id, updated_at) ON palisade.collections TO {role};
 GRANT SELECT, INSERT ON palisade.collection_versions TO {role};
 GRANT SELECT, INSERT, DELETE ON palisade.records TO {role};
-GRANT UPDATE (data, version, assignees, updated_at, sealed) ON palisade.records TO {role};
+GRANT UPDATE (data, version, assignees, updated_at, sealed, sealed_fields) ON palisade.records TO {role};
 GRANT EXECUTE ON FUNCTION palisade.lock_collection(text, uuid) TO {role};
 GRANT EXECUTE ON FUNCTION palisade.lock_collection_for_change(text, uuid, text) TO {role};
 GRANT EXECUTE ON FUNCTION palisade.lock_record(text, uuid, integer) TO {role};
@@ -114,3 +114,20 @@ GRANT SELECT, INSERT, DELETE ON palisade.instance_data_keys TO {role};
 GRANT UPDATE (wrapping_key, wrapped, rewrapped_at, retired_at) ON palisade.instance_data_keys TO {role};
 GRANT SELECT, INSERT, DELETE ON palisade.secrets TO {role};
 GRANT UPDATE (sealed, version, updated_by, updated_at) ON palisade.secrets TO {role};
+-- Sealed WebAuthn credentials (0021): the server inserts a credential only sealed
+-- (`passkey_sealed`), never into the clear legacy `passkey` column, and stores a used one's new
+-- state only through the sealed complete_webauthn; the clear-JSON version is not callable.
+REVOKE INSERT ON palisade.webauthn_credentials FROM {role};
+GRANT INSERT (id, user_id, name, credential_id, passkey_sealed, created_at) ON palisade.webauthn_credentials TO {role};
+GRANT EXECUTE ON FUNCTION palisade.complete_webauthn(bytea, timestamptz, bytea, bytea) TO {role};
+REVOKE EXECUTE ON FUNCTION palisade.complete_webauthn(bytea, timestamptz, bytea, jsonb) FROM {role};
+-- Key rotation and status run through the key keeper's checked functions (migration 0022).
+GRANT EXECUTE ON FUNCTION palisade.key_work_due(timestamptz, interval, integer) TO {role};
+GRANT EXECUTE ON FUNCTION palisade.orgs_with_keys() TO {role};
+GRANT EXECUTE ON FUNCTION palisade.org_key_rows(uuid) TO {role};
+GRANT EXECUTE ON FUNCTION palisade.start_key_rotation(uuid, uuid, text, bytea, timestamptz, uuid, text) TO {role};
+GRANT EXECUTE ON FUNCTION palisade.rotation_batch(uuid, uuid, integer) TO {role};
+GRANT EXECUTE ON FUNCTION palisade.rotation_apply(uuid, text[], uuid[], bytea[], bytea[]) TO {role};
+GRANT EXECUTE ON FUNCTION palisade.finish_key_rotation(uuid, uuid, timestamptz, uuid) TO {role};
+GRANT EXECUTE ON FUNCTION palisade.rewrap_org_key(uuid, uuid, text, text, bytea, timestamptz, uuid) TO {role};
+GRANT EXECUTE ON FUNCTION palisade.envelope_key(bytea) TO {role};

@@ -71,6 +71,7 @@ impl StoreError {
             "PA410" => StoreError::InvalidToken,
             "PA409" => StoreError::Replayed,
             "PA412" => StoreError::Conflict { constraint: "last_owner".into() },
+            "PAKR1" => StoreError::Conflict { constraint: "rotation_running".into() },
             "PAEV1" => StoreError::EmailUnverified,
             "PASU1" => StoreError::StepUpRequired,
             "PAMF1" => StoreError::MfaEnrollmentRequired,

@@ -53,6 +53,8 @@ const MIGRATIONS: &[Migration] = &[
         name: "data_keys_and_secrets",
         sql: include_str!("../migrations/0020_data_keys_and_secrets.sql"),
     },
+    Migration { version: 21, name: "sealed_passkeys", sql: include_str!("../migrations/0021_sealed_passkeys.sql") },
+    Migration { version: 22, name: "key_rotation", sql: include_str!("../migrations/0022_key_rotation.sql") },
 ];
 
 const GRANTS: &str = include_str!("../migrations/grants.sql");

@@ -41,6 +41,19 @@ pub struct TestApp {
     pub instance_key_file: std::path::PathBuf,
 }
 
+impl TestApp {
+    /// The settings another process serving this database needs to open what this server
+    /// sealed: the instance key and the local key provider's KEK and key store.
+    pub fn key_envs(&self) -> Vec<(&'static str, String)> {
+        let dir = self.instance_key_file.parent().expect("data dir");
+        vec![
+            ("PALISADE_INSTANCE_KEY_FILE", self.instance_key_file.display().to_string()),
+            ("PALISADE_KEK_FILE", dir.join("kek.key").display().to_string()),
+            ("PALISADE_KEY_STORE_FILE", dir.join("keystore.json").display().to_string()),
+        ]
+    }
+}
+
 /// An answer, read whole.
 #[derive(Debug)]
 pub struct Answer {

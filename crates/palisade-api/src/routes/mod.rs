@@ -6,6 +6,7 @@ pub mod api_keys;
 pub mod audit;
 pub mod auth;
 pub mod collections;
+pub mod keys;
 pub mod me;
 pub mod members;
 pub mod orgs;

@@ -106,8 +106,9 @@ pub async fn get(
     State(state): State<ApiState>,
     caller: Caller,
     RecordPath(org, name, id): RecordPath,
+    Meta(meta): Meta,
 ) -> ApiResult<(HeaderMap, Json<RecordResponse>)> {
-    Ok(with_etag(state.app.get_record(&caller.proof, org, &name, id).await?))
+    Ok(with_etag(state.app.get_record(&caller.proof, org, &name, id, &meta).await?))
 }
 
 async fn update(
@@ -217,10 +218,11 @@ pub async fn list(
     caller: Caller,
     OrgAnd(org, name): OrgAnd<String>,
     RawQuery(query): RawQuery,
+    Meta(meta): Meta,
 ) -> ApiResult<Json<RecordList>> {
     let pairs: Vec<(String, String)> = url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
         .collect();
-    let RecordPage { items, next_cursor } = state.app.list_records(&caller.proof, org, &name, &pairs).await?;
+    let RecordPage { items, next_cursor } = state.app.list_records(&caller.proof, org, &name, &pairs, &meta).await?;
     Ok(Json(RecordList { items: items.into_iter().map(Into::into).collect(), next_cursor }))
 }

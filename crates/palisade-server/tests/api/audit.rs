@@ -312,6 +312,12 @@ async fn checkpoints_come_every_thousand_events_even_within_the_hour() {
     assert_eq!(list.body["items"].as_array().unwrap().len(), 1);
     let report = verify(&app, &owner, &org).await;
     assert_eq!((report["valid"].as_bool(), report["checkpoints_verified"].as_i64()), (Some(true), Some(1)));
+    let sealed: Vec<u8> = admin
+        .query_one("SELECT sealed_private FROM palisade.signing_keys WHERE purpose = 'audit'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    crate::mfa::assert_instance_envelope(&app, &sealed, "the audit signing key").await;
 }
 
 #[tokio::test]

@@ -48,10 +48,13 @@ async fn serve_refuses_a_superuser_a_bypassrls_role_and_an_owner() {
 async fn passwords_and_tokens_never_reach_the_logs() {
     let app = TestApp::spawn().await;
     let key_file = app.instance_key_file.display().to_string();
+    let (kek_file, store_file) = (app.key_envs()[1].1.clone(), app.key_envs()[2].1.clone());
     let mut server = Server::start(&[
         ("PALISADE_DATABASE_URL", &app.db.runtime_dsn()),
         ("PALISADE_LOG_LEVEL", "trace"),
         ("PALISADE_INSTANCE_KEY_FILE", &key_file),
+        ("PALISADE_KEK_FILE", &kek_file),
+        ("PALISADE_KEY_STORE_FILE", &store_file),
         // Limits stay on (their code logs too), with room for this test's sign-ins.
         ("PALISADE_RATE_LIMITS__AUTH", "100"),
     ]);
@@ -496,7 +499,13 @@ async fn keys_commands_list_rotate_and_revoke_the_signing_key_a_running_server_u
     let token = app.user("cli-keys@example.com").await;
     let first_kid = palisade_testkit::jwt_parts(&token).0["kid"].as_str().unwrap().to_owned();
     let key_file = app.instance_key_file.display().to_string();
-    let envs = [("PALISADE_DATABASE_URL", app.db.runtime_dsn()), ("PALISADE_INSTANCE_KEY_FILE", key_file)];
+    let (kek_file, store_file) = (app.key_envs()[1].1.clone(), app.key_envs()[2].1.clone());
+    let envs = [
+        ("PALISADE_DATABASE_URL", app.db.runtime_dsn()),
+        ("PALISADE_INSTANCE_KEY_FILE", key_file),
+        ("PALISADE_KEK_FILE", kek_file),
+        ("PALISADE_KEY_STORE_FILE", store_file),
+    ];
     let envs: Vec<(&str, &str)> = envs.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let run = |args: &[&str]| {
         let out = command(&envs).arg("keys").args(args).output().unwrap();
@@ -539,8 +548,13 @@ async fn keys_commands_list_rotate_and_revoke_the_signing_key_a_running_server_u
 async fn the_server_process_never_dumps_core() {
     let app = TestApp::spawn().await;
     let key_file = app.instance_key_file.display().to_string();
-    let server =
-        Server::start(&[("PALISADE_DATABASE_URL", &app.db.runtime_dsn()), ("PALISADE_INSTANCE_KEY_FILE", &key_file)]);
+    let (kek_file, store_file) = (app.key_envs()[1].1.clone(), app.key_envs()[2].1.clone());
+    let server = Server::start(&[
+        ("PALISADE_DATABASE_URL", &app.db.runtime_dsn()),
+        ("PALISADE_INSTANCE_KEY_FILE", &key_file),
+        ("PALISADE_KEK_FILE", &kek_file),
+        ("PALISADE_KEY_STORE_FILE", &store_file),
+    ]);
     let limits = std::fs::read_to_string(format!("/proc/{}/limits", server.child.id())).unwrap();
     let core = limits.lines().find(|l| l.starts_with("Max core file size")).unwrap();
     let values: Vec<&str> = core.split_whitespace().collect();

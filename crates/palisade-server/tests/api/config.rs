@@ -18,7 +18,12 @@ async fn config_check_redacts_secrets_and_controls_check_reports_json() {
     assert!(text.contains("database = \"external\""));
 
     let check = command(&[("PALISADE_DATABASE_URL", &dsn)]).args(["controls", "check", "--json"]).output().unwrap();
-    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
+    assert!(
+        check.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&check.stderr),
+        String::from_utf8_lossy(&check.stdout)
+    );
     let results: Value = serde_json::from_slice(&check.stdout).unwrap();
     let statuses: Vec<(&str, &str)> = results
         .as_array()

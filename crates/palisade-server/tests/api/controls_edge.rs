@@ -13,9 +13,12 @@ async fn e1_p1_and_p4_pass_against_the_real_server() {
     let app = TestApp::spawn().await;
     let dsn = app.db.runtime_dsn();
     let key_file = app.instance_key_file.display().to_string();
+    let (kek_file, store_file) = (app.key_envs()[1].1.clone(), app.key_envs()[2].1.clone());
     let server = Server::start_tls(&[
         ("PALISADE_DATABASE_URL", dsn.as_str()),
         ("PALISADE_INSTANCE_KEY_FILE", key_file.as_str()),
+        ("PALISADE_KEK_FILE", kek_file.as_str()),
+        ("PALISADE_KEY_STORE_FILE", store_file.as_str()),
     ]);
     // The self-signed certificate names localhost.
     let url = server.base_url.replace("127.0.0.1", "localhost");
@@ -86,9 +89,12 @@ async fn e1_fails_for_plain_http_a_listener_that_accepts_tls_1_1_and_a_wrong_cer
     let key_path = dir.join("other.key").display().to_string();
     let dsn = app.db.runtime_dsn();
     let key_file = app.instance_key_file.display().to_string();
+    let (kek_file, store_file) = (app.key_envs()[1].1.clone(), app.key_envs()[2].1.clone());
     let server = Server::start_tls(&[
         ("PALISADE_DATABASE_URL", dsn.as_str()),
         ("PALISADE_INSTANCE_KEY_FILE", key_file.as_str()),
+        ("PALISADE_KEK_FILE", kek_file.as_str()),
+        ("PALISADE_KEY_STORE_FILE", store_file.as_str()),
         ("PALISADE_TLS_CERT_FILE", cert_file.as_str()),
         ("PALISADE_TLS_KEY_FILE", key_path.as_str()),
     ]);

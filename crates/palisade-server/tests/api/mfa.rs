@@ -16,6 +16,21 @@ fn oathtool(app: &TestApp, secret: &str) -> String {
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
 
+/// Checks that `sealed` is an envelope (first byte 0xE1) under one of the instance's data keys
+/// (its key id, bytes 1..17, names a row of `instance_data_keys`).
+pub async fn assert_instance_envelope(app: &TestApp, sealed: &[u8], what: &str) {
+    assert_eq!(sealed.first(), Some(&0xE1), "{what} is an envelope");
+    let key_id = uuid::Uuid::from_slice(&sealed[1..17]).unwrap();
+    let known: i64 = app
+        .admin()
+        .await
+        .query_one("SELECT count(*) FROM palisade.instance_data_keys WHERE id = $1", &[&key_id])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(known, 1, "{what} is sealed under an instance data key");
+}
+
 /// A user with TOTP confirmed: (token, secret, backup codes).
 async fn enrolled(app: &TestApp, email: &str) -> (String, String, Vec<String>) {
     let token = app.user(email).await;
@@ -56,6 +71,7 @@ async fn enrolment_shows_the_seed_once_seals_it_and_confirms_with_a_real_code() 
     let sealed: Vec<u8> =
         app.admin().await.query_one("SELECT secret_sealed FROM palisade.totp_factors", &[]).await.unwrap().get(0);
     assert!(!sealed.windows(seed.len()).any(|w| w == seed.as_slice()));
+    assert_instance_envelope(&app, &sealed, "the TOTP seed").await;
 
     let before = app.snapshot().await;
     for bad in [
@@ -197,4 +213,21 @@ fn base32_decode(text: &str) -> Vec<u8> {
         }
     }
     out
+}
+
+/// A seed sealed before encryption at rest (under the instance key file) still signs in.
+#[tokio::test]
+async fn a_seed_sealed_under_the_old_instance_key_still_works() {
+    let app = TestApp::spawn().await;
+    let (token, secret, _) = enrolled(&app, "legacy@example.com").await;
+    let user = palisade_testkit::jwt_parts(&token).1["sub"].as_str().unwrap().to_owned();
+    let instance = palisade_crypto::InstanceKey::load_or_create(&app.instance_key_file).unwrap();
+    let legacy = instance.seal(&base32_decode(&secret), format!("totp|{user}").as_bytes());
+    assert_eq!(legacy[0], 1, "the old format");
+    let admin = app.admin().await;
+    assert_eq!(admin.execute("UPDATE palisade.totp_factors SET secret_sealed = $1", &[&legacy]).await.unwrap(), 1);
+    app.clock.advance(time::Duration::seconds(30));
+    let login = password_step(&app, "legacy@example.com").await;
+    let done = second_step(&app, &login.body["challenge_token"], &oathtool(&app, &secret)).await;
+    assert_eq!(done.status, 200, "{}", done.text);
 }

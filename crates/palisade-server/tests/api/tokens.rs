@@ -346,4 +346,19 @@ async fn signing_keys_rotate_on_demand_and_on_schedule_and_revocation_is_immedia
         .unwrap()
         .get(0);
     assert_eq!(revoked, 1);
+    // Every private key (first, rotated, replacement, scheduled) is sealed under the instance's
+    // data key.
+    let sealed: Vec<Vec<u8>> = app
+        .admin()
+        .await
+        .query("SELECT sealed_private FROM palisade.signing_keys WHERE purpose = 'token'", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(sealed.len(), 4);
+    for private in &sealed {
+        crate::mfa::assert_instance_envelope(&app, private, "a token-signing private key").await;
+    }
 }

@@ -63,6 +63,15 @@ async fn keys_are_registered_named_listed_and_removed_with_a_recent_authenticati
     let id = created.body["id"].as_str().unwrap().to_owned();
     assert!(id.starts_with("wac_"), "{id}");
     assert_eq!(created.body["name"], "YubiKey 5");
+    // Stored only sealed, under the instance's data key.
+    let stored = app
+        .admin()
+        .await
+        .query_one("SELECT passkey IS NULL, passkey_sealed FROM palisade.webauthn_credentials", &[])
+        .await
+        .unwrap();
+    assert!(stored.get::<_, bool>(0), "no clear passkey");
+    crate::mfa::assert_instance_envelope(&app, &stored.get::<_, Vec<u8>>(1), "the credential").await;
     app.wait_for_mail("keys@example.com", "A security key was added").await;
     let mut second = authenticator();
     assert_eq!(register(&app, &token, &mut second, "Laptop").await.status, 201);
@@ -306,4 +315,80 @@ async fn passwordless_sign_in_with_a_passkey_and_decoys_for_addresses_without_on
     let right = assert_with(&mut key, &locked.body["options"]);
     finish_login(&app, &locked.body["challenge_token"], &right).await.assert_problem(401, "invalid-credentials");
     app.wait_for_mail("pk@example.com", "Your account was locked").await;
+}
+
+/// A credential stored in clear before credentials were sealed still works (second factor and
+/// passwordless) and is stored sealed from its next use on; the server itself can no longer
+/// write a clear one.
+#[tokio::test]
+async fn a_credential_stored_in_clear_before_sealing_still_signs_in_and_is_sealed_at_its_next_use() {
+    let app = TestApp::spawn().await;
+    let token = app.user("legacy@example.com").await;
+    let mut key = authenticator();
+    let created = register(&app, &token, &mut key, "Old key").await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    let user = jwt_parts(&token).1["sub"].as_str().unwrap().to_owned();
+    let context = format!("webauthn|{user}|{}", created.body["id"].as_str().unwrap());
+    let admin = app.admin().await;
+    let sealed: Vec<u8> =
+        admin.query_one("SELECT passkey_sealed FROM palisade.webauthn_credentials", &[]).await.unwrap().get(0);
+    // Turn the row into what it was before 0021: the clear webauthn-rs Passkey JSON.
+    let clear: Value =
+        serde_json::from_slice(&app.app.instance_open(&sealed, context.as_bytes()).await.unwrap()).unwrap();
+    assert!(clear["cred"]["cred_id"].is_string(), "{clear}");
+    admin
+        .execute("UPDATE palisade.webauthn_credentials SET passkey = $1, passkey_sealed = NULL", &[&clear])
+        .await
+        .unwrap();
+
+    let passwordless =
+        app.send("POST", "/api/v1/auth/passkey/start", None, Some(json!({"email": "legacy@example.com"}))).await;
+    assert_eq!(passwordless.status, 200, "{}", passwordless.text);
+    let login = password_step(&app, "legacy@example.com").await;
+    assert_eq!(login.body["methods"], json!(["webauthn"]), "{}", login.text);
+    let done =
+        finish_login(&app, &login.body["challenge_token"], &assert_with(&mut key, &login.body["webauthn"])).await;
+    assert_eq!(done.status, 200, "{}", done.text);
+    let row = admin
+        .query_one("SELECT passkey IS NULL, passkey_sealed FROM palisade.webauthn_credentials", &[])
+        .await
+        .unwrap();
+    assert!(row.get::<_, bool>(0), "the clear copy is gone");
+    let resealed: Vec<u8> = row.get(1);
+    crate::mfa::assert_instance_envelope(&app, &resealed, "the re-stored credential").await;
+    let opened = app.app.instance_open(&resealed, context.as_bytes()).await.unwrap();
+    assert_eq!(serde_json::from_slice::<Value>(&opened).unwrap()["cred"]["cred_id"], clear["cred"]["cred_id"]);
+    // Bound to its row: the same envelope under another credential's id does not open.
+    let elsewhere = format!("webauthn|{user}|{}", palisade_core::CredentialId::from_uuid(uuid::Uuid::now_v7()));
+    assert!(app.app.instance_open(&resealed, elsewhere.as_bytes()).await.is_err());
+    let passwordless =
+        app.send("POST", "/api/v1/auth/passkey/start", None, Some(json!({"email": "legacy@example.com"}))).await;
+    let done = finish_login(
+        &app,
+        &passwordless.body["challenge_token"],
+        &assert_with(&mut key, &passwordless.body["options"]),
+    )
+    .await;
+    assert_eq!(done.status, 200, "the re-sealed credential signs in: {}", done.text);
+
+    // The runtime role may neither insert a clear credential nor store one through the old function.
+    let runtime = app.runtime().await;
+    let insert = runtime
+        .execute(
+            "INSERT INTO palisade.webauthn_credentials (id, user_id, name, credential_id, passkey, created_at) \
+             VALUES (gen_random_uuid(), gen_random_uuid(), 'x', '\\x00', '{}', now())",
+            &[],
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(insert.code(), Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE), "{insert}");
+    let old_function: bool = runtime
+        .query_one(
+            "SELECT has_function_privilege('palisade.complete_webauthn(bytea, timestamptz, bytea, jsonb)', 'EXECUTE')",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(!old_function);
 }

@@ -7,6 +7,7 @@ pub mod audit_chain;
 pub mod collections;
 pub mod data_keys;
 pub mod email_tokens;
+pub mod key_rotation;
 pub mod members;
 pub mod mfa;
 pub mod orgs;

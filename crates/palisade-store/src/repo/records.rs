@@ -16,7 +16,12 @@ use crate::repo::exactly_one;
 
 pub struct Record {
     pub id: RecordId,
+    /// The fields stored in clear (never the sensitive ones, which are in `sealed`).
     pub data: Value,
+    /// The sensitive fields as one envelope under the organization's data key, if any.
+    pub sealed: Option<Vec<u8>>,
+    /// The names of the fields in `sealed`.
+    pub sealed_fields: Vec<String>,
     pub version: i32,
     pub created_by: UserId,
     pub assignees: Vec<UserId>,
@@ -36,6 +41,8 @@ fn from_row(row: &Row) -> Record {
         created_at: row.get(5),
         updated_at: row.get(6),
         sort_key: row.get(7),
+        sealed: row.get(8),
+        sealed_fields: row.get(9),
     }
 }
 
@@ -68,7 +75,9 @@ pub struct NewRecord<'a> {
     /// The schema (`Collection::schema_id`) `data` was validated against.
     pub schema_id: Uuid,
     pub id: RecordId,
+    /// The fields stored in clear.
     pub data: &'a Value,
+    pub sealed: &'a SealedFields,
     /// `data`'s serialized size in bytes, for the byte quota.
     pub size: i64,
     pub assignees: &'a [UserId],
@@ -76,10 +85,11 @@ pub struct NewRecord<'a> {
 }
 
 const INSERT: &str = concat!(
-    "INSERT INTO palisade.records AS r (tenant_id, id, collection, data, created_by, assignees, created_at, updated_at) \
-     VALUES ($1, $2, $3, $4, palisade.current_user_id(), $5, $6, $6) RETURNING ",
+    "INSERT INTO palisade.records AS r \
+     (tenant_id, id, collection, data, created_by, assignees, created_at, updated_at, sealed, sealed_fields) \
+     VALUES ($1, $2, $3, $4, palisade.current_user_id(), $5, $6, $6, $7, $8) RETURNING ",
     columns!(),
-    ", NULL::jsonb"
+    ", NULL::jsonb, r.sealed, r.sealed_fields"
 );
 
 /// Creates a record, provided the schema it was checked against is still current (PASC1) and
@@ -101,6 +111,8 @@ pub fn create(tx: &mut Tx<Tenant>, record: NewRecord<'_>) -> Step<Record> {
             Box::new(record.data.clone()),
             Box::new(uuids(record.assignees)),
             Box::new(record.at),
+            Box::new(record.sealed.envelope.clone()),
+            Box::new(record.sealed.fields.clone()),
         ],
         |rows| Ok(from_row(&exactly_one(rows)?)),
     )
@@ -109,7 +121,7 @@ pub fn create(tx: &mut Tx<Tenant>, record: NewRecord<'_>) -> Step<Record> {
 const GET: &str = concat!(
     "SELECT ",
     columns!(),
-    ", NULL::jsonb FROM palisade.records r WHERE r.tenant_id = $1 AND r.collection = $2 AND r.id = $3"
+    ", NULL::jsonb, r.sealed, r.sealed_fields FROM palisade.records r WHERE r.tenant_id = $1 AND r.collection = $2 AND r.id = $3"
 );
 
 pub fn get(tx: &mut Tx<Tenant>, org: OrgId, collection: &CollectionName, id: RecordId) -> Step<Record> {
@@ -120,6 +132,14 @@ pub fn get(tx: &mut Tx<Tenant>, org: OrgId, collection: &CollectionName, id: Rec
     )
 }
 
+/// A record's sensitive fields as stored: one envelope and the names in it (both empty when the
+/// record has none).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SealedFields {
+    pub envelope: Option<Vec<u8>>,
+    pub fields: Vec<String>,
+}
+
 pub struct RecordChange<'a> {
     pub org: OrgId,
     pub collection: &'a CollectionName,
@@ -128,15 +148,17 @@ pub struct RecordChange<'a> {
     /// The version the change was computed from; the update fails (PAIM1) if it moved on.
     pub from_version: i32,
     pub data: &'a Value,
+    pub sealed: &'a SealedFields,
     pub assignees: &'a [UserId],
     pub at: OffsetDateTime,
 }
 
 const UPDATE: &str = concat!(
-    "UPDATE palisade.records r SET data = $4, assignees = $5, version = r.version + 1, updated_at = $6 \
+    "UPDATE palisade.records r SET data = $4, assignees = $5, version = r.version + 1, updated_at = $6, \
+     sealed = $7, sealed_fields = $8 \
      WHERE r.tenant_id = $1 AND r.collection = $2 AND r.id = $3 RETURNING ",
     columns!(),
-    ", NULL::jsonb"
+    ", NULL::jsonb, r.sealed, r.sealed_fields"
 );
 
 /// Replaces a record's data and assignees (version + 1).
@@ -157,9 +179,57 @@ pub fn update(tx: &mut Tx<Tenant>, change: RecordChange<'_>) -> Step<Record> {
             Box::new(change.data.clone()),
             Box::new(uuids(change.assignees)),
             Box::new(change.at),
+            Box::new(change.sealed.envelope.clone()),
+            Box::new(change.sealed.fields.clone()),
         ],
         |rows| Ok(from_row(&exactly_one(rows)?)),
     )
+}
+
+// Written in the read's own transaction, only when the record holds sensitive fields: whether
+// they were shown (the caller holds records.sensitive_read, as enter_tenant loaded it) or masked.
+const AUDIT_SENSITIVE_ACCESS: &str = "INSERT INTO palisade.audit_events \
+    (id, tenant_id, occurred_at, actor_kind, actor_id, action, target_kind, target_id, ip, user_agent, request_id, outcome, details) \
+    SELECT $1, r.tenant_id, $2, \
+        CASE WHEN palisade.current_api_key_id() IS NOT NULL THEN 'api_key' ELSE 'user' END, \
+        coalesce(palisade.current_api_key_id(), palisade.current_user_id()), \
+        CASE WHEN p.shown THEN 'record.sensitive_read' ELSE 'record.sensitive_denied' END, \
+        'record', r.id, $6, $7, $8, CASE WHEN p.shown THEN 'success' ELSE 'denied' END, \
+        jsonb_build_object('collection', r.collection, 'fields', to_jsonb(r.sealed_fields)) \
+    FROM palisade.records r, \
+        (SELECT position(',records.sensitive_read,' IN coalesce(current_setting('app.permissions', true), '')) > 0) AS p(shown) \
+    WHERE r.tenant_id = $3 AND r.collection = $4 AND r.id = $5 AND cardinality(r.sealed_fields) > 0";
+
+/// Where a read came from and when, for its audit event.
+pub struct ReadAudit<'a> {
+    pub event: palisade_core::EventId,
+    pub at: OffsetDateTime,
+    pub meta: &'a crate::repo::audit::RequestMeta,
+}
+
+/// Records, in the same transaction as a read of one record, that its sensitive fields were
+/// shown in clear (`record.sensitive_read`) or masked (`record.sensitive_denied`); nothing
+/// when it has none. If the event cannot be written, the read fails with it.
+pub fn audit_sensitive_access(
+    tx: &mut Tx<Tenant>,
+    audit: ReadAudit<'_>,
+    org: OrgId,
+    collection: &CollectionName,
+    id: RecordId,
+) {
+    tx.push_write(
+        AUDIT_SENSITIVE_ACCESS,
+        vec![
+            Box::new(audit.event.as_uuid()),
+            Box::new(audit.at),
+            Box::new(org.as_uuid()),
+            Box::new(collection.as_str().to_owned()),
+            Box::new(id.as_uuid()),
+            Box::new(audit.meta.ip),
+            Box::new(audit.meta.user_agent.clone()),
+            Box::new(audit.meta.request_id.clone()),
+        ],
+    );
 }
 
 const DELETE: &str = "DELETE FROM palisade.records WHERE tenant_id = $1 AND collection = $2 AND id = $3";
@@ -228,7 +298,7 @@ macro_rules! filters {
 const LIST_BY_ID_ASC: &str = concat!(
     "SELECT ",
     columns!(),
-    ", NULL::jsonb FROM palisade.records r WHERE r.tenant_id = $1 AND r.collection = $2 \
+    ", NULL::jsonb, r.sealed, r.sealed_fields FROM palisade.records r WHERE r.tenant_id = $1 AND r.collection = $2 \
      AND ($3::uuid IS NULL OR r.id > $3)",
     filters!("$4", "$5", "$6"),
     " ORDER BY r.id LIMIT $7"
@@ -236,7 +306,7 @@ const LIST_BY_ID_ASC: &str = concat!(
 const LIST_BY_ID_DESC: &str = concat!(
     "SELECT ",
     columns!(),
-    ", NULL::jsonb FROM palisade.records r WHERE r.tenant_id = $1 AND r.collection = $2 \
+    ", NULL::jsonb, r.sealed, r.sealed_fields FROM palisade.records r WHERE r.tenant_id = $1 AND r.collection = $2 \
      AND ($3::uuid IS NULL OR r.id < $3)",
     filters!("$4", "$5", "$6"),
     " ORDER BY r.id DESC LIMIT $7"
@@ -244,7 +314,7 @@ const LIST_BY_ID_DESC: &str = concat!(
 const LIST_BY_FIELD_ASC: &str = concat!(
     "SELECT ",
     columns!(),
-    ", coalesce(r.data -> $3::text, 'null'::jsonb) FROM palisade.records r WHERE r.tenant_id = $1 AND r.collection = $2 \
+    ", coalesce(r.data -> $3::text, 'null'::jsonb), r.sealed, r.sealed_fields FROM palisade.records r WHERE r.tenant_id = $1 AND r.collection = $2 \
      AND ($4::uuid IS NULL OR (coalesce(r.data -> $3::text, 'null'::jsonb), r.id) > ($5::jsonb, $4::uuid))",
     filters!("$6", "$7", "$8"),
     " ORDER BY coalesce(r.data -> $3::text, 'null'::jsonb), r.id LIMIT $9"
@@ -252,7 +322,7 @@ const LIST_BY_FIELD_ASC: &str = concat!(
 const LIST_BY_FIELD_DESC: &str = concat!(
     "SELECT ",
     columns!(),
-    ", coalesce(r.data -> $3::text, 'null'::jsonb) FROM palisade.records r WHERE r.tenant_id = $1 AND r.collection = $2 \
+    ", coalesce(r.data -> $3::text, 'null'::jsonb), r.sealed, r.sealed_fields FROM palisade.records r WHERE r.tenant_id = $1 AND r.collection = $2 \
      AND ($4::uuid IS NULL OR (coalesce(r.data -> $3::text, 'null'::jsonb), r.id) < ($5::jsonb, $4::uuid))",
     filters!("$6", "$7", "$8"),
     " ORDER BY coalesce(r.data -> $3::text, 'null'::jsonb) DESC, r.id DESC LIMIT $9"
@@ -302,24 +372,42 @@ pub fn list(tx: &mut Tx<Tenant>, query: ListQuery<'_>) -> Step<Vec<Record>> {
     }
 }
 
+// A record whose sealed part is unchanged passes NULL: its envelope is kept as it is.
 const MIGRATE_DATA: &str = "UPDATE palisade.records r \
-        SET data = m.data, version = r.version + 1, updated_at = $5 \
-    FROM unnest($3::uuid[], $4::jsonb[]) AS m(id, data) \
+        SET data = m.data, version = r.version + 1, updated_at = $5, \
+            sealed = CASE WHEN m.reseal THEN m.sealed ELSE r.sealed END, \
+            sealed_fields = CASE WHEN m.reseal THEN f.fields ELSE r.sealed_fields END \
+    FROM unnest($3::uuid[], $4::jsonb[], $6::boolean[], $7::bytea[], $8::text[]) AS m(id, data, reseal, sealed, fields_csv) \
+    CROSS JOIN LATERAL (SELECT CASE WHEN m.fields_csv = '' THEN '{}'::text[] ELSE string_to_array(m.fields_csv, ',') END) AS f(fields) \
     WHERE r.tenant_id = $1 AND r.collection = $2 AND r.id = m.id";
 
-/// Rewrites the data of records a schema change filled with defaults (version + 1 each).
+/// A record rewritten by a schema change: defaults filled in, or sensitive fields moved
+/// (`sealed: Some`) because the schema now marks other fields sensitive.
+pub struct MigratedRecord {
+    pub id: RecordId,
+    pub data: Value,
+    pub sealed: Option<SealedFields>,
+}
+
+/// Rewrites records a schema change touched (version + 1 each).
 pub fn migrate_data(
     tx: &mut Tx<Tenant>,
     org: OrgId,
     collection: &CollectionName,
-    changed: &[(RecordId, Value)],
+    changed: &[MigratedRecord],
     at: OffsetDateTime,
 ) {
     if changed.is_empty() {
         return;
     }
-    let ids: Vec<Uuid> = changed.iter().map(|(id, _)| id.as_uuid()).collect();
-    let data: Vec<Value> = changed.iter().map(|(_, d)| d.clone()).collect();
+    let ids: Vec<Uuid> = changed.iter().map(|m| m.id.as_uuid()).collect();
+    let data: Vec<Value> = changed.iter().map(|m| m.data.clone()).collect();
+    let reseal: Vec<bool> = changed.iter().map(|m| m.sealed.is_some()).collect();
+    let envelopes: Vec<Option<Vec<u8>>> =
+        changed.iter().map(|m| m.sealed.as_ref().and_then(|s| s.envelope.clone())).collect();
+    // Field names are identifiers (no commas), so a comma list crosses unnest as one text.
+    let fields: Vec<String> =
+        changed.iter().map(|m| m.sealed.as_ref().map(|s| s.fields.join(",")).unwrap_or_default()).collect();
     tx.push_write(
         MIGRATE_DATA,
         vec![
@@ -328,30 +416,45 @@ pub fn migrate_data(
             Box::new(ids),
             Box::new(data),
             Box::new(at),
+            Box::new(reseal),
+            Box::new(envelopes),
+            Box::new(fields),
         ],
     );
 }
 
-const ALL_FOR_CHECK: &str = "SELECT r.id, r.version, r.data FROM palisade.records r \
+const ALL_FOR_CHECK: &str = "SELECT r.id, r.version, r.data, r.sealed, r.sealed_fields FROM palisade.records r \
     WHERE r.tenant_id = $1 AND r.collection = $2 ORDER BY r.id";
 
-/// Every record of a collection (id, version, data), for checking them against a new schema.
-pub fn all_for_check(
-    tx: &mut Tx<Tenant>,
-    org: OrgId,
-    collection: &CollectionName,
-) -> Step<Vec<(RecordId, i32, Value)>> {
+/// A stored record as a schema change checks it.
+pub struct StoredRecord {
+    pub id: RecordId,
+    pub version: i32,
+    pub data: Value,
+    pub sealed: SealedFields,
+}
+
+/// Every record of a collection, for checking them against a new schema.
+pub fn all_for_check(tx: &mut Tx<Tenant>, org: OrgId, collection: &CollectionName) -> Step<Vec<StoredRecord>> {
     tx.push(ALL_FOR_CHECK, vec![Box::new(org.as_uuid()), Box::new(collection.as_str().to_owned())], |rows| {
-        Ok(rows.iter().map(|r| (RecordId::from_uuid(r.get(0)), r.get(1), r.get(2))).collect())
+        Ok(rows
+            .iter()
+            .map(|r| StoredRecord {
+                id: RecordId::from_uuid(r.get(0)),
+                version: r.get(1),
+                data: r.get(2),
+                sealed: SealedFields { envelope: r.get(3), fields: r.get(4) },
+            })
+            .collect())
     })
 }
 
 /// The fingerprint `lock_collection_for_change` recomputes: sha-256 (hex) over "id:version," of
 /// every record in id order.
-pub fn fingerprint(records: &[(RecordId, i32, Value)]) -> String {
+pub fn fingerprint(records: &[StoredRecord]) -> String {
     use sha2::{Digest, Sha256};
     let mut hasher = Sha256::new();
-    for (id, version, _) in records {
+    for StoredRecord { id, version, .. } in records {
         hasher.update(format!("{}:{},", id.as_uuid(), version).as_bytes());
     }
     hex::encode(hasher.finalize())

@@ -134,7 +134,7 @@ pub fn all_keys(tx: &mut Tx<Anonymous>) -> Step<Vec<TokenKey>> {
 const ROTATE_KEY: &str = "SELECT palisade.rotate_token_key($1, $2, $3, $4, \
     CASE WHEN $5::float8 IS NULL THEN NULL ELSE make_interval(secs => $5) END)";
 
-/// A freshly generated key (private part sealed under the instance key).
+/// A freshly generated key (private part sealed under the instance's data key).
 pub struct NewKey {
     pub key_id: String,
     pub public_key: [u8; 32],

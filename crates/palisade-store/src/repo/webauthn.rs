@@ -1,6 +1,8 @@
 //! WebAuthn credentials (a user's security keys and passkeys) and the sign-in challenges that
 //! carry a WebAuthn ceremony. Row-level security limits the runtime role to the signed-in user's
-//! credentials; sign-in reads them through SECURITY DEFINER functions.
+//! credentials; sign-in reads them through SECURITY DEFINER functions. A credential is stored
+//! sealed (`passkey_sealed`, sealed by the app under the instance's data key); rows written
+//! before that hold it in clear (`passkey`) until their next use re-stores them sealed.
 
 use palisade_core::{Email, UserId};
 use serde_json::Value;
@@ -40,12 +42,39 @@ pub fn my_credential_ids(tx: &mut Tx<Authenticated>) -> Step<Vec<Vec<u8>>> {
     tx.push(MY_CREDENTIAL_IDS, vec![], |rows| Ok(rows.iter().map(|r| r.get(0)).collect()))
 }
 
-const MY_PASSKEYS: &str = "SELECT passkey FROM palisade.webauthn_credentials \
+/// A stored credential, as sign-in and step-up read it.
+#[derive(Debug, Clone)]
+pub struct StoredPasskey {
+    /// The row's id (a sealed credential is bound to it and to its user).
+    pub id: Uuid,
+    pub user_id: UserId,
+    pub passkey: PasskeyData,
+}
+
+/// A credential's webauthn-rs `Passkey`, as stored.
+#[derive(Debug, Clone)]
+pub enum PasskeyData {
+    /// Its JSON sealed under the instance's data key (an envelope).
+    Sealed(Vec<u8>),
+    /// The clear JSON of a row written before credentials were sealed.
+    Clear(Value),
+}
+
+fn stored_passkey(row: &tokio_postgres::Row) -> StoredPasskey {
+    let passkey = match row.get::<_, Option<Vec<u8>>>(2) {
+        Some(sealed) => PasskeyData::Sealed(sealed),
+        // A CHECK keeps exactly one of the two set.
+        None => PasskeyData::Clear(row.get::<_, Option<Value>>(3).unwrap_or(Value::Null)),
+    };
+    StoredPasskey { id: row.get(0), user_id: UserId::from_uuid(row.get(1)), passkey }
+}
+
+const MY_PASSKEYS: &str = "SELECT id, user_id, passkey_sealed, passkey FROM palisade.webauthn_credentials \
     WHERE user_id = palisade.current_user_id() ORDER BY created_at";
 
-/// The caller's credentials (public keys), for a step-up ceremony.
-pub fn my_passkeys(tx: &mut Tx<Authenticated>) -> Step<Vec<Value>> {
-    tx.push(MY_PASSKEYS, vec![], |rows| Ok(rows.iter().map(|r| r.get(0)).collect()))
+/// The caller's credentials, for a step-up ceremony.
+pub fn my_passkeys(tx: &mut Tx<Authenticated>) -> Step<Vec<StoredPasskey>> {
+    tx.push(MY_PASSKEYS, vec![], |rows| Ok(rows.iter().map(stored_passkey).collect()))
 }
 
 /// A credential to store for the signed-in user.
@@ -53,11 +82,13 @@ pub struct NewCredential {
     pub id: Uuid,
     pub name: String,
     pub credential_id: Vec<u8>,
-    pub passkey: Value,
+    /// The webauthn-rs `Passkey` JSON sealed under the instance's data key.
+    pub passkey_sealed: Vec<u8>,
     pub at: OffsetDateTime,
 }
 
-const INSERT: &str = "INSERT INTO palisade.webauthn_credentials (id, user_id, name, credential_id, passkey, created_at) \
+const INSERT: &str = "INSERT INTO palisade.webauthn_credentials \
+    (id, user_id, name, credential_id, passkey_sealed, created_at) \
     VALUES ($1, palisade.current_user_id(), $2, $3, $4, $5)";
 
 /// Adds a credential; a name the user already uses or a credential already registered (to
@@ -69,7 +100,7 @@ pub fn insert(tx: &mut Tx<Authenticated>, credential: NewCredential) {
             Box::new(credential.id),
             Box::new(credential.name),
             Box::new(credential.credential_id),
-            Box::new(credential.passkey),
+            Box::new(credential.passkey_sealed),
             Box::new(credential.at),
         ],
     );
@@ -94,12 +125,12 @@ pub fn second_factors(tx: &mut Tx<Anonymous>, email: &Email) -> Step<Vec<String>
     })
 }
 
-const PASSKEYS_FOR_EMAIL: &str = "SELECT user_id, passkey FROM palisade.passkeys_for_email($1)";
+const PASSKEYS_FOR_EMAIL: &str = "SELECT id, user_id, passkey_sealed, passkey FROM palisade.passkeys_for_email($1)";
 
-/// The account's credentials (public keys), to build a sign-in ceremony.
-pub fn passkeys_for_email(tx: &mut Tx<Anonymous>, email: &Email) -> Step<Vec<(UserId, Value)>> {
+/// The account's credentials, to build a sign-in ceremony.
+pub fn passkeys_for_email(tx: &mut Tx<Anonymous>, email: &Email) -> Step<Vec<StoredPasskey>> {
     tx.push(PASSKEYS_FOR_EMAIL, vec![Box::new(email.as_str().to_owned())], |rows| {
-        Ok(rows.iter().map(|r| (UserId::from_uuid(r.get(0)), r.get(1))).collect())
+        Ok(rows.iter().map(stored_passkey).collect())
     })
 }
 
@@ -198,19 +229,20 @@ pub fn enter_challenge(
     )
 }
 
-const COMPLETE: &str = "SELECT palisade.complete_webauthn($1, $2, $3, $4)";
+const COMPLETE: &str = "SELECT palisade.complete_webauthn($1, $2, $3, $4::bytea)";
 
-/// Uses the challenge, stores the credential's new state, clears the lockout; the user is set
-/// for the rest of the transaction (the session created behind it).
+/// Uses the challenge, stores the credential's new state (`passkey_sealed`, sealed by the
+/// caller; a clear legacy `passkey` is dropped), clears the lockout; the user is set for the rest
+/// of the transaction (the session created behind it).
 pub fn complete<S>(
     tx: &mut Tx<S>,
     token_hash: &palisade_core::SessionTokenHash,
     now: OffsetDateTime,
     credential_id: Vec<u8>,
-    passkey: Value,
+    passkey_sealed: Vec<u8>,
 ) {
     tx.push_write(
         COMPLETE,
-        vec![Box::new(token_hash.0.to_vec()), Box::new(now), Box::new(credential_id), Box::new(passkey)],
+        vec![Box::new(token_hash.0.to_vec()), Box::new(now), Box::new(credential_id), Box::new(passkey_sealed)],
     );
 }
