@@ -74,7 +74,11 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/me/sessions/revoke-others", post(routes::me::revoke_other_sessions))
         .route("/api/v1/me/sessions/{session}", axum::routing::delete(routes::me::revoke_session))
         .route("/api/v1/orgs", post(routes::orgs::create).get(routes::orgs::list))
-        .route("/api/v1/orgs/{org}", get(routes::orgs::get).patch(routes::orgs::update))
+        .route(
+            "/api/v1/orgs/{org}",
+            get(routes::orgs::get).patch(routes::orgs::update).delete(routes::org_deletion::schedule),
+        )
+        .route("/api/v1/orgs/{org}/deletion", axum::routing::delete(routes::org_deletion::cancel))
         .route("/api/v1/orgs/{org}/members", get(routes::orgs::members))
         .route("/api/v1/orgs/{org}/roles", get(routes::orgs::roles).post(routes::roles::create))
         .route(

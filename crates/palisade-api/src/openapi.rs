@@ -5,8 +5,8 @@ use utoipa::{Modify, OpenApi};
 
 use crate::problem::{CATALOG, FieldError, Problem};
 use crate::routes::{
-    Items, admin, api_keys, audit, auth, collections, keys, me, members, orgs, records, roles, secrets, system,
-    webauthn,
+    Items, admin, api_keys, audit, auth, collections, keys, me, members, org_deletion, orgs, records, roles, secrets,
+    system, webauthn,
 };
 
 #[derive(OpenApi)]
@@ -23,6 +23,7 @@ use crate::routes::{
         roles::create, roles::update, roles::delete, roles::access_review,
         api_keys::create, api_keys::list, api_keys::revoke, api_keys::rotate, admin::set_plan,
         secrets::create, secrets::list, secrets::replace, secrets::delete, keys::status,
+        org_deletion::schedule, org_deletion::cancel,
         system::healthz, system::readyz, system::problem_type, system::jwks,
     ),
     components(schemas(Problem, FieldError, Items<orgs::OrgResponse>, Items<orgs::MemberResponse>, Items<me::SessionResponse>, Items<orgs::RoleResponse>, Items<members::InvitationResponse>, Items<collections::CollectionResponse>, Items<webauthn::CredentialResponse>, Items<api_keys::ApiKeyResponse>, Items<secrets::SecretResponse>)),

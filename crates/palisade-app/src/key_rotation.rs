@@ -289,7 +289,8 @@ impl App {
 }
 
 impl App {
-    /// The key maintenance loop every node runs: scheduled rotations start and running ones move
+    /// The key maintenance loop every node runs: organizations past their deletion grace period
+    /// are shredded, scheduled rotations start and running ones move
     /// forward (a bounded amount per tick, so one large organization cannot starve the rest;
     /// several nodes may work at once, the compare-and-set keeps that safe).
     pub async fn run_key_rotation(self, every: std::time::Duration) {
@@ -297,6 +298,11 @@ impl App {
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             ticks.tick().await;
+            match self.run_org_shredding().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(organizations = n, "scheduled organization deletions carried out"),
+                Err(err) => tracing::warn!(error = %err, "organization shredding paused; retrying on the next tick"),
+            }
             match self.run_key_maintenance(20).await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(reencrypted = n, "data-key rotation moved forward"),

@@ -14,6 +14,7 @@ pub mod keyring;
 mod mail;
 mod members;
 mod mfa;
+mod org_deletion;
 mod orgs;
 mod record_query;
 mod records;
@@ -93,6 +94,8 @@ pub struct Policy {
     pub api_key_env: String,
     /// Each organization's data key is replaced (and its values re-encrypted) this often.
     pub data_key_rotation: time::Duration,
+    /// How long a scheduled organization deletion can still be cancelled.
+    pub org_deletion_grace: time::Duration,
 }
 
 impl Default for Policy {
@@ -111,6 +114,7 @@ impl Default for Policy {
             record_quota: palisade_store::repo::records::RecordQuota { records: 1_000_000, bytes: 1 << 30 },
             api_key_env: "live".into(),
             data_key_rotation: time::Duration::days(365),
+            org_deletion_grace: time::Duration::days(7),
         }
     }
 }

@@ -24,6 +24,23 @@ pub enum Switch {
     Off,
 }
 
+/// A PIN written as text or as a number in the config file, never quoted in an error.
+fn pin_text<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<SecretString>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Pin {
+        Text(String),
+        Number(u64),
+    }
+    match Option::<Pin>::deserialize(deserializer) {
+        Ok(pin) => Ok(pin.map(|p| match p {
+            Pin::Text(text) => SecretString::from(text),
+            Pin::Number(n) => SecretString::from(n.to_string()),
+        })),
+        Err(_) => Err(serde::de::Error::custom("pkcs11_pin must be text (the token's user PIN)")),
+    }
+}
+
 /// Where wrapping keys live.
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
@@ -153,11 +170,14 @@ pub struct Config {
     /// (`PALISADE_PKCS11_PIN`).
     pub pkcs11_module: Option<PathBuf>,
     pub pkcs11_token_label: String,
+    #[serde(deserialize_with = "pin_text")]
     pub pkcs11_pin: Option<SecretString>,
     /// Each organization's data key is replaced (and its values re-encrypted) this often.
     pub data_key_rotation_days: i64,
     /// Seconds an unwrapped data key stays in a node's memory before the provider is asked again.
     pub data_key_cache_seconds: i64,
+    /// Days a scheduled organization deletion can be cancelled before its keys are destroyed.
+    pub org_deletion_grace_days: i64,
     /// The most collections one organization may hold.
     pub collections_per_org: i32,
     /// The most records one organization may hold.
@@ -222,6 +242,7 @@ impl Default for Config {
             pkcs11_pin: None,
             data_key_rotation_days: 365,
             data_key_cache_seconds: 300,
+            org_deletion_grace_days: 7,
             collections_per_org: 100,
             records_per_org: 1_000_000,
             record_bytes_per_org: 1 << 30,
@@ -239,7 +260,9 @@ impl Default for Config {
 
 /// Environment variables under the PALISADE_ prefix that are not config keys.
 /// (`rate_limits` is the `[rate_limits]` table; `PALISADE_RATE_LIMITS=on|off` sets its `mode`.)
-const NON_CONFIG_ENV: &[&str] = &["config", "pg_bin_dir", "rate_limits"];
+/// (`pkcs11_pin` is read as text by hand: a numeric PIN would otherwise be parsed as a number
+/// and quoted back in figment's type error.)
+const NON_CONFIG_ENV: &[&str] = &["config", "pg_bin_dir", "rate_limits", "pkcs11_pin"];
 
 /// Flags given on the command line; they win over everything else.
 #[derive(Debug, Default, Clone)]
@@ -275,6 +298,9 @@ impl Config {
             figment = figment.merge(Serialized::default("insecure_http", true));
         }
         let mut config: Config = figment.extract().context("invalid configuration (see `palisade config check`)")?;
+        if let Ok(pin) = std::env::var("PALISADE_PKCS11_PIN") {
+            config.pkcs11_pin = Some(SecretString::from(pin));
+        }
         if let Some(value) = std::env::var_os("PALISADE_RATE_LIMITS") {
             config.rate_limits.mode = match value.to_str() {
                 Some("on") => Switch::On,
@@ -377,6 +403,7 @@ impl Config {
             format!("pkcs11_pin = \"{}\"", if self.pkcs11_pin.is_some() { "(set)" } else { "(unset)" }),
             format!("data_key_rotation_days = {}", self.data_key_rotation_days),
             format!("data_key_cache_seconds = {}", self.data_key_cache_seconds),
+            format!("org_deletion_grace_days = {}", self.org_deletion_grace_days),
             format!("smtp_url = \"{}\"", url(&self.smtp_url)),
             format!("mail_from = {:?}", self.mail_from),
             format!("collections_per_org = {}", self.collections_per_org),

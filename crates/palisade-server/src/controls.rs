@@ -52,6 +52,10 @@ pub async fn run_all(
         crate::controls_edge::check_p1(&config.rate_limits, url).await,
         check_p2(url).await,
         crate::controls_edge::check_p4(url).await,
+        crate::controls_keys::check_e2(admin).await,
+        crate::controls_keys::check_e3(runtime, admin).await,
+        crate::controls_keys::check_e4(runtime, config).await,
+        crate::controls_keys::check_e5(runtime, admin, url, config).await,
     ]
 }
 

@@ -6,6 +6,7 @@ pub mod config;
 pub mod controls;
 pub mod controls_data;
 pub mod controls_edge;
+pub mod controls_keys;
 pub mod database;
 pub mod embedded;
 pub mod import;

@@ -131,3 +131,8 @@ GRANT EXECUTE ON FUNCTION palisade.rotation_apply(uuid, text[], uuid[], bytea[],
 GRANT EXECUTE ON FUNCTION palisade.finish_key_rotation(uuid, uuid, timestamptz, uuid) TO {role};
 GRANT EXECUTE ON FUNCTION palisade.rewrap_org_key(uuid, uuid, text, text, bytea, timestamptz, uuid) TO {role};
 GRANT EXECUTE ON FUNCTION palisade.envelope_key(bytea) TO {role};
+-- Organization deletion: the owner schedules or cancels it; the key keeper shreds (0023).
+GRANT UPDATE (deletion_due_at, deletion_requested_by) ON palisade.orgs TO {role};
+GRANT EXECUTE ON FUNCTION palisade.orgs_due_for_shredding(timestamptz, integer) TO {role};
+GRANT EXECUTE ON FUNCTION palisade.shred_org(uuid, timestamptz, uuid) TO {role};
+GRANT EXECUTE ON FUNCTION palisade.require_no_deletion_scheduled(uuid) TO {role};

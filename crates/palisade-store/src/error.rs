@@ -72,6 +72,7 @@ impl StoreError {
             "PA409" => StoreError::Replayed,
             "PA412" => StoreError::Conflict { constraint: "last_owner".into() },
             "PAKR1" => StoreError::Conflict { constraint: "rotation_running".into() },
+            "PADL1" => StoreError::Conflict { constraint: "deletion_scheduled".into() },
             "PAEV1" => StoreError::EmailUnverified,
             "PASU1" => StoreError::StepUpRequired,
             "PAMF1" => StoreError::MfaEnrollmentRequired,

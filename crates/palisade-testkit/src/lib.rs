@@ -6,6 +6,7 @@
 mod cluster;
 mod redis;
 mod smtp;
+mod softhsm;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -19,6 +20,7 @@ use serde_json::{Value, json};
 pub use cluster::{TestDb, data_dir, fresh_database};
 pub use redis::RedisServer;
 pub use smtp::SmtpSink;
+pub use softhsm::SoftHsm;
 
 /// A password every test account uses: long and not guessable by zxcvbn.
 pub const PASSWORD: &str = "violet-kettle-orbit-93";

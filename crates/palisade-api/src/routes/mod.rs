@@ -9,6 +9,7 @@ pub mod collections;
 pub mod keys;
 pub mod me;
 pub mod members;
+pub mod org_deletion;
 pub mod orgs;
 pub mod records;
 pub mod roles;

@@ -43,6 +43,10 @@ pub struct OrgResponse {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(example = json!(["https://app.example.com"]))]
     pub cors_origins: Option<Vec<String>>,
+    /// Set while the organization is scheduled for deletion: when its keys are destroyed and
+    /// its data deleted (cancel before then with DELETE …/deletion). Absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deletion_due_at: Option<String>,
 }
 
 impl From<Org> for OrgResponse {
@@ -59,6 +63,7 @@ impl From<Org> for OrgResponse {
             audit_retention_days: org.audit_retention_days,
             legal_hold: org.legal_hold,
             cors_origins: org.cors_origins,
+            deletion_due_at: org.deletion_due_at.map(rfc3339),
         }
     }
 }

@@ -17,7 +17,14 @@ async fn config_check_redacts_secrets_and_controls_check_reports_json() {
     assert!(text.contains("password=***") && !text.contains(&password), "{text}");
     assert!(text.contains("database = \"external\""));
 
-    let check = command(&[("PALISADE_DATABASE_URL", &dsn)]).args(["controls", "check", "--json"]).output().unwrap();
+    // The checks of encryption at rest (E4, E5) open the key provider this server wrapped its keys with.
+    let keys = app.key_envs();
+    let with_keys = |envs: &[(&'static str, &str)]| {
+        let mut all: Vec<(&str, &str)> = keys.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        all.extend_from_slice(envs);
+        command(&all)
+    };
+    let check = with_keys(&[("PALISADE_DATABASE_URL", &dsn)]).args(["controls", "check", "--json"]).output().unwrap();
     assert!(
         check.status.success(),
         "{}{}",
@@ -44,21 +51,27 @@ async fn config_check_redacts_secrets_and_controls_check_reports_json() {
             ("E1", "SKIP"),
             ("P1", "PASS"),
             ("P2", "SKIP"),
-            ("P4", "SKIP")
+            ("P4", "SKIP"),
+            ("E2", "SKIP"),
+            ("E3", "PASS"),
+            ("E4", "PASS"),
+            ("E5", "PASS")
         ]
     );
     // With the operator's connection, every organization's audit chain is verified too.
     let admin_dsn = app.db.admin_dsn();
-    let with_admin = command(&[("PALISADE_DATABASE_URL", &dsn), ("PALISADE_DATABASE_ADMIN_URL", &admin_dsn)])
+    let with_admin = with_keys(&[("PALISADE_DATABASE_URL", &dsn), ("PALISADE_DATABASE_ADMIN_URL", &admin_dsn)])
         .args(["controls", "check", "--json"])
         .output()
         .unwrap();
     let results: Value = serde_json::from_slice(&with_admin.stdout).unwrap();
-    let l4 = results.as_array().unwrap().iter().find(|r| r["id"] == "L4").unwrap();
-    assert_eq!(l4["status"], "PASS", "{l4}");
+    for id in ["L4", "E2", "E3", "E4", "E5"] {
+        let result = results.as_array().unwrap().iter().find(|r| r["id"] == id).unwrap();
+        assert_eq!(result["status"], "PASS", "{result}");
+    }
 
     app.admin().await.batch_execute("ALTER TABLE palisade.orgs NO FORCE ROW LEVEL SECURITY").await.unwrap();
-    let broken = command(&[("PALISADE_DATABASE_URL", &dsn)]).args(["controls", "check"]).output().unwrap();
+    let broken = with_keys(&[("PALISADE_DATABASE_URL", &dsn)]).args(["controls", "check"]).output().unwrap();
     assert_eq!(broken.status.code(), Some(1));
     let table = String::from_utf8_lossy(&broken.stdout);
     assert!(table.lines().any(|l| l.starts_with("T1") && l.contains("FAIL")), "{table}");

@@ -10,6 +10,7 @@ pub mod email_tokens;
 pub mod key_rotation;
 pub mod members;
 pub mod mfa;
+pub mod org_deletion;
 pub mod orgs;
 pub mod records;
 pub mod roles;

@@ -28,6 +28,8 @@ pub struct Org {
     /// Browser origins allowed to call this organization's API routes (CORS; read with the
     /// organization itself, not in lists).
     pub cors_origins: Option<Vec<String>>,
+    /// When the organization's scheduled deletion happens (read with the organization itself).
+    pub deletion_due_at: Option<OffsetDateTime>,
 }
 
 fn org_from_row(row: &Row) -> Org {
@@ -43,6 +45,7 @@ fn org_from_row(row: &Row) -> Org {
         legal_hold: row.try_get(8).ok(),
         plan: row.try_get::<_, String>(9).ok().as_deref().and_then(Plan::parse),
         cors_origins: row.try_get(10).ok(),
+        deletion_due_at: row.try_get(11).ok().flatten(),
     }
 }
 
@@ -57,7 +60,7 @@ pub fn create(tx: &mut Tx<Tenant>, id: OrgId, name: &OrgName, at: OffsetDateTime
 }
 
 const COLUMNS: &str = "tenant_id, name, created_at, updated_at, current_setting('app.role', true), \
-    extract(epoch FROM session_idle_timeout)::float8, mfa_policy, audit_retention_days, legal_hold, plan, cors_origins";
+    extract(epoch FROM session_idle_timeout)::float8, mfa_policy, audit_retention_days, legal_hold, plan, cors_origins, deletion_due_at";
 const GET: &str = const_format::concatcp!("SELECT ", COLUMNS, " FROM palisade.orgs WHERE tenant_id = $1");
 
 pub fn get(tx: &mut Tx<Tenant>, id: OrgId) -> Step<Org> {
