@@ -59,8 +59,6 @@ impl KeyStatus {
 pub struct RotationProgress {
     /// Values re-encrypted by this step.
     pub reencrypted: i64,
-    /// Values still under a retired key.
-    pub remaining: i64,
     pub done: bool,
 }
 
@@ -152,14 +150,16 @@ impl App {
     /// Re-encrypts up to `batch` values still under the organization's retired key, and retires
     /// that key for good once nothing is left under it.
     pub async fn rotation_step(&self, org: OrgId, batch: i32) -> Result<RotationProgress, AppError> {
-        let rows = self.key_keeper_rows(org.as_uuid()).await?;
+        // Uncounted: counting what is left would scan the organization's index on every batch.
+        let mut tx = Tx::anonymous();
+        let rows = key_rotation::org_keys_uncounted(&mut tx, org.as_uuid());
+        let rows = tx.run(&self.db).await?.get(rows)?;
         let Some(active) = rows.iter().find(|r| r.key.retired_at.is_none()) else {
-            return Ok(RotationProgress { reencrypted: 0, remaining: 0, done: true });
+            return Ok(RotationProgress { reencrypted: 0, done: true });
         };
         let Some(retired) = rows.iter().find(|r| r.key.retired_at.is_some()) else {
-            return Ok(RotationProgress { reencrypted: 0, remaining: 0, done: true });
+            return Ok(RotationProgress { reencrypted: 0, done: true });
         };
-        let remaining: i64 = rows.iter().filter(|r| r.key.retired_at.is_some()).map(|r| r.values_left).sum();
         let mut tx = Tx::anonymous();
         let values = key_rotation::rotation_batch(&mut tx, org.as_uuid(), retired.key.id, batch.max(1));
         let values = tx.run(&self.db).await?.get(values)?;
@@ -170,7 +170,7 @@ impl App {
                 key_rotation::finish_rotation(&mut tx, org.as_uuid(), retired.key.id, self.clock.now(), event);
             let done = tx.run(&self.db).await?.get(finished)?;
             let others = rows.iter().filter(|r| r.key.retired_at.is_some()).count() > 1;
-            return Ok(RotationProgress { reencrypted: 0, remaining: 0, done: done && !others });
+            return Ok(RotationProgress { reencrypted: 0, done: done && !others });
         }
         let (old, new) = (self.org_key_of(org, &retired.key).await?, self.org_key_of(org, &active.key).await?);
         let mut resealed = Vec::with_capacity(values.len());
@@ -185,7 +185,13 @@ impl App {
         let mut tx = Tx::anonymous();
         let applied = key_rotation::rotation_apply(&mut tx, org.as_uuid(), &values, resealed);
         let applied = i64::from(tx.run(&self.db).await?.get(applied)?);
-        Ok(RotationProgress { reencrypted: applied, remaining: (remaining - applied).max(0), done: false })
+        Ok(RotationProgress { reencrypted: applied, done: false })
+    }
+
+    /// Values still under the organization's retired keys (0 when no rotation runs).
+    pub async fn values_left_to_reencrypt(&self, org: OrgId) -> Result<i64, AppError> {
+        let rows = self.key_keeper_rows(org.as_uuid()).await?;
+        Ok(rows.iter().filter(|r| r.key.retired_at.is_some()).map(|r| r.values_left).sum())
     }
 
     /// The scheduled job: starts rotations that are due and moves every running one forward by

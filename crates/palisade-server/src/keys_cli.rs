@@ -74,16 +74,13 @@ pub async fn rotate(app: &App, org: &str) -> Result<ExitCode> {
         }
         Err(err) => return Err(err.into()),
     }
-    let first = app.rotation_step(org, ROTATION_BATCH).await?;
-    let total = (first.reencrypted + first.remaining) as u64;
+    let total = app.values_left_to_reencrypt(org).await?.max(0) as u64;
     let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
     bar.set_style(
         ProgressStyle::with_template("{bar:40} {pos}/{len} values re-encrypted ({per_sec}, {eta} left)")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    bar.inc(first.reencrypted as u64);
-    let mut done = first.done;
-    let mut reencrypted = first.reencrypted;
+    let (mut done, mut reencrypted) = (false, 0);
     while !done {
         let step = app.rotation_step(org, ROTATION_BATCH).await?;
         bar.inc(step.reencrypted as u64);

@@ -79,9 +79,9 @@ CREATE FUNCTION palisade.orgs_with_keys() RETURNS TABLE (tenant_id uuid, name te
 $$;
 ALTER FUNCTION palisade.orgs_with_keys() OWNER TO palisade_keykeeper;
 
--- One organization's data keys (wrapped: useless without the key provider) and how many stored
--- values each still encrypts.
-CREATE FUNCTION palisade.org_key_rows(p_org uuid)
+-- One organization's data keys (wrapped: useless without the key provider) and, with p_count,
+-- how many stored values each still encrypts (0 without: the rotation job's batches skip it).
+CREATE FUNCTION palisade.org_key_rows(p_org uuid, p_count boolean DEFAULT true)
     RETURNS TABLE (id uuid, wrapping_key text, wrapped bytea, created_at timestamptz, rewrapped_at timestamptz,
                    retired_at timestamptz, values_left bigint)
     LANGUAGE plpgsql SECURITY DEFINER
@@ -93,16 +93,18 @@ BEGIN
     v_saved := palisade.enter_for_keys(p_org);
     RETURN QUERY
     SELECT k.id, k.wrapping_key, k.wrapped, k.created_at, k.rewrapped_at, k.retired_at,
-           (SELECT count(*) FROM palisade.records r
-             WHERE r.tenant_id = p_org AND r.sealed IS NOT NULL AND palisade.envelope_key(r.sealed) = k.id)
-         + (SELECT count(*) FROM palisade.secrets s WHERE s.tenant_id = p_org AND palisade.envelope_key(s.sealed) = k.id)
+           CASE WHEN p_count THEN
+               (SELECT count(*) FROM palisade.records r
+                 WHERE r.tenant_id = p_org AND r.sealed IS NOT NULL AND palisade.envelope_key(r.sealed) = k.id)
+             + (SELECT count(*) FROM palisade.secrets s WHERE s.tenant_id = p_org AND palisade.envelope_key(s.sealed) = k.id)
+           ELSE 0 END
       FROM palisade.org_data_keys k
      WHERE k.tenant_id = p_org
      ORDER BY k.retired_at IS NULL DESC, k.created_at DESC, k.id;
     PERFORM palisade.leave_for_keys(v_saved);
 END
 $$;
-ALTER FUNCTION palisade.org_key_rows(uuid) OWNER TO palisade_keykeeper;
+ALTER FUNCTION palisade.org_key_rows(uuid, boolean) OWNER TO palisade_keykeeper;
 
 -- Starts a data-key rotation: the new key (already wrapped by the provider) becomes active, the
 -- old one is retired and keeps decrypting until the job has re-encrypted everything under it.

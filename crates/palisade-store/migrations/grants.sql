@@ -124,7 +124,7 @@ REVOKE EXECUTE ON FUNCTION palisade.complete_webauthn(bytea, timestamptz, bytea,
 -- Key rotation and status run through the key keeper's checked functions (migration 0022).
 GRANT EXECUTE ON FUNCTION palisade.key_work_due(timestamptz, interval, integer) TO {role};
 GRANT EXECUTE ON FUNCTION palisade.orgs_with_keys() TO {role};
-GRANT EXECUTE ON FUNCTION palisade.org_key_rows(uuid) TO {role};
+GRANT EXECUTE ON FUNCTION palisade.org_key_rows(uuid, boolean) TO {role};
 GRANT EXECUTE ON FUNCTION palisade.start_key_rotation(uuid, uuid, text, bytea, timestamptz, uuid, text) TO {role};
 GRANT EXECUTE ON FUNCTION palisade.rotation_batch(uuid, uuid, integer) TO {role};
 GRANT EXECUTE ON FUNCTION palisade.rotation_apply(uuid, text[], uuid[], bytea[], bytea[]) TO {role};

@@ -31,7 +31,7 @@ pub fn orgs_with_keys(tx: &mut Tx<Anonymous>) -> Step<Vec<(Uuid, String)>> {
 }
 
 const ORG_KEY_ROWS: &str = "SELECT id, wrapping_key, wrapped, created_at, rewrapped_at, retired_at, values_left \
-    FROM palisade.org_key_rows($1)";
+    FROM palisade.org_key_rows($1, $2)";
 
 fn decode_rows(rows: Vec<tokio_postgres::Row>) -> Result<Vec<OrgKeyRow>, crate::StoreError> {
     Ok(rows
@@ -50,9 +50,14 @@ fn decode_rows(rows: Vec<tokio_postgres::Row>) -> Result<Vec<OrgKeyRow>, crate::
         .collect())
 }
 
-/// An organization's data keys, the active one first.
+/// An organization's data keys, the active one first, with the values each still encrypts.
 pub fn org_key_rows<S>(tx: &mut Tx<S>, org: Uuid) -> Step<Vec<OrgKeyRow>> {
-    tx.push(ORG_KEY_ROWS, vec![Box::new(org)], decode_rows)
+    tx.push(ORG_KEY_ROWS, vec![Box::new(org), Box::new(true)], decode_rows)
+}
+
+/// The same without counting values (`values_left` is 0): for the rotation job's batches.
+pub fn org_keys_uncounted(tx: &mut Tx<Anonymous>, org: Uuid) -> Step<Vec<OrgKeyRow>> {
+    tx.push(ORG_KEY_ROWS, vec![Box::new(org), Box::new(false)], decode_rows)
 }
 
 /// A new data key to rotate to (already wrapped by the provider).
