@@ -59,7 +59,10 @@ impl KeyStatus {
 pub struct RotationProgress {
     /// Values re-encrypted by this step.
     pub reencrypted: i64,
+    /// Nothing is left under a retired key.
     pub done: bool,
+    /// The retired key is deleted too (only once every node has dropped it from its cache).
+    pub retired_key_deleted: bool,
 }
 
 fn value_context(org: OrgId, kind: &str, id: Uuid) -> Option<Vec<u8>> {
@@ -155,10 +158,10 @@ impl App {
         let rows = key_rotation::org_keys_uncounted(&mut tx, org.as_uuid());
         let rows = tx.run(&self.db).await?.get(rows)?;
         let Some(active) = rows.iter().find(|r| r.key.retired_at.is_none()) else {
-            return Ok(RotationProgress { reencrypted: 0, done: true });
+            return Ok(RotationProgress { reencrypted: 0, done: true, retired_key_deleted: true });
         };
         let Some(retired) = rows.iter().find(|r| r.key.retired_at.is_some()) else {
-            return Ok(RotationProgress { reencrypted: 0, done: true });
+            return Ok(RotationProgress { reencrypted: 0, done: true, retired_key_deleted: true });
         };
         let mut tx = Tx::anonymous();
         let values = key_rotation::rotation_batch(&mut tx, org.as_uuid(), retired.key.id, batch.max(1));
@@ -166,11 +169,12 @@ impl App {
         if values.is_empty() {
             let mut tx = Tx::anonymous();
             let event = EventId::new(&*self.clock, &*self.random).as_uuid();
+            let min_age = self.retired_key_min_age();
             let finished =
-                key_rotation::finish_rotation(&mut tx, org.as_uuid(), retired.key.id, self.clock.now(), event);
-            let done = tx.run(&self.db).await?.get(finished)?;
+                key_rotation::finish_rotation(&mut tx, org.as_uuid(), retired.key.id, self.clock.now(), event, min_age);
+            let deleted = tx.run(&self.db).await?.get(finished)?;
             let others = rows.iter().filter(|r| r.key.retired_at.is_some()).count() > 1;
-            return Ok(RotationProgress { reencrypted: 0, done: done && !others });
+            return Ok(RotationProgress { reencrypted: 0, done: !others, retired_key_deleted: deleted && !others });
         }
         let (old, new) = (self.org_key_of(org, &retired.key).await?, self.org_key_of(org, &active.key).await?);
         let mut resealed = Vec::with_capacity(values.len());
@@ -185,7 +189,14 @@ impl App {
         let mut tx = Tx::anonymous();
         let applied = key_rotation::rotation_apply(&mut tx, org.as_uuid(), &values, resealed);
         let applied = i64::from(tx.run(&self.db).await?.get(applied)?);
-        Ok(RotationProgress { reencrypted: applied, done: false })
+        Ok(RotationProgress { reencrypted: applied, done: false, retired_key_deleted: false })
+    }
+
+    /// How long a retired key is kept after its values are re-encrypted: longer than any node
+    /// keeps it cached as the active key (twice the cache lifetime, and a minute), so a node that
+    /// has not noticed the rotation never seals under a deleted key.
+    pub fn retired_key_min_age(&self) -> Duration {
+        self.keyring.ttl() * 2 + Duration::minutes(1)
     }
 
     /// Values still under the organization's retired keys (0 when no rotation runs).
@@ -281,7 +292,22 @@ impl App {
             }
             tx.run(&self.db).await?;
         }
-        let mut old: Vec<String> = rows.iter().map(|r| r.wrapping_key.clone()).filter(|n| *n != to).collect();
+        // A data-key rotation running meanwhile may have minted a key under an old generation:
+        // destroy only names no stored key uses any more (the next rotate-kek moves the rest).
+        let still_used: Vec<String> = match scope {
+            Scope::Instance => {
+                let mut tx = Tx::anonymous();
+                let rows = data_keys::instance_keys(&mut tx);
+                tx.run(&self.db).await?.get(rows)?.into_iter().map(|r| r.wrapping_key).collect()
+            }
+            Scope::Org(org) => {
+                let mut tx = Tx::anonymous();
+                let rows = key_rotation::org_keys_uncounted(&mut tx, org.as_uuid());
+                tx.run(&self.db).await?.get(rows)?.into_iter().map(|r| r.key.wrapping_key).collect()
+            }
+        };
+        let mut old: Vec<String> =
+            rows.iter().map(|r| r.wrapping_key.clone()).filter(|n| *n != to && !still_used.contains(n)).collect();
         old.sort();
         old.dedup();
         let provider = self.keyring.provider().clone();

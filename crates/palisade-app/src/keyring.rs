@@ -89,6 +89,11 @@ impl Keyring {
         Self { provider, keys: Mutex::default(), active: Mutex::default(), ttl, capacity: capacity.max(1) }
     }
 
+    /// How long this node trusts an unwrapped key (and which key is active) without asking again.
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
     pub fn provider(&self) -> &Arc<dyn KeyProvider> {
         &self.provider
     }

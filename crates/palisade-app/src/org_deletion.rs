@@ -14,10 +14,6 @@ use time::OffsetDateTime;
 use crate::keyring::{Scope, provider_error};
 use crate::{App, AppError, STEP_UP_WINDOW};
 
-fn rfc3339(at: OffsetDateTime) -> String {
-    at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
-}
-
 impl App {
     /// Schedules the organization's deletion after the grace period (owners only, step-up).
     pub async fn schedule_org_deletion(
@@ -27,23 +23,20 @@ impl App {
         meta: &RequestMeta,
     ) -> Result<OffsetDateTime, AppError> {
         let now = self.clock.now();
-        // Whole microseconds: what the database stores, so the answer equals what GET shows.
-        let due = now + self.policy.org_deletion_grace;
-        let due = due.replace_microsecond(due.microsecond()).unwrap_or(due);
         let mut tx = Tx::tenant(proof, now, org);
         security::require_recent_auth(&mut tx, now, STEP_UP_WINDOW);
-        org_deletion::schedule(&mut tx, org, due);
+        let due = org_deletion::schedule(&mut tx, org, self.policy.org_deletion_grace);
         audit::record(
             &mut tx,
             self.audit("org.deletion_scheduled", meta).org(org).target("org", org.as_uuid()).details(json!({
-                "deletion_due_at": rfc3339(due),
+                "grace_days": self.policy.org_deletion_grace.whole_days().max(1),
             })),
         );
         match tx.run(&self.db).await {
             Err(palisade_store::StoreError::Conflict { .. }) => {
                 Err(AppError::Conflict("the organization's deletion is already scheduled; see deletion_due_at".into()))
             }
-            other => other.map(|_| due).map_err(Into::into),
+            other => Ok(other?.get(due)?),
         }
     }
 
@@ -70,23 +63,38 @@ impl App {
         let mut tx = Tx::anonymous();
         let due = org_deletion::due(&mut tx, now, 20);
         let due = tx.run(&self.db).await?.get(due)?;
+        let mut shredded = 0;
         for org in &due {
-            // Every generation a KEK rotation may have made, and one past it (a rotation that
-            // crashed after creating its next key).
-            let names: Vec<String> =
-                (1..=org.generations.max(0) as u32 + 1).map(|n| Scope::Org(org.org).wrapping_key_name(n)).collect();
-            let provider = self.keyring.provider().clone();
-            tokio::task::spawn_blocking(move || names.iter().try_for_each(|name| provider.destroy_key(name)))
-                .await
-                .map_err(|e| AppError::Internal(format!("key provider task: {e}")))?
-                .map_err(provider_error)?;
-            self.keyring.forget(Scope::Org(org.org));
-            let mut tx = Tx::anonymous();
-            org_deletion::shred(&mut tx, org.org, now, EventId::new(&*self.clock, &*self.random).as_uuid());
-            tx.run(&self.db).await?;
-            self.edge.forget(org.org);
-            tracing::info!(org = %org.org, name = %org.name, "organization shredded: keys destroyed, rows deleted");
+            // One organization that cannot be shredded now (a provider outage, a legal hold set
+            // meanwhile) must not hold up the others.
+            match self.shred_one(org, now).await {
+                Ok(()) => shredded += 1,
+                Err(err) => tracing::warn!(org = %org.org, error = %err, "organization shredding deferred"),
+            }
         }
-        Ok(due.len())
+        Ok(shredded)
+    }
+
+    /// Claims the organization (no cancel after this), destroys its wrapping keys, deletes its rows.
+    async fn shred_one(&self, org: &org_deletion::DueOrg, now: OffsetDateTime) -> Result<(), AppError> {
+        let mut tx = Tx::anonymous();
+        org_deletion::begin(&mut tx, org.org, now);
+        tx.run(&self.db).await?;
+        // Every generation a KEK rotation may have made, and one past it (a rotation that crashed
+        // after creating its next key).
+        let names: Vec<String> =
+            (1..=org.generations.max(0) as u32 + 1).map(|n| Scope::Org(org.org).wrapping_key_name(n)).collect();
+        let provider = self.keyring.provider().clone();
+        tokio::task::spawn_blocking(move || names.iter().try_for_each(|name| provider.destroy_key(name)))
+            .await
+            .map_err(|e| AppError::Internal(format!("key provider task: {e}")))?
+            .map_err(provider_error)?;
+        self.keyring.forget(Scope::Org(org.org));
+        let mut tx = Tx::anonymous();
+        org_deletion::shred(&mut tx, org.org, now, EventId::new(&*self.clock, &*self.random).as_uuid());
+        tx.run(&self.db).await?;
+        self.edge.forget(org.org);
+        tracing::info!(org = %org.org, name = %org.name, "organization shredded: keys destroyed, rows deleted");
+        Ok(())
     }
 }

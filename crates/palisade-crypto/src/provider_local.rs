@@ -329,6 +329,9 @@ impl KeyProvider for LocalProvider {
         let next = next_kek_path(&self.files.kek);
         write_private(&next, key.as_ref())
             .map_err(|e| config(&next, format!("{e}: the KEK's directory must be writable to rotate it")))?;
+        // The new KEK's name must be durable before anything is sealed under it (the store may
+        // live in another directory, whose own sync says nothing about this one).
+        sync_dir(&next);
         let kek = kek_from(&key);
         loaded.stamp = write_store(&self.files.store, &kek, &loaded.keys)?;
         fs::rename(&next, &self.files.kek).map_err(|e| config(&self.files.kek, e))?;

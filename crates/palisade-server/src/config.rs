@@ -176,7 +176,8 @@ pub struct Config {
     pub data_key_rotation_days: i64,
     /// Seconds an unwrapped data key stays in a node's memory before the provider is asked again.
     pub data_key_cache_seconds: i64,
-    /// Days a scheduled organization deletion can be cancelled before its keys are destroyed.
+    /// Days a scheduled organization deletion can be cancelled before its keys are destroyed
+    /// (at least 1; the database enforces the floor too).
     pub org_deletion_grace_days: i64,
     /// The most collections one organization may hold.
     pub collections_per_org: i32,

@@ -80,15 +80,25 @@ pub async fn rotate(app: &App, org: &str) -> Result<ExitCode> {
         ProgressStyle::with_template("{bar:40} {pos}/{len} values re-encrypted ({per_sec}, {eta} left)")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    let (mut done, mut reencrypted) = (false, 0);
-    while !done {
+    let mut reencrypted = 0;
+    let deleted = loop {
         let step = app.rotation_step(org, ROTATION_BATCH).await?;
         bar.inc(step.reencrypted as u64);
         reencrypted += step.reencrypted;
-        done = step.done;
-    }
+        if step.done {
+            break step.retired_key_deleted;
+        }
+    };
     bar.finish_and_clear();
-    println!("{org}: rotation complete; {reencrypted} values re-encrypted, the old data key is deleted.");
+    println!("{org}: rotation complete; {reencrypted} values re-encrypted under the new data key.");
+    if deleted {
+        println!("The old data key is deleted.");
+    } else {
+        let wait = app.retired_key_min_age().whole_seconds();
+        println!(
+            "The old data key is deleted by the server's rotation job once every node has dropped it from its cache ({wait} s after the rotation started)."
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -63,7 +63,7 @@ pub fn build_app(config: &Config, db: Db, clock: Arc<dyn Clock>, random: Arc<dyn
             },
             api_key_env: config.api_key_env.clone(),
             data_key_rotation: time::Duration::days(config.data_key_rotation_days.clamp(1, 3650)),
-            org_deletion_grace: time::Duration::days(config.org_deletion_grace_days.clamp(0, 365)),
+            org_deletion_grace: time::Duration::days(config.org_deletion_grace_days.clamp(1, 365)),
         },
         mailer: config.mailer()?,
         keys: Arc::new(config.instance_key()?),

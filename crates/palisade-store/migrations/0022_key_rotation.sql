@@ -49,10 +49,12 @@ END
 $$;
 GRANT EXECUTE ON FUNCTION palisade.enter_for_keys(uuid), palisade.leave_for_keys(text[]) TO palisade_keykeeper;
 
--- The data key an envelope names (bytes 2–17 of `[0xE1][key id][nonce][ciphertext]`).
+-- The data key an envelope names (bytes 2–17 of `[0xE1][key id][nonce][ciphertext]`); NULL for
+-- anything that is not an envelope.
 CREATE FUNCTION palisade.envelope_key(p_sealed bytea) RETURNS uuid
     LANGUAGE sql IMMUTABLE STRICT
-    AS $$ SELECT encode(substring(p_sealed FROM 2 FOR 16), 'hex')::uuid $$;
+    AS $$ SELECT CASE WHEN length(p_sealed) >= 17 AND get_byte(p_sealed, 0) = 225
+                      THEN encode(substring(p_sealed FROM 2 FOR 16), 'hex')::uuid END $$;
 GRANT EXECUTE ON FUNCTION palisade.envelope_key(bytea) TO palisade_keykeeper;
 CREATE INDEX records_envelope_key_idx ON palisade.records (tenant_id, palisade.envelope_key(sealed)) WHERE sealed IS NOT NULL;
 
@@ -197,9 +199,12 @@ END
 $$;
 ALTER FUNCTION palisade.rotation_apply(uuid, text[], uuid[], bytea[], bytea[]) OWNER TO palisade_keykeeper;
 
--- Ends a rotation: deletes retired key p_key once nothing is stored under it. Returns false if
--- something still is (the job goes on).
-CREATE FUNCTION palisade.finish_key_rotation(p_org uuid, p_key uuid, p_now timestamptz, p_event uuid)
+-- Ends a rotation: deletes retired key p_key once nothing is stored under it and it was retired
+-- at least p_min_age ago (longer than any node keeps an unwrapped key: a node that has not yet
+-- noticed the rotation may still seal under it). Returns false while either does not hold (the
+-- job goes on). The key row is locked first; writers hold it KEY SHARE (records_sealed_key_guard),
+-- so a write in flight under this key is committed, and counted, before the check.
+CREATE FUNCTION palisade.finish_key_rotation(p_org uuid, p_key uuid, p_now timestamptz, p_event uuid, p_min_age interval)
     RETURNS boolean
     LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, palisade
     AS $$
@@ -211,6 +216,10 @@ BEGIN
     IF NOT FOUND THEN
         PERFORM palisade.leave_for_keys(v_saved);
         RETURN true;
+    END IF;
+    IF EXISTS (SELECT 1 FROM palisade.org_data_keys k WHERE k.tenant_id = p_org AND k.id = p_key AND k.retired_at > p_now - p_min_age) THEN
+        PERFORM palisade.leave_for_keys(v_saved);
+        RETURN false;
     END IF;
     IF EXISTS (SELECT 1 FROM palisade.records r WHERE r.tenant_id = p_org AND r.sealed IS NOT NULL AND palisade.envelope_key(r.sealed) = p_key)
        OR EXISTS (SELECT 1 FROM palisade.secrets s WHERE s.tenant_id = p_org AND palisade.envelope_key(s.sealed) = p_key) THEN
@@ -225,7 +234,7 @@ BEGIN
     RETURN true;
 END
 $$;
-ALTER FUNCTION palisade.finish_key_rotation(uuid, uuid, timestamptz, uuid) OWNER TO palisade_keykeeper;
+ALTER FUNCTION palisade.finish_key_rotation(uuid, uuid, timestamptz, uuid, interval) OWNER TO palisade_keykeeper;
 
 -- A KEK rotation rewraps an organization's data key under its new wrapping key (only if it is
 -- still wrapped by p_from: a rerun after a crash skips what is done) and notes it.
@@ -246,3 +255,28 @@ BEGIN
 END
 $$;
 ALTER FUNCTION palisade.rewrap_org_key(uuid, uuid, text, text, bytea, timestamptz, uuid) OWNER TO palisade_keykeeper;
+
+-- A value is only ever written under a data key its organization still has (a node whose cache
+-- has not caught up with a finished rotation gets a retryable refusal, never a value nobody can
+-- decrypt), and the key row is held KEY SHARE until the write commits, so finish_key_rotation
+-- cannot delete it in between.
+CREATE FUNCTION palisade.sealed_key_guard() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    IF TG_OP = 'UPDATE' AND NEW.sealed IS NOT DISTINCT FROM OLD.sealed THEN
+        RETURN NEW;
+    END IF;
+    PERFORM 1 FROM palisade.org_data_keys k
+      WHERE k.tenant_id = NEW.tenant_id AND k.id = palisade.envelope_key(NEW.sealed) FOR KEY SHARE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'the data key this value was sealed under is gone; retry' USING ERRCODE = 'PAKG1';
+    END IF;
+    RETURN NEW;
+END
+$$;
+GRANT EXECUTE ON FUNCTION palisade.sealed_key_guard() TO palisade_keykeeper;
+CREATE TRIGGER records_sealed_key_guard BEFORE INSERT OR UPDATE OF sealed ON palisade.records
+    FOR EACH ROW WHEN (NEW.sealed IS NOT NULL) EXECUTE FUNCTION palisade.sealed_key_guard();
+CREATE TRIGGER secrets_sealed_key_guard BEFORE INSERT OR UPDATE OF sealed ON palisade.secrets
+    FOR EACH ROW EXECUTE FUNCTION palisade.sealed_key_guard();

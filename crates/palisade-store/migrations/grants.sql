@@ -108,10 +108,12 @@ GRANT EXECUTE ON FUNCTION palisade.org_edge_settings(uuid) TO {role};
 GRANT UPDATE (cors_origins) ON palisade.orgs TO {role};
 GRANT EXECUTE ON FUNCTION palisade.set_org_plan(uuid, text, timestamptz) TO {role};
 -- Data keys are stored wrapped; the provider holds what unwraps them.
-GRANT SELECT, INSERT, DELETE ON palisade.org_data_keys TO {role};
-GRANT UPDATE (wrapping_key, wrapped, rewrapped_at, retired_at) ON palisade.org_data_keys TO {role};
-GRANT SELECT, INSERT, DELETE ON palisade.instance_data_keys TO {role};
-GRANT UPDATE (wrapping_key, wrapped, rewrapped_at, retired_at) ON palisade.instance_data_keys TO {role};
+-- Never DELETE: only the key keeper's checked functions retire or delete a data key. The UPDATE
+-- on org_data_keys is for the KEY SHARE lock a sealed write takes (sealed_key_guard).
+GRANT SELECT, INSERT ON palisade.org_data_keys TO {role};
+GRANT UPDATE (rewrapped_at) ON palisade.org_data_keys TO {role};
+GRANT SELECT, INSERT ON palisade.instance_data_keys TO {role};
+GRANT UPDATE (wrapping_key, wrapped, rewrapped_at) ON palisade.instance_data_keys TO {role};
 GRANT SELECT, INSERT, DELETE ON palisade.secrets TO {role};
 GRANT UPDATE (sealed, version, updated_by, updated_at) ON palisade.secrets TO {role};
 -- Sealed WebAuthn credentials (0021): the server inserts a credential only sealed
@@ -128,11 +130,13 @@ GRANT EXECUTE ON FUNCTION palisade.org_key_rows(uuid, boolean) TO {role};
 GRANT EXECUTE ON FUNCTION palisade.start_key_rotation(uuid, uuid, text, bytea, timestamptz, uuid, text) TO {role};
 GRANT EXECUTE ON FUNCTION palisade.rotation_batch(uuid, uuid, integer) TO {role};
 GRANT EXECUTE ON FUNCTION palisade.rotation_apply(uuid, text[], uuid[], bytea[], bytea[]) TO {role};
-GRANT EXECUTE ON FUNCTION palisade.finish_key_rotation(uuid, uuid, timestamptz, uuid) TO {role};
+GRANT EXECUTE ON FUNCTION palisade.finish_key_rotation(uuid, uuid, timestamptz, uuid, interval) TO {role};
 GRANT EXECUTE ON FUNCTION palisade.rewrap_org_key(uuid, uuid, text, text, bytea, timestamptz, uuid) TO {role};
 GRANT EXECUTE ON FUNCTION palisade.envelope_key(bytea) TO {role};
+GRANT EXECUTE ON FUNCTION palisade.sealed_key_guard() TO {role};
 -- Organization deletion: the owner schedules or cancels it; the key keeper shreds (0023).
-GRANT UPDATE (deletion_due_at, deletion_requested_by) ON palisade.orgs TO {role};
+GRANT EXECUTE ON FUNCTION palisade.schedule_org_deletion(uuid, interval) TO {role};
+GRANT EXECUTE ON FUNCTION palisade.cancel_org_deletion(uuid) TO {role};
 GRANT EXECUTE ON FUNCTION palisade.orgs_due_for_shredding(timestamptz, integer) TO {role};
 GRANT EXECUTE ON FUNCTION palisade.shred_org(uuid, timestamptz, uuid) TO {role};
-GRANT EXECUTE ON FUNCTION palisade.require_no_deletion_scheduled(uuid) TO {role};
+GRANT EXECUTE ON FUNCTION palisade.begin_shredding(uuid, timestamptz) TO {role};

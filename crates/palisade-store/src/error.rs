@@ -73,6 +73,7 @@ impl StoreError {
             "PA412" => StoreError::Conflict { constraint: "last_owner".into() },
             "PAKR1" => StoreError::Conflict { constraint: "rotation_running".into() },
             "PADL1" => StoreError::Conflict { constraint: "deletion_scheduled".into() },
+            "PAKG1" => StoreError::Conflict { constraint: "data_key_gone".into() },
             "PAEV1" => StoreError::EmailUnverified,
             "PASU1" => StoreError::StepUpRequired,
             "PAMF1" => StoreError::MfaEnrollmentRequired,

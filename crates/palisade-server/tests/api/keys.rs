@@ -165,9 +165,28 @@ async fn a_rotation_killed_halfway_resumes_and_no_value_is_lost_or_encrypted_twi
     let keys = envelope_keys(&app, o.id).await;
     assert!(keys.iter().all(|k| *k == new_key), "everything under the new key");
     all_read_back(&app, &o, &ids).await;
+    // The old key stays until every node has dropped it from its cache (a node that missed the
+    // rotation may still seal under it): then the job deletes it.
+    let status = app.get(&format!("/api/v1/orgs/{}/keys", o.org), Some(&o.owner)).await;
+    assert_eq!(status.body["keys"].as_array().unwrap().len(), 2, "{}", status.text);
+    assert_eq!(status.body["values_left_to_reencrypt"], 0);
+    app.clock.advance(app.app.retired_key_min_age() + time::Duration::seconds(1));
+    assert_eq!(app.app.run_key_maintenance(10).await.unwrap(), 0);
     let status = app.get(&format!("/api/v1/orgs/{}/keys", o.org), Some(&o.owner)).await;
     assert_eq!(status.body["rotating"], false, "{}", status.text);
     assert_eq!(status.body["keys"].as_array().unwrap().len(), 1, "the old key is deleted");
+    // Nothing can be written under the deleted key any more (a node whose cache missed the
+    // rotation is refused, never left with a value nobody can decrypt).
+    let stale = app
+        .admin()
+        .await
+        .execute(
+            "UPDATE palisade.records SET sealed = overlay(sealed PLACING uuid_send($1) FROM 2 FOR 16) WHERE tenant_id = $2",
+            &[&old_key, &o.id.as_uuid()],
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(stale.code().map(|c| c.code()), Some("PAKG1"), "{stale}");
     let events =
         app.get(&format!("/api/v1/orgs/{}/audit-events?action=keys.rotation_completed", o.org), Some(&o.owner)).await;
     assert_eq!(events.body["items"].as_array().unwrap().len(), 1, "{}", events.text);

@@ -80,6 +80,23 @@ async fn only_an_owner_after_a_step_up_schedules_a_deletion_and_it_can_be_cancel
     assert_eq!(events.body["items"].as_array().unwrap().len(), 1, "{}", events.text);
     let events = app.get(&format!("{path}/audit-events?action=org.deletion_cancelled"), Some(&owner)).await;
     assert_eq!(events.body["items"].as_array().unwrap().len(), 1, "{}", events.text);
+    // Once the job has claimed a deletion it can no longer be cancelled (its keys may be gone).
+    let scheduled = app.send("DELETE", &path, Some(&owner), None).await;
+    assert_eq!(scheduled.status, 202, "{}", scheduled.text);
+    let org_uuid = org.parse::<palisade_core::OrgId>().unwrap().as_uuid();
+    let admin_db = app.admin().await;
+    admin_db
+        .execute("UPDATE palisade.orgs SET shredding_started_at = now() WHERE tenant_id = $1", &[&org_uuid])
+        .await
+        .unwrap();
+    app.send("DELETE", &format!("{path}/deletion"), Some(&owner), None).await.assert_problem(404, "not-found");
+    admin_db
+        .execute(
+            "UPDATE palisade.orgs SET shredding_started_at = NULL, deletion_due_at = NULL WHERE tenant_id = $1",
+            &[&org_uuid],
+        )
+        .await
+        .unwrap();
     // Cancelled: the job leaves it alone even long after.
     app.clock.advance(time::Duration::days(30));
     assert_eq!(app.app.run_org_shredding().await.unwrap(), 0);
@@ -127,10 +144,19 @@ async fn after_the_grace_period_a_dump_taken_before_decrypts_nothing_and_other_o
     let provider = LocalProvider::open(files()).unwrap();
     assert!(provider.unwrap(&keys[0].1, &keys[0].2, context.as_bytes()).is_ok());
 
-    // Within the grace period nothing happens.
-    app.clock.advance(time::Duration::days(6));
+    // Within the grace period nothing happens; a server clock set ahead does not skip it (the
+    // database's clock decides), and neither does a deletion under legal hold.
     assert_eq!(app.app.run_org_shredding().await.unwrap(), 0);
-    app.clock.advance(time::Duration::days(2));
+    app.clock.advance(time::Duration::days(8));
+    assert_eq!(app.app.run_org_shredding().await.unwrap(), 0, "a time ahead of the database clock is refused");
+    app.clock.advance(-time::Duration::days(8));
+    admin
+        .execute("UPDATE palisade.orgs SET deletion_due_at = now() - interval '1 second' WHERE tenant_id = $1", &[&a])
+        .await
+        .unwrap();
+    admin.execute("UPDATE palisade.orgs SET legal_hold = true WHERE tenant_id = $1", &[&a]).await.unwrap();
+    assert_eq!(app.app.run_org_shredding().await.unwrap(), 0, "legal hold stops the shredding");
+    admin.execute("UPDATE palisade.orgs SET legal_hold = false WHERE tenant_id = $1", &[&a]).await.unwrap();
     assert_eq!(app.app.run_org_shredding().await.unwrap(), 1);
 
     // Every wrapping key A ever had is gone from the provider; the dump's data key unwraps

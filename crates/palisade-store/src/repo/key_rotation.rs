@@ -120,13 +120,23 @@ pub fn rotation_apply(tx: &mut Tx<Anonymous>, org: Uuid, values: &[SealedValue],
     })
 }
 
-const FINISH: &str = "SELECT palisade.finish_key_rotation($1, $2, $3, $4)";
+const FINISH: &str = "SELECT palisade.finish_key_rotation($1, $2, $3, $4, make_interval(secs => $5))";
 
-/// Deletes retired key `key` once nothing is stored under it; false while something still is.
-pub fn finish_rotation(tx: &mut Tx<Anonymous>, org: Uuid, key: Uuid, at: OffsetDateTime, event: Uuid) -> Step<bool> {
-    tx.push(FINISH, vec![Box::new(org), Box::new(key), Box::new(at), Box::new(event)], |rows| {
-        Ok(exactly_one(rows)?.get(0))
-    })
+/// Deletes retired key `key` once nothing is stored under it and it was retired at least
+/// `min_age` ago (longer than any node caches a key); false until both hold.
+pub fn finish_rotation(
+    tx: &mut Tx<Anonymous>,
+    org: Uuid,
+    key: Uuid,
+    at: OffsetDateTime,
+    event: Uuid,
+    min_age: Duration,
+) -> Step<bool> {
+    tx.push(
+        FINISH,
+        vec![Box::new(org), Box::new(key), Box::new(at), Box::new(event), Box::new(min_age.as_seconds_f64())],
+        |rows| Ok(exactly_one(rows)?.get(0)),
+    )
 }
 
 /// A data key moving to a new wrapping key (KEK rotation).

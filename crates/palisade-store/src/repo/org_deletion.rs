@@ -9,25 +9,31 @@ use uuid::Uuid;
 use crate::pipeline::{Anonymous, Step, Tenant, Tx};
 
 const REQUIRE_OWNER: &str = "SELECT palisade.require_role(ARRAY['owner'])";
-const NOT_SCHEDULED: &str = "SELECT palisade.require_no_deletion_scheduled($1)";
-const SCHEDULE: &str = "UPDATE palisade.orgs SET deletion_due_at = $2, deletion_requested_by = palisade.current_user_id() \
-    WHERE tenant_id = $1 AND deletion_due_at IS NULL";
+const SCHEDULE: &str = "SELECT palisade.schedule_org_deletion($1, make_interval(secs => $2))";
 
-/// Schedules the deletion for `due` (owners only, PA403); a conflict when one already is.
-pub fn schedule(tx: &mut Tx<Tenant>, org: OrgId, due: OffsetDateTime) {
+/// Schedules the deletion `grace` from now by the database's clock, at least a day (owners only,
+/// PA403); a conflict (PADL1) when one already is. Returns when it falls due.
+pub fn schedule(tx: &mut Tx<Tenant>, org: OrgId, grace: time::Duration) -> Step<OffsetDateTime> {
     tx.push_write(REQUIRE_OWNER, vec![]);
-    tx.push_write(NOT_SCHEDULED, vec![Box::new(org.as_uuid())]);
-    tx.push_write(SCHEDULE, vec![Box::new(org.as_uuid()), Box::new(due)]);
+    tx.push(SCHEDULE, vec![Box::new(org.as_uuid()), Box::new(grace.as_seconds_f64())], |rows| {
+        Ok(crate::repo::exactly_one(rows)?.get(0))
+    })
 }
 
-const CANCEL: &str = "WITH c AS (UPDATE palisade.orgs SET deletion_due_at = NULL, deletion_requested_by = NULL \
-        WHERE tenant_id = $1 AND deletion_due_at IS NOT NULL RETURNING 1) \
-    SELECT palisade.require_found((SELECT count(*) FROM c))";
+const CANCEL: &str = "SELECT palisade.cancel_org_deletion($1)";
 
-/// Cancels a scheduled deletion (owners only); not found (and nothing written) when none is.
+/// Cancels a scheduled deletion (owners only) that the job has not started; not found (and
+/// nothing written) otherwise.
 pub fn cancel(tx: &mut Tx<Tenant>, org: OrgId) {
     tx.push_write(REQUIRE_OWNER, vec![]);
     tx.push_write(CANCEL, vec![Box::new(org.as_uuid())]);
+}
+
+const BEGIN: &str = "SELECT palisade.begin_shredding($1, $2)";
+
+/// Claims a due organization for shredding: no cancel from now on (PA403 if not due).
+pub fn begin(tx: &mut Tx<Anonymous>, org: OrgId, now: OffsetDateTime) {
+    tx.push_write(BEGIN, vec![Box::new(org.as_uuid()), Box::new(now)]);
 }
 
 /// An organization whose grace period is over.
