@@ -213,22 +213,35 @@ impl App {
         let due = tx.run(&self.db).await?.get(due)?;
         let mut total = 0;
         for org in due.into_iter().map(OrgId::from_uuid) {
-            let rows = self.key_keeper_rows(org.as_uuid()).await?;
-            if !rows.iter().any(|r| r.key.retired_at.is_some()) {
-                match self.start_org_key_rotation(org, "scheduled").await {
-                    Ok(()) | Err(AppError::Conflict(_)) => {}
-                    Err(err) => return Err(err),
-                }
-            }
-            for _ in 0..batches {
-                let progress = self.rotation_step(org, ROTATION_BATCH).await?;
-                total += progress.reencrypted;
-                if progress.done {
-                    break;
-                }
+            // One organization that cannot move now (an undecryptable value, a provider outage)
+            // must not hold up the others.
+            match self.maintain_org_keys(org, batches).await {
+                Ok(moved) => total += moved,
+                Err(err) => tracing::warn!(org = %org, error = %err, "data-key rotation of this organization deferred"),
             }
         }
         Ok(total)
+    }
+
+    async fn maintain_org_keys(&self, org: OrgId, batches: usize) -> Result<i64, AppError> {
+        let mut tx = Tx::anonymous();
+        let rows = key_rotation::org_keys_uncounted(&mut tx, org.as_uuid());
+        let rows = tx.run(&self.db).await?.get(rows)?;
+        if !rows.iter().any(|r| r.key.retired_at.is_some()) {
+            match self.start_org_key_rotation(org, "scheduled").await {
+                Ok(()) | Err(AppError::Conflict(_)) => {}
+                Err(err) => return Err(err),
+            }
+        }
+        let mut moved = 0;
+        for _ in 0..batches {
+            let progress = self.rotation_step(org, ROTATION_BATCH).await?;
+            moved += progress.reencrypted;
+            if progress.done {
+                break;
+            }
+        }
+        Ok(moved)
     }
 
     /// Rotates the key provider's master key, then moves the instance's and every
