@@ -95,14 +95,15 @@ N=$(psql_admin -c "SELECT count(*) FROM palisade.records WHERE sealed IS NOT NUL
 psql_admin -c "VACUUM ANALYZE palisade.records"
 echo "    $N records hold sealed fields"
 
-# The baseline writes a new value into the same column of the same rows, as the rotation does
-# (a different data-key id, so the same index entries change; `SET sealed = sealed` would be a
-# HOT no-op no real update is). Byte 2 goes x -> 255 - x: a second, untimed pass restores it.
+# The baseline writes a new value into the same column of the same rows, as the rotation does (a
+# changed column under an expression index: no HOT update, new index entries, the sealed-key
+# guard's lock; `SET sealed = sealed` would be a HOT no-op no real update is). A nonce byte goes
+# x -> 255 - x (the key id must stay one the organization has); a second, untimed pass restores it.
 flip_pass() {
   psql_admin -c "DO \$\$ DECLARE last uuid := '00000000-0000-0000-0000-000000000000'; n int; BEGIN
     LOOP
       WITH b AS (SELECT tenant_id, id FROM palisade.records WHERE sealed IS NOT NULL AND id > last ORDER BY id LIMIT 500),
-           u AS (UPDATE palisade.records r SET sealed = set_byte(r.sealed, 1, 255 - get_byte(r.sealed, 1))
+           u AS (UPDATE palisade.records r SET sealed = set_byte(r.sealed, 20, 255 - get_byte(r.sealed, 20))
                  FROM b WHERE r.tenant_id = b.tenant_id AND r.id = b.id RETURNING r.id)
       SELECT count(*), max(id::text)::uuid INTO n, last FROM u;
       COMMIT;

@@ -50,9 +50,10 @@ $$;
 GRANT EXECUTE ON FUNCTION palisade.enter_for_keys(uuid), palisade.leave_for_keys(text[]) TO palisade_keykeeper;
 
 -- The data key an envelope names (bytes 2–17 of `[0xE1][key id][nonce][ciphertext]`); NULL for
--- anything that is not an envelope.
+-- anything that is not an envelope (and for NULL). Not STRICT, so the planner inlines it: a call
+-- per row would cost the rotation two thirds of its speed.
 CREATE FUNCTION palisade.envelope_key(p_sealed bytea) RETURNS uuid
-    LANGUAGE sql IMMUTABLE STRICT
+    LANGUAGE sql IMMUTABLE
     AS $$ SELECT CASE WHEN length(p_sealed) >= 17 AND get_byte(p_sealed, 0) = 225
                       THEN encode(substring(p_sealed FROM 2 FOR 16), 'hex')::uuid END $$;
 GRANT EXECUTE ON FUNCTION palisade.envelope_key(bytea) TO palisade_keykeeper;
@@ -258,25 +259,31 @@ ALTER FUNCTION palisade.rewrap_org_key(uuid, uuid, text, text, bytea, timestampt
 
 -- A value is only ever written under a data key its organization still has (a node whose cache
 -- has not caught up with a finished rotation gets a retryable refusal, never a value nobody can
--- decrypt), and the key row is held KEY SHARE until the write commits, so finish_key_rotation
--- cannot delete it in between.
+-- decrypt). Once per statement: the key rows the new values name are locked KEY SHARE until the
+-- write commits, so finish_key_rotation (which locks the row FOR UPDATE, then looks for values)
+-- either waits for the write and sees it, or has deleted the key and the write is refused here.
 CREATE FUNCTION palisade.sealed_key_guard() RETURNS trigger
     LANGUAGE plpgsql
     AS $$
 BEGIN
-    IF TG_OP = 'UPDATE' AND NEW.sealed IS NOT DISTINCT FROM OLD.sealed THEN
-        RETURN NEW;
-    END IF;
     PERFORM 1 FROM palisade.org_data_keys k
-      WHERE k.tenant_id = NEW.tenant_id AND k.id = palisade.envelope_key(NEW.sealed) FOR KEY SHARE;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'the data key this value was sealed under is gone; retry' USING ERRCODE = 'PAKG1';
+      WHERE (k.tenant_id, k.id) IN (SELECT n.tenant_id, palisade.envelope_key(n.sealed) FROM new_rows n WHERE n.sealed IS NOT NULL)
+      FOR KEY SHARE;
+    IF EXISTS (SELECT 1 FROM new_rows n
+                WHERE n.sealed IS NOT NULL
+                  AND NOT EXISTS (SELECT 1 FROM palisade.org_data_keys k
+                                   WHERE k.tenant_id = n.tenant_id AND k.id = palisade.envelope_key(n.sealed))) THEN
+        RAISE EXCEPTION 'the data key a value was sealed under is gone; retry' USING ERRCODE = 'PAKG1';
     END IF;
-    RETURN NEW;
+    RETURN NULL;
 END
 $$;
 GRANT EXECUTE ON FUNCTION palisade.sealed_key_guard() TO palisade_keykeeper;
-CREATE TRIGGER records_sealed_key_guard BEFORE INSERT OR UPDATE OF sealed ON palisade.records
-    FOR EACH ROW WHEN (NEW.sealed IS NOT NULL) EXECUTE FUNCTION palisade.sealed_key_guard();
-CREATE TRIGGER secrets_sealed_key_guard BEFORE INSERT OR UPDATE OF sealed ON palisade.secrets
-    FOR EACH ROW EXECUTE FUNCTION palisade.sealed_key_guard();
+CREATE TRIGGER records_sealed_key_guard_insert AFTER INSERT ON palisade.records
+    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION palisade.sealed_key_guard();
+CREATE TRIGGER records_sealed_key_guard_update AFTER UPDATE ON palisade.records
+    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION palisade.sealed_key_guard();
+CREATE TRIGGER secrets_sealed_key_guard_insert AFTER INSERT ON palisade.secrets
+    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION palisade.sealed_key_guard();
+CREATE TRIGGER secrets_sealed_key_guard_update AFTER UPDATE ON palisade.secrets
+    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION palisade.sealed_key_guard();

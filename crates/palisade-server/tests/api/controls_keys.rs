@@ -119,7 +119,7 @@ async fn e2_fails_for_a_sensitive_field_in_clear_another_orgs_key_or_a_shared_wr
 
     // Org A's record now carries org B's ciphertext: it names B's data key.
     // (Past the sealed-key guard, which refuses such a write: owner rights can switch it off.)
-    admin.batch_execute("ALTER TABLE palisade.records DISABLE TRIGGER records_sealed_key_guard").await.unwrap();
+    admin.batch_execute("ALTER TABLE palisade.records DISABLE TRIGGER records_sealed_key_guard_update").await.unwrap();
     admin
         .execute(
             "UPDATE palisade.records SET sealed = (SELECT sealed FROM palisade.records WHERE tenant_id = $2 AND sealed IS NOT NULL)
@@ -293,7 +293,7 @@ async fn e5_fails_for_a_readable_kek_an_open_data_directory_a_clear_secret_or_an
     admin
         .batch_execute(
             "ALTER TABLE palisade.secrets DROP CONSTRAINT secrets_sealed_check;
-             ALTER TABLE palisade.secrets DISABLE TRIGGER secrets_sealed_key_guard;
+             ALTER TABLE palisade.secrets DISABLE TRIGGER secrets_sealed_key_guard_update;
              UPDATE palisade.secrets SET sealed = convert_to('sk_live_CANARY', 'UTF8')",
         )
         .await

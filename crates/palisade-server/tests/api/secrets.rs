@@ -207,7 +207,7 @@ async fn another_organization_sees_nothing_and_a_ciphertext_moved_between_rows_o
     // The database refuses an envelope that names another organization's key (the sealed-key
     // guard); someone with owner rights can switch that off, as here, and the ciphertext itself
     // must still not open.
-    admin.batch_execute("ALTER TABLE palisade.secrets DISABLE TRIGGER secrets_sealed_key_guard").await.unwrap();
+    admin.batch_execute("ALTER TABLE palisade.secrets DISABLE TRIGGER secrets_sealed_key_guard_update").await.unwrap();
     // Copy A's "one" ciphertext over A's "two" (another row) and over B's "one" (another tenant).
     admin
         .execute(

@@ -191,7 +191,7 @@ async fn a_sealed_value_moved_to_another_row_or_tenant_or_damaged_fails_with_a_c
     // The database refuses an envelope that names another organization's key (the sealed-key
     // guard); someone with owner rights can switch that off, as here, and the ciphertext itself
     // must still not open.
-    admin.batch_execute("ALTER TABLE palisade.records DISABLE TRIGGER records_sealed_key_guard").await.unwrap();
+    admin.batch_execute("ALTER TABLE palisade.records DISABLE TRIGGER records_sealed_key_guard_update").await.unwrap();
     admin
         .execute(
             "UPDATE palisade.records t SET sealed = s.sealed FROM palisade.records s WHERE s.id = $1 AND t.id = $2",
