@@ -312,6 +312,15 @@ impl KeyProvider for Pkcs11Provider {
                 Attribute::Extractable(false),
                 Attribute::Encrypt(true),
                 Attribute::Decrypt(true),
+                // Nothing but AES-GCM encrypt/decrypt, never copied or changed: not left to the
+                // token's defaults.
+                Attribute::Wrap(false),
+                Attribute::Unwrap(false),
+                Attribute::Sign(false),
+                Attribute::Verify(false),
+                Attribute::Derive(false),
+                Attribute::Modifiable(false),
+                Attribute::Copyable(false),
                 Attribute::Label(name.as_bytes().to_vec()),
             ];
             s.generate_key(&Mechanism::AesKeyGen, &template).map(drop).map_err(hsm("C_GenerateKey"))
@@ -485,17 +494,34 @@ mod tests {
         let key = objects(&p, "org-a")[0];
         let (attrs, value) = p
             .with_session(|s| {
-                let wanted = [AttributeType::Sensitive, AttributeType::Extractable, AttributeType::NeverExtractable];
+                let wanted = [
+                    AttributeType::Sensitive,
+                    AttributeType::Extractable,
+                    AttributeType::NeverExtractable,
+                    AttributeType::Copyable,
+                    AttributeType::Wrap,
+                    AttributeType::Derive,
+                ];
                 Ok((
                     s.get_attributes(key, &wanted).unwrap(),
                     s.get_attribute_info(key, &[AttributeType::Value]).unwrap(),
                 ))
             })
             .unwrap();
-        assert!(matches!(
-            attrs[..],
-            [Attribute::Sensitive(true), Attribute::Extractable(false), Attribute::NeverExtractable(true)]
-        ));
+        assert!(
+            matches!(
+                attrs[..],
+                [
+                    Attribute::Sensitive(true),
+                    Attribute::Extractable(false),
+                    Attribute::NeverExtractable(true),
+                    Attribute::Copyable(false),
+                    Attribute::Wrap(false),
+                    Attribute::Derive(false)
+                ]
+            ),
+            "{attrs:?}"
+        );
         assert!(matches!(value[..], [AttributeInfo::Sensitive]), "CKA_VALUE is refused: {value:?}");
         let read = p.with_session(|s| Ok(s.get_attributes(key, &[AttributeType::Value]).unwrap())).unwrap();
         assert!(read.is_empty(), "cryptoki drops the refused CKA_VALUE rather than return it");
