@@ -282,6 +282,17 @@ impl App {
                 .target("record", id.as_uuid())
                 .details(json!({"collection": name.as_str(), "fields": fields})),
         );
+        // The answer shows the record whole, sensitive fields included for a permitted caller —
+        // stored values it did not send among them: that is a clear read too.
+        if permissions.contains(&Permission::RecordsSensitiveRead) && !sealed.fields.is_empty() {
+            audit::record(
+                &mut tx,
+                self.audit("record.sensitive_read", meta)
+                    .org(org)
+                    .target("record", id.as_uuid())
+                    .details(json!({"collection": name.as_str(), "fields": sealed.fields})),
+            );
+        }
         let mut results = match tx.run(&self.db).await {
             Err(StoreError::SchemaChanged) => {
                 return Err(AppError::Conflict("the collection's schema changed meanwhile; retry".into()));

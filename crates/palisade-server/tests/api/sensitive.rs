@@ -124,6 +124,15 @@ async fn sensitive_fields_are_sealed_at_rest_shown_only_with_the_permission_and_
     assert!(!patched.text.contains(SSN));
     let after = s.app.get(&one, Some(&s.owner)).await;
     assert_eq!(after.body["data"], json!({"name": "Ana", "team": "gutters", "ssn": SSN, "salary": 5100}));
+    assert_eq!(s.events("record.sensitive_read").await.len(), 3);
+    // An owner's patch answers with the whole record, stored sensitive values included: audited
+    // as a clear read as well (the member's patch above answered masked, and was not).
+    let patched = s.app.send("PATCH", &one, Some(&s.owner), Some(json!({"data": {"team": "roofs"}}))).await;
+    assert_eq!(patched.status, 200, "{}", patched.text);
+    assert_eq!(patched.body["data"]["ssn"], SSN);
+    let reads = s.events("record.sensitive_read").await;
+    assert_eq!(reads.len(), 4, "{reads:?}");
+    assert_eq!(reads[0]["details"]["fields"], json!(["salary", "ssn"]));
 
     // Sensitive fields cannot be filtered or sorted on.
     s.app.get(&format!("{}?filter[ssn]={SSN}", s.records), Some(&s.owner)).await.assert_problem(400, "invalid-query");
