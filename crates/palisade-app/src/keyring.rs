@@ -159,6 +159,13 @@ impl Keyring {
         Ok(key)
     }
 
+    /// The key a stored row holds, remembered as its scope's active (encrypting) key.
+    async fn activate(&self, scope: Scope, row: &DataKeyRow, now: OffsetDateTime) -> Result<Arc<DataKey>, AppError> {
+        let key = self.key_from_row(scope, row, now).await?;
+        self.active.lock().unwrap_or_else(|p| p.into_inner()).insert(scope, (row.id, now));
+        Ok(key)
+    }
+
     /// Makes a fresh data key wrapped under `scope`'s wrapping key of `generation` (created in
     /// the provider if it does not exist yet).
     pub async fn mint(&self, scope: Scope, generation: u32) -> Result<(Uuid, String, Vec<u8>), AppError> {
@@ -216,10 +223,7 @@ impl App {
                     })?
             }
         };
-        let key = self.keyring.unwrap(scope, &row).await?;
-        self.keyring.remember(scope, key.clone(), now);
-        self.keyring.active.lock().unwrap_or_else(|p| p.into_inner()).insert(scope, (row.id, now));
-        Ok(key)
+        self.keyring.activate(scope, &row, now).await
     }
 
     /// The organization's data key `id` (active or retired), for opening a stored value.
@@ -238,9 +242,7 @@ impl App {
         let row = rows.iter().find(|r| r.id == id).ok_or_else(|| {
             AppError::Undecryptable(format!("a value under data key {} of {org}", data_key_label(id)))
         })?;
-        let key = self.keyring.unwrap(scope, row).await?;
-        self.keyring.remember(scope, key.clone(), now);
-        Ok(key)
+        self.keyring.key_from_row(scope, row, now).await
     }
 
     async fn org_key_rows(
@@ -279,10 +281,7 @@ impl App {
                     })?
                 }
             };
-        let key = self.keyring.unwrap(Scope::Instance, &row).await?;
-        self.keyring.remember(Scope::Instance, key.clone(), now);
-        self.keyring.active.lock().unwrap_or_else(|p| p.into_inner()).insert(Scope::Instance, (row.id, now));
-        Ok(key)
+        self.keyring.activate(Scope::Instance, &row, now).await
     }
 
     /// The instance's data key `id`, for opening a stored value.
@@ -296,9 +295,7 @@ impl App {
             .iter()
             .find(|r| r.id == id)
             .ok_or_else(|| AppError::Internal(format!("instance data key {id} is not stored")))?;
-        let key = self.keyring.unwrap(Scope::Instance, row).await?;
-        self.keyring.remember(Scope::Instance, key.clone(), now);
-        Ok(key)
+        self.keyring.key_from_row(Scope::Instance, row, now).await
     }
 
     async fn instance_key_rows(&self) -> Result<Vec<DataKeyRow>, AppError> {
