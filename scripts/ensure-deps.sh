@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what Palisade needs on Debian bookworm, if missing. Safe to run repeatedly.
 #   scripts/ensure-deps.sh run    — what `palisade serve` needs (PostgreSQL server binaries)
-#   scripts/ensure-deps.sh test   — plus the tools the test command uses (cargo-audit, rustfmt, clippy)
+#   scripts/ensure-deps.sh test   — plus the tools the test command uses (cargo-audit, rustfmt, clippy, Chromium)
 set -euo pipefail
 mode="${1:-run}"
 
@@ -36,6 +36,11 @@ if [ "$mode" = "test" ]; then
   command -v redis-server >/dev/null || apt_install redis-server
   # A real PKCS#11 HSM (software) for the pkcs11 key provider's tests.
   command -v softhsm2-util >/dev/null || apt_install softhsm2
+  # The console's end-to-end tests run in real headless Chromium, driven through chromedriver;
+  # screenshots need at least one font to render text.
+  command -v chromium >/dev/null || apt_install chromium
+  command -v chromedriver >/dev/null || apt_install chromium-driver
+  [ -n "$(fc-list 2>/dev/null)" ] || apt_install fonts-dejavu-core
   rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt
   rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
   if ! cargo audit --version >/dev/null 2>&1; then

@@ -45,6 +45,12 @@ pub struct ApiState {
 pub const BODY_LIMIT: usize = 1024 * 1024;
 
 pub fn router(state: ApiState) -> Router {
+    router_with(state, Router::new())
+}
+
+/// The API and `extra` routes (the web console) behind the same middleware: request ids,
+/// client address, security headers, load shedding, rate limits, timeouts and panics.
+pub fn router_with(state: ApiState, extra: Router) -> Router {
     let credential_routes = Router::new()
         .route("/api/v1/auth/signup", post(routes::auth::signup))
         .route("/api/v1/auth/login", post(routes::auth::login))
@@ -133,6 +139,7 @@ pub fn router(state: ApiState) -> Router {
     let limits = rate_limit::LimitState { app: state.app.clone(), limiter: state.limiter.clone() };
     Router::new()
         .merge(api)
+        .merge(extra)
         .merge(SwaggerUi::new("/docs").url("/api/v1/openapi.json", openapi::ApiDoc::openapi()))
         .fallback(|| async { Problem::new("not-found", "No such resource.") })
         .method_not_allowed_fallback(|| async {

@@ -257,6 +257,7 @@ fn exempt(path: &str) -> bool {
         || path.starts_with("/.well-known/")
         || path.starts_with("/docs")
         || path.starts_with("/problems/")
+        || path.starts_with("/static/")
 }
 
 /// Routes that take a password, a code or a one-time token: the stricter per-address budget.
@@ -272,6 +273,19 @@ const AUTH_ROUTES: &[&str] = &[
     "/api/v1/auth/step-up/webauthn",
     "/api/v1/auth/verify-email",
     "/api/v1/auth/refresh",
+];
+
+/// The web console's forms that take a password, a code or a one-time token (the console's
+/// own paths, listed here because the limiter owns the budgets).
+pub const CONSOLE_CREDENTIAL_FORMS: &[&str] = &[
+    "/login",
+    "/login/mfa",
+    "/signup",
+    "/forgot-password",
+    "/reset-password",
+    "/verify-email",
+    "/accept-invite",
+    "/confirm-email-change",
 ];
 
 fn digest_hex(text: &str) -> String {
@@ -307,7 +321,8 @@ pub async fn middleware(State(state): State<LimitState>, request: Request, next:
         crate::extract::request_client_ip(&request).map_or_else(|| "unknown".to_owned(), |ip: IpAddr| ip.to_string());
     let preflight = request.method() == axum::http::Method::OPTIONS
         && request.headers().contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
-    let (class, key) = if AUTH_ROUTES.contains(&path) {
+    let credential_form = request.method() == axum::http::Method::POST && CONSOLE_CREDENTIAL_FORMS.contains(&path);
+    let (class, key) = if AUTH_ROUTES.contains(&path) || credential_form {
         (Class::Auth, format!("ip:{ip}"))
     } else if preflight {
         // Browsers send one before cross-origin calls (cached 10 minutes): counted per address

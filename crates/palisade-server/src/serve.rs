@@ -133,7 +133,7 @@ pub async fn run(config: Config) -> Result<()> {
         max_concurrent_requests: config.max_concurrent_requests,
         request_timeout: std::time::Duration::from_secs(config.request_timeout_secs.clamp(1, 3600)),
     };
-    let router = palisade_api::router(state);
+    let router = palisade_api::router_with(state.clone(), palisade_web::console(state));
     let tls = tls_config(&config)?;
     let listener = tokio::net::TcpListener::bind(config.listen).await.with_context(|| {
         format!("cannot listen on {}: is another server using it? Choose another with --listen", config.listen)

@@ -3,6 +3,7 @@
 //! One embedded PostgreSQL cluster per test process (started by the same code as `palisade
 //! serve`), one migrated template database, and a fresh database cloned from it per test.
 
+mod browser;
 mod cluster;
 mod redis;
 mod smtp;
@@ -17,6 +18,7 @@ use palisade_server::config::{Config, RateLimits};
 use palisade_store::Db;
 use serde_json::{Value, json};
 
+pub use browser::Browser;
 pub use cluster::{TestDb, data_dir, fresh_database};
 pub use redis::RedisServer;
 pub use smtp::SmtpSink;
@@ -104,14 +106,15 @@ impl TestApp {
         let handle = app.clone();
         let limiter = palisade_server::serve::limiter(&config).expect("rate limits");
         let trusted_proxies = palisade_server::serve::trusted_proxies(&config).expect("trusted proxies");
-        let router = palisade_api::router(ApiState {
+        let state = ApiState {
             app,
             secure_cookies: false,
             limiter,
             trusted_proxies,
             max_concurrent_requests: config.max_concurrent_requests,
             request_timeout: std::time::Duration::from_secs(config.request_timeout_secs.max(1)),
-        });
+        };
+        let router = palisade_api::router_with(state.clone(), palisade_web::console(state));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         // The same serving loop as `palisade serve` (header limits, slow-client timeout), over

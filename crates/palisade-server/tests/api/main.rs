@@ -9,6 +9,8 @@ mod binary;
 mod boundaries;
 mod collections;
 mod config;
+mod console;
+mod console_support;
 mod controls;
 mod controls_edge;
 mod controls_keys;

@@ -5,7 +5,7 @@ use palisade_testkit::{PASSWORD, TestApp};
 use serde_json::{Value, json};
 
 /// The code oathtool computes for `secret` at the server's (injected) current time.
-fn oathtool(app: &TestApp, secret: &str) -> String {
+pub fn oathtool(app: &TestApp, secret: &str) -> String {
     use palisade_core::Clock;
     let at = app.clock.now().unix_timestamp();
     let out = std::process::Command::new("oathtool")

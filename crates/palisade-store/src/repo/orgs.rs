@@ -8,6 +8,7 @@ use tokio_postgres::Row;
 use crate::pipeline::{Anonymous, Authenticated, Step, Tenant, Tx};
 use crate::repo::exactly_one;
 
+#[derive(Clone, Debug)]
 pub struct Org {
     pub id: OrgId,
     pub name: String,

@@ -1,0 +1,8 @@
+//! The audit log (being written).
+
+use axum::Router;
+use palisade_api::ApiState;
+
+pub fn routes() -> Router<ApiState> {
+    Router::new()
+}

@@ -1,0 +1,8 @@
+//! Collections and their records (being written).
+
+use axum::Router;
+use palisade_api::ApiState;
+
+pub fn routes() -> Router<ApiState> {
+    Router::new()
+}

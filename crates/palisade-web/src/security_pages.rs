@@ -1,0 +1,8 @@
+//! API keys, secrets and encryption-key status (being written).
+
+use axum::Router;
+use palisade_api::ApiState;
+
+pub fn routes() -> Router<ApiState> {
+    Router::new()
+}

@@ -1,0 +1,8 @@
+//! Members, invitations, roles and the access review (being written).
+
+use axum::Router;
+use palisade_api::ApiState;
+
+pub fn routes() -> Router<ApiState> {
+    Router::new()
+}
