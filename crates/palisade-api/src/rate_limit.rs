@@ -280,12 +280,17 @@ const AUTH_ROUTES: &[&str] = &[
 pub const CONSOLE_CREDENTIAL_FORMS: &[&str] = &[
     "/login",
     "/login/mfa",
+    "/login/mfa/key",
     "/signup",
     "/forgot-password",
     "/reset-password",
     "/verify-email",
     "/accept-invite",
     "/confirm-email-change",
+    // Account changes re-prove the password (step-up), like POST /api/v1/auth/step-up.
+    "/account/password",
+    "/account/email",
+    "/account/totp/disable",
 ];
 
 fn digest_hex(text: &str) -> String {

@@ -196,6 +196,16 @@ impl Browser {
         self.ok(found, || format!("find {selector:?} within {WAIT:?}")).await
     }
 
+    /// Gives the browser a virtual security key (CTAP2 over USB, resident keys, user verification
+    /// that always succeeds) through WebDriver's WebAuthn extension, so WebAuthn ceremonies run
+    /// for real in Chromium without hardware.
+    pub async fn add_virtual_authenticator(&self) {
+        self.client
+            .issue_cmd(AddVirtualAuthenticator)
+            .await
+            .unwrap_or_else(|err| panic!("virtual authenticator: {err}"));
+    }
+
     /// Resizes the page's viewport (not the window), e.g. to 390×844 for a phone-sized screenshot.
     pub async fn set_viewport(&self, width: u32, height: u32) {
         // WebDriver sizes the outer window; headless Chromium's window is slightly larger than
@@ -275,5 +285,28 @@ fn target_dir() -> PathBuf {
     match std::env::var_os("CARGO_TARGET_DIR") {
         Some(dir) => root.join(dir),
         None => root.join("target"),
+    }
+}
+
+/// `POST /session/{id}/webauthn/authenticator` (WebAuthn Level 2, §11.3), which fantoccini has
+/// no method for.
+#[derive(Debug)]
+struct AddVirtualAuthenticator;
+
+impl fantoccini::wd::WebDriverCompatibleCommand for AddVirtualAuthenticator {
+    fn endpoint(&self, base_url: &url::Url, session_id: Option<&str>) -> Result<url::Url, url::ParseError> {
+        base_url.join(&format!("session/{}/webauthn/authenticator", session_id.unwrap_or_default()))
+    }
+
+    fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
+        let body = json!({
+            "protocol": "ctap2",
+            "transport": "usb",
+            "hasResidentKey": true,
+            "hasUserVerification": true,
+            "isUserConsenting": true,
+            "isUserVerified": true,
+        });
+        (http::Method::POST, Some(body.to_string()))
     }
 }

@@ -89,7 +89,25 @@ impl TestApp {
     }
 
     /// A server with a configuration of the test's choosing.
-    pub async fn spawn_with(mut config: Config) -> Self {
+    pub async fn spawn_with(config: Config) -> Self {
+        Self::spawn_on(config, false).await
+    }
+
+    /// A server for a real browser: addressed as `http://localhost:<port>` (a secure context
+    /// whose host can be a WebAuthn relying party, which an IP address cannot), with WebAuthn
+    /// expecting exactly that origin.
+    pub async fn spawn_for_browser() -> Self {
+        Self::spawn_on(Config { hash_workers: Some(2), rate_limits: RateLimits::off(), ..Config::default() }, true)
+            .await
+    }
+
+    async fn spawn_on(mut config: Config, browser: bool) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let base_url = if browser { format!("http://localhost:{}", addr.port()) } else { format!("http://{addr}") };
+        if browser {
+            config.webauthn_origin = Some(base_url.clone());
+        }
         let db = fresh_database().await;
         // A data directory of its own: the outbox lives there.
         config.data_dir = cluster::data_dir().join("apps").join(&db.name);
@@ -115,8 +133,6 @@ impl TestApp {
             request_timeout: std::time::Duration::from_secs(config.request_timeout_secs.max(1)),
         };
         let router = palisade_api::router_with(state.clone(), palisade_web::console(state));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("addr");
         // The same serving loop as `palisade serve` (header limits, slow-client timeout), over
         // plain HTTP: TLS itself is tested against the binary.
         let header_read_timeout = std::time::Duration::from_secs(config.header_read_timeout_secs.max(1));
@@ -133,17 +149,7 @@ impl TestApp {
             .build()
             .expect("client");
         let instance_key_file = config.data_dir.join("instance.key");
-        Self {
-            base_url: format!("http://{addr}"),
-            addr,
-            http,
-            clock,
-            db,
-            hasher,
-            outbox,
-            app: handle,
-            instance_key_file,
-        }
+        Self { base_url, addr, http, clock, db, hasher, outbox, app: handle, instance_key_file }
     }
 
     pub fn url(&self, path: &str) -> String {

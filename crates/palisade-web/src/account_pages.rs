@@ -17,12 +17,18 @@ use crate::auth_pages::PageQuery;
 use crate::page::{FieldErrors, Layout, WebError, ok, render, see_other};
 use crate::session::{Session, SessionForm};
 
+/// A registered security key as the account page lists it (with its `wac_…` id for removal).
+struct KeyView {
+    id: String,
+    info: CredentialInfo,
+}
+
 #[derive(Template)]
 #[template(path = "account.html")]
 struct AccountPage {
     l: Layout,
     sessions: Vec<SessionInfo>,
-    keys: Vec<CredentialInfo>,
+    keys: Vec<KeyView>,
     errors: FieldErrors,
     email_sent: bool,
 }
@@ -36,7 +42,13 @@ async fn account_page(
 ) -> Result<AccountPage, WebError> {
     let l = Layout::signed_in(state, session, None, "Your account", "account").await?.with_notice(notice);
     let sessions = state.app.list_sessions(&session.proof).await?;
-    let keys = state.app.list_webauthn_credentials(&session.proof).await?;
+    let keys = state
+        .app
+        .list_webauthn_credentials(&session.proof)
+        .await?
+        .into_iter()
+        .map(|info| KeyView { id: palisade_core::CredentialId::from_uuid(info.id).to_string(), info })
+        .collect();
     Ok(AccountPage { l, sessions, keys, errors, email_sent })
 }
 
@@ -243,7 +255,55 @@ pub async fn remove_key(
         Err(err) => Err(err),
     };
     match result {
-        Ok(()) => Ok(see_other("/account", "")),
+        Ok(()) => Ok(see_other("/account", "key-removed")),
         Err(err) => form_failed(&state, &form, err).await,
+    }
+}
+
+#[derive(Template)]
+#[template(path = "key_register.html")]
+struct KeyRegisterPage {
+    l: Layout,
+    name: String,
+    state: String,
+    options: String,
+}
+
+/// Starts a security-key registration and shows the page whose button runs the ceremony
+/// (`console.js`); the key's answer comes back to `add_key`.
+pub async fn start_key(State(state): State<ApiState>, form: SessionForm) -> Result<Response, WebError> {
+    let name = form.fields.get("name").trim().to_owned();
+    if name.is_empty() || name.chars().count() > 100 {
+        let errors = FieldErrors::one("key_name", "Give the key a name of 1 to 100 characters.");
+        return Ok(render(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &account_page(&state, &form.session, None, errors, false).await?,
+        ));
+    }
+    let start = state.app.start_webauthn_registration(&form.session.proof).await?;
+    let l = Layout::signed_in(&state, &form.session, None, "Add a security key", "account").await?;
+    Ok(ok(&KeyRegisterPage { l, name, state: start.state, options: start.options.to_string() }))
+}
+
+pub async fn add_key(State(state): State<ApiState>, Meta(meta): Meta, form: SessionForm) -> Result<Response, WebError> {
+    let credential: serde_json::Value = serde_json::from_str(form.fields.get("credential")).unwrap_or_default();
+    let name = form.fields.get("name").to_owned();
+    match state
+        .app
+        .finish_webauthn_registration(&form.session.proof, &name, form.fields.get("state"), credential, &meta)
+        .await
+    {
+        Ok(_) => Ok(see_other("/account", "key-added")),
+        Err(AppError::Validation(_)) | Err(AppError::Conflict(_)) => {
+            let errors = FieldErrors::one(
+                "key_name",
+                "The key could not be added: its answer did not check out, it is already registered, or the name is taken.",
+            );
+            Ok(render(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &account_page(&state, &form.session, None, errors, false).await?,
+            ))
+        }
+        Err(err) => Err(err.into()),
     }
 }

@@ -7,6 +7,7 @@ use axum::response::{IntoResponse, Response};
 
 const FILES: &[(&str, &str, &[u8])] = &[
     ("htmx.min.js", "text/javascript; charset=utf-8", include_bytes!("../static/htmx.min.js")),
+    ("console.js", "text/javascript; charset=utf-8", include_bytes!("../static/console.js")),
     ("console.css", "text/css; charset=utf-8", include_bytes!("../static/console.css")),
 ];
 

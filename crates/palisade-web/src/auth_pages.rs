@@ -55,14 +55,22 @@ pub async fn login(State(state): State<ApiState>, Meta(meta): Meta, form: AnonFo
             let jar = session_cookies(&state, out.session_token.expose_secret(), out.cookie_max_age);
             Ok((jar, Redirect::to("/")).into_response())
         }
-        Ok(LoginOutcome::MfaRequired { challenge, .. }) => {
+        Ok(LoginOutcome::MfaRequired { challenge, methods, webauthn }) => {
+            // The challenge stays in an HttpOnly cookie for /login only; the page is rendered
+            // here because a security key needs this ceremony's options.
             let cookie = Cookie::build((MFA_COOKIE, challenge.expose_secret().to_owned()))
                 .http_only(true)
                 .secure(state.secure_cookies)
                 .same_site(SameSite::Strict)
                 .path("/login")
                 .max_age(time::Duration::minutes(5));
-            Ok((CookieJar::new().add(cookie), Redirect::to("/login/mfa")).into_response())
+            let page = MfaPage {
+                l: Layout::plain("Second step", csrf),
+                error: None,
+                with_code: methods.iter().any(|m| *m != "webauthn"),
+                key_options: webauthn.map(|options| options.to_string()),
+            };
+            Ok((CookieJar::new().add(cookie), ok(&page)).into_response())
         }
         Err(AppError::InvalidCredentials) | Err(AppError::Validation(_)) => {
             let page = LoginPage {
@@ -86,13 +94,18 @@ fn form_csrf(form: &AnonForm) -> String {
 struct MfaPage {
     l: Layout,
     error: Option<&'static str>,
+    /// An authenticator app or backup codes can answer.
+    with_code: bool,
+    /// A security key can answer: the ceremony's options for `navigator.credentials.get()`.
+    key_options: Option<String>,
 }
 
 pub async fn mfa_form(form: FormToken, jar: CookieJar) -> Response {
     if jar.get(MFA_COOKIE).is_none() {
         return Redirect::to("/login").into_response();
     }
-    let page = MfaPage { l: Layout::plain("Second step", form.csrf.clone()), error: None };
+    let page =
+        MfaPage { l: Layout::plain("Second step", form.csrf.clone()), error: None, with_code: true, key_options: None };
     with_form_cookie(form, ok(&page))
 }
 
@@ -116,6 +129,37 @@ pub async fn mfa(
             let page = MfaPage {
                 l: Layout::plain("Second step", form_csrf(&form)),
                 error: Some("That code is not correct (or was already used). Try the current one."),
+                with_code: true,
+                key_options: None,
+            };
+            Ok(render(StatusCode::UNAUTHORIZED, &page))
+        }
+        Err(err) => Err(err.into()),
+    }
+}
+
+/// The second step answered by a security key (the answer posted by `console.js`).
+pub async fn mfa_key(
+    State(state): State<ApiState>,
+    Meta(meta): Meta,
+    jar: CookieJar,
+    form: AnonForm,
+) -> Result<Response, WebError> {
+    let Some(challenge) = jar.get(MFA_COOKIE).map(|c| c.value().to_owned()) else {
+        return Ok(Redirect::to("/login").into_response());
+    };
+    let credential: serde_json::Value = serde_json::from_str(form.fields.get("credential")).unwrap_or_default();
+    match state.app.complete_login_webauthn(&challenge, credential, &meta).await {
+        Ok(out) => {
+            let jar = session_cookies(&state, out.session_token.expose_secret(), out.cookie_max_age);
+            Ok((jar, Redirect::to("/")).into_response())
+        }
+        Err(AppError::InvalidCredentials) | Err(AppError::InvalidToken) | Err(AppError::Validation(_)) => {
+            let page = MfaPage {
+                l: Layout::plain("Second step", form_csrf(&form)),
+                error: Some("The security key's answer was not accepted. Sign in again to retry."),
+                with_code: true,
+                key_options: None,
             };
             Ok(render(StatusCode::UNAUTHORIZED, &page))
         }

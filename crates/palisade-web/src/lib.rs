@@ -3,15 +3,21 @@
 //! static files) only makes some of them quicker. Strict CSP: no inline script or style.
 
 mod account_pages;
+mod api_key_pages;
 mod assets;
 mod audit_pages;
 mod auth_pages;
 mod collection_pages;
 mod org_pages;
 mod page;
+mod record_form;
+mod record_pages;
+mod roles_pages;
+mod secret_pages;
 mod security_pages;
 mod session;
 mod team_pages;
+mod view;
 
 use axum::Router;
 use axum::routing::{get, post};
@@ -41,7 +47,10 @@ pub fn console(state: ApiState) -> Router {
         .route("/account/email", post(account_pages::change_email))
         .route("/account/totp/start", post(account_pages::start_totp))
         .route("/account/totp", post(account_pages::confirm_totp))
+        .route("/account/keys/start", post(account_pages::start_key))
+        .route("/account/keys", post(account_pages::add_key))
         .route("/account/keys/{key}/remove", post(account_pages::remove_key))
+        .route("/login/mfa/key", post(auth_pages::mfa_key))
         .route("/account/totp/disable", post(account_pages::disable_totp))
         .route("/account/sessions/revoke-others", post(account_pages::revoke_others))
         .route("/account/sessions/{session}/revoke", post(account_pages::revoke_session))

@@ -169,9 +169,9 @@ async fn console_totp_enrolment_then_sign_in_with_the_second_step() {
     assert_eq!(out.status, 303);
     assert_eq!(browser.get("/orgs").await.status, 303, "signed out");
 
-    let first = browser.submit("/login", "/login", &[("email", "tess@example.com"), ("password", PASSWORD)]).await;
-    assert_eq!(first.location.as_deref(), Some("/login/mfa"));
-    let step = browser.get("/login/mfa").await;
+    let step = browser.submit("/login", "/login", &[("email", "tess@example.com"), ("password", PASSWORD)]).await;
+    assert_eq!(step.status, 200, "the second step, not a session");
+    assert!(step.html.contains("action=\"/login/mfa\"") && !step.html.contains("id=\"use-key\""));
     app.clock.advance(time::Duration::seconds(31));
     let bad = browser.post("/login/mfa", &[("_csrf", &step.csrf()), ("code", "123456")]).await;
     assert_eq!(bad.status, 401);
@@ -283,4 +283,27 @@ async fn console_email_change_is_confirmed_from_the_new_address() {
     assert_eq!(done.location.as_deref(), Some("/login?notice=email-changed"));
     let me = app.get("/api/v1/me", Some(&app.login("new@example.com").await)).await;
     assert_eq!(me.body["email"], "new@example.com");
+}
+
+#[tokio::test]
+async fn console_credential_forms_share_the_strict_auth_budget() {
+    use palisade_server::config::{Config, RateLimits};
+    let limits = RateLimits { anonymous: 100, auth: 3, ..RateLimits::default() };
+    let app = TestApp::spawn_with(Config { hash_workers: Some(2), rate_limits: limits, ..Config::default() }).await;
+    let browser = ConsoleClient::new(&app);
+    let csrf = browser.get("/login").await.csrf();
+    for _ in 0..3 {
+        let answer = browser
+            .post("/login", &[("_csrf", &csrf), ("email", "x@example.com"), ("password", "wrong-password")])
+            .await;
+        assert_eq!(answer.status, 401);
+    }
+    let refused =
+        browser.post("/login", &[("_csrf", &csrf), ("email", "x@example.com"), ("password", "wrong-password")]).await;
+    assert_eq!(refused.status, 429, "the console's sign-in counts against the same per-address budget");
+    // Static assets are never limited; pages that take no credential use the ordinary budget.
+    for _ in 0..5 {
+        assert_eq!(browser.get("/static/console.css").await.status, 200);
+    }
+    assert_eq!(browser.get("/signup").await.status, 200);
 }

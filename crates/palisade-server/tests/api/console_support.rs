@@ -1,7 +1,7 @@
 //! Helpers for the console's tests over real HTTP: a browser-like client (cookie store, form
 //! posts with the page's CSRF token) signed in through the console's own sign-in form.
 
-use palisade_testkit::{PASSWORD, TestApp};
+use palisade_testkit::{Browser, PASSWORD, TestApp};
 
 /// A client that keeps cookies like a browser and does not follow redirects (tests look at them).
 pub struct ConsoleClient {
@@ -82,4 +82,13 @@ pub async fn console_owner(app: &TestApp, email: &str, org_name: &str) -> (Conso
     let client = ConsoleClient::new(app);
     client.sign_in(email).await;
     (client, org, token)
+}
+
+/// Signs in through the console's form in a real browser (a screenshot of the filled form).
+pub async fn sign_in(browser: &Browser, app: &TestApp, email: &str, shot: &str) {
+    browser.goto(&app.url("/login")).await;
+    browser.fill("#email", email).await;
+    browser.fill("#password", PASSWORD).await;
+    browser.screenshot(shot).await;
+    browser.submit_form("form[action='/login'] button[type=submit]").await;
 }
