@@ -57,7 +57,7 @@ pub use palisade_store::repo::sessions::SessionInfo;
 pub use palisade_store::repo::users::{Lockout, Me};
 pub use palisade_store::repo::webauthn::CredentialInfo;
 pub use record_query::{MAX_PAGE, RecordPage};
-pub use records::{RecordInput, RecordUpdate, RecordView};
+pub use records::{ConcealedRecord, RecordInput, RecordUpdate, RecordView};
 pub use roles::RoleInput;
 pub use schema::{RECORD_MAX_BYTES, SCHEMA_MAX_BYTES, SchemaCache};
 pub use secrets::SECRET_MAX_BYTES;

@@ -25,6 +25,13 @@ pub struct RecordView {
     pub masked: Vec<String>,
 }
 
+/// A record whose sensitive values were not opened (see `App::get_record_concealed`).
+pub struct ConcealedRecord {
+    pub view: RecordView,
+    /// Sensitive fields the caller may reveal (present in the record, left sealed).
+    pub concealed: Vec<String>,
+}
+
 /// What a create or replace sends.
 pub struct RecordInput {
     pub data: Value,
@@ -194,6 +201,39 @@ impl App {
             .compiled(collection.schema_id, &collection.schema)
             .map_err(|_| AppError::Internal(format!("stored schema of {name} does not compile")))?;
         self.present(proof, org, results.get(found)?, &schema, &permissions).await
+    }
+
+    /// A record for display with its sensitive values left sealed, for a page that shows them
+    /// only on request (the console's "Reveal"): nothing is decrypted, so no sensitive-read
+    /// event is written. `concealed` names the sensitive fields a permitted caller could reveal
+    /// with `get_record`; for other callers they are in `masked` as usual.
+    pub async fn get_record_concealed(
+        &self,
+        proof: &SessionProof,
+        org: OrgId,
+        collection: &str,
+        id: RecordId,
+    ) -> Result<ConcealedRecord, AppError> {
+        let name = parse_name(collection)?;
+        let mut tx = Tx::tenant(proof, self.clock.now(), org);
+        tx.require(Permission::RecordsReadOwn);
+        let permissions = tx.permissions();
+        let found_collection = collections::get(&mut tx, org, &name);
+        let found = records::get(&mut tx, org, &name, id);
+        let mut results = tx.run(&self.db).await?;
+        let (permissions, collection, record) =
+            (results.get(permissions)?, results.get(found_collection)?, results.get(found)?);
+        let schema = self
+            .schemas
+            .compiled(collection.schema_id, &collection.schema)
+            .map_err(|_| AppError::Internal(format!("stored schema of {name} does not compile")))?;
+        let may_read = permissions.contains(&Permission::RecordsSensitiveRead);
+        // Presented as to a caller without the permission: every sensitive field left out.
+        let without: Vec<Permission> =
+            permissions.into_iter().filter(|p| *p != Permission::RecordsSensitiveRead).collect();
+        let mut view = self.present(proof, org, record, &schema, &without).await?;
+        let concealed = if may_read { std::mem::take(&mut view.masked) } else { Vec::new() };
+        Ok(ConcealedRecord { view, concealed })
     }
 
     /// Replaces a record's data (and assignees); with `patch`, `input.data` is an RFC 7396 merge

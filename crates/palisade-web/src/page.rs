@@ -72,6 +72,20 @@ impl Layout {
         self
     }
 
+    /// Whether the organization menu offers a section. Only a convenience: the app refuses what
+    /// a role may not do either way. A custom role (no built-in role) sees every section.
+    pub fn offers(&self, section: &str) -> bool {
+        use palisade_core::Permission::*;
+        let Some(role) = self.org.as_ref().and_then(|o| o.my_role) else { return true };
+        match section {
+            "audit" => role.can(AuditRead),
+            "api-keys" => role.can(ApiKeysManage),
+            "secrets" => role.can(SecretsManage),
+            "keys" | "settings" => role.can(SecuritySettings) || role.can(OrgSettings),
+            _ => true,
+        }
+    }
+
     pub fn org_id(&self) -> String {
         self.org.as_ref().map(|o| o.id.to_string()).unwrap_or_default()
     }

@@ -8,7 +8,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use palisade_api::ApiState;
 use palisade_api::extract::Meta;
-use palisade_app::{AppError, Member, RecordInput, RecordUpdate, RecordView};
+use palisade_app::{AppError, Member, RecordInput, RecordUpdate};
 use palisade_core::ValidationError;
 use serde_json::{Map, Value};
 
@@ -414,7 +414,6 @@ pub async fn create(
 
 pub async fn edit_form(
     State(state): State<ApiState>,
-    Meta(meta): Meta,
     session: Session,
     OrgParam(org): OrgParam,
     CollectionParam(name): CollectionParam,
@@ -422,9 +421,8 @@ pub async fn edit_form(
 ) -> Result<Response, WebError> {
     let l = Layout::signed_in(&state, &session, Some(org), format!("Edit record · {name}"), "collections").await?;
     let collection = state.app.get_collection(&session.proof, org, &name).await?;
-    // `get_record` is the only read of one record; for a record with sensitive fields it audits
-    // the read (shown or masked) even though this form never displays those values.
-    let view = state.app.get_record(&session.proof, org, &name, id, &meta).await?;
+    // The form never shows sensitive values, so they are not opened (and no read is audited).
+    let view = state.app.get_record_concealed(&session.proof, org, &name, id).await?.view;
     let members = state.app.list_members(&session.proof, org).await?;
     let assignees: Vec<String> = view.record.assignees.iter().map(ToString::to_string).collect();
     let record = format!("{}/records/{id}", collection_path(&l, &name));
@@ -443,19 +441,17 @@ pub async fn edit_form(
     }))
 }
 
-/// What the edit writes: the stored record with every property the form shows replaced by what
-/// was posted (left out = removed), except sensitive fields left empty, which keep their stored
-/// value (a value masked from this user is not in `current` at all; the app puts it back).
-/// Properties outside the schema's `properties` are not in the form and stay as stored.
-fn edited_data(current: &RecordView, specs: &[FieldSpec], posted: Map<String, Value>, keep: &[String]) -> Value {
-    let mut data = current.record.data.as_object().cloned().unwrap_or_default();
+/// What the edit writes, as an RFC 7396 merge patch: every property the form shows is set to
+/// what was posted, or removed (null) when left out — except sensitive fields left empty, which
+/// keep their stored value. Properties outside the schema's `properties` are not in the form and
+/// stay as stored. The app applies the patch to the stored record, so nothing is read here.
+fn edit_patch(specs: &[FieldSpec], mut posted: Map<String, Value>, keep: &[String]) -> Value {
     for spec in specs {
-        if !keep.contains(&spec.name) {
-            data.remove(&spec.name);
+        if !keep.contains(&spec.name) && !posted.contains_key(&spec.name) {
+            posted.insert(spec.name.clone(), Value::Null);
         }
     }
-    data.extend(posted);
-    Value::Object(data)
+    Value::Object(posted)
 }
 
 pub async fn update(
@@ -475,29 +471,23 @@ pub async fn update(
     let assignees = posted_assignees(&form.fields);
     let mut stale = false;
     if errors.is_empty() {
-        // The stored record is read again to keep what the form does not carry (sensitive values
-        // left empty, properties outside the schema). The write names the version the form was
-        // opened at, so a change made meanwhile is refused instead of overwritten.
-        let current = state.app.get_record(proof, org, &name, id, &meta).await?;
-        if current.record.version != version {
-            stale = true;
-        } else {
-            let change = RecordUpdate {
-                data: edited_data(&current, &specs, data, &keep),
-                assignees: Some(assignees.clone()),
-                patch: false,
-                expected_version: Some(version),
-            };
-            match state.app.update_record(proof, org, &name, id, change, &meta).await {
-                Ok(_) => {
-                    let path = format!("{}/records/{id}", collection_path(&l, &name));
-                    return Ok(see_other(&path, "record-saved"));
-                }
-                Err(AppError::PreconditionFailed) => stale = true,
-                Err(AppError::Validation(violations)) => errors = record_errors(violations, &specs),
-                Err(AppError::PayloadTooLarge(why)) => errors.push(("_form".into(), why)),
-                Err(err) => return Err(err.into()),
+        // The write names the version the form was opened at, so a change made meanwhile is
+        // refused instead of overwritten.
+        let change = RecordUpdate {
+            data: edit_patch(&specs, data, &keep),
+            assignees: Some(assignees.clone()),
+            patch: true,
+            expected_version: Some(version),
+        };
+        match state.app.update_record(proof, org, &name, id, change, &meta).await {
+            Ok(_) => {
+                let path = format!("{}/records/{id}", collection_path(&l, &name));
+                return Ok(see_other(&path, "record-saved"));
             }
+            Err(AppError::PreconditionFailed) => stale = true,
+            Err(AppError::Validation(violations)) => errors = record_errors(violations, &specs),
+            Err(AppError::PayloadTooLarge(why)) => errors.push(("_form".into(), why)),
+            Err(err) => return Err(err.into()),
         }
     }
     let members = state.app.list_members(proof, org).await?;

@@ -293,20 +293,25 @@ fn member_name(members: &[Member], id: impl std::fmt::Display) -> String {
     members.iter().find(|m| m.user_id.to_string() == id).map_or(id, |m| format!("{} ({})", m.name, m.email))
 }
 
-/// Reads one record. `get_record` is the app's only read of one record and has no mode that
-/// leaves sensitive values sealed: for a role with records.sensitive_read it returns them in
-/// clear and audits `record.sensitive_read` (for other roles, `record.sensitive_denied`) on
-/// every view. The console cannot read more quietly than the API, so the audit trail says the
-/// server decrypted them even when the page keeps them hidden until Reveal.
+/// Reads one record for display. Without `reveal`, sensitive values stay sealed (nothing is
+/// decrypted and no sensitive-read event is written; `concealed` names what the caller could
+/// reveal). With it, `get_record` opens them for a permitted role and audits the clear read, as
+/// the API does; other roles get them masked and `record.sensitive_denied` is written.
 async fn read(
     state: &ApiState,
     proof: &SessionProof,
     org: OrgId,
     name: &str,
     id: RecordId,
-    meta: &palisade_app::RequestMeta,
-) -> Result<RecordView, WebError> {
-    Ok(state.app.get_record(proof, org, name, id, meta).await?)
+    reveal: Option<&palisade_app::RequestMeta>,
+) -> Result<(RecordView, Vec<String>), WebError> {
+    Ok(match reveal {
+        Some(meta) => (state.app.get_record(proof, org, name, id, meta).await?, Vec::new()),
+        None => {
+            let concealed = state.app.get_record_concealed(proof, org, name, id).await?;
+            (concealed.view, concealed.concealed)
+        }
+    })
 }
 
 pub async fn detail(
@@ -326,7 +331,7 @@ pub async fn detail(
         .await?
         .with_notice(notice);
     let collection = state.app.get_collection(&session.proof, org, &name).await?;
-    let view = read(&state, &session.proof, org, &name, id, &meta).await?;
+    let (view, concealed) = read(&state, &session.proof, org, &name, id, revealed.then_some(&meta)).await?;
     let members = state.app.list_members(&session.proof, org).await?;
     let specs = fields_of(&collection.schema);
     let data = view.record.data.as_object().cloned().unwrap_or_default();
@@ -337,7 +342,7 @@ pub async fn detail(
             let value = data.get(&s.name);
             let (state, text) = if view.masked.contains(&s.name) {
                 ("masked", "hidden — your role cannot see it".to_owned())
-            } else if let (true, Some(_), false) = (s.sensitive, value, revealed) {
+            } else if concealed.contains(&s.name) {
                 can_reveal = true;
                 ("concealed", format!("{HIDDEN} — press Reveal to show it"))
             } else {
@@ -392,7 +397,6 @@ struct DeletePage {
 async fn delete_page(
     state: &ApiState,
     session: &Session,
-    meta: &palisade_app::RequestMeta,
     (org, name, id): (OrgId, String, RecordId),
     stale: bool,
 ) -> Result<DeletePage, WebError> {
@@ -400,7 +404,7 @@ async fn delete_page(
     let collection = state.app.get_collection(&session.proof, org, &name).await?;
     // Read so that an unknown record is "not found" here already, and to name the version the
     // deletion is conditional on.
-    let view = read(state, &session.proof, org, &name, id, meta).await?;
+    let (view, _) = read(state, &session.proof, org, &name, id, None).await?;
     let summary = fields_of(&collection.schema)
         .iter()
         .filter(|s| !s.sensitive)
@@ -420,13 +424,12 @@ async fn delete_page(
 
 pub async fn delete_form(
     State(state): State<ApiState>,
-    Meta(meta): Meta,
     session: Session,
     OrgParam(org): OrgParam,
     CollectionParam(name): CollectionParam,
     RecordParam(id): RecordParam,
 ) -> Result<Response, WebError> {
-    Ok(ok(&delete_page(&state, &session, &meta, (org, name, id), false).await?))
+    Ok(ok(&delete_page(&state, &session, (org, name, id), false).await?))
 }
 
 pub async fn delete(
@@ -444,7 +447,7 @@ pub async fn delete(
         Ok(()) => Ok(see_other(&format!("/orgs/{org}/collections/{name}"), "record-deleted")),
         // Changed since the confirmation was shown: show it again, with the current version.
         Err(AppError::PreconditionFailed) => {
-            let page = delete_page(&state, &form.session, &meta, (org, name, id), true).await?;
+            let page = delete_page(&state, &form.session, (org, name, id), true).await?;
             Ok(render(StatusCode::PRECONDITION_FAILED, &page))
         }
         Err(err) => Err(err.into()),

@@ -4,6 +4,8 @@
 //! the refusals: bad input, a form without its CSRF token, another organization's user, and
 //! stored markup that must come back escaped.
 
+use std::str::FromStr;
+
 use palisade_testkit::TestApp;
 use serde_json::{Value, json};
 
@@ -293,13 +295,17 @@ async fn console_sensitive_fields_need_reveal_and_stay_masked_for_other_roles() 
     let id = api_record(&app, &token, &org, json!({"title": "Payroll", "ssn": canary})).await;
     let page = format!("/orgs/{org}/collections/jobs/records/{id}");
 
+    let reads = || async { sensitive_reads(&app, &id).await };
     let hidden = owner.get(&page).await;
     assert_eq!(hidden.status, 200);
     assert!(!hidden.html.contains(canary) && hidden.html.contains("id=\"reveal\""), "{}", hidden.html);
+    assert_eq!(reads().await, 0, "nothing was decrypted, so no clear read is audited");
     let revealed = owner.get(&format!("{page}?reveal=1")).await;
     assert!(revealed.html.contains(canary));
+    assert_eq!(reads().await, 1, "Reveal is an audited clear read");
     let edit = owner.get(&format!("{page}/edit")).await;
     assert!(!edit.html.contains(canary), "the edit form never shows it");
+    assert_eq!(reads().await, 1, "the edit form opens nothing");
     // Saving with the sensitive field left empty keeps its value.
     let saved = owner
         .post(
@@ -415,4 +421,19 @@ async fn console_stored_markup_is_shown_escaped() {
     }
     let list = browser.get(&format!("/orgs/{org}/collections")).await;
     assert!(list.html.contains("&#60;img src=x onerror=alert(2)&#62;") && !list.html.contains("<img src=x"));
+}
+
+/// How many `record.sensitive_read` events name the record.
+async fn sensitive_reads(app: &TestApp, record: &str) -> i64 {
+    let uuid = palisade_core::RecordId::from_str(record).expect("record id").as_uuid();
+    app.admin()
+        .await
+        .query_one(
+            "SELECT count(*) FROM palisade.audit_events WHERE action = 'record.sensitive_read' \
+             AND (target_id = $1 OR details::text LIKE '%' || $2 || '%')",
+            &[&uuid, &record],
+        )
+        .await
+        .unwrap()
+        .get(0)
 }
