@@ -21,6 +21,12 @@ pub(crate) fn parse_name(raw: &str) -> Result<CollectionName, AppError> {
     CollectionName::parse(raw).map_err(|_| AppError::NotFound)
 }
 
+/// Checks a collection schema without storing anything (the console's live check while a
+/// schema is typed): the same compilation `create_collection` and schema changes run.
+pub fn check_collection_schema(schema: &Value) -> Result<(), Vec<ValidationError>> {
+    compile(schema).map(|_| ())
+}
+
 impl App {
     pub async fn create_collection(
         &self,

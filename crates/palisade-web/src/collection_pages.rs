@@ -7,7 +7,7 @@ use axum::Router;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::get;
+use axum::routing::{get, post};
 use palisade_api::ApiState;
 use palisade_api::extract::Meta;
 use palisade_app::{AppError, IncompatibleRecords};
@@ -24,6 +24,7 @@ pub fn routes() -> Router<ApiState> {
     Router::new()
         .route("/orgs/{org}/collections", get(list))
         .route("/orgs/{org}/collections/new", get(new_form).post(create))
+        .route("/orgs/{org}/schema-check", post(check_schema))
         .route("/orgs/{org}/collections/{name}", get(record_pages::table))
         .route("/orgs/{org}/collections/{name}/schema", get(schema_form).post(change_schema))
         .route("/orgs/{org}/collections/{name}/records/new", get(record_form::new_form).post(record_form::create))
@@ -312,4 +313,36 @@ pub async fn change_schema(
         more_blocking,
     };
     Ok(render(status, &page))
+}
+
+#[derive(Template)]
+#[template(path = "schema_check.html")]
+struct SchemaCheck {
+    problems: Vec<String>,
+}
+
+/// The live check under the schema editor (htmx posts the form while the user types): the same
+/// compilation a save runs, nothing stored. The session and membership are checked first, so
+/// this is no anonymous compiler.
+async fn check_schema(
+    State(state): State<ApiState>,
+    OrgParam(org): OrgParam,
+    form: SessionForm,
+) -> Result<Response, WebError> {
+    state.app.get_org(&form.session.proof, org).await?;
+    let problems = match serde_json::from_str::<serde_json::Value>(form.fields.get("schema")) {
+        Err(err) => vec![format!("Not valid JSON: {err}")],
+        Ok(schema) => match palisade_app::check_collection_schema(&schema) {
+            Ok(()) => Vec::new(),
+            Err(errors) => errors
+                .into_iter()
+                .map(|e| {
+                    format!("{} {}", e.field.trim_start_matches('/').trim_start_matches("schema"), e.message)
+                        .trim()
+                        .to_owned()
+                })
+                .collect(),
+        },
+    };
+    Ok(ok(&SchemaCheck { problems }))
 }

@@ -307,3 +307,27 @@ async fn console_credential_forms_share_the_strict_auth_budget() {
     }
     assert_eq!(browser.get("/signup").await.status, 200);
 }
+
+#[tokio::test]
+async fn console_live_schema_check_needs_a_member_and_stores_nothing() {
+    let app = TestApp::spawn().await;
+    let (owner, org, _) = console_owner(&app, "sam@example.com", "Schemas").await;
+    let form = format!("/orgs/{org}/collections/new");
+    let check = format!("/orgs/{org}/schema-check");
+    let valid =
+        owner.submit(&form, &check, &[("schema", r#"{"type":"object","properties":{"a":{"type":"string"}}}"#)]).await;
+    assert_eq!(valid.status, 200);
+    assert!(valid.html.contains("The schema is valid."));
+    let broken = owner.submit(&form, &check, &[("schema", "{ nope")]).await;
+    assert!(broken.html.contains("Not valid JSON"), "{}", broken.html);
+    let wrong =
+        owner.submit(&form, &check, &[("schema", r#"{"type":"object","properties":{"a":{"type":"strin"}}}"#)]).await;
+    assert!(wrong.html.contains("field-error") && !wrong.html.contains("valid."), "{}", wrong.html);
+    let markup = owner.submit(&form, &check, &[("schema", "<script>alert(1)</script>")]).await;
+    assert!(!markup.html.contains("<script>alert"), "problems are text");
+    assert_eq!(owner.post(&check, &[("schema", "{}")]).await.status, 403, "no CSRF token");
+    assert_eq!(app.count("collections").await, 0, "a check stores nothing");
+    let (stranger, _, _) = console_owner(&app, "eve@example.com", "Elsewhere").await;
+    let theirs = stranger.submit("/orgs", &check, &[("schema", "{}")]).await;
+    assert_eq!(theirs.status, 404, "only the organization's members can use its check");
+}

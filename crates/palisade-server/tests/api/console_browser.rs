@@ -93,7 +93,12 @@ async fn console_journey_in_chromium() {
     // A collection with a sensitive field.
     browser.click("#new-collection").await;
     browser.wait_for("#create-collection").await;
+    // The editor checks the schema while it is typed (htmx posts it to the live check).
+    browser.fill("textarea[name=schema]", r#"{"type": "object", "properties": {"a": {"type": "strin"}}}"#).await;
+    browser.wait_for("#schema-check .field-error").await;
+    browser.screenshot("schema-check-error").await;
     browser.fill("textarea[name=schema]", SCHEMA).await;
+    browser.wait_for("#schema-check .ok").await;
     browser.fill("input[name=name]", "jobs").await;
     browser.screenshot("new-collection").await;
     browser.submit_form("#create-collection").await;
