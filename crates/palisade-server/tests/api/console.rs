@@ -177,7 +177,21 @@ async fn console_totp_enrolment_then_sign_in_with_the_second_step() {
     assert_eq!(bad.status, 401);
     let good = browser.post("/login/mfa", &[("_csrf", &step.csrf()), ("code", &oathtool(&app, &secret))]).await;
     assert_eq!(good.status, 303, "{}", good.html);
-    assert_eq!(browser.get("/account").await.status, 200);
+    let account = browser.get("/account").await;
+    assert_eq!(account.status, 200);
+
+    // A backup code works once in place of the app's code.
+    let backup =
+        confirmed.html.split("<li><code>").nth(1).and_then(|rest| rest.split('<').next()).expect("a backup code");
+    assert_eq!(browser.post("/logout", &[("_csrf", &account.csrf())]).await.status, 303);
+    let step = browser.submit("/login", "/login", &[("email", "tess@example.com"), ("password", PASSWORD)]).await;
+    let with_backup = browser.post("/login/mfa", &[("_csrf", &step.csrf()), ("code", backup)]).await;
+    assert_eq!(with_backup.status, 303, "{}", with_backup.html);
+    let account = browser.get("/account").await;
+    assert_eq!(browser.post("/logout", &[("_csrf", &account.csrf())]).await.status, 303);
+    let step = browser.submit("/login", "/login", &[("email", "tess@example.com"), ("password", PASSWORD)]).await;
+    let reused = browser.post("/login/mfa", &[("_csrf", &step.csrf()), ("code", backup)]).await;
+    assert_eq!(reused.status, 401, "a backup code is single use");
 }
 
 #[tokio::test]
