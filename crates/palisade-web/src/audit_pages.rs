@@ -19,7 +19,7 @@ use crate::session::Session;
 use crate::view::{iso, when_seconds};
 
 pub fn routes() -> Router<ApiState> {
-    Router::new().route("/orgs/{org}/audit", get(audit))
+    Router::new().route("/orgs/{org}/audit", get(audit)).route("/orgs/{org}/audit/chain", get(chain_status))
 }
 
 /// The filters as the form shows them (what was typed, not what was sent).
@@ -78,7 +78,9 @@ struct AuditPage {
     filters: Filters,
     errors: FieldErrors,
     events: Vec<EventLine>,
-    chain: Chain,
+    /// Verified in the page itself only on request (`?verify=1`, the path without JavaScript);
+    /// otherwise htmx fetches the badge from `/audit/chain` once the page is shown.
+    chain: Option<Chain>,
     /// The newest page is shown when there is no cursor.
     paged: bool,
     older: Option<String>,
@@ -181,6 +183,34 @@ fn event_line(e: &EventRow, names: &HashMap<String, String>) -> EventLine {
     }
 }
 
+/// Recomputes the organization's chain and holds it against its signed checkpoints.
+async fn verify(state: &ApiState, session: &Session, org: palisade_core::OrgId) -> Result<Chain, WebError> {
+    let report = state.app.verify_audit(&session.proof, org, &[]).await?;
+    Ok(Chain {
+        valid: report.verdict.valid,
+        events: report.verdict.events,
+        first_bad_seq: report.verdict.first_bad_seq,
+        reason: report.verdict.reason.unwrap_or_default(),
+        checkpoints: report.checkpoints_verified,
+    })
+}
+
+#[derive(Template)]
+#[template(path = "audit_chain.html")]
+struct ChainBadge {
+    chain: Chain,
+}
+
+/// The badge alone, for the audit page to fetch after it is shown (audit.read, like the list).
+async fn chain_status(
+    State(state): State<ApiState>,
+    session: Session,
+    OrgParam(org): OrgParam,
+) -> Result<Response, WebError> {
+    let chain = verify(&state, &session, org).await?;
+    Ok(render(StatusCode::OK, &ChainBadge { chain }))
+}
+
 async fn audit(
     State(state): State<ApiState>,
     session: Session,
@@ -189,16 +219,11 @@ async fn audit(
 ) -> Result<Response, WebError> {
     let l = Layout::signed_in(&state, &session, Some(org), "Audit log", "audit").await?;
     let (pairs, filters, paged) = read_query(raw.as_deref());
-    // The whole chain is recomputed on each view, so the badge states what holds now; it seals
-    // pending events first, so listing after it shows their chain positions.
-    let report = state.app.verify_audit(&session.proof, org, &[]).await?;
-    let chain = Chain {
-        valid: report.verdict.valid,
-        events: report.verdict.events,
-        first_bad_seq: report.verdict.first_bad_seq,
-        reason: report.verdict.reason.unwrap_or_default(),
-        checkpoints: report.checkpoints_verified,
-    };
+    // Verifying recomputes the whole chain (seconds for millions of events), so the list does
+    // not wait for it unless asked; it also seals pending events, so asking first shows their
+    // chain positions.
+    let verify_now = raw.as_deref().is_some_and(|q| q.split('&').any(|p| p == "verify=1"));
+    let chain = if verify_now { Some(verify(&state, &session, org).await?) } else { None };
     let (events, next_cursor, errors, status) = match state.app.list_audit_events(&session.proof, org, &pairs).await {
         Ok(page) => (page.items, page.next_cursor, FieldErrors::default(), StatusCode::OK),
         Err(AppError::InvalidQuery(errors)) => {

@@ -134,11 +134,12 @@ async fn console_journey_in_chromium() {
     app.app.seal_audit().await.expect("seal audit chain");
     browser.goto(&app.url(&format!("/orgs/{org}/audit"))).await;
     browser.wait_for("#audit-events").await;
-    browser.screenshot("audit-log").await;
     let audit = browser.page_source().await;
     for action in ["record.created", "record.updated", "record.deleted"] {
         assert!(audit.contains(&format!("data-action=\"{action}\"")), "{action} in the audit log");
     }
+    browser.wait_for("#chain-status.ok").await;
+    browser.screenshot("audit-log").await;
     assert!(browser.text("#chain-status").await.to_lowercase().contains("verified"));
 
     // Invite a contractor, who accepts in the same browser after signing in.
@@ -207,7 +208,10 @@ async fn console_journey_in_chromium() {
     ] {
         browser.goto(&app.url(&path)).await;
         let html = browser.page_source().await;
-        assert!(html.contains("Not found"), "{path}: 404 page");
+        if !html.contains("Not found") {
+            browser.screenshot("not-a-404").await;
+            panic!("{path}: expected the 404 page, got:\n{html}");
+        }
         assert!(!html.contains("Acme") && !html.contains("Owner only job"), "{path}: nothing leaks");
     }
     browser.screenshot("other-tenant-404").await;

@@ -322,9 +322,14 @@ async fn console_audit_log_lists_filters_pages_verifies_and_links_the_exports() 
     let (_, other_org, _) = console_owner(&app, "other@example.com", "Other").await;
 
     let audit = format!("/orgs/{org}/audit");
-    let page = owner.get(&audit).await;
+    let page = owner.get(&format!("{audit}?verify=1")).await;
     assert_eq!(page.status, 200, "{}", page.html);
     assert!(page.html.contains("<span class=\"badge ok\" id=\"chain-status\">Chain verified</span>"), "{}", page.html);
+    // Without ?verify=1 the list does not wait for the chain: htmx fetches the badge after.
+    let quick = owner.get(&audit).await;
+    assert!(quick.html.contains("hx-get=\"/orgs/") && !quick.html.contains("id=\"chain-status\""));
+    let badge = owner.get(&format!("{audit}/chain")).await;
+    assert!(badge.html.contains("Chain verified") && !badge.html.contains("<html"), "{}", badge.html);
     let events = table(&page.html, "audit-events");
     assert!(
         events.contains("<tr data-action=\"user.invited\">") && events.contains("<tr data-action=\"org.created\">")
@@ -383,7 +388,7 @@ async fn console_audit_log_lists_filters_pages_verifies_and_links_the_exports() 
         )
         .await
         .unwrap();
-    let broken = owner.get(&audit).await;
+    let broken = owner.get(&format!("{audit}/chain")).await;
     assert!(
         broken.html.contains("<span class=\"badge bad\" id=\"chain-status\">Chain broken at position 2</span>"),
         "{}",
