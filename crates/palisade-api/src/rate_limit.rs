@@ -293,6 +293,14 @@ pub const CONSOLE_CREDENTIAL_FORMS: &[&str] = &[
     "/account/totp/disable",
 ];
 
+/// A console form that takes a password or code: one of the fixed paths, or a form whose path
+/// holds an id (`/orgs/{org}/api-keys` asks for the password; so does removing a security key).
+fn console_credential_form(path: &str) -> bool {
+    CONSOLE_CREDENTIAL_FORMS.contains(&path)
+        || path.strip_prefix("/orgs/").and_then(|rest| rest.split_once('/')).is_some_and(|(_, tail)| tail == "api-keys")
+        || path.strip_prefix("/account/keys/").is_some_and(|rest| rest.ends_with("/remove"))
+}
+
 fn digest_hex(text: &str) -> String {
     hex::encode(&Sha256::digest(text.as_bytes())[..16])
 }
@@ -326,7 +334,7 @@ pub async fn middleware(State(state): State<LimitState>, request: Request, next:
         crate::extract::request_client_ip(&request).map_or_else(|| "unknown".to_owned(), |ip: IpAddr| ip.to_string());
     let preflight = request.method() == axum::http::Method::OPTIONS
         && request.headers().contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
-    let credential_form = request.method() == axum::http::Method::POST && CONSOLE_CREDENTIAL_FORMS.contains(&path);
+    let credential_form = request.method() == axum::http::Method::POST && console_credential_form(path);
     let (class, key) = if AUTH_ROUTES.contains(&path) || credential_form {
         (Class::Auth, format!("ip:{ip}"))
     } else if preflight {
@@ -375,4 +383,24 @@ pub async fn middleware(State(state): State<LimitState>, request: Request, next:
         headers.insert("ratelimit", current);
     }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::console_credential_form;
+
+    #[test]
+    fn console_forms_that_check_a_password_take_the_auth_budget() {
+        for path in [
+            "/login",
+            "/account/password",
+            "/orgs/org_01h2xcejqtf2nbrexx3vqjhp41/api-keys",
+            "/account/keys/wac_01h455vb4pex5vsknk084sn02q/remove",
+        ] {
+            assert!(console_credential_form(path), "{path}");
+        }
+        for path in ["/orgs", "/orgs/org_x/api-keys/key_y/revoke", "/orgs/org_x/secrets", "/account/keys"] {
+            assert!(!console_credential_form(path), "{path}");
+        }
+    }
 }

@@ -21,13 +21,34 @@ pub(crate) fn parse_name(raw: &str) -> Result<CollectionName, AppError> {
     CollectionName::parse(raw).map_err(|_| AppError::NotFound)
 }
 
-/// Checks a collection schema without storing anything (the console's live check while a
-/// schema is typed): the same compilation `create_collection` and schema changes run.
-pub fn check_collection_schema(schema: &Value) -> Result<(), Vec<ValidationError>> {
-    compile(schema).map(|_| ())
-}
-
 impl App {
+    /// Checks a collection schema without storing anything (the console's live check while a
+    /// schema is typed): the same compilation `create_collection` and schema changes run, for
+    /// members who may manage collections only.
+    pub async fn check_collection_schema(
+        &self,
+        proof: &SessionProof,
+        org: OrgId,
+        schema: &Value,
+    ) -> Result<Result<(), Vec<ValidationError>>, AppError> {
+        self.require_permission(proof, org, Permission::CollectionsManage).await?;
+        Ok(compile_off_runtime(schema).await?.map(|_| ()))
+    }
+
+    /// Checks the caller may do `permission` in the organization before any costly work (a
+    /// schema compile), so only members who could save a schema can make the server compile one.
+    async fn require_permission(
+        &self,
+        proof: &SessionProof,
+        org: OrgId,
+        permission: Permission,
+    ) -> Result<(), AppError> {
+        let mut tx = Tx::tenant(proof, self.clock.now(), org);
+        tx.require(permission);
+        tx.run(&self.db).await?;
+        Ok(())
+    }
+
     pub async fn create_collection(
         &self,
         proof: &SessionProof,
@@ -37,7 +58,8 @@ impl App {
         meta: &RequestMeta,
     ) -> Result<Collection, AppError> {
         let name = CollectionName::parse(name);
-        let compiled = compile(schema);
+        self.require_permission(proof, org, Permission::CollectionsManage).await?;
+        let compiled = compile_off_runtime(schema).await?;
         let name = match (name, compiled) {
             (Ok(name), Ok(_)) => name,
             (name, compiled) => {
@@ -101,7 +123,8 @@ impl App {
         meta: &RequestMeta,
     ) -> Result<Result<Collection, IncompatibleRecords>, AppError> {
         let name = parse_name(name)?;
-        let compiled = compile(schema).map_err(AppError::Validation)?;
+        self.require_permission(proof, org, Permission::CollectionsManage).await?;
+        let compiled = compile_off_runtime(schema).await?.map_err(AppError::Validation)?;
         let now = self.clock.now();
         // Read every record (needs records.read_all, so none is hidden from the check).
         let mut tx = Tx::tenant(proof, now, org);
@@ -211,6 +234,17 @@ impl App {
 
 /// The record with each missing top-level field taken from `defaults`; `None` when nothing was
 /// missing.
+/// Compiling a schema is CPU work (regexes): it runs on the blocking pool, never on the
+/// threads that serve requests.
+async fn compile_off_runtime(
+    schema: &Value,
+) -> Result<Result<crate::schema::CompiledSchema, Vec<ValidationError>>, AppError> {
+    let schema = schema.clone();
+    tokio::task::spawn_blocking(move || compile(&schema))
+        .await
+        .map_err(|err| AppError::Internal(format!("schema compile task: {err}")))
+}
+
 fn fill_defaults(data: &Value, defaults: Option<&serde_json::Map<String, Value>>) -> Option<Value> {
     let (Value::Object(fields), Some(defaults)) = (data, defaults) else { return None };
     let missing: Vec<(&String, &Value)> = defaults.iter().filter(|(k, _)| !fields.contains_key(*k)).collect();

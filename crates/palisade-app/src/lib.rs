@@ -37,7 +37,7 @@ pub use accounts::{LoginInput, LoginOutcome, SignupInput};
 pub use api_keys::{ApiKeyInput, IssuedApiKey, MAX_ROTATION_OVERLAP_MINUTES};
 pub use audit::{CHECKPOINT_EVERY, CHECKPOINT_EVERY_EVENTS, EventPage};
 pub use audit_verify::{Anchor, CheckpointDocument, Report};
-pub use collections::{IncompatibleRecords, check_collection_schema};
+pub use collections::IncompatibleRecords;
 pub use edge::OrgEdge;
 pub use error::AppError;
 pub use key_rotation::{KeyStatus, ROTATION_BATCH, RotationProgress};

@@ -122,7 +122,11 @@ impl App {
         let Code::Totp(code) = parse_code(code)? else {
             return Err(ValidationError::new("code", "confirm with the 6-digit code from your app").into());
         };
-        let mut tx = Tx::session(proof, self.clock.now());
+        // Turning on a second factor changes how the account signs in: it needs a fresh proof of
+        // the password (step-up), so a stolen session cookie cannot lock the owner out.
+        let now = self.clock.now();
+        let mut tx = Tx::session(proof, now);
+        palisade_store::repo::security::require_recent_auth(&mut tx, now, crate::security::STEP_UP_WINDOW);
         let me = user_repo::me(&mut tx);
         let factor = mfa::factor(&mut tx);
         let mut results = tx.run(&self.db).await?;

@@ -169,6 +169,31 @@ impl App {
         pairs: &[(String, String)],
         meta: &RequestMeta,
     ) -> Result<RecordPage, AppError> {
+        self.list_records_as(proof, org, collection, pairs, Some(meta)).await
+    }
+
+    /// A page of records with every sensitive field left sealed and masked, whatever the
+    /// caller's role (a table that never shows them): nothing is decrypted, so no sensitive
+    /// read is audited.
+    pub async fn list_records_concealed(
+        &self,
+        proof: &SessionProof,
+        org: OrgId,
+        collection: &str,
+        pairs: &[(String, String)],
+    ) -> Result<RecordPage, AppError> {
+        self.list_records_as(proof, org, collection, pairs, None).await
+    }
+
+    /// `audit`: the request to audit sensitive access for; `None` conceals sensitive fields.
+    async fn list_records_as(
+        &self,
+        proof: &SessionProof,
+        org: OrgId,
+        collection: &str,
+        pairs: &[(String, String)],
+        audit: Option<&RequestMeta>,
+    ) -> Result<RecordPage, AppError> {
         let name = parse_name(collection)?;
         // Parameters are checked against the schema under the caller's own tenant check, so
         // an error never describes a collection the caller cannot see.
@@ -220,7 +245,13 @@ impl App {
         } else {
             None
         };
-        self.audit_sensitive_listing(proof, org, &name, &rows, &permissions, meta).await?;
+        let permissions = match audit {
+            Some(meta) => {
+                self.audit_sensitive_listing(proof, org, &name, &rows, &permissions, meta).await?;
+                permissions
+            }
+            None => permissions.into_iter().filter(|p| *p != Permission::RecordsSensitiveRead).collect(),
+        };
         let mut items = Vec::with_capacity(rows.len());
         for row in rows {
             items.push(self.present(proof, org, row, &schema, &permissions).await?);

@@ -19,6 +19,10 @@ pub const RECORD_MAX_BYTES: usize = 256 * 1024;
 const REGEX_SIZE_LIMIT: usize = 256 * 1024;
 /// Most violations listed for one record.
 const MAX_VIOLATIONS: usize = 50;
+/// Regexes are what makes a schema expensive to compile (a few hundred long patterns take
+/// seconds of CPU and hundreds of MB), so a schema may hold only so many, so long.
+const MAX_PATTERNS: usize = 64;
+const MAX_PATTERN_CHARS: usize = 8 * 1024;
 const DRAFT_2020_12: &str = "https://json-schema.org/draft/2020-12/schema";
 
 /// What a top-level field of a collection declares.
@@ -59,6 +63,24 @@ fn invalid(pointer: &str, message: impl Into<String>) -> ValidationError {
 }
 
 /// Checks and compiles a collection schema. Errors point into the request body (`/schema/...`).
+/// How many regular expressions a schema holds (`pattern` values and `patternProperties`
+/// keys, at any depth), and their total length.
+fn count_patterns(value: &Value) -> (usize, usize) {
+    match value {
+        Value::Object(map) => map.iter().fold((0, 0), |(n, chars), (key, inner)| {
+            let own = match (key.as_str(), inner) {
+                ("pattern", Value::String(p)) => (1, p.len()),
+                ("patternProperties", Value::Object(props)) => (props.len(), props.keys().map(String::len).sum()),
+                _ => (0, 0),
+            };
+            let (deep_n, deep_chars) = count_patterns(inner);
+            (n + own.0 + deep_n, chars + own.1 + deep_chars)
+        }),
+        Value::Array(items) => items.iter().map(count_patterns).fold((0, 0), |(a, b), (c, d)| (a + c, b + d)),
+        _ => (0, 0),
+    }
+}
+
 pub fn compile(schema: &Value) -> Result<CompiledSchema, Vec<ValidationError>> {
     let size = serde_json::to_vec(schema).map(|v| v.len()).unwrap_or(usize::MAX);
     if size > SCHEMA_MAX_BYTES {
@@ -74,6 +96,16 @@ pub fn compile(schema: &Value) -> Result<CompiledSchema, Vec<ValidationError>> {
         && dialect.as_str() != Some(DRAFT_2020_12)
     {
         return Err(vec![invalid("/$schema", format!("only draft 2020-12 ({DRAFT_2020_12}) is supported"))]);
+    }
+    let (patterns, pattern_chars) = count_patterns(schema);
+    if patterns > MAX_PATTERNS || pattern_chars > MAX_PATTERN_CHARS {
+        return Err(vec![invalid(
+            "",
+            format!(
+                "holds {patterns} regular expressions ({pattern_chars} characters); the limit is {MAX_PATTERNS} \
+                 ({MAX_PATTERN_CHARS} characters)"
+            ),
+        )]);
     }
     let mut errors = Vec::new();
     let fields = match object.get("properties") {
@@ -193,6 +225,20 @@ impl SchemaCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn too_many_patterns_are_refused_before_compiling() {
+        let properties: serde_json::Map<String, Value> = (0..65)
+            .map(|i| (format!("f{i}"), serde_json::json!({"type": "string", "pattern": format!("^a{i}$")})))
+            .collect();
+        let errors = compile(&serde_json::json!({"type": "object", "properties": properties})).err().unwrap();
+        assert!(errors[0].message.contains("65 regular expressions"), "{errors:?}");
+        let long = "x".repeat(MAX_PATTERN_CHARS + 1);
+        let nested = serde_json::json!({"type": "object", "properties": {"a": {"type": "array", "items": {"type": "string", "pattern": long}}}});
+        assert!(compile(&nested).is_err(), "a pattern at any depth counts");
+        let fine = serde_json::json!({"type": "object", "patternProperties": {"^x_": {"type": "string"}}});
+        assert!(compile(&fine).is_ok());
+    }
     use serde_json::json;
 
     #[test]

@@ -114,7 +114,11 @@ impl App {
         let credential: RegisterPublicKeyCredential = serde_json::from_value(credential).map_err(|_| {
             invalid("credential", "is not a WebAuthn registration response (navigator.credentials.create)")
         })?;
-        let mut tx = Tx::session(proof, self.clock.now());
+        // A new key signs in without the password: adding one needs a fresh proof of it
+        // (step-up), so a stolen session cookie cannot plant a way back in.
+        let now = self.clock.now();
+        let mut tx = Tx::session(proof, now);
+        palisade_store::repo::security::require_recent_auth(&mut tx, now, STEP_UP_WINDOW);
         let me = users::me(&mut tx);
         let me = tx.run(&self.db).await?.get(me)?;
         let bad_state =

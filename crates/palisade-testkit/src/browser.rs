@@ -130,6 +130,24 @@ impl Browser {
 
     pub async fn goto(&self, url: &str) {
         self.ok(self.client.goto(url).await, || format!("goto {url}")).await;
+        self.settle(&format!("goto {url}")).await;
+    }
+
+    /// Waits until the current document has loaded and has a body: chromedriver can answer a
+    /// navigation while the new document is still being committed, and reading the page then
+    /// gives an empty source (seen on a busy machine).
+    async fn settle(&self, what: &str) {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let state = self.client.execute("return document.readyState + '|' + !!document.body", vec![]).await;
+            if matches!(&state, Ok(Value::String(s)) if s == "complete|true") {
+                return;
+            }
+            if Instant::now() > deadline {
+                return self.fail(format!("{what}: the page did not finish loading in {WAIT:?}")).await;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
     }
 
     /// Saves the page as `target/console-screenshots/<artifact_name>/<NN>-<name>.png`, numbered
@@ -187,6 +205,7 @@ impl Browser {
     }
 
     pub async fn page_source(&self) -> String {
+        self.settle("read the page source").await;
         self.ok(self.client.source().await, || "read the page source".into()).await
     }
 

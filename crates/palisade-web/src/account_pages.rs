@@ -146,7 +146,15 @@ struct TotpPage {
 }
 
 /// Starts enrolment (a POST: it replaces any unconfirmed secret) and shows the QR code.
-pub async fn start_totp(State(state): State<ApiState>, form: SessionForm) -> Result<Response, WebError> {
+pub async fn start_totp(
+    State(state): State<ApiState>,
+    Meta(meta): Meta,
+    form: SessionForm,
+) -> Result<Response, WebError> {
+    // Confirming needs a recent sign-in (step-up): the password is asked here, before the QR.
+    if let Err(err) = step_up(&state, &form, &meta).await {
+        return form_failed(&state, &form, err).await;
+    }
     match state.app.start_totp(&form.session.proof).await {
         Ok(enrollment) => {
             let l = Layout::signed_in(&state, &form.session, None, "Authenticator app", "account").await?;
@@ -271,7 +279,11 @@ struct KeyRegisterPage {
 
 /// Starts a security-key registration and shows the page whose button runs the ceremony
 /// (`console.js`); the key's answer comes back to `add_key`.
-pub async fn start_key(State(state): State<ApiState>, form: SessionForm) -> Result<Response, WebError> {
+pub async fn start_key(
+    State(state): State<ApiState>,
+    Meta(meta): Meta,
+    form: SessionForm,
+) -> Result<Response, WebError> {
     let name = form.fields.get("name").trim().to_owned();
     if name.is_empty() || name.chars().count() > 100 {
         let errors = FieldErrors::one("key_name", "Give the key a name of 1 to 100 characters.");
@@ -279,6 +291,10 @@ pub async fn start_key(State(state): State<ApiState>, form: SessionForm) -> Resu
             StatusCode::UNPROCESSABLE_ENTITY,
             &account_page(&state, &form.session, None, errors, false).await?,
         ));
+    }
+    // Registering needs a recent sign-in (step-up): the password is asked here.
+    if let Err(err) = step_up(&state, &form, &meta).await {
+        return form_failed(&state, &form, err).await;
     }
     let start = state.app.start_webauthn_registration(&form.session.proof).await?;
     let l = Layout::signed_in(&state, &form.session, None, "Add a security key", "account").await?;

@@ -28,7 +28,7 @@ pub fn routes() -> Router<ApiState> {
         .route("/orgs/{org}/collections/{name}", get(record_pages::table))
         .route("/orgs/{org}/collections/{name}/schema", get(schema_form).post(change_schema))
         .route("/orgs/{org}/collections/{name}/records/new", get(record_form::new_form).post(record_form::create))
-        .route("/orgs/{org}/collections/{name}/records/{id}", get(record_pages::detail))
+        .route("/orgs/{org}/collections/{name}/records/{id}", get(record_pages::detail).post(record_pages::reveal))
         .route(
             "/orgs/{org}/collections/{name}/records/{id}/edit",
             get(record_form::edit_form).post(record_form::update),
@@ -322,17 +322,16 @@ struct SchemaCheck {
 }
 
 /// The live check under the schema editor (htmx posts the form while the user types): the same
-/// compilation a save runs, nothing stored. The session and membership are checked first, so
-/// this is no anonymous compiler.
+/// compilation a save runs, nothing stored. The app checks the session, the membership and
+/// collections.manage first, so this is no anonymous compiler.
 async fn check_schema(
     State(state): State<ApiState>,
     OrgParam(org): OrgParam,
     form: SessionForm,
 ) -> Result<Response, WebError> {
-    state.app.get_org(&form.session.proof, org).await?;
     let problems = match serde_json::from_str::<serde_json::Value>(form.fields.get("schema")) {
         Err(err) => vec![format!("Not valid JSON: {err}")],
-        Ok(schema) => match palisade_app::check_collection_schema(&schema) {
+        Ok(schema) => match state.app.check_collection_schema(&form.session.proof, org, &schema).await? {
             Ok(()) => Vec::new(),
             Err(errors) => errors
                 .into_iter()

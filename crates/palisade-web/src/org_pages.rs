@@ -75,7 +75,17 @@ struct SettingsPage {
     session_idle_minutes: String,
     audit_retention_days: String,
     legal_hold: bool,
+    /// What the page showed when it was opened (sent back, so a save sends only changes).
+    was: SettingsValues,
     errors: FieldErrors,
+}
+
+struct SettingsValues {
+    name: String,
+    mfa_policy: String,
+    session_idle_minutes: String,
+    audit_retention_days: String,
+    legal_hold: bool,
 }
 
 pub async fn settings_form(
@@ -88,13 +98,21 @@ pub async fn settings_form(
         .await?
         .with_notice(query.notice.as_deref());
     let current = state.app.get_org(&session.proof, org).await?;
-    Ok(ok(&SettingsPage {
-        l,
+    let values = SettingsValues {
         name: current.name,
         mfa_policy: current.mfa_policy,
         session_idle_minutes: current.session_idle_minutes.map(|m| m.to_string()).unwrap_or_default(),
         audit_retention_days: current.audit_retention_days.map(|d| d.to_string()).unwrap_or_default(),
         legal_hold: current.legal_hold.unwrap_or(false),
+    };
+    Ok(ok(&SettingsPage {
+        l,
+        name: values.name.clone(),
+        mfa_policy: values.mfa_policy.clone(),
+        session_idle_minutes: values.session_idle_minutes.clone(),
+        audit_retention_days: values.audit_retention_days.clone(),
+        legal_hold: values.legal_hold,
+        was: values,
         errors: FieldErrors::default(),
     }))
 }
@@ -128,18 +146,29 @@ pub async fn save_settings(
             None
         }
     };
+    // Only what this form changed is sent: a page opened earlier must not quietly undo another
+    // admin's change (a legal hold set meanwhile), nor write events for untouched settings. The
+    // values the page was rendered with come back in `was_*` fields.
+    let changed = |name: &str| fields.get(name) != fields.get(&format!("was_{name}"));
     let patch = OrgPatch {
-        name: Some(fields.get("name").trim().to_owned()),
-        session_idle_minutes: Some(idle),
-        mfa_policy: Some(fields.get("mfa_policy").to_owned()),
-        audit_retention_days: retention,
-        legal_hold: Some(fields.get("legal_hold") == "on"),
+        name: changed("name").then(|| fields.get("name").trim().to_owned()),
+        session_idle_minutes: changed("session_idle_minutes").then_some(idle),
+        mfa_policy: changed("mfa_policy").then(|| fields.get("mfa_policy").to_owned()),
+        audit_retention_days: retention.filter(|_| changed("audit_retention_days")),
+        legal_hold: changed("legal_hold").then(|| fields.get("legal_hold") == "on"),
         cors_origins: None,
     };
-    let result = if errors.is_empty() {
-        state.app.update_org(&form.session.proof, org, patch, &meta).await.map(|_| ())
-    } else {
+    let nothing_changed = patch.name.is_none()
+        && patch.session_idle_minutes.is_none()
+        && patch.mfa_policy.is_none()
+        && patch.audit_retention_days.is_none()
+        && patch.legal_hold.is_none();
+    let result = if !errors.is_empty() {
         Err(AppError::Validation(Vec::new()))
+    } else if nothing_changed {
+        Ok(())
+    } else {
+        state.app.update_org(&form.session.proof, org, patch, &meta).await.map(|_| ())
     };
     match result {
         Ok(()) => Ok(see_other(&format!("/orgs/{org}/settings"), "settings-saved")),
@@ -154,6 +183,13 @@ pub async fn save_settings(
                 session_idle_minutes: fields.get("session_idle_minutes").to_owned(),
                 audit_retention_days: fields.get("audit_retention_days").to_owned(),
                 legal_hold: fields.get("legal_hold") == "on",
+                was: SettingsValues {
+                    name: fields.get("was_name").to_owned(),
+                    mfa_policy: fields.get("was_mfa_policy").to_owned(),
+                    session_idle_minutes: fields.get("was_session_idle_minutes").to_owned(),
+                    audit_retention_days: fields.get("was_audit_retention_days").to_owned(),
+                    legal_hold: fields.get("was_legal_hold") == "on",
+                },
                 errors: shown,
             };
             Ok(render(StatusCode::UNPROCESSABLE_ENTITY, &page))

@@ -278,7 +278,12 @@ fn views(specs: &[FieldSpec], posted: Option<&Fields>, editing: bool, errors: &[
     specs
         .iter()
         .map(|s| {
-            let raw = posted.map(|p| p.get(&format!("field.{}", s.name)).to_owned()).unwrap_or_default();
+            // A sensitive value typed into a form that comes back with errors is not echoed into
+            // the page: it would show on screen without the Reveal step. It is typed again.
+            let raw = posted
+                .filter(|_| !s.sensitive)
+                .map(|p| p.get(&format!("field.{}", s.name)).to_owned())
+                .unwrap_or_default();
             let mut view = FieldView::new(s.clone(), raw.clone(), raw == "true", editing);
             view.error = errors.iter().find(|(f, _)| *f == s.name).map(|(_, m)| m.clone());
             view

@@ -170,8 +170,9 @@ fn choices<'a>(specs: impl Iterator<Item = &'a FieldSpec>, selected: &str) -> Ve
     specs.map(|s| Choice { selected: s.name == selected, value: s.name.clone(), label: s.label.clone() }).collect()
 }
 
-/// The table shows sensitive fields as hidden even to roles that may read them (the list API
-/// returns them in clear, and audits that): revealing happens on the record page only.
+/// The table shows sensitive fields as hidden to every role: it lists with
+/// `list_records_concealed`, which opens nothing (and so audits no read); revealing happens on
+/// the record page only.
 fn row(view: RecordView, columns: &[FieldSpec], base: &str) -> Row {
     let record = view.record;
     let cells: Vec<Cell> = columns
@@ -198,7 +199,6 @@ fn row(view: RecordView, columns: &[FieldSpec], base: &str) -> Row {
 
 pub async fn table(
     State(state): State<ApiState>,
-    Meta(meta): Meta,
     session: Session,
     OrgParam(org): OrgParam,
     CollectionParam(name): CollectionParam,
@@ -215,7 +215,7 @@ pub async fn table(
     let mut page = None;
     match form.api_pairs() {
         Err((field, message)) => errors.push((field, message)),
-        Ok(pairs) => match state.app.list_records(&session.proof, org, &name, &pairs, &meta).await {
+        Ok(pairs) => match state.app.list_records_concealed(&session.proof, org, &name, &pairs).await {
             Ok(found) => page = Some(found),
             // Each refused parameter is shown at the control that made it.
             Err(AppError::InvalidQuery(refused)) => {
@@ -314,9 +314,9 @@ async fn read(
     })
 }
 
+/// The record page; sensitive values stay sealed (see `reveal`).
 pub async fn detail(
     State(state): State<ApiState>,
-    Meta(meta): Meta,
     session: Session,
     OrgParam(org): OrgParam,
     CollectionParam(name): CollectionParam,
@@ -326,12 +326,36 @@ pub async fn detail(
     let pairs: Vec<(String, String)> =
         url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()).map(|(k, v)| (k.into(), v.into())).collect();
     let notice = pairs.iter().find(|(k, _)| k == "notice").map(|(_, v)| v.as_str());
-    let revealed = pairs.iter().any(|(k, v)| k == "reveal" && v == "1");
-    let l = Layout::signed_in(&state, &session, Some(org), format!("Record · {name}"), "collections")
+    record_page(&state, &session, (org, name, id), notice, None).await
+}
+
+/// "Reveal": a POST with the page's CSRF token, because it decrypts and writes an audit event
+/// (`record.sensitive_read`) — a link from another site must not be able to make a user's
+/// browser do that. Answers with the page itself, not a redirect, so nothing stays revealed.
+pub async fn reveal(
+    State(state): State<ApiState>,
+    Meta(meta): Meta,
+    OrgParam(org): OrgParam,
+    CollectionParam(name): CollectionParam,
+    RecordParam(id): RecordParam,
+    form: SessionForm,
+) -> Result<Response, WebError> {
+    record_page(&state, &form.session, (org, name, id), None, Some(&meta)).await
+}
+
+async fn record_page(
+    state: &ApiState,
+    session: &Session,
+    (org, name, id): (OrgId, String, RecordId),
+    notice: Option<&str>,
+    reveal: Option<&palisade_app::RequestMeta>,
+) -> Result<Response, WebError> {
+    let revealed = reveal.is_some();
+    let l = Layout::signed_in(state, session, Some(org), format!("Record · {name}"), "collections")
         .await?
         .with_notice(notice);
     let collection = state.app.get_collection(&session.proof, org, &name).await?;
-    let (view, concealed) = read(&state, &session.proof, org, &name, id, revealed.then_some(&meta)).await?;
+    let (view, concealed) = read(state, &session.proof, org, &name, id, reveal).await?;
     let members = state.app.list_members(&session.proof, org).await?;
     let specs = fields_of(&collection.schema);
     let data = view.record.data.as_object().cloned().unwrap_or_default();

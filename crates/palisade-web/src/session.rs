@@ -98,11 +98,15 @@ impl FromRequestParts<ApiState> for FormToken {
 }
 
 /// Browsers say where a request came from; a cross-site one never changes anything here.
+/// Those that send no `Sec-Fetch-Site` still send `Origin` on a form post: its host must be
+/// the one the request was sent to.
 fn same_origin(headers: &HeaderMap) -> bool {
-    match headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
-        None => true,
-        Some(site) => matches!(site, "same-origin" | "none"),
+    if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
+        return matches!(site, "same-origin" | "none");
     }
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else { return true };
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("");
+    origin.split_once("://").map(|(_, rest)| rest) == Some(host)
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -195,9 +199,10 @@ pub fn session_cookies(state: &ApiState, session_token: &str, max_age_seconds: i
     CookieJar::new().add(session).add(csrf).add(expired(MFA_COOKIE))
 }
 
-/// A cookie that tells the browser to forget one.
+/// A cookie that tells the browser to forget one (same name and path as when it was set).
 pub fn expired(name: &'static str) -> Cookie<'static> {
-    Cookie::build((name, "")).path("/").max_age(time::Duration::ZERO).build()
+    let path = if name == MFA_COOKIE { "/login" } else { "/" };
+    Cookie::build((name, "")).path(path).max_age(time::Duration::ZERO).build()
 }
 
 /// Cookies that end the console's session in this browser.

@@ -151,7 +151,7 @@ async fn console_totp_enrolment_then_sign_in_with_the_second_step() {
     let browser = ConsoleClient::new(&app);
     browser.sign_in("tess@example.com").await;
 
-    let started = browser.submit("/account", "/account/totp/start", &[]).await;
+    let started = browser.submit("/account", "/account/totp/start", &[("current_password", PASSWORD)]).await;
     assert_eq!(started.status, 200, "{}", started.html);
     assert!(started.html.contains("src=\"data:image/svg+xml;base64,"), "a QR code");
     let secret = hidden_value(&started.html, "secret").expect("secret");
@@ -344,4 +344,32 @@ async fn console_live_schema_check_needs_a_member_and_stores_nothing() {
     let (stranger, _, _) = console_owner(&app, "eve@example.com", "Elsewhere").await;
     let theirs = stranger.submit("/orgs", &check, &[("schema", "{}")]).await;
     assert_eq!(theirs.status, 404, "only the organization's members can use its check");
+}
+
+#[tokio::test]
+async fn console_settings_save_sends_only_what_the_form_changed() {
+    let app = TestApp::spawn().await;
+    let (owner, org, token) = console_owner(&app, "hold@example.com", "Holdings").await;
+    let page = owner.get(&format!("/orgs/{org}/settings")).await;
+    // Meanwhile another admin puts the organization under legal hold.
+    let held = app
+        .send("PATCH", &format!("/api/v1/orgs/{org}"), Some(&token), Some(serde_json::json!({"legal_hold": true})))
+        .await;
+    assert_eq!(held.status, 200, "{}", held.text);
+    // The page opened before only renames: the hold it never showed as set stays set.
+    let mut fields: Vec<(String, String)> =
+        ["was_name", "was_mfa_policy", "was_session_idle_minutes", "was_audit_retention_days"]
+            .iter()
+            .map(|name| (name.to_string(), hidden_value(&page.html, name).unwrap_or_default()))
+            .collect();
+    fields.push(("was_legal_hold".into(), String::new()));
+    fields.push(("_csrf".into(), page.csrf()));
+    fields.push(("name".into(), "Holdings Renamed".into()));
+    fields.push(("mfa_policy".into(), "off".into()));
+    let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let saved = owner.post(&format!("/orgs/{org}/settings"), &fields).await;
+    assert_eq!(saved.status, 303, "{}", saved.html);
+    let now = app.get(&format!("/api/v1/orgs/{org}"), Some(&token)).await;
+    assert_eq!(now.body["name"], "Holdings Renamed");
+    assert_eq!(now.body["legal_hold"], true, "a stale page does not undo another admin's hold");
 }

@@ -69,7 +69,9 @@ async fn console_journey_in_chromium() {
     // Turn on TOTP: QR code, code from an independent implementation, backup codes.
     browser.goto(&app.url("/account")).await;
     browser.screenshot("account").await;
-    browser.submit_form("form[action='/account/totp/start'] button[type=submit]").await;
+    browser.click("details:has(#start-totp) > summary").await;
+    browser.fill("#totp-on-current-password", PASSWORD).await;
+    browser.submit_form("#start-totp").await;
     browser.wait_for("img.qr").await;
     browser.screenshot("totp-qr").await;
     let secret = browser.text("#totp-secret").await;

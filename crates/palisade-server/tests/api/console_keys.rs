@@ -1,7 +1,7 @@
 //! Security keys in the console, in real headless Chromium with a virtual authenticator
 //! (WebDriver's WebAuthn extension): registration on the account page, then the second step.
 
-use palisade_testkit::{Browser, TestApp};
+use palisade_testkit::{Browser, PASSWORD, TestApp};
 
 use crate::console_support::sign_in;
 
@@ -14,6 +14,7 @@ async fn console_security_key_registration_and_sign_in_in_chromium() {
     sign_in(&browser, &app, "kim@example.com", "sign-in").await;
     browser.goto(&app.url("/account")).await;
     browser.fill("#key_name", "Desk key").await;
+    browser.fill("#key-add-current-password", PASSWORD).await;
     browser.submit_form("form[action='/account/keys/start'] button[type=submit]").await;
     browser.wait_for("#register-key").await;
     browser.screenshot("register-key").await;

@@ -300,7 +300,16 @@ async fn console_sensitive_fields_need_reveal_and_stay_masked_for_other_roles() 
     assert_eq!(hidden.status, 200);
     assert!(!hidden.html.contains(canary) && hidden.html.contains("id=\"reveal\""), "{}", hidden.html);
     assert_eq!(reads().await, 0, "nothing was decrypted, so no clear read is audited");
-    let revealed = owner.get(&format!("{page}?reveal=1")).await;
+    let table = owner.get(&format!("/orgs/{org}/collections/jobs")).await;
+    assert!(table.html.contains("Payroll") && !table.html.contains(canary));
+    assert_eq!(reads().await, 0, "the table opens nothing either");
+    // Reveal is a POST with the page's token: a link (GET) reveals nothing and audits nothing.
+    let linked = owner.get(&format!("{page}?reveal=1")).await;
+    assert!(!linked.html.contains(canary));
+    assert_eq!(owner.post(&page, &[]).await.status, 403, "no CSRF token");
+    assert_eq!(reads().await, 0);
+    let revealed = owner.post(&page, &[("_csrf", &hidden.csrf())]).await;
+    assert_eq!(revealed.status, 200);
     assert!(revealed.html.contains(canary));
     assert_eq!(reads().await, 1, "Reveal is an audited clear read");
     let edit = owner.get(&format!("{page}/edit")).await;
@@ -320,7 +329,10 @@ async fn console_sensitive_fields_need_reveal_and_stay_masked_for_other_roles() 
     member_with_role(&app, &org, "member@example.com", "member").await;
     let member = ConsoleClient::new(&app);
     member.sign_in("member@example.com").await;
-    for path in [page.clone(), format!("{page}?reveal=1"), format!("{page}/edit")] {
+    let member_csrf = member.get(&page).await.csrf();
+    let forced = member.post(&page, &[("_csrf", &member_csrf)]).await;
+    assert!(!forced.html.contains(canary), "Reveal does not reveal to a role without sensitive_read");
+    for path in [page.clone(), format!("{page}/edit")] {
         let seen = member.get(&path).await;
         assert_eq!(seen.status, 200, "{path}: {}", seen.html);
         assert!(!seen.html.contains(canary), "{path}");
@@ -355,7 +367,6 @@ async fn console_another_organizations_user_gets_not_found_and_nothing_leaks() {
         format!("{base}/schema"),
         format!("{base}/records/new"),
         format!("{base}/records/{id}"),
-        format!("{base}/records/{id}?reveal=1"),
         format!("{base}/records/{id}/edit"),
         format!("{base}/records/{id}/delete"),
     ] {
@@ -376,6 +387,9 @@ async fn console_another_organizations_user_gets_not_found_and_nothing_leaks() {
     assert_eq!(edit.status, 404);
     let delete = stranger.post(&format!("{base}/records/{id}/delete"), &[("_csrf", &csrf)]).await;
     assert_eq!(delete.status, 404);
+    let reveal = stranger.post(&format!("{base}/records/{id}"), &[("_csrf", &csrf)]).await;
+    assert_eq!(reveal.status, 404);
+    assert!(!reveal.html.contains("Quiet-Canary-Job"));
     let create = stranger.post(&format!("{base}/records/new"), &[("_csrf", &csrf), ("field.title", "Planted")]).await;
     assert_eq!(create.status, 404);
     let schema =

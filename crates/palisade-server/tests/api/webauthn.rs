@@ -392,3 +392,29 @@ async fn a_credential_stored_in_clear_before_sealing_still_signs_in_and_is_seale
         .get(0);
     assert!(!old_function);
 }
+
+#[tokio::test]
+async fn adding_a_key_or_an_authenticator_app_needs_a_recent_sign_in() {
+    let app = TestApp::spawn().await;
+    let token = app.user("late@example.com").await;
+    app.clock.advance(time::Duration::minutes(11));
+    // A session cookie or token alone cannot plant a new way to sign in.
+    let mut key = authenticator();
+    register(&app, &token, &mut key, "Late key").await.assert_problem(403, "step-up-required");
+    let start = app.send("POST", "/api/v1/me/mfa/totp", Some(&token), None).await;
+    assert_eq!(start.status, 201, "{}", start.text);
+    let secret = start.body["secret"].as_str().unwrap().to_owned();
+    let code = crate::mfa::oathtool(&app, &secret);
+    app.send("POST", "/api/v1/me/mfa/totp/confirm", Some(&token), Some(json!({"code": code})))
+        .await
+        .assert_problem(403, "step-up-required");
+    assert_eq!(app.count("webauthn_credentials").await, 0);
+    // After proving the password again, both work.
+    let up = app.send("POST", "/api/v1/auth/step-up", Some(&token), Some(json!({"password": PASSWORD}))).await;
+    assert_eq!(up.status, 204, "{}", up.text);
+    assert_eq!(register(&app, &token, &mut key, "Late key").await.status, 201);
+    app.clock.advance(time::Duration::seconds(31));
+    let code = crate::mfa::oathtool(&app, &secret);
+    let confirmed = app.send("POST", "/api/v1/me/mfa/totp/confirm", Some(&token), Some(json!({"code": code}))).await;
+    assert_eq!(confirmed.status, 200, "{}", confirmed.text);
+}
