@@ -3,24 +3,21 @@
 # (GET /api/v1/orgs/{org}), in process and shared through Redis, against a node with limits off;
 # and HTTPS against plain HTTP on the same endpoint. Four nodes serve one database side by side;
 # each run measures them back to back, and each figure is the median of the runs' ratios.
-# Release build, loopback only, every load step bounded in time.
-# Writes bench/results/edge.json.
-#   bench/edge.sh [seconds-per-step]   (default 6; 5 runs)
+# p50/p99 latency of each node is reported. Release build, loopback only, every load step
+# bounded in time. Writes bench/results/edge.json.
+#   bench/edge.sh [seconds-per-step]   (default 6)
+#   env: BENCH_RUNS (5), BENCH_WARMUP (2 s per node)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 STEP=${1:-6}
 RUNS=${BENCH_RUNS:-5}
+WARMUP=${BENCH_WARMUP:-2}
 PORT=${BENCH_PORT:-18933}
-bash scripts/ensure-deps.sh run
-for tool in wrk jq redis-server; do
-  command -v "$tool" >/dev/null || { echo "==> apt-get install $tool"; apt-get install -y -qq "$tool" >/dev/null; }
-done
-
-echo "==> building (release)"
-cargo build --release --locked -p palisade-server --bin palisade 2>&1 | tail -1
+source bench/lib.sh
+bench_prepare -p palisade-server --bin palisade
+command -v redis-server >/dev/null || { echo "==> apt-get install redis-server"; apt-get install -y -qq redis-server >/dev/null; }
 BIN=$PWD/target/release/palisade
-WORK=$(mktemp -d /tmp/palisade-bench.XXXXXX)
-chmod 711 "$WORK"
+WORK=$(bench_workdir edge)
 SERVER_PID=""; REDIS_PID=""
 stop_palisade() { [ -n "$SERVER_PID" ] && kill -TERM "$SERVER_PID" 2>/dev/null && wait "$SERVER_PID" 2>/dev/null; SERVER_PID=""; }
 cleanup() { stop_palisade; [ -n "$REDIS_PID" ] && kill "$REDIS_PID" 2>/dev/null; rm -rf "$WORK"; }
@@ -31,7 +28,6 @@ redis-server --port 0 --unixsocket "$WORK/redis.sock" --unixsocketperm 700 --sav
 REDIS_PID=$!
 for _ in $(seq 1 100); do [ -S "$WORK/redis.sock" ] && break; sleep 0.05; done
 
-source bench/lib.sh
 # Budgets far above what this machine can send, so every request is counted and none refused.
 export PALISADE_RATE_LIMITS__ANONYMOUS=100000000 PALISADE_RATE_LIMITS__STANDARD=100000000 PALISADE_RATE_LIMITS__AUTH=100000000
 # One public URL for every node: access tokens name it as issuer and audience, so the token
@@ -65,10 +61,11 @@ node() {
   code=$(curl -ks -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $TOKEN" "${URL[$name]}/api/v1/orgs/$ORG")
   [ "$code" = 200 ] || { echo "$name: GET answered $code" >&2; cat "$WORK/$name.log" >&2; exit 1; }
 }
+# Set before the first node starts, so a node that fails to come up does not leave the others running.
+trap 'for p in "${EXTRA_PIDS[@]}"; do kill -TERM "$p" 2>/dev/null; done; cleanup' EXIT
 node local $((PORT + 1)) PALISADE_RATE_LIMITS=on
 node redis $((PORT + 2)) PALISADE_RATE_LIMITS=on PALISADE_REDIS_URL="redis+unix://$WORK/redis.sock"
 node https $((PORT + 3)) tls PALISADE_RATE_LIMITS=off
-trap 'for p in "${EXTRA_PIDS[@]}"; do kill -TERM "$p" 2>/dev/null; done; cleanup' EXIT
 for name in local redis; do
   curl -ks -D - -o /dev/null -H "Authorization: Bearer $TOKEN" "${URL[$name]}/api/v1/orgs/$ORG" | grep -qi '^ratelimit-policy:' \
     || { echo "$name: no RateLimit-Policy header: limits are not on" >&2; exit 1; }
@@ -77,44 +74,39 @@ if curl -ks -D - -o /dev/null -H "Authorization: Bearer $TOKEN" "${URL[off]}/api
   echo "off: limits are on" >&2; exit 1
 fi
 
-measure() { wrk -t 2 -c 16 -d "${STEP}s" -H "Authorization: Bearer $TOKEN" "${URL[$1]}/api/v1/orgs/$ORG" | awk '/^Requests\/sec:/{print $2}'; }
-median() { sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
-echo "==> warm-up"
-for name in off local redis https; do wrk -t 2 -c 16 -d 2s -H "Authorization: Bearer $TOKEN" "${URL[$name]}/api/v1/orgs/$ORG" >/dev/null; done
+# measure NAME: "req/s p50_ms p99_ms" of one wrk run against the node.
+measure() {
+  wrk -t 2 -c 16 -d "${STEP}s" --latency -H "Authorization: Bearer $TOKEN" "${URL[$1]}/api/v1/orgs/$ORG" >"$WORK/wrk-$1.txt"
+  wrk_ok "$WORK/wrk-$1.txt" && wrk_stats "$WORK/wrk-$1.txt"
+}
+echo "==> warm-up (${WARMUP}s per node)"
+for name in off local redis https; do wrk -t 2 -c 16 -d "${WARMUP}s" -H "Authorization: Bearer $TOKEN" "${URL[$name]}/api/v1/orgs/$ORG" >/dev/null; done
 
 # Each run measures every node back to back; a run's ratios compare it with its own "off".
-declare -A RPS RATIO
+echo "==> $RUNS run(s) of ${STEP}s per node: off, in-process limits, Redis limits, HTTPS"
+# (an assignment first, so that a failed run stops the script under set -e)
+declare -A RPS RATIO P50 P99
 for i in $(seq 1 "$RUNS"); do
-  off=$(measure off); RPS[off]+="$off "
+  stats=$(measure off); read -r off p50 p99 <<<"$stats"; RPS[off]+="$off "; P50[off]+="$p50 "; P99[off]+="$p99 "
   line="    run $i/$RUNS off $off"
   for name in local redis https; do
-    rps=$(measure "$name")
-    RPS[$name]+="$rps "
+    stats=$(measure "$name"); read -r rps p50 p99 <<<"$stats"
+    RPS[$name]+="$rps "; P50[$name]+="$p50 "; P99[$name]+="$p99 "
     RATIO[$name]+="$(awk -v a="$rps" -v b="$off" 'BEGIN {printf "%.4f", a/b}') "
     line+=", $name $rps"
   done
   echo "$line req/s"
 done
-OFF=$(printf '%s\n' ${RPS[off]} | median)
-LOCAL=$(printf '%s\n' ${RPS[local]} | median); R_LOCAL=$(printf '%s\n' ${RATIO[local]} | median)
-REDIS=$(printf '%s\n' ${RPS[redis]} | median); R_REDIS=$(printf '%s\n' ${RATIO[redis]} | median)
-HTTPS=$(printf '%s\n' ${RPS[https]} | median); R_HTTPS=$(printf '%s\n' ${RATIO[https]} | median)
-
-COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
-jq -n --arg commit "$COMMIT" --arg cores "$(nproc)" --arg mem "$(free -m | awk '/Mem:/{print $2}')" \
-  --arg redis "$(redis-server --version | awk '{print $3}')" \
-  --argjson off "$OFF" --argjson local "$LOCAL" --argjson redis_rps "$REDIS" --argjson https "$HTTPS" \
-  --argjson r_local "$R_LOCAL" --argjson r_redis "$R_REDIS" --argjson r_https "$R_HTTPS" --argjson runs "$RUNS" '
-  def fig(name; value; unit; baseline; ratio; target):
-    {name: name, value: value, unit: unit, baseline: baseline, runs: $runs,
-     ratio: (ratio * 1000 | round / 1000), target: target, pass: (ratio >= target)};
-  {commit: $commit, machine: {cores: ($cores|tonumber), memory_mib: ($mem|tonumber), redis: $redis},
-   figures: [
-     fig("authenticated GET, rate limits in process vs off (median of paired ratios)"; $local; "req/s"; $off; $r_local; 0.97),
-     fig("authenticated GET, rate limits through Redis vs off (median of paired ratios)"; $redis_rps; "req/s"; $off; $r_redis; 0.90),
-     fig("authenticated GET over HTTPS vs plain HTTP, limits off (median of paired ratios)"; $https; "req/s"; $off; $r_https; 0.85)
-   ]}' > bench/results/edge.json
-echo
-jq -r '.figures[] | [.name, (.value|tostring), .unit, (.baseline|tostring), (.ratio|tostring), (.target|tostring), (.pass|tostring)] | @tsv' bench/results/edge.json \
-  | column -t -s $'\t' -N "figure,value,unit,baseline,ratio,target,pass"
-echo "(written to bench/results/edge.json)"
+med() { printf '%s\n' $1 | median; }
+if [ "$RUNS" = 1 ]; then NOTE="1 run of ${STEP} s per node (no median)"; else NOTE="median of $RUNS runs' paired ratios, ${STEP} s per node"; fi
+OFF=$(med "${RPS[off]}")
+figure "authenticated GET, rate limits in process vs off" "$(med "${RPS[local]}")" req/s "$OFF" "$(med "${RATIO[local]}")" 0.97 "$NOTE"
+figure "authenticated GET, rate limits through Redis vs off" "$(med "${RPS[redis]}")" req/s "$OFF" "$(med "${RATIO[redis]}")" 0.90 "$NOTE; Redis on a Unix socket"
+figure "authenticated GET over HTTPS vs plain HTTP, limits off" "$(med "${RPS[https]}")" req/s "$OFF" "$(med "${RATIO[https]}")" 0.85 "$NOTE; TLS 1.3, keep-alive"
+if [ "$RUNS" = 1 ]; then LNOTE="1 run of ${STEP} s"; else LNOTE="median of $RUNS runs of ${STEP} s"; fi
+for name in off local redis https; do
+  case $name in off) what="limits off";; local) what="limits in process";; redis) what="limits through Redis";; https) what="HTTPS";; esac
+  figure "authenticated GET latency p50, $what" "$(med "${P50[$name]}")" ms "" "" "" "$LNOTE"
+  figure "authenticated GET latency p99, $what" "$(med "${P99[$name]}")" ms "" "" "" "$LNOTE"
+done
+write_results edge "$(jq -cn --arg redis "$(redis-server --version | awk '{print $3}')" '{redis: $redis}')"

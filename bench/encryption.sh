@@ -4,31 +4,29 @@
 #  1. single record GET with sensitive fields shown in clear (decrypted with the cached data key,
 #     the read audited) vs the same record shape with no sensitive field (wrk); and vs a masked
 #     read of the sensitive record (audited the same way, nothing decrypted): the cost of the
-#     cryptography alone;
+#     cryptography alone; p50/p99 of each read reported;
 #  2. data-key rotation (`palisade keys rotate --org`, batches of 500: read, decrypt, encrypt,
 #     compare-and-set) in values per second vs a plain batched UPDATE writing new values into the
-#     same rows' sealed column (500 per statement, same rows, same cluster, run from psql).
+#     same rows' sealed column (500 per statement, same rows, same cluster, run from psql). One
+#     run: a rotation moves every value once.
 # Release build, loopback only, bounded steps. Writes bench/results/encryption.json.
 #   bench/encryption.sh [seconds-per-step] [records]   (defaults 10, 20000)
+#   env: BENCH_RUNS (5), BENCH_WARMUP (3 s)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 STEP=${1:-10}
 RECORDS=${2:-20000}
+RUNS=${BENCH_RUNS:-5}
+WARMUP=${BENCH_WARMUP:-3}
 PORT=${BENCH_PORT:-18935}
-bash scripts/ensure-deps.sh run
-command -v wrk >/dev/null || { echo "==> apt-get install wrk"; apt-get install -y -qq wrk >/dev/null; }
-command -v jq >/dev/null || { echo "==> apt-get install jq"; apt-get install -y -qq jq >/dev/null; }
-
-echo "==> building (release)"
-cargo build --release --locked -p palisade-server --bin palisade 2>&1 | tail -1
+source bench/lib.sh
+bench_prepare -p palisade-server --bin palisade
 BIN=$PWD/target/release/palisade
-WORK=$(mktemp -d /tmp/palisade-bench-enc.XXXXXX)
-chmod 711 "$WORK"
+WORK=$(bench_workdir encryption)
 SERVER_PID=""
 cleanup() { [ -n "$SERVER_PID" ] && kill -TERM "$SERVER_PID" 2>/dev/null && wait "$SERVER_PID" 2>/dev/null; rm -rf "$WORK"; }
 trap cleanup EXIT
 
-source bench/lib.sh
 start_palisade "$PORT"
 embedded_pg_env
 
@@ -58,24 +56,29 @@ PLAIN_URL="$B/api/v1/orgs/$ORG/collections/plain/records/$PLAIN"
 [ "$(curl -sf -H "Authorization: Bearer $MEMBER" "$SENS_URL" | jq -r '.masked | join(",")')" = "salary,ssn" ]
 [ "$(psql_admin -c "SELECT count(*) FROM palisade.records WHERE sealed IS NOT NULL AND data ? 'ssn'")" = 0 ]
 
-get_rps() { # token url seconds
-  wrk -t 2 -c 16 -d "${3}s" -H "Authorization: Bearer $1" "$2" >"$WORK/wrk.txt"
-  if grep -q Non-2xx "$WORK/wrk.txt"; then cat "$WORK/wrk.txt"; echo "reads failed" >&2; exit 1; fi
-  awk '/^Requests\/sec:/{print $2}' "$WORK/wrk.txt"
+# get_stats TOKEN URL SECONDS: "req/s p50_ms p99_ms" of one wrk run (every answer must be 2xx).
+get_stats() {
+  wrk -t 2 -c 16 -d "${3}s" --latency -H "Authorization: Bearer $1" "$2" >"$WORK/wrk.txt"
+  wrk_ok "$WORK/wrk.txt" && wrk_stats "$WORK/wrk.txt"
 }
-median() { sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.3f", a/b}'; }
 
-echo "==> 1. record GET: sensitive in clear vs no sensitive field vs masked (5 alternating runs of ${STEP}s)"
-get_rps "$TOKEN" "$SENS_URL" 3 >/dev/null; get_rps "$TOKEN" "$PLAIN_URL" 3 >/dev/null
-declare -a RP RM SS PP MM
-for run in 1 2 3 4 5; do
-  s=$(get_rps "$TOKEN" "$SENS_URL" "$STEP"); p=$(get_rps "$TOKEN" "$PLAIN_URL" "$STEP"); m=$(get_rps "$MEMBER" "$SENS_URL" "$STEP")
+echo "==> 1. record GET: sensitive in clear vs no sensitive field vs masked ($RUNS alternating run(s) of ${STEP}s)"
+get_stats "$TOKEN" "$SENS_URL" "$WARMUP" >/dev/null; get_stats "$TOKEN" "$PLAIN_URL" "$WARMUP" >/dev/null
+get_stats "$MEMBER" "$SENS_URL" "$WARMUP" >/dev/null
+declare -a RP RM SS PP MM S50 S99 P50 P99 M50 M99
+for run in $(seq 1 "$RUNS"); do
+  # (an assignment first, so that a failed run stops the script under set -e)
+  stats=$(get_stats "$TOKEN" "$SENS_URL" "$STEP"); read -r s s50 s99 <<<"$stats"
+  stats=$(get_stats "$TOKEN" "$PLAIN_URL" "$STEP"); read -r p p50 p99 <<<"$stats"
+  stats=$(get_stats "$MEMBER" "$SENS_URL" "$STEP"); read -r m m50 m99 <<<"$stats"
   RP+=("$(ratio "$s" "$p")"); RM+=("$(ratio "$s" "$m")"); SS+=("$s"); PP+=("$p"); MM+=("$m")
+  S50+=("$s50"); S99+=("$s99"); P50+=("$p50"); P99+=("$p99"); M50+=("$m50"); M99+=("$m99")
   echo "    sensitive in clear $s/s, no sensitive field $p/s, masked $m/s"
 done
-READ_RATIO=$(printf '%s\n' "${RP[@]}" | median); CRYPTO_RATIO=$(printf '%s\n' "${RM[@]}" | median)
-SENS_RPS=$(printf '%s\n' "${SS[@]}" | median); PLAIN_RPS=$(printf '%s\n' "${PP[@]}" | median); MASKED_RPS=$(printf '%s\n' "${MM[@]}" | median)
+med() { printf '%s\n' "$@" | median; }
+READ_RATIO=$(med "${RP[@]}"); CRYPTO_RATIO=$(med "${RM[@]}")
+SENS_RPS=$(med "${SS[@]}"); PLAIN_RPS=$(med "${PP[@]}"); MASKED_RPS=$(med "${MM[@]}")
 EVENTS=$(psql_admin -c "SELECT count(*) FROM palisade.audit_events WHERE action IN ('record.sensitive_read', 'record.sensitive_denied')")
 echo "    sensitive/plain $READ_RATIO, sensitive/masked $CRYPTO_RATIO ($EVENTS sensitive-access events written)"
 
@@ -88,8 +91,10 @@ request = function()
   return wrk.format("POST", os.getenv("BENCH_PATH"), {["Content-Type"] = "application/json", ["Authorization"] = "Bearer " .. os.getenv("BENCH_TOKEN")}, body)
 end
 LUA
+# In bursts of at most 5 s (shorter steps, shorter bursts), until there are enough.
+SEED_S=$(( STEP < 5 ? STEP : 5 ))
 until [ "$(psql_admin -c "SELECT count(*) >= $RECORDS FROM palisade.records WHERE collection = 'people'")" = t ]; do
-  BENCH_PATH="/api/v1/orgs/$ORG/collections/people/records" BENCH_TOKEN="$TOKEN" wrk -t 2 -c 16 -d 5s -s "$WORK/create.lua" "$B" >/dev/null
+  BENCH_PATH="/api/v1/orgs/$ORG/collections/people/records" BENCH_TOKEN="$TOKEN" wrk -t 2 -c 16 -d "${SEED_S}s" -s "$WORK/create.lua" "$B" >/dev/null
 done
 N=$(psql_admin -c "SELECT count(*) FROM palisade.records WHERE sealed IS NOT NULL")
 psql_admin -c "VACUUM ANALYZE palisade.records"
@@ -132,13 +137,18 @@ ROTATE_RATIO=$(ratio "$ROTATE_RATE" "$UPDATE_RATE")
 [ "$(curl -sf -H "Authorization: Bearer $TOKEN" "$SENS_URL" | jq -r .data.ssn)" = "078-05-1120" ]
 echo "    $MOVED values in ${ROTATE_S}s: $ROTATE_RATE values/s = $ROTATE_RATIO x the plain UPDATE"
 
-mkdir -p bench/results
-jq -n --arg cpus "$(nproc)" --arg step "$STEP" \
-  --arg sens "$SENS_RPS" --arg plain "$PLAIN_RPS" --arg masked "$MASKED_RPS" --arg rr "$READ_RATIO" --arg cr "$CRYPTO_RATIO" \
-  --arg n "$N" --arg urate "$UPDATE_RATE" --arg rrate "$ROTATE_RATE" --arg rot "$ROTATE_RATIO" '{
-  machine: {cpus: ($cpus|tonumber)}, seconds_per_step: ($step|tonumber),
-  read: {sensitive_in_clear_rps: ($sens|tonumber), no_sensitive_field_rps: ($plain|tonumber), masked_rps: ($masked|tonumber),
-         ratio_vs_no_sensitive_field: ($rr|tonumber), ratio_vs_masked: ($cr|tonumber), target: 0.9},
-  rotation: {values: ($n|tonumber), values_per_second: ($rrate|tonumber), plain_update_rows_per_second: ($urate|tonumber),
-             ratio: ($rot|tonumber), target: 0.5}}' >bench/results/encryption.json
-cat bench/results/encryption.json
+if [ "$RUNS" = 1 ]; then NOTE="1 run of ${STEP} s (no median)"; else NOTE="median of $RUNS alternating runs' ratios, ${STEP} s each"; fi
+if [ "$RUNS" = 1 ]; then LNOTE="1 run of ${STEP} s"; else LNOTE="median of $RUNS runs of ${STEP} s"; fi
+figure "GET a record with sensitive fields in clear (decrypted, audited) vs the same shape with no sensitive field" \
+  "$SENS_RPS" req/s "$PLAIN_RPS" "$READ_RATIO" 0.9 "$NOTE"
+figure "same, vs a member's masked read of the same record (the cryptography alone)" \
+  "$SENS_RPS" req/s "$MASKED_RPS" "$CRYPTO_RATIO" "" "$NOTE"
+figure "GET latency p50, sensitive fields in clear" "$(med "${S50[@]}")" ms "" "" "" "$LNOTE"
+figure "GET latency p99, sensitive fields in clear" "$(med "${S99[@]}")" ms "" "" "" "$LNOTE"
+figure "GET latency p50, no sensitive field" "$(med "${P50[@]}")" ms "" "" "" "$LNOTE"
+figure "GET latency p99, no sensitive field" "$(med "${P99[@]}")" ms "" "" "" "$LNOTE"
+figure "GET latency p50, masked read" "$(med "${M50[@]}")" ms "" "" "" "$LNOTE"
+figure "GET latency p99, masked read" "$(med "${M99[@]}")" ms "" "" "" "$LNOTE"
+figure "data-key rotation (palisade keys rotate --org) vs batched plain UPDATE of the same column" \
+  "$ROTATE_RATE" values/s "$UPDATE_RATE" "$ROTATE_RATIO" 0.5 "1 run (a rotation moves every value once); $N values"
+write_results encryption

@@ -1,28 +1,31 @@
 #!/usr/bin/env bash
 # Foundation benchmark: authenticated GET /api/v1/orgs/{org} (wrk) against pgbench running the
-# same SQL transaction the server runs, plain and pipelined; and the cost of row-level security
-# (same select, RLS-enforced role vs a BYPASSRLS role, median of 5 alternating runs).
+# same SQL transaction the server runs, plain and pipelined; the cost of row-level security
+# (same select, RLS-enforced role vs a BYPASSRLS role, median of alternating runs); the latency
+# (p50/p99) of the GET; and the server's memory (VmRSS) at rest and under that read load.
 # Release build, loopback only, every load step bounded in time. Writes bench/results/foundation.json.
 #   bench/foundation.sh [seconds-per-step]   (default 10)
+#   env: BENCH_RUNS (3; the RLS pairs default to 5), BENCH_WARMUP (3 s), BENCH_TENANTS (100000)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 STEP=${1:-10}
-RUNS=3
+RUNS=${BENCH_RUNS:-3}
+RLS_RUNS=${BENCH_RUNS:-5}
+WARMUP=${BENCH_WARMUP:-3}
+TENANTS=${BENCH_TENANTS:-100000}
 PORT=${BENCH_PORT:-18931}
-bash scripts/ensure-deps.sh run
-command -v wrk >/dev/null || { echo "==> apt-get install wrk"; apt-get install -y -qq wrk >/dev/null; }
-command -v jq >/dev/null || { echo "==> apt-get install jq"; apt-get install -y -qq jq >/dev/null; }
-
-echo "==> building (release)"
-cargo build --release --locked -p palisade-server --bin palisade 2>&1 | tail -1
+source bench/lib.sh
+bench_prepare -p palisade-server --bin palisade
 BIN=$PWD/target/release/palisade
-WORK=$(mktemp -d /tmp/palisade-bench.XXXXXX)
-chmod 711 "$WORK"
-SERVER_PID=""
-cleanup() { [ -n "$SERVER_PID" ] && kill -TERM "$SERVER_PID" 2>/dev/null && wait "$SERVER_PID" 2>/dev/null; rm -rf "$WORK"; }
+WORK=$(bench_workdir foundation)
+SERVER_PID=""; SAMPLER_PID=""
+cleanup() {
+  [ -n "$SAMPLER_PID" ] && kill "$SAMPLER_PID" 2>/dev/null
+  [ -n "$SERVER_PID" ] && kill -TERM "$SERVER_PID" 2>/dev/null && wait "$SERVER_PID" 2>/dev/null
+  rm -rf "$WORK"
+}
 trap cleanup EXIT
 
-source bench/lib.sh
 start_palisade "$PORT"
 embedded_pg_env
 
@@ -37,9 +40,9 @@ ORG_UUID=$(psql_admin -c "SELECT tenant_id FROM palisade.orgs LIMIT 1")
 # The proof the server hands enter_tenant for a bearer access token: its session's id (16 bytes).
 TOKEN_HASH=$(psql_admin -c "SELECT encode(uuid_send(id), 'hex') FROM palisade.sessions ORDER BY created_at DESC LIMIT 1")
 
-echo "==> seeding 100k other organizations (RLS must not get slower with more tenants)"
+echo "==> seeding $TENANTS other organizations (RLS must not get slower with more tenants)"
 psql_admin <<SQL
-INSERT INTO palisade.tenants SELECT gen_random_uuid(), now() FROM generate_series(1, 100000);
+INSERT INTO palisade.tenants SELECT gen_random_uuid(), now() FROM generate_series(1, $TENANTS);
 INSERT INTO palisade.orgs SELECT id, 'Org ' || id, now(), now() FROM palisade.tenants WHERE id <> '$ORG_UUID';
 ANALYZE;
 DO \$\$ BEGIN
@@ -53,7 +56,8 @@ GRANT SELECT ON palisade.orgs TO palisade_bench_bypass;
 SQL
 
 # The server's own transaction for GET /api/v1/orgs/{org} (palisade-store: Tx::tenant + repo::orgs::get).
-SELECT_ORG="SELECT tenant_id, name, created_at, updated_at, current_setting('app.role', true) FROM palisade.orgs WHERE tenant_id = :org;"
+# Keep it in step with orgs::COLUMNS: a baseline that reads less than the server flatters nothing.
+SELECT_ORG="SELECT tenant_id, name, created_at, updated_at, current_setting('app.role', true), extract(epoch FROM session_idle_timeout)::float8, mfa_policy, audit_retention_days, legal_hold, plan, cors_origins, deletion_due_at FROM palisade.orgs WHERE tenant_id = :org;"
 cat >"$WORK/plain.sql" <<SQL
 BEGIN;
 SELECT palisade.enter_tenant(:hash, now(), :org);
@@ -75,56 +79,59 @@ SELECT tenant_id, name FROM palisade.orgs WHERE tenant_id = :org;
 COMMIT;
 SQL
 
-pgb() { # user password file seconds
-  PGUSER=$1 PGPASSWORD=$2 pgbench -n -M prepared -c 16 -j 2 -T "$4" -D hash="\\x$TOKEN_HASH" -D org="$ORG_UUID" -f "$3" 2>&1 \
-    | awk '/^tps = /{print $3}'
+pgb() { # user password file seconds: tx/s (pgbench's output is shown if it fails)
+  PGUSER=$1 PGPASSWORD=$2 pgbench -n -M prepared -c 16 -j 2 -T "$4" -D hash="\\x$TOKEN_HASH" -D org="$ORG_UUID" -f "$3" \
+    >"$WORK/pgbench.txt" 2>&1 || { cat "$WORK/pgbench.txt" >&2; return 1; }
+  awk '/^tps = /{print $3}' "$WORK/pgbench.txt"
 }
-median() { sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
-wrk_run() { wrk -t 2 -c 16 -d "${STEP}s" --latency -H "Authorization: Bearer $TOKEN" "$B/api/v1/orgs/$ORG" >"$WORK/wrk.txt"
-  awk '/^Requests\/sec:/{rps=$2} /^ +50%/{p50=$2} /^ +99%/{p99=$2} END {print rps, p50, p99}' "$WORK/wrk.txt"; }
+GET_URL="$B/api/v1/orgs/$ORG"
 
-echo "==> warm-up"
-wrk -t 2 -c 16 -d 3s -H "Authorization: Bearer $TOKEN" "$B/api/v1/orgs/$ORG" >/dev/null
-[ "$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $TOKEN" "$B/api/v1/orgs/$ORG")" = 200 ]
+# Memory at rest: after start-up and sign-up, before any load (a second to settle).
+sleep 1
+RSS_REST=$(rss_mib "$SERVER_PID")
+echo "==> server VmRSS at rest: $RSS_REST MiB"
+
+echo "==> warm-up (${WARMUP}s)"
+wrk -t 2 -c 16 -d "${WARMUP}s" -H "Authorization: Bearer $TOKEN" "$GET_URL" >/dev/null
+[ "$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $TOKEN" "$GET_URL")" = 200 ]
 PGUSER=palisade_app PGPASSWORD="$APP_PW" psql -qAtX -v ON_ERROR_STOP=1 -c "BEGIN; SELECT palisade.enter_tenant('\\x$TOKEN_HASH', now(), '$ORG_UUID'); COMMIT;" >/dev/null
+pgb palisade_app "$APP_PW" "$WORK/plain.sql" "$WARMUP" >/dev/null
 
+# Memory under the read load: VmRSS sampled every 0.2 s while wrk runs; the peak is reported.
 declare -a SERVER P50 P99 PLAIN PIPE
-for i in $(seq 1 $RUNS); do
-  echo "==> run $i/$RUNS: wrk, pgbench plain, pgbench pipelined (${STEP}s each)"
-  read -r rps p50 p99 < <(wrk_run); SERVER+=("$rps"); P50+=("$p50"); P99+=("$p99")
+for i in $(seq 1 "$RUNS"); do
+  echo "==> GET /orgs/{org} run $i/$RUNS: wrk, pgbench plain, pgbench pipelined (${STEP}s each)"
+  rss_sampler "$SERVER_PID" "$WORK/rss.txt" & SAMPLER_PID=$!
+  wrk -t 2 -c 16 -d "${STEP}s" --latency -H "Authorization: Bearer $TOKEN" "$GET_URL" >"$WORK/wrk.txt"
+  kill "$SAMPLER_PID" 2>/dev/null; wait "$SAMPLER_PID" 2>/dev/null || true; SAMPLER_PID=""
+  wrk_ok "$WORK/wrk.txt"
+  read -r rps p50 p99 < <(wrk_stats "$WORK/wrk.txt"); SERVER+=("$rps"); P50+=("$p50"); P99+=("$p99")
   PLAIN+=("$(pgb palisade_app "$APP_PW" "$WORK/plain.sql" "$STEP")")
   PIPE+=("$(pgb palisade_app "$APP_PW" "$WORK/pipelined.sql" "$STEP")")
+  echo "    server $rps req/s (p50 $p50 ms, p99 $p99 ms); pgbench plain ${PLAIN[-1]}, pipelined ${PIPE[-1]} tx/s"
 done
 S=$(printf '%s\n' "${SERVER[@]}" | median); PL=$(printf '%s\n' "${PLAIN[@]}" | median); PI=$(printf '%s\n' "${PIPE[@]}" | median)
-P50M=$(printf '%s\n' "${P50[@]}" | tail -1); P99M=$(printf '%s\n' "${P99[@]}" | tail -1)
+P50M=$(printf '%s\n' "${P50[@]}" | median); P99M=$(printf '%s\n' "${P99[@]}" | median)
+RSS_LOAD=$(sort -g "$WORK/rss.txt" | tail -1)
+echo "    server VmRSS under the read load: peak $RSS_LOAD MiB ($(wc -l <"$WORK/rss.txt") samples)"
 
-RLS_STEP=$STEP
-echo "==> RLS cost: 5 alternating runs of ${RLS_STEP}s, enforced (palisade_app) vs BYPASSRLS"
+echo "==> RLS cost: $RLS_RUNS alternating run(s) of ${STEP}s, enforced (palisade_app) vs BYPASSRLS"
 declare -a RATIOS
-for i in 1 2 3 4 5; do
-  enforced=$(pgb palisade_app "$APP_PW" "$WORK/rls.sql" "$RLS_STEP")
-  bypass=$(pgb palisade_bench_bypass "$APP_PW" "$WORK/rls.sql" "$RLS_STEP")
+for i in $(seq 1 "$RLS_RUNS"); do
+  enforced=$(pgb palisade_app "$APP_PW" "$WORK/rls.sql" "$STEP")
+  bypass=$(pgb palisade_bench_bypass "$APP_PW" "$WORK/rls.sql" "$STEP")
   RATIOS+=("$(awk -v a="$enforced" -v b="$bypass" 'BEGIN {printf "%.3f", a/b}')")
   echo "    enforced $enforced tx/s, bypass $bypass tx/s"
 done
 RLS=$(printf '%s\n' "${RATIOS[@]}" | median)
 
-COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
-jq -n --arg commit "$COMMIT" --arg cores "$(nproc)" --arg mem "$(free -m | awk '/Mem:/{print $2}')" \
-  --arg pg "$(pgbench --version | awk '{print $3}')" \
-  --argjson s "$S" --argjson pl "$PL" --argjson pi "$PI" --argjson rls "$RLS" --arg p50 "$P50M" --arg p99 "$P99M" '
-  def fig(name; value; unit; baseline; target):
-    {name: name, value: value, unit: unit, baseline: baseline,
-     ratio: (if baseline then ((value / baseline) * 1000 | round / 1000) else null end),
-     target: target, pass: (if target then (if baseline then (value / baseline) >= target else value >= target end) else null end)};
-  {commit: $commit, machine: {cores: ($cores|tonumber), memory_mib: ($mem|tonumber), postgresql: $pg},
-   figures: [
-     fig("GET /api/v1/orgs/{org} vs pgbench plain"; $s; "req/s"; $pl; 0.5),
-     fig("GET /api/v1/orgs/{org} vs pgbench pipelined"; $s; "req/s"; $pi; 0.25),
-     fig("RLS-enforced select vs BYPASSRLS (median ratio of 5)"; $rls; "ratio"; null; 0.95),
-     {name: "GET /api/v1/orgs/{org} latency p50 / p99 (last run)", value: null, unit: ($p50 + " / " + $p99), baseline: null, ratio: null, target: null, pass: null}
-   ]}' > bench/results/foundation.json
-echo
-jq -r '.figures[] | [.name, (.value|tostring), .unit, (.baseline|tostring), (.ratio|tostring), (.target|tostring), (.pass|tostring)] | @tsv' bench/results/foundation.json \
-  | column -t -s $'\t' -N "figure,value,unit,baseline,ratio,target,pass"
-echo "(written to bench/results/foundation.json)"
+NOTE=$(runs_note)
+figure "GET /api/v1/orgs/{org} vs pgbench plain" "$S" req/s "$PL" "" 0.5 "$NOTE; pgbench -M prepared, 16 clients, same transaction"
+figure "GET /api/v1/orgs/{org} vs pgbench pipelined" "$S" req/s "$PI" "" 0.25 "$NOTE"
+figure "GET /api/v1/orgs/{org} latency p50" "$P50M" ms "" "" "" "$NOTE; wrk --latency, 16 connections"
+figure "GET /api/v1/orgs/{org} latency p99" "$P99M" ms "" "" "" "$NOTE; wrk --latency, 16 connections"
+if [ "$RLS_RUNS" = 1 ]; then RLS_NOTE="1 pair of ${STEP} s runs"; else RLS_NOTE="median ratio of $RLS_RUNS alternating pairs of ${STEP} s runs"; fi
+figure "RLS-enforced select vs BYPASSRLS" "$RLS" ratio "" "" 0.95 "$RLS_NOTE; $TENANTS other tenants"
+figure "server memory at rest (VmRSS)" "$RSS_REST" MiB "" "" "" "after start-up and sign-up, before any load"
+figure "server memory under the read load (VmRSS, peak)" "$RSS_LOAD" MiB "" "" 150 "peak of 0.2 s samples during the GET runs (wrk, 16 connections)"
+write_results foundation
