@@ -185,7 +185,15 @@ impl Browser {
         loop {
             let replaced = match old_root.tag_name().await {
                 Ok(_) => false,
-                Err(e) if e.is_stale_element_reference() || e.is_no_such_element() => true,
+                // Chromium sometimes reports the old page's element as an inspector error rather
+                // than a stale reference; either way that document is gone.
+                Err(e)
+                    if e.is_stale_element_reference()
+                        || e.is_no_such_element()
+                        || e.to_string().contains("does not belong to the document") =>
+                {
+                    true
+                }
                 Err(e) => self.ok(Err(e), || format!("submit with {button_selector:?}")).await,
             };
             let state = self.client.execute("return document.readyState", vec![]).await;

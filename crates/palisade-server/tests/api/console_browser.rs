@@ -200,8 +200,14 @@ async fn console_journey_in_chromium() {
 
     // A user of another organization: 404 on every page of the first one.
     browser.submit_form("form[action='/logout'] button[type=submit]").await;
-    let (_, _) = app.owner_of("olga@example.com", "Other Co").await;
+    // Her organization's name carries a script: it is shown as text in the menu and the list.
+    let (_, _) = app.owner_of("olga@example.com", "<script>alert('org')</script> Other Co").await;
     sign_in(&browser, &app, "olga@example.com", "other-tenant-sign-in").await;
+    browser.goto(&app.url("/orgs")).await;
+    let listed = browser.page_source().await;
+    assert!(listed.contains("&lt;script&gt;alert") || listed.contains("&#60;script&#62;alert"), "escaped");
+    assert!(browser.client().get_alert_text().await.is_err(), "no script ran");
+    browser.screenshot("org-name-as-text").await;
     for path in [
         format!("/orgs/{org}/collections"),
         format!("/orgs/{org}/collections/jobs/records/{kept_id}"),
