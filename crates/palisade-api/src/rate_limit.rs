@@ -281,6 +281,7 @@ pub const CONSOLE_CREDENTIAL_FORMS: &[&str] = &[
     "/login",
     "/login/mfa",
     "/login/mfa/key",
+    "/login/passkey",
     "/signup",
     "/forgot-password",
     "/reset-password",
@@ -292,6 +293,26 @@ pub const CONSOLE_CREDENTIAL_FORMS: &[&str] = &[
     "/account/email",
     "/account/totp/disable",
 ];
+
+/// The console's answer over budget: a plain page in its stylesheet (the text holds only the
+/// budget's name and numbers), under a CSP that allows nothing else.
+fn refused_page(detail: &str) -> Response {
+    let html = format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>Too many requests · Palisade</title><link rel=\"stylesheet\" href=\"/static/console.css\"></head>\
+         <body><main id=\"main\"><section class=\"card narrow\"><h1>Too many requests</h1><p>{detail}</p>\
+         <p><a href=\"/\">Back to the start page</a></p></section></main></body></html>"
+    );
+    let mut response = (axum::http::StatusCode::TOO_MANY_REQUESTS, html).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'none'; style-src 'self'; frame-ancestors 'none'; base-uri 'none'"),
+    );
+    response
+}
 
 /// A console form that takes a password or code: one of the fixed paths, or a form whose path
 /// holds an id (`/orgs/{org}/api-keys` asks for the password; so does removing a security key).
@@ -335,6 +356,13 @@ pub async fn middleware(State(state): State<LimitState>, request: Request, next:
     let preflight = request.method() == axum::http::Method::OPTIONS
         && request.headers().contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
     let credential_form = request.method() == axum::http::Method::POST && console_credential_form(path);
+    // A person in the console gets a page, not problem+json.
+    let console_page = !path.starts_with("/api/")
+        && request
+            .headers()
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|accept| accept.contains("text/html"));
     let (class, key) = if AUTH_ROUTES.contains(&path) || credential_form {
         (Class::Auth, format!("ip:{ip}"))
     } else if preflight {
@@ -360,16 +388,14 @@ pub async fn middleware(State(state): State<LimitState>, request: Request, next:
         next.run(request).await
     } else {
         tracing::warn!(policy = class.name(), "rate limit: request refused");
-        let mut response = Problem::new(
-            "rate-limited",
-            format!(
-                "Too many requests: the {} budget is {} per minute. Retry in {} s.",
-                class.name(),
-                decision.limit,
-                decision.retry_after
-            ),
-        )
-        .into_response();
+        let detail = format!(
+            "Too many requests: the {} budget is {} per minute. Retry in {} s.",
+            class.name(),
+            decision.limit,
+            decision.retry_after
+        );
+        let mut response =
+            if console_page { refused_page(&detail) } else { Problem::new("rate-limited", detail).into_response() };
         if let Ok(value) = HeaderValue::from_str(&decision.retry_after.to_string()) {
             response.headers_mut().insert(header::RETRY_AFTER, value);
         }

@@ -138,6 +138,46 @@ pub async fn mfa(
     }
 }
 
+#[derive(Template)]
+#[template(path = "passkey.html")]
+struct PasskeyPage {
+    l: Layout,
+    email: String,
+    options: String,
+}
+
+/// Sign-in with a passkey alone: the ceremony for the address's passkeys (decoy options, shaped
+/// the same, for an address without any — the page does not tell which), answered through the
+/// same `/login/mfa/key` form as a security-key second step.
+pub async fn passkey(State(state): State<ApiState>, Meta(meta): Meta, form: AnonForm) -> Result<Response, WebError> {
+    let email = form.fields.get("email").trim().to_owned();
+    match state.app.start_passwordless(&email, &meta).await {
+        Ok((challenge, options)) => {
+            let cookie = Cookie::build((MFA_COOKIE, challenge.expose_secret().to_owned()))
+                .http_only(true)
+                .secure(state.secure_cookies)
+                .same_site(SameSite::Strict)
+                .path("/login")
+                .max_age(time::Duration::minutes(5));
+            let page = PasskeyPage {
+                l: Layout::plain("Sign in with a passkey", form_csrf(&form)),
+                email,
+                options: options.to_string(),
+            };
+            Ok((CookieJar::new().add(cookie), ok(&page)).into_response())
+        }
+        Err(AppError::Validation(_)) => {
+            let page = LoginPage {
+                l: Layout::plain("Sign in", form_csrf(&form)),
+                email,
+                error: Some("Enter the email address of your account to use a passkey."),
+            };
+            Ok(render(StatusCode::UNPROCESSABLE_ENTITY, &page))
+        }
+        Err(err) => Err(err.into()),
+    }
+}
+
 /// The second step answered by a security key (the answer posted by `console.js`).
 pub async fn mfa_key(
     State(state): State<ApiState>,

@@ -51,6 +51,7 @@ pub fn console(state: ApiState) -> Router {
         .route("/account/keys", post(account_pages::add_key))
         .route("/account/keys/{key}/remove", post(account_pages::remove_key))
         .route("/login/mfa/key", post(auth_pages::mfa_key))
+        .route("/login/passkey", post(auth_pages::passkey))
         .route("/account/totp/disable", post(account_pages::disable_totp))
         .route("/account/sessions/revoke-others", post(account_pages::revoke_others))
         .route("/account/sessions/{session}/revoke", post(account_pages::revoke_session))

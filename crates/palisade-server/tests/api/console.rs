@@ -315,6 +315,18 @@ async fn console_credential_forms_share_the_strict_auth_budget() {
     let refused =
         browser.post("/login", &[("_csrf", &csrf), ("email", "x@example.com"), ("password", "wrong-password")]).await;
     assert_eq!(refused.status, 429, "the console's sign-in counts against the same per-address budget");
+    let page = browser
+        .http
+        .post(format!("{}/login", browser.base))
+        .header("accept", "text/html")
+        .form(&[("_csrf", csrf.as_str()), ("email", "x@example.com"), ("password", "wrong-password")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 429);
+    assert!(page.headers()["content-type"].to_str().unwrap().starts_with("text/html"), "a page for a person");
+    assert!(page.headers().contains_key("retry-after"));
+    assert!(page.text().await.unwrap().contains("Too many requests"));
     // Static assets are never limited; pages that take no credential use the ordinary budget.
     for _ in 0..5 {
         assert_eq!(browser.get("/static/console.css").await.status, 200);
@@ -372,4 +384,20 @@ async fn console_settings_save_sends_only_what_the_form_changed() {
     let now = app.get(&format!("/api/v1/orgs/{org}"), Some(&token)).await;
     assert_eq!(now.body["name"], "Holdings Renamed");
     assert_eq!(now.body["legal_hold"], true, "a stale page does not undo another admin's hold");
+}
+
+#[tokio::test]
+async fn console_passkey_start_answers_alike_for_unknown_addresses() {
+    let app = TestApp::spawn().await;
+    app.user("known@example.com").await;
+    let browser = ConsoleClient::new(&app);
+    let known = browser.submit("/login", "/login/passkey", &[("email", "known@example.com")]).await;
+    let unknown = browser.submit("/login", "/login/passkey", &[("email", "nobody@example.com")]).await;
+    for page in [&known, &unknown] {
+        assert_eq!(page.status, 200);
+        assert!(page.html.contains("id=\"use-passkey\"") && page.html.contains("allowCredentials"));
+    }
+    let bad = browser.submit("/login", "/login/passkey", &[("email", "not an address")]).await;
+    assert_eq!(bad.status, 422);
+    assert_eq!(browser.post("/login/passkey", &[("email", "known@example.com")]).await.status, 403, "no CSRF token");
 }

@@ -30,5 +30,15 @@ async fn console_security_key_registration_and_sign_in_in_chromium() {
     browser.submit_form("#use-key").await;
     assert_eq!(browser.current_path().await, "/orgs", "signed in with the key");
     browser.screenshot("signed-in-with-key").await;
+
+    // The key is a passkey too: sign in with it alone, no password.
+    browser.submit_form("form[action='/logout'] button[type=submit]").await;
+    browser.click("details:has(#passkey-start) > summary").await;
+    browser.fill("#passkey-email", "kim@example.com").await;
+    browser.submit_form("#passkey-start").await;
+    browser.wait_for("#use-passkey").await;
+    browser.screenshot("passkey-sign-in").await;
+    browser.submit_form("#use-passkey").await;
+    assert_eq!(browser.current_path().await, "/orgs", "signed in with the passkey alone");
     browser.close().await;
 }
