@@ -51,26 +51,17 @@ pub async fn login(State(state): State<ApiState>, Meta(meta): Meta, form: AnonFo
     let input =
         LoginInput { email: email.clone(), password: SecretString::from(form.fields.get("password").to_owned()) };
     match state.app.log_in(input, &meta).await {
-        Ok(LoginOutcome::Session(out)) => {
-            let jar = session_cookies(&state, out.session_token.expose_secret(), out.cookie_max_age);
-            Ok((jar, Redirect::to("/")).into_response())
-        }
+        Ok(LoginOutcome::Session(out)) => Ok(signed_in(&state, &out)),
         Ok(LoginOutcome::MfaRequired { challenge, methods, webauthn }) => {
             // The challenge stays in an HttpOnly cookie for /login only; the page is rendered
             // here because a security key needs this ceremony's options.
-            let cookie = Cookie::build((MFA_COOKIE, challenge.expose_secret().to_owned()))
-                .http_only(true)
-                .secure(state.secure_cookies)
-                .same_site(SameSite::Strict)
-                .path("/login")
-                .max_age(time::Duration::minutes(5));
             let page = MfaPage {
                 l: Layout::plain("Second step", csrf),
                 error: None,
                 with_code: methods.iter().any(|m| *m != "webauthn"),
                 key_options: webauthn.map(|options| options.to_string()),
             };
-            Ok((CookieJar::new().add(cookie), ok(&page)).into_response())
+            Ok((challenge_cookie(&state, &challenge), ok(&page)).into_response())
         }
         Err(AppError::InvalidCredentials) | Err(AppError::Validation(_)) => {
             let page = LoginPage {
@@ -82,6 +73,24 @@ pub async fn login(State(state): State<ApiState>, Meta(meta): Meta, form: AnonFo
         }
         Err(err) => Err(err.into()),
     }
+}
+
+/// The pending second step (or passkey ceremony): its challenge in an HttpOnly cookie sent to
+/// `/login…` only, for 5 minutes (the challenge's own lifetime).
+fn challenge_cookie(state: &ApiState, challenge: &SecretString) -> CookieJar {
+    let cookie = Cookie::build((MFA_COOKIE, challenge.expose_secret().to_owned()))
+        .http_only(true)
+        .secure(state.secure_cookies)
+        .same_site(SameSite::Strict)
+        .path("/login")
+        .max_age(time::Duration::minutes(5));
+    CookieJar::new().add(cookie)
+}
+
+/// A new session: the API's cookies, then the start page.
+fn signed_in(state: &ApiState, out: &palisade_app::LoginOutput) -> Response {
+    let jar = session_cookies(state, out.session_token.expose_secret(), out.cookie_max_age);
+    (jar, Redirect::to("/")).into_response()
 }
 
 /// The form token a signed-out form re-renders with (the cookie is already set).
@@ -120,10 +129,7 @@ pub async fn mfa(
     };
     let code = form.fields.get("code").trim().to_owned();
     match state.app.complete_login_mfa(&challenge, &code, &meta).await {
-        Ok(out) => {
-            let jar = session_cookies(&state, out.session_token.expose_secret(), out.cookie_max_age);
-            Ok((jar, Redirect::to("/")).into_response())
-        }
+        Ok(out) => Ok(signed_in(&state, &out)),
         Err(AppError::InvalidToken) => Ok(see_other("/login", "")),
         Err(AppError::InvalidCredentials) | Err(AppError::Validation(_)) | Err(AppError::Unauthenticated) => {
             let page = MfaPage {
@@ -153,18 +159,12 @@ pub async fn passkey(State(state): State<ApiState>, Meta(meta): Meta, form: Anon
     let email = form.fields.get("email").trim().to_owned();
     match state.app.start_passwordless(&email, &meta).await {
         Ok((challenge, options)) => {
-            let cookie = Cookie::build((MFA_COOKIE, challenge.expose_secret().to_owned()))
-                .http_only(true)
-                .secure(state.secure_cookies)
-                .same_site(SameSite::Strict)
-                .path("/login")
-                .max_age(time::Duration::minutes(5));
             let page = PasskeyPage {
                 l: Layout::plain("Sign in with a passkey", form_csrf(&form)),
                 email,
                 options: options.to_string(),
             };
-            Ok((CookieJar::new().add(cookie), ok(&page)).into_response())
+            Ok((challenge_cookie(&state, &challenge), ok(&page)).into_response())
         }
         Err(AppError::Validation(_)) => {
             let page = LoginPage {
@@ -190,10 +190,7 @@ pub async fn mfa_key(
     };
     let credential: serde_json::Value = serde_json::from_str(form.fields.get("credential")).unwrap_or_default();
     match state.app.complete_login_webauthn(&challenge, credential, &meta).await {
-        Ok(out) => {
-            let jar = session_cookies(&state, out.session_token.expose_secret(), out.cookie_max_age);
-            Ok((jar, Redirect::to("/")).into_response())
-        }
+        Ok(out) => Ok(signed_in(&state, &out)),
         Err(AppError::InvalidCredentials) | Err(AppError::InvalidToken) | Err(AppError::Validation(_)) => {
             let page = MfaPage {
                 l: Layout::plain("Second step", form_csrf(&form)),
