@@ -18,14 +18,14 @@ MODE=${1:-}
 # scripts is bounded (wrk -d, pgbench -T), and each script as a whole by `timeout` below.
 case "$MODE" in
   full)
-    STEP=5; RUNS=3; WARMUP=3; EVENTS=1000000; SEALED_RECORDS=20000; REFRESH_ROWS=1000000
+    STEP=5; RUNS=3; WARMUP=3; EVENTS=1000000; SEALED_RECORDS=20000; REFRESH_ROWS=1000000; SCALE_SIZES="1000 100000 1000000"
     BUDGET=900 # seconds for all steps together (the build is not counted)
-    SUMMARY="every step run 3 times (medians reported) for 5 s after a 3 s warm-up; 1M audit events, 20k sealed records, 1M refresh tokens, 100k tenants."
+    SUMMARY="every step run 3 times (medians reported) for 5 s after a 3 s warm-up; 1M audit events, 20k sealed records, 1M refresh tokens, 100k tenants, 1k/100k/1M records in one org."
     OUT=bench/results/latest ;;
   quick)
-    STEP=2; RUNS=1; WARMUP=1; EVENTS=50000; SEALED_RECORDS=2000; REFRESH_ROWS=100000
+    STEP=2; RUNS=1; WARMUP=1; EVENTS=50000; SEALED_RECORDS=2000; REFRESH_ROWS=100000; SCALE_SIZES="1000 10000"
     BUDGET=175
-    SUMMARY="every step run once (no median) for 2 s after a 1 s warm-up; 50k audit events (the 10 s verification target needs 1M: reported only), 2k sealed records, 100k refresh tokens, 100k tenants."
+    SUMMARY="every step run once (no median) for 2 s after a 1 s warm-up; 50k audit events (the 10 s verification target needs 1M: reported only), 2k sealed records, 100k refresh tokens, 100k tenants, 1k/10k records in one org (the 1M figure needs full mode)."
     OUT=bench/results/quick ;;
   *) echo "usage: bench/run.sh quick|full" >&2; exit 2 ;;
 esac
@@ -38,6 +38,7 @@ STEPS=(
   "auth|$STEP|180/45|sign-ins vs argon2id, reads during a sign-in flood, token rotations"
   "edge|$STEP|150/45|rate limits in process and through Redis, HTTPS"
   "encryption|$STEP $SEALED_RECORDS|150/45|sensitive reads, data-key rotation"
+  "scale|$STEP $SCALE_SIZES|240/45|cost growth with 1k/100k/1M records in an org, 1 → 2 server nodes"
 )
 TOTAL=$((${#STEPS[@]} + 1))
 
