@@ -1,5 +1,5 @@
 # Palisade developer commands. The real work is in scripts/, so CI and people run the same thing.
-.PHONY: run test fmt bench bench-quick
+.PHONY: run test fmt bench bench-quick reliability reliability-quick
 run:
 	bash scripts/run.sh
 test:
@@ -12,3 +12,10 @@ bench:
 	bash bench/run.sh full
 bench-quick:
 	bash bench/run.sh quick
+# The reliability and attack suite (reliability/README.md): schemathesis, cross-tenant probe of
+# every route, crash, disk full, clock faults, brute force, cargo-fuzz, supply chain, held load.
+# Full: reliability/results/latest.{json,md}, < 45 min. Quick (part of make test): quick.{json,md}.
+reliability:
+	bash reliability/run.sh full
+reliability-quick:
+	bash reliability/run.sh quick

@@ -22,7 +22,7 @@ SERVER_PID=""; FLOOD=""
 cleanup() {
   [ -n "$FLOOD" ] && kill "$FLOOD" 2>/dev/null
   [ -n "$SERVER_PID" ] && kill -TERM "$SERVER_PID" 2>/dev/null && wait "$SERVER_PID" 2>/dev/null
-  rm -rf "$WORK"
+  remove_workdir
 }
 trap cleanup EXIT
 

@@ -20,7 +20,7 @@ BIN=$PWD/target/release/palisade
 WORK=$(bench_workdir edge)
 SERVER_PID=""; REDIS_PID=""
 stop_palisade() { [ -n "$SERVER_PID" ] && kill -TERM "$SERVER_PID" 2>/dev/null && wait "$SERVER_PID" 2>/dev/null; SERVER_PID=""; }
-cleanup() { stop_palisade; [ -n "$REDIS_PID" ] && kill "$REDIS_PID" 2>/dev/null; rm -rf "$WORK"; }
+cleanup() { stop_palisade; [ -n "$REDIS_PID" ] && kill "$REDIS_PID" 2>/dev/null; remove_workdir; }
 trap cleanup EXIT
 
 echo "==> starting redis-server on $WORK/redis.sock"

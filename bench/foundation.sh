@@ -22,7 +22,7 @@ SERVER_PID=""; SAMPLER_PID=""
 cleanup() {
   [ -n "$SAMPLER_PID" ] && kill "$SAMPLER_PID" 2>/dev/null
   [ -n "$SERVER_PID" ] && kill -TERM "$SERVER_PID" 2>/dev/null && wait "$SERVER_PID" 2>/dev/null
-  rm -rf "$WORK"
+  remove_workdir
 }
 trap cleanup EXIT
 

@@ -138,3 +138,17 @@ figure_fails() {
   sed -i '$d' "$WORK/figures.jsonl"
   jq -c --arg why "$1" '.pass = false | .note = ((if .note then .note + "; " else "" end) + $why)' <<<"$last" >>"$WORK/figures.jsonl"
 }
+
+# remove_workdir: removes $WORK and, first, every embedded cluster a server placed outside it.
+# Running as root, the server puts its cluster under /var/lib/palisade/clusters/<hash> when the
+# postgres user cannot enter the data directory; `rm -rf $WORK` alone would leave it behind.
+remove_workdir() {
+  [ -n "${WORK:-}" ] && [ -d "$WORK" ] || return 0
+  local loc dir
+  for loc in "$WORK"/*/embedded-pg/cluster-location; do
+    [ -f "$loc" ] || continue
+    dir=$(cat "$loc")
+    case "$dir" in /var/lib/palisade/clusters/?*) rm -rf "$dir" ;; esac
+  done
+  rm -rf "$WORK"
+}

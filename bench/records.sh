@@ -24,7 +24,7 @@ bench_prepare -p palisade-server --bin palisade
 BIN=$PWD/target/release/palisade
 WORK=$(bench_workdir records)
 SERVER_PID=""
-cleanup() { [ -n "$SERVER_PID" ] && kill -TERM "$SERVER_PID" 2>/dev/null && wait "$SERVER_PID" 2>/dev/null; rm -rf "$WORK"; }
+cleanup() { [ -n "$SERVER_PID" ] && kill -TERM "$SERVER_PID" 2>/dev/null && wait "$SERVER_PID" 2>/dev/null; remove_workdir; }
 trap cleanup EXIT
 
 start_palisade "$PORT"

@@ -26,7 +26,7 @@ cleanup() {
   for pid in "$SERVER2_PID" "$SERVER_PID"; do
     [ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
   done
-  rm -rf "$WORK"
+  remove_workdir
 }
 trap cleanup EXIT
 

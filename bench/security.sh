@@ -19,7 +19,7 @@ BIN=$PWD/target/release/palisade
 WORK=$(mktemp -d /tmp/palisade-sec.XXXXXX)
 chmod 711 "$WORK"
 SERVER_PID=""
-cleanup() { [ -n "$SERVER_PID" ] && kill -TERM "$SERVER_PID" 2>/dev/null && wait "$SERVER_PID" 2>/dev/null; rm -rf "$WORK"; }
+cleanup() { [ -n "$SERVER_PID" ] && kill -TERM "$SERVER_PID" 2>/dev/null && wait "$SERVER_PID" 2>/dev/null; remove_workdir; }
 trap cleanup EXIT
 source bench/lib.sh
 # sqlmap sends thousands of requests: limits off, or it would only ever see 429.

@@ -59,6 +59,10 @@ impl StoreError {
         let Some(db) = err.as_db_error() else {
             return if err.is_closed() {
                 StoreError::Unavailable("connection closed".into())
+            } else if is_io(&err) {
+                // The server cannot be reached or the connection broke (refused, reset, no socket:
+                // the database is down or restarting). Nothing was committed that we were told of.
+                StoreError::Unavailable(format!("connection failed: {err}"))
             } else {
                 StoreError::Database(err)
             };
@@ -113,6 +117,18 @@ impl From<deadpool_postgres::PoolError> for StoreError {
     }
 }
 
+/// Whether an I/O error (connect, read or write on the socket) caused this one.
+fn is_io(err: &tokio_postgres::Error) -> bool {
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        if cause.is::<std::io::Error>() {
+            return true;
+        }
+        source = cause.source();
+    }
+    false
+}
+
 /// tokio-postgres's Display says only "db error"; the log needs the code and message.
 fn describe(err: &tokio_postgres::Error) -> String {
     match err.as_db_error() {
@@ -123,5 +139,29 @@ fn describe(err: &tokio_postgres::Error) -> String {
             db.detail().map(|d| format!(" ({d})")).unwrap_or_default()
         ),
         None => format!("{err:?}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A database that is down (nothing listens on the socket) is "unavailable" (503), not a bug (500).
+    #[tokio::test]
+    async fn connection_refused_is_unavailable() {
+        let dir = std::env::temp_dir().join(format!("palisade-no-db-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        // A socket file nobody accepts on: connect gets ECONNREFUSED, like after a postmaster crash.
+        let path = dir.join(".s.PGSQL.5432");
+        let _ = std::fs::remove_file(&path);
+        drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
+        let mut config = tokio_postgres::Config::new();
+        config.host_path(&dir).port(5432).user("nobody").dbname("nothing");
+        let err = config.connect(tokio_postgres::NoTls).await.err().expect("nothing listens there");
+        assert!(matches!(StoreError::from_pg(err), StoreError::Unavailable(_)));
+        // The same through the pool, as the server meets it.
+        let db = crate::Db::connect(config, 1).unwrap();
+        assert!(matches!(db.client().await.err(), Some(StoreError::Unavailable(_))));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

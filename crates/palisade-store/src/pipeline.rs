@@ -135,6 +135,12 @@ impl<S> Tx<S> {
         self.steps.len() - 1
     }
 
+    /// The statements added so far, in order (for tests of what a transaction sends).
+    #[cfg(test)]
+    pub(crate) fn statements(&self) -> Vec<&'static str> {
+        self.steps.iter().map(|step| step.sql).collect()
+    }
+
     /// Adds a write whose result nobody reads. Any check it needs must raise inside the SQL,
     /// which aborts the transaction (see `palisade.require_found`).
     pub(crate) fn push_write(&mut self, sql: &'static str, params: Vec<Param>) {

@@ -53,8 +53,22 @@ impl Layout {
             None => true,
             Some((uid, gid)) => user_can_enter(&data_dir, uid, gid),
         };
-        let cluster_root =
-            if reachable { data_dir.join("pg") } else { PathBuf::from(RELOCATED_ROOT).join(hash16(&data_dir)) };
+        let in_place = data_dir.join("pg");
+        let relocated = PathBuf::from(RELOCATED_ROOT).join(hash16(&data_dir));
+        if !reachable && in_place.join("pgdata").join("PG_VERSION").exists() {
+            // The cluster was created in place while the data directory was open to its user;
+            // `serve` has since made the directory private (0700). Never start an empty cluster
+            // elsewhere instead of this one.
+            bail!(
+                "the embedded cluster is in {} but the postgres user can no longer enter {} (it is private now); \
+                 move the cluster where it can: mv {} {}",
+                in_place.display(),
+                data_dir.display(),
+                in_place.display(),
+                relocated.display()
+            );
+        }
+        let cluster_root = if reachable { in_place } else { relocated };
         let mut socket_dir = cluster_root.join("sock");
         if socket_dir.as_os_str().len() + "/.s.PGSQL.5432".len() > MAX_SOCKET_PATH {
             socket_dir = std::env::temp_dir().join(format!("palisade-{}", hash16(&data_dir)));

@@ -5,6 +5,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -142,15 +143,42 @@ pub fn stop_pid(pid: i32) -> Result<()> {
     Ok(())
 }
 
-/// A postmaster this process started.
+/// A postmaster this process started, and the thread that keeps it running.
 pub struct Postmaster {
-    child: Child,
+    keeper: Arc<Keeper>,
 }
+
+/// What the keeper thread and `stop` share.
+struct Keeper {
+    state: Mutex<KeeperState>,
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct KeeperState {
+    /// The running postmaster (none while the keeper waits to start it again).
+    pid: Option<i32>,
+    /// `stop` was called: do not start it again.
+    stopping: bool,
+    /// The keeper thread is done (the postmaster has exited after `stop`).
+    finished: bool,
+}
+
+impl Keeper {
+    fn lock(&self) -> std::sync::MutexGuard<'_, KeeperState> {
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// The pause before starting a postmaster that exited on its own again: it doubles up to this.
+const MAX_RESTART_PAUSE: Duration = Duration::from_secs(10);
 
 impl Postmaster {
     /// Starts the postmaster from a thread that lives as long as the process, with a
     /// parent-death signal: if this process dies (even by kill -9), PostgreSQL shuts down
-    /// cleanly instead of lingering.
+    /// cleanly instead of lingering. The same thread supervises it: a postmaster that exits
+    /// without `stop` (killed, or given up after a crash it could not recover from, such as a
+    /// full disk during crash recovery) is started again, after a pause that grows to 10 s.
     pub fn spawn(layout: &Layout, options: &Options) -> Result<Self> {
         let startup_log_path = layout.cluster_root().join("startup.log");
         let startup_log = fs::OpenOptions::new().create(true).append(true).mode(0o600).open(&startup_log_path)?;
@@ -180,35 +208,98 @@ impl Postmaster {
                 Ok(())
             });
         }
+        let keeper = Arc::new(Keeper { state: Mutex::new(KeeperState::default()), changed: Condvar::new() });
         let (sender, receiver) = std::sync::mpsc::channel();
+        let shared = keeper.clone();
+        let layout = layout.clone();
         std::thread::Builder::new()
             .name("embedded-postgres-keeper".into())
             .spawn(move || {
-                let _ = sender.send(command.spawn());
-                // The parent-death signal is tied to the thread that forked: keep it alive.
-                loop {
-                    std::thread::park();
-                }
+                // The parent-death signal is tied to the thread that forked: this thread forks
+                // every postmaster and lives as long as one may run.
+                let child = match command.spawn() {
+                    Ok(child) => child,
+                    Err(err) => {
+                        let _ = sender.send(Err(err));
+                        return;
+                    }
+                };
+                shared.lock().pid = Some(child.id() as i32);
+                let _ = sender.send(Ok(()));
+                keep(&shared, &layout, &mut command, child);
             })
             .context("starting the embedded PostgreSQL keeper thread")?;
-        let child = receiver.recv().context("embedded PostgreSQL keeper thread")?.context("starting postgres")?;
-        Ok(Self { child })
+        receiver.recv().context("embedded PostgreSQL keeper thread")?.context("starting postgres")?;
+        Ok(Self { keeper })
     }
 
-    pub fn stop(mut self) -> Result<()> {
-        let pid = self.child.id() as i32;
-        let _ = kill(Pid::from_raw(pid), Signal::SIGINT);
+    /// Fast shutdown (open transactions roll back), escalating to immediate shutdown after 30 s.
+    pub fn stop(self) -> Result<()> {
+        let keeper = &self.keeper;
+        let mut state = keeper.lock();
+        state.stopping = true;
+        keeper.changed.notify_all();
+        if let Some(pid) = state.pid {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGINT);
+        }
         let started = Instant::now();
+        let mut escalated = false;
+        while !state.finished {
+            if !escalated && started.elapsed() > Duration::from_secs(30) {
+                if let Some(pid) = state.pid {
+                    let _ = kill(Pid::from_raw(pid), Signal::SIGQUIT);
+                }
+                escalated = true;
+            }
+            state = keeper
+                .changed
+                .wait_timeout(state, Duration::from_millis(200))
+                .map(|(s, _)| s)
+                .unwrap_or_else(|poisoned| poisoned.into_inner().0);
+        }
+        Ok(())
+    }
+}
+
+/// The keeper thread's loop: wait for the postmaster; unless `stop` asked for it, start it again.
+fn keep(keeper: &Keeper, layout: &Layout, command: &mut Command, mut child: Child) {
+    let mut pause = Duration::from_secs(1);
+    loop {
+        let started = Instant::now();
+        let status = child.wait();
+        let mut state = keeper.lock();
+        state.pid = None;
+        if started.elapsed() > Duration::from_secs(60) {
+            pause = Duration::from_secs(1);
+        }
+        // Wait out the pause (or until `stop`), then start it again.
         loop {
-            if self.child.try_wait()?.is_some() {
-                return Ok(());
+            if state.stopping {
+                state.finished = true;
+                keeper.changed.notify_all();
+                return;
             }
-            if started.elapsed() > Duration::from_secs(30) {
-                let _ = kill(Pid::from_raw(pid), Signal::SIGQUIT);
-                self.child.wait()?;
-                return Ok(());
+            tracing::error!(
+                status = ?status.as_ref().map(|s| s.to_string()),
+                pause_ms = pause.as_millis() as u64,
+                "the embedded PostgreSQL exited on its own; starting it again (see {})",
+                layout.log_hint()
+            );
+            state = keeper.changed.wait_timeout(state, pause).map(|(s, _)| s).unwrap_or_else(|p| p.into_inner().0);
+            if state.stopping {
+                continue;
             }
-            std::thread::sleep(Duration::from_millis(20));
+            pause = (pause * 2).min(MAX_RESTART_PAUSE);
+            // A postmaster.pid left by the killed postmaster names a dead process: remove it.
+            let _ = running_postmaster(layout);
+            match command.spawn() {
+                Ok(next) => {
+                    state.pid = Some(next.id() as i32);
+                    child = next;
+                    break;
+                }
+                Err(err) => tracing::error!(error = %err, "starting the embedded PostgreSQL again failed"),
+            }
         }
     }
 }

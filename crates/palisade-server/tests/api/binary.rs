@@ -215,6 +215,98 @@ async fn embedded_cluster_survives_kill_9_and_stops_cleanly_on_sigterm() {
     let _ = std::fs::remove_dir_all(&data_dir);
 }
 
+/// A cluster created inside a data directory the postgres user could enter (created 0711 by the
+/// operator) stays the cluster: once `serve` has made the directory private (0700), the next
+/// start refuses with the way out instead of creating an empty cluster elsewhere (found by
+/// reliability/suites/disk_full.sh).
+#[tokio::test]
+async fn an_in_place_cluster_is_never_replaced_by_an_empty_one() {
+    if !nix::unistd::Uid::effective().is_root() {
+        return; // Without root the cluster runs as this user and is always in place.
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let data_dir = std::env::temp_dir().join(format!("palisade-in-place-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data_dir);
+    std::fs::create_dir_all(&data_dir).unwrap();
+    std::fs::set_permissions(&data_dir, std::fs::Permissions::from_mode(0o711)).unwrap();
+    let data = data_dir.to_str().unwrap().to_owned();
+    let envs = [("PALISADE_DATA_DIR", data.as_str()), ("PALISADE_LOG_LEVEL", "warn,palisade_server=info")];
+    let mut first = Server::start(&envs);
+    assert!(data_dir.join("pg/pgdata/PG_VERSION").exists(), "created in place: {}", first.output());
+    assert!(first.terminate().success(), "{}", first.output());
+
+    let mut child = command(&envs)
+        .args(["serve", "--listen", "127.0.0.1:0", "--insecure-http"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() && started.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill(); // still running: it started over an empty cluster (the bug)
+    let second = child.wait_with_output().unwrap();
+    let output = format!("{}{}", String::from_utf8_lossy(&second.stdout), String::from_utf8_lossy(&second.stderr));
+    assert!(!second.status.success(), "{output}");
+    assert!(output.contains("move the cluster where it can"), "{output}");
+    assert!(!output.contains("Creating the embedded PostgreSQL cluster"), "{output}");
+    let _ = std::fs::remove_dir_all(&data_dir);
+}
+
+/// A postmaster that dies under the server (kill -9, or giving up after a crash it could not
+/// recover from, such as a full disk) is started again by the server itself; meanwhile the API
+/// answers 503 problem+json, never 500 (found by reliability/suites/crash.sh and disk_full.sh).
+#[tokio::test]
+async fn embedded_postmaster_killed_under_the_server_is_restarted_and_outage_is_503() {
+    let data_dir = std::env::temp_dir().join(format!("palisade-pm-crash-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data_dir);
+    let data = data_dir.to_str().unwrap().to_owned();
+    let envs = [("PALISADE_DATA_DIR", data.as_str()), ("PALISADE_LOG_LEVEL", "warn,palisade_server=info")];
+    let mut server = Server::start(&envs);
+    let base = server.base_url.clone();
+    let token = server.verified_user("pm-crash@example.com").await;
+    let (status, org) = call(&base, "POST", "/api/v1/orgs", Some(&token), Some(json!({"name": "Survivor"}))).await;
+    assert_eq!(status, 201);
+    let org_path = format!("/api/v1/orgs/{}", org["id"].as_str().unwrap());
+    let location = std::fs::read_to_string(data_dir.join("embedded-pg/cluster-location"))
+        .map(|l| std::path::PathBuf::from(l.trim()))
+        .unwrap_or_else(|_| data_dir.join("pg"));
+    let pid_file = location.join("pgdata/postmaster.pid");
+    let postmaster = |file: &std::path::Path| -> Option<i32> {
+        std::fs::read_to_string(file).ok()?.lines().next()?.trim().parse().ok()
+    };
+    let first = postmaster(&pid_file).expect("postmaster.pid");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(first), nix::sys::signal::Signal::SIGKILL).unwrap();
+
+    // The database is gone for a moment: 503, never a 500 (a backend still alive right after
+    // the kill may serve one more 200); then it is back without a restart of the server.
+    let started = std::time::Instant::now();
+    let mut seen_outage = false;
+    loop {
+        let (status, body) = call(&base, "GET", &org_path, Some(&token), None).await;
+        match status {
+            200 if seen_outage => break,
+            200 => {}
+            503 => {
+                assert_eq!(body["type"], "/problems/unavailable", "{body}");
+                seen_outage = true;
+            }
+            other => panic!("while PostgreSQL restarts the server answered {other}: {body}"),
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "the database did not come back: {}", server.output());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let second = postmaster(&pid_file).expect("a new postmaster.pid");
+    assert_ne!(first, second);
+    assert!(server.output().contains("exited on its own"), "{}", server.output());
+
+    assert!(server.terminate().success(), "SIGTERM exits 0: {}", server.output());
+    assert!(!pid_file.exists(), "the restarted postmaster stopped with the server");
+    let _ = std::fs::remove_dir_all(&location);
+    let _ = std::fs::remove_dir_all(&data_dir);
+}
+
 #[tokio::test]
 async fn admin_grant_makes_an_instance_admin_and_is_audited() {
     let app = TestApp::spawn().await;

@@ -19,6 +19,7 @@ mod controls;
 mod controls_edge;
 mod controls_keys;
 mod cors;
+mod cross_tenant;
 mod email;
 mod errors;
 mod hygiene;

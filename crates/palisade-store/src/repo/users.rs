@@ -38,6 +38,15 @@ const RESERVE_LOGIN: &str = "UPDATE palisade.users u SET \
 
 const FIND_USER_ID: &str = "SELECT id FROM palisade.users WHERE email = $1";
 
+/// The reservation's commit does not wait for the WAL flush. A counted attempt (known, unlocked
+/// account) writes the row and an unknown or locked one writes nothing, so with a synchronous
+/// commit a wrong password for a real account answered one flush (a few ms) later than one for
+/// an unknown email: a measurable way to tell which emails have accounts (found by
+/// reliability/suites/brute_force.sh). Nothing is lost by it: the refusal's audit event (or the
+/// successful sign-in) commits synchronously afterwards, and flushing the WAL up to that commit
+/// flushes the reservation too, before any answer leaves. Counting stays atomic (the row lock).
+const ASYNC_COMMIT: &str = "SELECT set_config('synchronous_commit', 'off', true)";
+
 /// Adds the reservation and a plain lookup of the account id (for the audit trail when the
 /// account is locked) to the transaction.
 pub fn reserve_login(
@@ -65,6 +74,7 @@ pub fn reserve_login(
     let id = tx.push(FIND_USER_ID, vec![Box::new(email.as_str().to_owned())], |rows| {
         Ok(rows.into_iter().next().map(|row| UserId::from_uuid(row.get(0))))
     });
+    tx.push_write(ASYNC_COMMIT, vec![]);
     (reserved, id)
 }
 
@@ -306,4 +316,28 @@ pub async fn import(
     }
     tx.commit().await.map_err(StoreError::from_pg)?;
     Ok((imported, users.len() - imported))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression (reliability/suites/brute_force.sh timing probe): the reservation commits
+    /// without waiting for the WAL flush, whether or not it wrote the row, so a wrong password
+    /// for a real account is not one flush slower than an unknown email.
+    #[test]
+    fn the_reservation_does_not_wait_for_the_flush_so_known_and_unknown_emails_take_as_long() {
+        let mut tx = Tx::anonymous();
+        let email = Email::parse("someone@example.com").unwrap();
+        let _ = reserve_login(
+            &mut tx,
+            &email,
+            OffsetDateTime::UNIX_EPOCH,
+            Lockout { threshold: 6, duration: Duration::minutes(15) },
+        );
+        let statements = tx.statements();
+        assert!(statements.contains(&RESERVE_LOGIN));
+        assert!(statements.len() > 1, "a single statement would commit on its own, before the setting");
+        assert!(statements.contains(&ASYNC_COMMIT), "{statements:?}");
+    }
 }
