@@ -27,7 +27,7 @@ use crate::routes::{
         system::healthz, system::readyz, system::problem_type, system::jwks,
     ),
     components(schemas(Problem, FieldError, Items<orgs::OrgResponse>, Items<orgs::MemberResponse>, Items<me::SessionResponse>, Items<orgs::RoleResponse>, Items<members::InvitationResponse>, Items<collections::CollectionResponse>, Items<webauthn::CredentialResponse>, Items<api_keys::ApiKeyResponse>, Items<secrets::SecretResponse>)),
-    modifiers(&SecuritySchemes, &ProblemTypes),
+    modifiers(&SecuritySchemes, &ProblemTypes, &CommonProblems),
     tags(
         (name = "auth", description = "Sign-up, sign-in, sign-out"),
         (name = "account", description = "The caller's own account"),
@@ -82,5 +82,47 @@ impl Modify for ProblemTypes {
             text.push_str(&format!("| `/problems/{slug}` | {status} | {description} |\n"));
         }
         openapi.info.description = Some(text);
+    }
+}
+
+/// Declares the problem answers the middleware and extractors give on every operation, so the
+/// document lists every status the server really sends (the schemathesis reliability suite
+/// checks each answer against it): 400/413/415/422 wherever a JSON body is read, 401 on
+/// authenticated operations, 429 (rate limits) and 503 (database or key provider unavailable,
+/// bounded queue full) on every API operation. An operation's own description wins.
+struct CommonProblems;
+
+impl Modify for CommonProblems {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{Content, Ref, RefOr, ResponseBuilder};
+        let problem = |description: &str| -> RefOr<utoipa::openapi::Response> {
+            ResponseBuilder::new()
+                .description(description)
+                .content("application/problem+json", Content::new(Some(Ref::from_schema_name("Problem"))))
+                .build()
+                .into()
+        };
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let api = path.starts_with("/api/");
+            let operations = [&mut item.get, &mut item.put, &mut item.post, &mut item.delete, &mut item.patch];
+            for operation in operations.into_iter().flatten() {
+                let mut add = |status: &str, description: &str| {
+                    operation.responses.responses.entry(status.to_owned()).or_insert_with(|| problem(description));
+                };
+                if operation.request_body.is_some() {
+                    add("400", "Malformed JSON, or nested too deeply");
+                    add("413", "The body exceeds the size limit");
+                    add("415", "The body is not application/json");
+                    add("422", "The body does not match the request schema");
+                }
+                if operation.security.as_ref().is_some_and(|s| !s.is_empty()) {
+                    add("401", "Not signed in, or the credential is not valid (any more)");
+                }
+                if api {
+                    add("429", "Too many requests: retry after the seconds in Retry-After");
+                    add("503", "Temporarily unavailable (database, key provider, or a full queue); retry later");
+                }
+            }
+        }
     }
 }

@@ -39,6 +39,15 @@ pub async fn start_registration(
     Ok(Json(RegistrationStartResponse { options: start.options, state: start.state }))
 }
 
+/// A `credential` is a JSON object, as the document says: anything else is refused with 422 even
+/// where the server would not look at it (step-up of an account without keys).
+fn json_object<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Value, D::Error> {
+    match Value::deserialize(deserializer)? {
+        Value::Object(map) => Ok(Value::Object(map)),
+        _ => Err(serde::de::Error::custom("credential must be a JSON object")),
+    }
+}
+
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegistrationFinishRequest {
@@ -47,6 +56,7 @@ pub struct RegistrationFinishRequest {
     pub state: String,
     /// The `PublicKeyCredential` from `navigator.credentials.create()`, as JSON.
     #[schema(value_type = Object)]
+    #[serde(deserialize_with = "json_object")]
     pub credential: Value,
 }
 
@@ -127,6 +137,7 @@ pub struct WebauthnLoginRequest {
     pub challenge_token: String,
     /// The `PublicKeyCredential` from `navigator.credentials.get()`, as JSON.
     #[schema(value_type = Object)]
+    #[serde(deserialize_with = "json_object")]
     pub credential: Value,
 }
 

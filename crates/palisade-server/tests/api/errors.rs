@@ -96,6 +96,47 @@ async fn openapi_documents_every_route_and_problem_type_and_docs_are_served() {
     assert!(docs.text().await.unwrap().contains("swagger"), "Swagger UI from vendored assets");
 }
 
+/// Found by the schemathesis reliability suite: the middleware's and extractors' problems (415
+/// for a body that is not JSON, 400 for malformed JSON, 413, 429, 503, 401) were sent but not
+/// declared, so generated clients and schema checks saw undocumented statuses.
+#[tokio::test]
+async fn openapi_declares_the_problems_every_operation_can_answer() {
+    let app = TestApp::spawn().await;
+    let doc = app.get("/api/v1/openapi.json", None).await;
+    for (path, item) in doc.body["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            let responses = operation["responses"].as_object().unwrap();
+            let mut expected = Vec::new();
+            if operation.get("requestBody").is_some() {
+                expected.extend(["400", "413", "415", "422"]);
+            }
+            if operation["security"].as_array().is_some_and(|s| !s.is_empty()) {
+                expected.push("401");
+            }
+            if path.starts_with("/api/") {
+                expected.extend(["429", "503"]);
+            }
+            for status in expected {
+                let declared = &responses.get(status).unwrap_or_else(|| panic!("{method} {path}: {status} undeclared"));
+                assert!(declared["content"]["application/problem+json"].is_object(), "{method} {path}: {status}");
+            }
+        }
+    }
+    // The answer the suite first saw: a body sent as text/plain.
+    let token = app.user("typed@example.com").await;
+    let answer = app
+        .http
+        .post(app.url("/api/v1/orgs"))
+        .bearer_auth(&token)
+        .header("content-type", "text/plain")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 415);
+    assert!(doc.body["paths"]["/api/v1/orgs"]["post"]["responses"]["415"].is_object());
+}
+
 #[tokio::test]
 async fn readiness_reports_an_out_of_date_schema() {
     let app = TestApp::spawn().await;

@@ -69,6 +69,26 @@ async fn disabling_mfa_needs_a_recent_authentication() {
         .assert_problem(401, "unauthenticated");
 }
 
+/// Found by the schemathesis reliability suite: a `webauthn.credential` that is not an object
+/// (as the document says it must be) was accepted on step-up of an account without keys.
+#[tokio::test]
+async fn a_webauthn_credential_must_be_an_object() {
+    let app = TestApp::spawn().await;
+    let token = app.user("strict@example.com").await;
+    for credential in [json!("text"), json!(7), json!(null), json!([])] {
+        let body = json!({"password": PASSWORD, "webauthn": {"challenge_token": "x", "credential": credential}});
+        app.send("POST", "/api/v1/auth/step-up", Some(&token), Some(body)).await.assert_problem(422, "validation");
+        app.send(
+            "POST",
+            "/api/v1/auth/webauthn",
+            None,
+            Some(json!({"challenge_token": "x", "credential": credential})),
+        )
+        .await
+        .assert_problem(422, "validation");
+    }
+}
+
 #[tokio::test]
 async fn wrong_step_up_passwords_count_towards_the_lockout() {
     let app = TestApp::spawn().await;
