@@ -9,6 +9,7 @@ mod collections;
 mod edge;
 mod email_flows;
 mod error;
+pub mod import;
 pub mod key_rotation;
 pub mod keyring;
 mod mail;
@@ -26,6 +27,16 @@ mod security;
 mod token_keys;
 mod tokens;
 pub mod webauthn;
+
+/// The pure parsers of untrusted input behind list parameters, cursors and collection schemas,
+/// for the fuzz targets in `fuzz/`. Not an API: nothing outside the fuzz crate uses it.
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use crate::record_query::{
+        Parsed as ListParameters, cursor_context, open_cursor, parse as parse_list_parameters, seal_cursor,
+    };
+    pub use crate::schema::{CompiledSchema, FieldInfo, compile as compile_schema};
+}
 
 use std::sync::Arc;
 

@@ -6,6 +6,7 @@
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use palisade_core::{CollectionName, OrgId, Permission, RecordId, SessionProof, ValidationError};
+use palisade_crypto::InstanceKey;
 use palisade_store::Tx;
 use palisade_store::repo::audit::{self, Outcome, RequestMeta};
 use palisade_store::repo::collections;
@@ -31,12 +32,12 @@ pub struct RecordPage {
 }
 
 /// A parsed list request.
-struct Parsed {
-    filters: Vec<Filter>,
-    sort_field: Option<String>,
-    descending: bool,
-    limit: i64,
-    cursor: Option<String>,
+pub struct Parsed {
+    pub filters: Vec<Filter>,
+    pub sort_field: Option<String>,
+    pub descending: bool,
+    pub limit: i64,
+    pub cursor: Option<String>,
 }
 
 fn bad(parameter: &str, message: impl Into<String>) -> ValidationError {
@@ -73,7 +74,9 @@ fn filter_key(key: &str) -> Option<(&str, &str)> {
     Some((field, op))
 }
 
-fn parse(pairs: &[(String, String)], schema: &CompiledSchema) -> Result<Parsed, Vec<ValidationError>> {
+/// The list parameters (`filter[field][op]`, `sort`, `limit`, `cursor`) checked against the
+/// collection's schema. Pure: the fuzz target `list_params` calls it through `crate::fuzzing`.
+pub fn parse(pairs: &[(String, String)], schema: &CompiledSchema) -> Result<Parsed, Vec<ValidationError>> {
     let mut errors = Vec::new();
     let mut parsed =
         Parsed { filters: Vec::new(), sort_field: None, descending: false, limit: DEFAULT_PAGE, cursor: None };
@@ -148,7 +151,8 @@ struct CursorBody {
     key: Value,
 }
 
-fn cursor_context(org: OrgId, collection: &CollectionName, parsed: &Parsed) -> Vec<u8> {
+/// What a cursor is bound to: the organization, the collection and the sort.
+pub fn cursor_context(org: OrgId, collection: &CollectionName, parsed: &Parsed) -> Vec<u8> {
     format!(
         "palisade-cursor-v1|{}|{}|{}|{}",
         org,
@@ -157,6 +161,21 @@ fn cursor_context(org: OrgId, collection: &CollectionName, parsed: &Parsed) -> V
         if parsed.descending { "desc" } else { "asc" }
     )
     .into_bytes()
+}
+
+/// The cursor handed to the client for a page that ends at record `id` (sort key `key`).
+pub fn seal_cursor(keys: &InstanceKey, context: &[u8], id: uuid::Uuid, key: Value) -> String {
+    let plain = serde_json::to_vec(&CursorBody { id, key }).unwrap_or_default();
+    URL_SAFE_NO_PAD.encode(keys.seal(&plain, context))
+}
+
+/// Where a presented cursor says the page starts; `None` for anything that is not a cursor
+/// sealed by this instance for the same `context`.
+pub fn open_cursor(keys: &InstanceKey, context: &[u8], text: &str) -> Option<After> {
+    let sealed = URL_SAFE_NO_PAD.decode(text).ok()?;
+    let plain = keys.open(&sealed, context).ok()?;
+    let body = serde_json::from_slice::<CursorBody>(&plain).ok()?;
+    Some(After { id: RecordId::from_uuid(body.id), key: body.key })
 }
 
 impl App {
@@ -202,19 +221,12 @@ impl App {
         let context = cursor_context(org, &name, &parsed);
         let after = match &parsed.cursor {
             None => None,
-            Some(text) => {
-                let sealed = URL_SAFE_NO_PAD.decode(text).ok();
-                let body = sealed
-                    .and_then(|s| self.keys.open(&s, &context).ok())
-                    .and_then(|plain| serde_json::from_slice::<CursorBody>(&plain).ok())
-                    .ok_or_else(|| {
-                        AppError::InvalidQuery(vec![bad(
-                            "cursor",
-                            "is not a cursor from this listing (same collection and sort); start again without it",
-                        )])
-                    })?;
-                Some(After { id: RecordId::from_uuid(body.id), key: body.key })
-            }
+            Some(text) => Some(open_cursor(&self.keys, &context, text).ok_or_else(|| {
+                AppError::InvalidQuery(vec![bad(
+                    "cursor",
+                    "is not a cursor from this listing (same collection and sort); start again without it",
+                )])
+            })?),
         };
         let mut tx = Tx::tenant(proof, self.clock.now(), org);
         tx.require(Permission::RecordsReadOwn);
@@ -238,9 +250,7 @@ impl App {
         let next_cursor = if rows.len() as i64 > parsed.limit {
             rows.truncate(parsed.limit as usize);
             rows.last().map(|last| {
-                let body = CursorBody { id: last.id.as_uuid(), key: last.sort_key.clone().unwrap_or(Value::Null) };
-                let plain = serde_json::to_vec(&body).unwrap_or_default();
-                URL_SAFE_NO_PAD.encode(self.keys.seal(&plain, &context))
+                seal_cursor(&self.keys, &context, last.id.as_uuid(), last.sort_key.clone().unwrap_or(Value::Null))
             })
         } else {
             None
@@ -342,6 +352,27 @@ mod tests {
             ]
         );
         assert_eq!((p.sort_field.as_deref(), p.descending, p.limit), (Some("amount"), true, 200));
+    }
+
+    #[test]
+    fn a_cursor_carries_its_sort_key_exactly() {
+        let dir = std::env::temp_dir().join(format!("palisade-cursor-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let keys = InstanceKey::load_or_create(&dir.join("instance.key")).unwrap();
+        std::fs::remove_dir_all(&dir).ok();
+        let context = b"palisade-cursor-v1|test";
+        let id = uuid::Uuid::now_v7();
+        // Found by fuzz/cursor: without serde_json's float_roundtrip, 98446744073709551615 came back
+        // one ULP off, so the next page started at another key (records skipped or repeated).
+        for text in
+            ["98446744073709551615", "9.844674407370955e19", "0.30000000000000004", "-2.5e-300", "\"b\"", "null"]
+        {
+            let key: Value = serde_json::from_str(text).unwrap();
+            let after = open_cursor(&keys, context, &seal_cursor(&keys, context, id, key.clone())).unwrap();
+            assert_eq!((after.id.as_uuid(), after.key), (id, key), "{text}");
+        }
+        assert!(open_cursor(&keys, b"another listing", &seal_cursor(&keys, context, id, Value::Null)).is_none());
+        assert!(open_cursor(&keys, context, "not a cursor").is_none());
     }
 
     #[test]

@@ -8,6 +8,11 @@ use secrecy::SecretString;
 
 pub const API_KEY_PREFIX: &str = "pal_";
 const CHECKSUM_LEN: usize = 6;
+/// Base58 of 32 bytes is 32 characters (all zero bytes: one '1' each) to 44 characters long.
+/// The bounds follow from the format: a tighter lower bound refused minted keys whose random
+/// bytes start with many zeros (found by fuzz/api_key).
+const MIN_RANDOM_CHARS: usize = 32;
+const MAX_RANDOM_CHARS: usize = 44;
 /// How much of a key lists show: `pal_live_` and the first 8 random characters.
 const SHOWN_RANDOM_CHARS: usize = 8;
 
@@ -50,8 +55,8 @@ pub fn well_formed(presented: &str) -> bool {
     let Some(rest) = presented.strip_prefix(API_KEY_PREFIX) else { return false };
     let Some((env, random)) = rest.split_once('_') else { return false };
     if !valid_env(env)
-        || random.len() < 40
-        || random.len() > 60
+        || random.len() < MIN_RANDOM_CHARS + CHECKSUM_LEN
+        || random.len() > MAX_RANDOM_CHARS + CHECKSUM_LEN
         || !random.is_char_boundary(random.len() - CHECKSUM_LEN)
     {
         return false;
@@ -79,6 +84,23 @@ mod tests {
         assert!(a.secret.expose_secret().starts_with(&a.prefix));
         assert_eq!(a.prefix.len(), "pal_live_".len() + 8);
         assert_ne!(a.secret.expose_secret(), mint(&SystemRandomness, "live").secret.expose_secret());
+    }
+
+    /// Randomness that yields the same byte everywhere (the extreme case of leading zeros).
+    struct Constant(u8);
+    impl Randomness for Constant {
+        fn fill(&self, dest: &mut [u8]) {
+            dest.fill(self.0);
+        }
+    }
+
+    #[test]
+    fn every_minted_key_is_well_formed_whatever_the_random_bytes() {
+        for byte in [0u8, 1, 0xff] {
+            let key = mint(&Constant(byte), "pss");
+            assert!(well_formed(key.secret.expose_secret()), "{}", key.secret.expose_secret());
+        }
+        assert!(!well_formed(&format!("pal_live_{}", "1".repeat(MAX_RANDOM_CHARS + CHECKSUM_LEN + 1))));
     }
 
     #[test]
