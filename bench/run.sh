@@ -11,6 +11,15 @@
 # bench/security.sh is a scan, not a benchmark: it is not part of the suite.
 set -uo pipefail # no -e: a failing step is recorded and the suite goes on
 cd "$(dirname "$0")/.."
+
+# The suites start private servers over private clusters: a PALISADE_* setting inherited from the
+# caller's shell (a PALISADE_DATABASE_URL above all) must never reach them, and an unknown one
+# would stop every server at start (the configuration refuses unknown PALISADE_ variables).
+for var in $(compgen -e | grep '^PALISADE_' || true); do
+  [ "$var" = PALISADE_RATE_LIMITS ] && continue # the one knob the scripts honour
+  echo "note: ignoring $var from the environment (the suites configure their own servers)" >&2
+  unset "$var"
+done
 MODE=${1:-}
 
 # ---- what each mode runs -----------------------------------------------------------------

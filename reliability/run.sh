@@ -11,6 +11,15 @@
 # (the results say which and why); 2 when the build or the tools are missing.
 set -uo pipefail # no -e: a failing suite is recorded and the run goes on
 cd "$(dirname "$0")/.."
+
+# The suites start private servers over private clusters: a PALISADE_* setting inherited from the
+# caller's shell (a PALISADE_DATABASE_URL above all) must never reach them, and an unknown one
+# would stop every server at start (the configuration refuses unknown PALISADE_ variables).
+for var in $(compgen -e | grep '^PALISADE_' || true); do
+  [ "$var" = PALISADE_RATE_LIMITS ] && continue # the one knob the scripts honour
+  echo "note: ignoring $var from the environment (the suites configure their own servers)" >&2
+  unset "$var"
+done
 MODE=${1:-}
 case "$MODE" in
   full) OUT=reliability/results/latest ;;
@@ -34,6 +43,7 @@ TOTAL=$((${#SUITES[@]} + 1))
 
 RUN_DIR=$PWD/target/reliability/$MODE # logs and per-suite results (target/ is not tracked)
 rm -rf "$RUN_DIR"; mkdir -p "$RUN_DIR/suites" "$RUN_DIR/logs"
+mkdir -p "$(dirname "$OUT")" # results/ holds no tracked file until a full run is committed
 : >"$RUN_DIR/steps.jsonl"
 
 # ---- every process a suite starts is stopped, whatever happens (as in bench/run.sh) ----------

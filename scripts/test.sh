@@ -21,14 +21,14 @@ step "cargo test (unit + integration against real PostgreSQL and HTTP)"
 cargo test --workspace --locked
 
 step "cargo audit (offline advisory database)"
-advisory_db="${PALISADE_ADVISORY_DB:-../shared/advisory-db}"
-if [ ! -d "$advisory_db" ]; then echo "error: advisory database not found at $advisory_db (set PALISADE_ADVISORY_DB)" >&2; exit 1; fi
+advisory_db="${ADVISORY_DB:-../shared/advisory-db}"
+if [ ! -d "$advisory_db" ]; then echo "error: advisory database not found at $advisory_db (set ADVISORY_DB)" >&2; exit 1; fi
 cargo audit --no-fetch --db "$advisory_db" --file Cargo.lock
 
 step "reliability: the fast subset of every suite (reliability/run.sh quick)"
 # Schemathesis, the cross-tenant probe of every route, crash, disk full, clock faults, brute
 # force, 20 s of each fuzz target, cargo-deny, held load: each briefly. Fails when a suite fails
 # or cannot run. `make reliability` runs them at full length.
-PALISADE_ADVISORY_DB="$advisory_db" bash reliability/run.sh quick
+ADVISORY_DB="$advisory_db" bash reliability/run.sh quick
 
 echo; echo "All checks passed in $((SECONDS - started))s."

