@@ -57,7 +57,7 @@ SQL
 
 # The server's own transaction for GET /api/v1/orgs/{org} (palisade-store: Tx::tenant + repo::orgs::get).
 # Keep it in step with orgs::COLUMNS: a baseline that reads less than the server flatters nothing.
-SELECT_ORG="SELECT tenant_id, name, created_at, updated_at, current_setting('app.role', true), extract(epoch FROM session_idle_timeout)::float8, mfa_policy, audit_retention_days, legal_hold, plan, cors_origins, deletion_due_at FROM palisade.orgs WHERE tenant_id = :org;"
+SELECT_ORG="SELECT tenant_id, name, created_at, updated_at, palisade.setting('app.role', true), extract(epoch FROM session_idle_timeout)::float8, mfa_policy, audit_retention_days, legal_hold, plan, cors_origins, deletion_due_at FROM palisade.orgs WHERE tenant_id = :org;"
 cat >"$WORK/plain.sql" <<SQL
 BEGIN;
 SELECT palisade.enter_tenant(:hash, now(), :org);

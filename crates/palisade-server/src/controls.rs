@@ -96,6 +96,27 @@ pub async fn check_t1(runtime: &Client) -> CheckResult {
     )
 }
 
+/// Sets `app.tenant_id` by hand, as injected SQL would, and reads it back through the verifying
+/// reader: anything but PA401 is a problem. Rolled back either way.
+async fn forged_tenant_problem(runtime: &Client) -> Option<String> {
+    if let Err(err) = runtime.batch_execute("BEGIN").await {
+        return Some(format!("cannot open a transaction for the forged-tenant probe: {err}"));
+    }
+    let forged = runtime
+        .query_one(
+            "SELECT palisade.setting('app.tenant_id', true)
+               FROM (SELECT set_config('app.tenant_id', gen_random_uuid()::text, true)) AS forged",
+            &[],
+        )
+        .await;
+    let _ = runtime.batch_execute("ROLLBACK").await;
+    match forged {
+        Err(err) if err.code().map(|c| c.code()) == Some("PA401") => None,
+        Err(err) => Some(format!("a tenant set by hand failed oddly: {err}")),
+        Ok(_) => Some("a tenant set by hand with set_config was accepted by palisade.setting".into()),
+    }
+}
+
 pub async fn check_t2(runtime: &Client) -> CheckResult {
     let facts = match catalog::current_role_facts(runtime).await {
         Ok(facts) => facts,
@@ -124,12 +145,21 @@ pub async fn check_t2(runtime: &Client) -> CheckResult {
     if !matches!(definer, Ok(Some(_))) {
         problems.push("palisade.enter_tenant is missing or not SECURITY DEFINER".into());
     }
+    // The caller settings are verified where they are read: a tenant set by hand is refused.
+    match catalog::caller_settings_problems(runtime).await {
+        Ok(found) => problems.extend(found),
+        Err(err) => problems.push(format!("cannot read the caller-settings facts: {err}")),
+    }
+    if let Some(problem) = forged_tenant_problem(runtime).await {
+        problems.push(problem);
+    }
     result(
         "T2",
         T2,
         problems,
         format!(
-            "role {}: not superuser, no BYPASSRLS, owns nothing; enter_tenant refuses an unknown session (PA401)",
+            "role {}: not superuser, no BYPASSRLS, owns nothing; enter_tenant refuses an unknown session (PA401); \
+             caller settings are read only through palisade.setting, which refuses a tenant set by hand (PA401)",
             facts.role
         ),
     )

@@ -140,3 +140,6 @@ GRANT EXECUTE ON FUNCTION palisade.cancel_org_deletion(uuid) TO {role};
 GRANT EXECUTE ON FUNCTION palisade.orgs_due_for_shredding(timestamptz, integer) TO {role};
 GRANT EXECUTE ON FUNCTION palisade.shred_org(uuid, timestamptz, uuid) TO {role};
 GRANT EXECUTE ON FUNCTION palisade.begin_shredding(uuid, timestamptz) TO {role};
+-- Caller settings are read through palisade.setting, which verifies them (0024); the runtime
+-- role can neither write them through set_app nor read the key that seals them.
+GRANT EXECUTE ON FUNCTION palisade.setting(text, boolean), palisade.setting(text) TO {role};

@@ -22,6 +22,7 @@ pub const INSTANCE_TABLES: &[&str] = &[
     "refresh_tokens",
     "webauthn_credentials",
     "instance_data_keys",
+    "settings_key",
 ];
 
 /// The connected role's attributes, for the "owns nothing, no BYPASSRLS" rule.
@@ -141,8 +142,8 @@ pub async fn table_facts(client: &Client) -> Result<Vec<TableFacts>, StoreError>
                     c.relrowsecurity, c.relforcerowsecurity,
                     coalesce((SELECT array_agg(p.polname::text ORDER BY p.polname) FROM pg_policy p
                       WHERE p.polrelid = c.oid AND p.polpermissive AND p.polcmd = '*'
-                        AND pg_get_expr(p.polqual, p.polrelid) LIKE '%tenant_id = (NULLIF(current_setting(''app.tenant_id''::text, true)%'
-                        AND pg_get_expr(p.polwithcheck, p.polrelid) LIKE '%tenant_id = (NULLIF(current_setting(''app.tenant_id''::text, true)%'),
+                        AND pg_get_expr(p.polqual, p.polrelid) LIKE '%tenant_id = (NULLIF(( SELECT palisade.setting(''app.tenant_id''::text, true)%'
+                        AND pg_get_expr(p.polwithcheck, p.polrelid) LIKE '%tenant_id = (NULLIF(( SELECT palisade.setting(''app.tenant_id''::text, true)%'),
                       '{}')
              FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
              WHERE n.nspname = 'palisade' AND c.relkind IN ('r', 'p')
@@ -161,4 +162,43 @@ pub async fn table_facts(client: &Client) -> Result<Vec<TableFacts>, StoreError>
             tenant_policies: r.get(4),
         })
         .collect())
+}
+
+/// The caller settings (`app.tenant_id`, `app.user_id`, …) that policies and functions read
+/// only through `palisade.setting`, which verifies them, and that only `palisade.set_app` writes
+/// (migration 0024). The same list as `palisade.settings_mac`.
+pub const CALLER_SETTINGS: &str =
+    "(tenant_id|user_id|session_id|role|permissions|record_scope|api_key_id|api_key_hash)";
+
+/// Every way the schema breaks the caller-settings rule, as the connected role sees it: a
+/// function or policy that reads or writes a caller setting directly, or a connected role that
+/// could write them or read the key that seals them. Empty means sound.
+pub async fn caller_settings_problems(client: &Client) -> Result<Vec<String>, StoreError> {
+    let rows = client
+        .query(
+            r#"SELECT format('function %s reads or writes a caller setting directly', p.proname)
+                 FROM pg_proc p
+                WHERE p.pronamespace = 'palisade'::regnamespace
+                  AND p.proname NOT IN ('settings_mac', 'set_app', 'setting')
+                  AND p.prosrc ~ ('(current_setting|set_config)\(''app\.' || $1 || '''')
+               UNION ALL
+               SELECT format('policy %s on %s reads a caller setting unverified', pol.polname, c.relname)
+                 FROM pg_policy pol JOIN pg_class c ON c.oid = pol.polrelid
+                WHERE c.relnamespace = 'palisade'::regnamespace
+                  AND (coalesce(pg_get_expr(pol.polqual, pol.polrelid), '') ~ 'current_setting\(''app\.'
+                    OR coalesce(pg_get_expr(pol.polwithcheck, pol.polrelid), '') ~ 'current_setting\(''app\.')
+               UNION ALL
+               SELECT format('role %s can execute palisade.%s', current_user, p.proname)
+                 FROM pg_proc p
+                WHERE p.pronamespace = 'palisade'::regnamespace AND p.proname IN ('set_app', 'settings_mac')
+                  AND has_function_privilege(current_user, p.oid, 'EXECUTE')
+               UNION ALL
+               SELECT format('role %s can read palisade.settings_key', current_user)
+                WHERE has_table_privilege(current_user, 'palisade.settings_key', 'SELECT')
+               ORDER BY 1"#,
+            &[&CALLER_SETTINGS],
+        )
+        .await
+        .map_err(StoreError::from_pg)?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
 }

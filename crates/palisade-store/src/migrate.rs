@@ -56,6 +56,7 @@ const MIGRATIONS: &[Migration] = &[
     Migration { version: 21, name: "sealed_passkeys", sql: include_str!("../migrations/0021_sealed_passkeys.sql") },
     Migration { version: 22, name: "key_rotation", sql: include_str!("../migrations/0022_key_rotation.sql") },
     Migration { version: 23, name: "org_deletion", sql: include_str!("../migrations/0023_org_deletion.sql") },
+    Migration { version: 24, name: "verified_settings", sql: include_str!("../migrations/0024_verified_settings.sql") },
 ];
 
 const GRANTS: &str = include_str!("../migrations/grants.sql");

@@ -127,7 +127,7 @@ impl Tx<Tenant> {
     }
 }
 
-const CALLER_PERMISSIONS: &str = "SELECT current_setting('app.permissions', true)";
+const CALLER_PERMISSIONS: &str = "SELECT palisade.setting('app.permissions', true)";
 
 impl<S> Tx<S> {
     fn push_raw(&mut self, sql: &'static str, params: Vec<Param>) -> usize {

@@ -163,7 +163,7 @@ async fn t3_fails_when_the_record_scope_policy_is_gone_or_widened() {
         ("DROP POLICY record_scope ON palisade.records", "no RESTRICTIVE policy"),
         ("CREATE POLICY peek ON palisade.records FOR SELECT USING (true)", "permissive policy peek widens access"),
         (
-            "DROP POLICY record_scope ON palisade.records; CREATE POLICY record_scope ON palisade.records AS RESTRICTIVE FOR SELECT USING (current_setting('app.record_scope', true) = 'all' OR created_by IS NOT NULL OR assignees IS NOT NULL)",
+            "DROP POLICY record_scope ON palisade.records; CREATE POLICY record_scope ON palisade.records AS RESTRICTIVE FOR SELECT USING (palisade.setting('app.record_scope', true) = 'all' OR created_by IS NOT NULL OR assignees IS NOT NULL)",
             "no RESTRICTIVE policy",
         ),
         ("ALTER TABLE palisade.records NO FORCE ROW LEVEL SECURITY", "not enabled and forced"),

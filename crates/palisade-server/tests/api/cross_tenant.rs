@@ -582,7 +582,7 @@ async fn world(app: &TestApp) -> World {
 
 /// Instance tables that hold nothing of any one organization or person.
 const NOT_A_PERSONS_OR_ORGS: &[&str] =
-    &["schema_migrations", "role_permissions", "audit_sealer", "signing_keys", "instance_data_keys"];
+    &["schema_migrations", "role_permissions", "audit_sealer", "signing_keys", "instance_data_keys", "settings_key"];
 
 /// Tables in which A's setup leaves rows (a snapshot without them would compare nothing).
 const SNAPSHOT_MUST_HOLD: &[&str] = &[

@@ -171,3 +171,109 @@ async fn a_failed_tenant_check_aborts_the_statements_queued_behind_it() {
     let me = palisade_store::repo::users::me(&mut tx);
     assert!(tx.run(&db).await.unwrap().get(me).is_ok());
 }
+
+/// The `set_config` gap, closed (migration 0024): SQL injected into a runtime connection can set
+/// `app.tenant_id` and its siblings, but every policy and permission function reads them through
+/// `palisade.setting`, which refuses (PA401) settings that no palisade function sealed in this
+/// transaction. Forged from nothing, forged after a genuine entry, or replayed from an earlier
+/// transaction: each is refused, and nothing of the other tenant is read or written.
+#[tokio::test]
+async fn caller_settings_set_by_hand_are_refused_not_believed() {
+    let app = TestApp::spawn().await;
+    let (a_token, a_org) = app.owner_of("a@example.com", "Org A").await;
+    let (_, b_org) = app.owner_of("b@example.com", "Org B").await;
+    let (a, b) = (uuid_of(&a_org), uuid_of(&b_org));
+    let runtime = app.runtime().await;
+    let code = |err: tokio_postgres::Error| err.code().map(|c| c.code().to_owned()).unwrap_or_default();
+    let b_text = b.to_string();
+
+    // 1. From nothing: name B's tenant, claim owner and every record.
+    runtime.batch_execute("BEGIN").await.unwrap();
+    for (name, value) in [("app.tenant_id", b_text.as_str()), ("app.role", "owner"), ("app.record_scope", "all")] {
+        runtime.query_one("SELECT set_config($1, $2, true)", &[&name, &value]).await.unwrap();
+    }
+    // (Tables with rows: a policy's check runs when a row is looked at.)
+    for sql in [
+        "SELECT count(*) FROM palisade.orgs",
+        "SELECT count(*) FROM palisade.memberships",
+        "SELECT count(*) FROM palisade.audit_events",
+    ] {
+        let err = runtime.query_one(sql, &[]).await.unwrap_err();
+        assert_eq!(code(err), "PA401", "{sql} with a forged tenant");
+        runtime.batch_execute("ROLLBACK; BEGIN").await.unwrap();
+        runtime.query_one("SELECT set_config('app.tenant_id', $1, true)", &[&b_text]).await.unwrap();
+    }
+    runtime.batch_execute("ROLLBACK").await.unwrap();
+
+    // 2. After a genuine entry into A, switch the tenant to B: refused, even A's rows.
+    runtime.batch_execute("BEGIN").await.unwrap();
+    runtime.query_one("SELECT palisade.enter_tenant($1, now(), $2)", &[&proof(&app, &a_token), &a]).await.unwrap();
+    let own: i64 = runtime.query_one("SELECT count(*) FROM palisade.orgs", &[]).await.unwrap().get(0);
+    assert_eq!(own, 1, "the genuine entry sees its own org");
+    let mac: String = runtime.query_one("SELECT current_setting('app.mac')", &[]).await.unwrap().get(0);
+    assert_eq!(mac.len(), 64, "an HMAC-SHA-256 seals the settings");
+    runtime.query_one("SELECT set_config('app.tenant_id', $1, true)", &[&b_text]).await.unwrap();
+    let err = runtime.query_one("SELECT count(*) FROM palisade.orgs", &[]).await.unwrap_err();
+    assert_eq!(code(err), "PA401");
+    runtime.batch_execute("ROLLBACK").await.unwrap();
+
+    // 3. Replay A's sealed settings, seal included, in a later transaction: refused (the seal
+    // names its transaction), so a seal read by injected SQL is worth nothing afterwards.
+    runtime.batch_execute("BEGIN").await.unwrap();
+    for (name, value) in [("app.mac", mac.as_str()), ("app.tenant_id", &a.to_string())] {
+        runtime.query_one("SELECT set_config($1, $2, true)", &[&name, &value]).await.unwrap();
+    }
+    let err = runtime.query_one("SELECT count(*) FROM palisade.orgs", &[]).await.unwrap_err();
+    assert_eq!(code(err), "PA401");
+    runtime.batch_execute("ROLLBACK").await.unwrap();
+
+    // 4. The runtime role cannot seal settings itself or read the sealing key.
+    for sql in [
+        "SELECT palisade.set_app('app.tenant_id', gen_random_uuid()::text, true)",
+        "SELECT palisade.settings_mac()",
+        "SELECT key FROM palisade.settings_key",
+    ] {
+        let err = runtime.query_one(sql, &[]).await.unwrap_err();
+        assert_eq!(code(err), "42501", "{sql}");
+    }
+
+    // 5. Nothing of B was written or changed by any of it.
+    let admin = app.admin().await;
+    let b_name: String =
+        admin.query_one("SELECT name FROM palisade.orgs WHERE tenant_id = $1", &[&b]).await.unwrap().get(0);
+    assert_eq!(b_name, "Org B");
+
+    // 6. Without any caller setting (anonymous work) there is nothing to verify and nothing shown.
+    let n: i64 = runtime.query_one("SELECT count(*) FROM palisade.orgs", &[]).await.unwrap().get(0);
+    assert_eq!(n, 0);
+}
+
+/// A migration that reads a caller setting directly is caught by the catalog rule (and so by
+/// `controls check` T2 and this test): the rule is not only for the migrations we have today.
+#[tokio::test]
+async fn catalog_invariant_caller_settings_are_read_only_through_the_verifier() {
+    let app = TestApp::spawn().await;
+    let runtime = app.runtime().await;
+    assert_eq!(catalog::caller_settings_problems(&runtime).await.unwrap(), Vec::<String>::new());
+    app.admin()
+        .await
+        .batch_execute(
+            "CREATE FUNCTION palisade.peek_tenant() RETURNS text LANGUAGE sql STABLE
+               AS $$ SELECT current_setting('app.tenant_id', true) $$;
+             CREATE POLICY peek ON palisade.records AS RESTRICTIVE FOR SELECT
+               USING (tenant_id::text = current_setting('app.tenant_id', true));
+             GRANT EXECUTE ON FUNCTION palisade.set_app(text, text, boolean) TO palisade_app",
+        )
+        .await
+        .unwrap();
+    let problems = catalog::caller_settings_problems(&runtime).await.unwrap();
+    assert_eq!(
+        problems,
+        [
+            "function peek_tenant reads or writes a caller setting directly",
+            "policy peek on records reads a caller setting unverified",
+            "role palisade_app can execute palisade.set_app",
+        ],
+        "{problems:?}"
+    );
+}

@@ -197,7 +197,7 @@ const AUDIT_SENSITIVE_ACCESS: &str = "INSERT INTO palisade.audit_events \
         'record', r.id, $6, $7, $8, CASE WHEN p.shown THEN 'success' ELSE 'denied' END, \
         jsonb_build_object('collection', r.collection, 'fields', to_jsonb(r.sealed_fields)) \
     FROM palisade.records r, \
-        (SELECT position(',records.sensitive_read,' IN coalesce(current_setting('app.permissions', true), '')) > 0) AS p(shown) \
+        (SELECT position(',records.sensitive_read,' IN coalesce(palisade.setting('app.permissions', true), '')) > 0) AS p(shown) \
     WHERE r.tenant_id = $3 AND r.collection = $4 AND r.id = $5 AND cardinality(r.sealed_fields) > 0";
 
 /// Where a read came from and when, for its audit event.
