@@ -74,7 +74,7 @@ $1
 BEGIN;
 SELECT palisade.enter_tenant(:hash, now(), (SELECT org FROM public.bench_orgs WHERE i = :i));
 SELECT palisade.require_permission('records.create');
-SELECT palisade.setting('app.permissions', true);
+SELECT current_setting('app.permissions', true);
 SELECT palisade.lock_collection('work_orders', (SELECT schema_id FROM public.bench_orgs WHERE i = :i));
 SELECT palisade.require_members('{}');
 SELECT palisade.require_record_quota(1000000, 1073741824, 34);
@@ -89,14 +89,14 @@ create_sql '\set i random(1, 16)' 0 >"$WORK/create16_plain.sql"
 create_sql '\set i 1' 1 >"$WORK/create1_audit.sql"
 create_sql '\set i 1' 0 >"$WORK/create1_plain.sql"
 # records::AUDIT_SENSITIVE_ACCESS with the values the server binds (event id, time, ip, agent).
-AUDIT_READ="INSERT INTO palisade.audit_events (id, tenant_id, occurred_at, actor_kind, actor_id, action, target_kind, target_id, ip, user_agent, request_id, outcome, details) SELECT $V7, r.tenant_id, now(), CASE WHEN palisade.current_api_key_id() IS NOT NULL THEN 'api_key' ELSE 'user' END, coalesce(palisade.current_api_key_id(), palisade.current_user_id()), CASE WHEN p.shown THEN 'record.sensitive_read' ELSE 'record.sensitive_denied' END, 'record', r.id, '127.0.0.1', 'pgbench', 'req', CASE WHEN p.shown THEN 'success' ELSE 'denied' END, jsonb_build_object('collection', r.collection, 'fields', to_jsonb(r.sealed_fields)) FROM palisade.records r, (SELECT position(',records.sensitive_read,' IN coalesce(palisade.setting('app.permissions', true), '')) > 0) AS p(shown) WHERE r.tenant_id = :org AND r.collection = 'work_orders' AND r.id = :rec AND cardinality(r.sealed_fields) > 0;"
+AUDIT_READ="INSERT INTO palisade.audit_events (id, tenant_id, occurred_at, actor_kind, actor_id, action, target_kind, target_id, ip, user_agent, request_id, outcome, details) SELECT $V7, r.tenant_id, now(), CASE WHEN palisade.current_api_key_id() IS NOT NULL THEN 'api_key' ELSE 'user' END, coalesce(palisade.current_api_key_id(), palisade.current_user_id()), CASE WHEN p.shown THEN 'record.sensitive_read' ELSE 'record.sensitive_denied' END, 'record', r.id, '127.0.0.1', 'pgbench', 'req', CASE WHEN p.shown THEN 'success' ELSE 'denied' END, jsonb_build_object('collection', r.collection, 'fields', to_jsonb(r.sealed_fields)) FROM palisade.records r, (SELECT position(',records.sensitive_read,' IN coalesce(current_setting('app.permissions', true), '')) > 0) AS p(shown) WHERE r.tenant_id = :org AND r.collection = 'work_orders' AND r.id = :rec AND cardinality(r.sealed_fields) > 0;"
 # The server's GET transaction (App::get_record: Tx::tenant, require, permissions,
 # collections::get, records::get, records::audit_sensitive_access — the last inserts nothing for a
 # record without sensitive fields, but the server sends it, so the baseline does too).
 GET_BODY="BEGIN;
 SELECT palisade.enter_tenant(:hash, now(), :org);
 SELECT palisade.require_permission('records.read_own');
-SELECT palisade.setting('app.permissions', true);
+SELECT current_setting('app.permissions', true);
 SELECT name, schema, version, schema_id, created_at, updated_at FROM palisade.collections WHERE tenant_id = :org AND name = 'work_orders';
 SELECT r.id, r.data, r.version, r.created_by, r.assignees, r.created_at, r.updated_at, NULL::jsonb, r.sealed, r.sealed_fields FROM palisade.records r WHERE r.tenant_id = :org AND r.collection = 'work_orders' AND r.id = :rec;
 $AUDIT_READ
@@ -115,7 +115,7 @@ COMMIT;
 BEGIN;
 SELECT palisade.enter_tenant(:hash, now(), :org);
 SELECT palisade.require_permission('records.read_own');
-SELECT palisade.setting('app.permissions', true);
+SELECT current_setting('app.permissions', true);
 SELECT name, schema, version, schema_id, created_at, updated_at FROM palisade.collections WHERE tenant_id = :org AND name = 'work_orders';
 SELECT r.id, r.data, r.version, r.created_by, r.assignees, r.created_at, r.updated_at, NULL::jsonb, r.sealed, r.sealed_fields FROM palisade.records r WHERE r.tenant_id = :org AND r.collection = 'work_orders' AND (NULL::uuid IS NULL OR r.id > NULL::uuid) AND NOT EXISTS (SELECT 1 FROM unnest(:fields::text[], :ops::text[], :vals::jsonb[]) AS f(field, op, value) WHERE NOT coalesce(CASE f.op WHEN 'eq' THEN r.data -> f.field = f.value WHEN 'ne' THEN r.data -> f.field <> f.value WHEN 'in' THEN f.value @> jsonb_build_array(r.data -> f.field) WHEN 'gt' THEN jsonb_typeof(r.data -> f.field) = jsonb_typeof(f.value) AND r.data -> f.field > f.value WHEN 'gte' THEN jsonb_typeof(r.data -> f.field) = jsonb_typeof(f.value) AND r.data -> f.field >= f.value WHEN 'lt' THEN jsonb_typeof(r.data -> f.field) = jsonb_typeof(f.value) AND r.data -> f.field < f.value WHEN 'lte' THEN jsonb_typeof(r.data -> f.field) = jsonb_typeof(f.value) AND r.data -> f.field <= f.value ELSE false END, false)) ORDER BY r.id LIMIT :lim;
 COMMIT;"

@@ -179,7 +179,7 @@ pub async fn caller_settings_problems(client: &Client) -> Result<Vec<String>, St
             r#"SELECT format('function %s reads or writes a caller setting directly', p.proname)
                  FROM pg_proc p
                 WHERE p.pronamespace = 'palisade'::regnamespace
-                  AND p.proname NOT IN ('settings_mac', 'set_app', 'setting')
+                  AND p.proname NOT IN ('settings_mac', 'set_app', 'set_apps', 'setting')
                   AND p.prosrc ~ ('(current_setting|set_config)\(''app\.' || $1 || '''')
                UNION ALL
                SELECT format('policy %s on %s reads a caller setting unverified', pol.polname, c.relname)
@@ -190,7 +190,7 @@ pub async fn caller_settings_problems(client: &Client) -> Result<Vec<String>, St
                UNION ALL
                SELECT format('role %s can execute palisade.%s', current_user, p.proname)
                  FROM pg_proc p
-                WHERE p.pronamespace = 'palisade'::regnamespace AND p.proname IN ('set_app', 'settings_mac')
+                WHERE p.pronamespace = 'palisade'::regnamespace AND p.proname IN ('set_app', 'set_apps', 'settings_mac')
                   AND has_function_privilege(current_user, p.oid, 'EXECUTE')
                UNION ALL
                SELECT format('role %s can read palisade.settings_key', current_user)

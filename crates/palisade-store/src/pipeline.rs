@@ -127,7 +127,10 @@ impl Tx<Tenant> {
     }
 }
 
-const CALLER_PERMISSIONS: &str = "SELECT palisade.setting('app.permissions', true)";
+// Our own statement reading back what enter_* wrote in this transaction: no verification needed
+// here (palisade.setting is for policies and functions; a forged value would already have ended
+// the transaction at the first policy that read it).
+const CALLER_PERMISSIONS: &str = "SELECT current_setting('app.permissions', true)";
 
 impl<S> Tx<S> {
     fn push_raw(&mut self, sql: &'static str, params: Vec<Param>) -> usize {

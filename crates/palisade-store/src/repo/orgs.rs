@@ -60,7 +60,7 @@ pub fn create(tx: &mut Tx<Tenant>, id: OrgId, name: &OrgName, at: OffsetDateTime
     tx.push_write(INSERT_OWNER, vec![Box::new(id.as_uuid()), Box::new(at)]);
 }
 
-const COLUMNS: &str = "tenant_id, name, created_at, updated_at, palisade.setting('app.role', true), \
+const COLUMNS: &str = "tenant_id, name, created_at, updated_at, current_setting('app.role', true), \
     extract(epoch FROM session_idle_timeout)::float8, mfa_policy, audit_retention_days, legal_hold, plan, cors_origins, deletion_due_at";
 const GET: &str = const_format::concatcp!("SELECT ", COLUMNS, " FROM palisade.orgs WHERE tenant_id = $1");
 
