@@ -128,6 +128,7 @@ echo "==> palisade keys rotate --org (the server keeps running)"
 START=$(date +%s.%N)
 PALISADE_DATA_DIR="$WORK/data" PALISADE_LOG_LEVEL=warn \
   PALISADE_DATABASE_URL="host=$PGHOST port=5432 user=palisade_app password=$APP_PW dbname=palisade" \
+  PALISADE_DATABASE_KEYS_URL="host=$PGHOST port=5432 user=palisade_app_keys password=$KEYS_PW dbname=palisade" \
   "$BIN" keys rotate --org "$ORG" | tee "$WORK/rotate.txt"
 ROTATE_S=$(awk -v s="$START" -v e="$(date +%s.%N)" 'BEGIN {printf "%.3f", e-s}')
 MOVED=$(grep -o '[0-9]* values re-encrypted' "$WORK/rotate.txt" | awk '{print $1}')

@@ -92,7 +92,7 @@ impl App {
         let mut tx = Tx::anonymous();
         let orgs = key_rotation::orgs_with_keys(&mut tx);
         let instance = data_keys::instance_keys(&mut tx);
-        let mut results = tx.run(&self.db).await?;
+        let mut results = tx.run(self.key_jobs_db()?).await?;
         let (orgs, instance) = (results.get(orgs)?, results.get(instance)?);
         let mut statuses = Vec::with_capacity(orgs.len());
         for (org, name) in orgs {
@@ -105,7 +105,7 @@ impl App {
     async fn key_keeper_rows(&self, org: Uuid) -> Result<Vec<OrgKeyRow>, AppError> {
         let mut tx = Tx::anonymous();
         let rows = key_rotation::org_key_rows(&mut tx, org);
-        Ok(tx.run(&self.db).await?.get(rows)?)
+        Ok(tx.run(self.key_jobs_db()?).await?.get(rows)?)
     }
 
     /// Unwraps an organization's key from its row (no session: the job and the CLI).
@@ -132,7 +132,7 @@ impl App {
                 reason,
             },
         );
-        match tx.run(&self.db).await {
+        match tx.run(self.key_jobs_db()?).await {
             Err(StoreError::Conflict { .. }) => {
                 Err(AppError::Conflict("a rotation of this organization's key is still re-encrypting".into()))
             }
@@ -156,7 +156,7 @@ impl App {
         // Uncounted: counting what is left would scan the organization's index on every batch.
         let mut tx = Tx::anonymous();
         let rows = key_rotation::org_keys_uncounted(&mut tx, org.as_uuid());
-        let rows = tx.run(&self.db).await?.get(rows)?;
+        let rows = tx.run(self.key_jobs_db()?).await?.get(rows)?;
         let Some(active) = rows.iter().find(|r| r.key.retired_at.is_none()) else {
             return Ok(RotationProgress { reencrypted: 0, done: true, retired_key_deleted: true });
         };
@@ -165,14 +165,14 @@ impl App {
         };
         let mut tx = Tx::anonymous();
         let values = key_rotation::rotation_batch(&mut tx, org.as_uuid(), retired.key.id, batch.max(1));
-        let values = tx.run(&self.db).await?.get(values)?;
+        let values = tx.run(self.key_jobs_db()?).await?.get(values)?;
         if values.is_empty() {
             let mut tx = Tx::anonymous();
             let event = EventId::new(&*self.clock, &*self.random).as_uuid();
             let min_age = self.retired_key_min_age();
             let finished =
                 key_rotation::finish_rotation(&mut tx, org.as_uuid(), retired.key.id, self.clock.now(), event, min_age);
-            let deleted = tx.run(&self.db).await?.get(finished)?;
+            let deleted = tx.run(self.key_jobs_db()?).await?.get(finished)?;
             let others = rows.iter().filter(|r| r.key.retired_at.is_some()).count() > 1;
             return Ok(RotationProgress { reencrypted: 0, done: !others, retired_key_deleted: deleted && !others });
         }
@@ -188,7 +188,7 @@ impl App {
         }
         let mut tx = Tx::anonymous();
         let applied = key_rotation::rotation_apply(&mut tx, org.as_uuid(), &values, resealed);
-        let applied = i64::from(tx.run(&self.db).await?.get(applied)?);
+        let applied = i64::from(tx.run(self.key_jobs_db()?).await?.get(applied)?);
         Ok(RotationProgress { reencrypted: applied, done: false, retired_key_deleted: false })
     }
 
@@ -210,7 +210,7 @@ impl App {
     pub async fn run_key_maintenance(&self, batches: usize) -> Result<i64, AppError> {
         let mut tx = Tx::anonymous();
         let due = key_rotation::key_work_due(&mut tx, self.clock.now(), self.policy.data_key_rotation, 100);
-        let due = tx.run(&self.db).await?.get(due)?;
+        let due = tx.run(self.key_jobs_db()?).await?.get(due)?;
         let mut total = 0;
         for org in due.into_iter().map(OrgId::from_uuid) {
             // One organization that cannot move now (an undecryptable value, a provider outage)
@@ -226,7 +226,7 @@ impl App {
     async fn maintain_org_keys(&self, org: OrgId, batches: usize) -> Result<i64, AppError> {
         let mut tx = Tx::anonymous();
         let rows = key_rotation::org_keys_uncounted(&mut tx, org.as_uuid());
-        let rows = tx.run(&self.db).await?.get(rows)?;
+        let rows = tx.run(self.key_jobs_db()?).await?.get(rows)?;
         if !rows.iter().any(|r| r.key.retired_at.is_some()) {
             match self.start_org_key_rotation(org, "scheduled").await {
                 Ok(()) | Err(AppError::Conflict(_)) => {}
@@ -249,6 +249,8 @@ impl App {
     /// touched) and destroys the old wrapping keys. Safe to run again after a crash. `progress`
     /// hears about each scope as it is done.
     pub async fn rotate_kek(&self, mut progress: impl FnMut(&str, usize)) -> Result<bool, AppError> {
+        // Before the provider is touched: a master key rotated with no way to rewrap is no use.
+        self.key_jobs_db()?;
         let provider = self.keyring.provider().clone();
         let rotated_master = tokio::task::spawn_blocking(move || provider.rotate_master())
             .await
@@ -257,7 +259,7 @@ impl App {
         let mut tx = Tx::anonymous();
         let orgs = key_rotation::orgs_with_keys(&mut tx);
         let instance = data_keys::instance_keys(&mut tx);
-        let mut results = tx.run(&self.db).await?;
+        let mut results = tx.run(self.key_jobs_db()?).await?;
         let (orgs, instance) = (results.get(orgs)?, results.get(instance)?);
         let moved = self.rewrap_scope(Scope::Instance, &instance).await?;
         progress("instance", moved);
@@ -303,7 +305,7 @@ impl App {
                     let _moved = key_rotation::rewrap_org_key(&mut tx, org.as_uuid(), rewrap, event);
                 }
             }
-            tx.run(&self.db).await?;
+            tx.run(self.key_jobs_db()?).await?;
         }
         // A data-key rotation running meanwhile may have minted a key under an old generation:
         // destroy only names no stored key uses any more (the next rotate-kek moves the rest).
@@ -311,12 +313,12 @@ impl App {
             Scope::Instance => {
                 let mut tx = Tx::anonymous();
                 let rows = data_keys::instance_keys(&mut tx);
-                tx.run(&self.db).await?.get(rows)?.into_iter().map(|r| r.wrapping_key).collect()
+                tx.run(self.key_jobs_db()?).await?.get(rows)?.into_iter().map(|r| r.wrapping_key).collect()
             }
             Scope::Org(org) => {
                 let mut tx = Tx::anonymous();
                 let rows = key_rotation::org_keys_uncounted(&mut tx, org.as_uuid());
-                tx.run(&self.db).await?.get(rows)?.into_iter().map(|r| r.key.wrapping_key).collect()
+                tx.run(self.key_jobs_db()?).await?.get(rows)?.into_iter().map(|r| r.key.wrapping_key).collect()
             }
         };
         let mut old: Vec<String> =

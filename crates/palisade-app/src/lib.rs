@@ -134,6 +134,10 @@ impl Default for Policy {
 #[derive(Clone)]
 pub struct App {
     pub db: Db,
+    /// The key jobs' own pool (the `<runtime role>_keys` login): rotation, rewrapping and
+    /// shredding run over it, never over `db`, whose role may not execute those functions.
+    /// `None` where no such connection is configured: those jobs then refuse with a hint.
+    pub key_jobs: Option<Db>,
     pub hasher: PasswordHasher,
     pub clock: Arc<dyn Clock>,
     pub random: Arc<dyn Randomness>,
@@ -158,6 +162,17 @@ pub struct App {
 }
 
 impl App {
+    /// The pool the key keeper's jobs run over, or why there is none.
+    pub(crate) fn key_jobs_db(&self) -> Result<&Db, AppError> {
+        self.key_jobs.as_ref().ok_or_else(|| {
+            AppError::Unavailable(
+                "key rotation and shredding need the key jobs' connection: set PALISADE_DATABASE_KEYS_URL \
+                 (the `<runtime role>_keys` login `palisade migrate` creates)"
+                    .into(),
+            )
+        })
+    }
+
     /// An audit event happening now, by the session's user unless the builder says otherwise.
     pub(crate) fn audit<'a>(
         &self,

@@ -62,7 +62,7 @@ impl App {
         let now = self.clock.now();
         let mut tx = Tx::anonymous();
         let due = org_deletion::due(&mut tx, now, 20);
-        let due = tx.run(&self.db).await?.get(due)?;
+        let due = tx.run(self.key_jobs_db()?).await?.get(due)?;
         let mut shredded = 0;
         for org in &due {
             // One organization that cannot be shredded now (a provider outage, a legal hold set
@@ -79,7 +79,7 @@ impl App {
     async fn shred_one(&self, org: &org_deletion::DueOrg, now: OffsetDateTime) -> Result<(), AppError> {
         let mut tx = Tx::anonymous();
         org_deletion::begin(&mut tx, org.org, now);
-        tx.run(&self.db).await?;
+        tx.run(self.key_jobs_db()?).await?;
         // Every generation a KEK rotation may have made, and one past it (a rotation that crashed
         // after creating its next key).
         let names: Vec<String> =
@@ -92,7 +92,7 @@ impl App {
         self.keyring.forget(Scope::Org(org.org));
         let mut tx = Tx::anonymous();
         org_deletion::shred(&mut tx, org.org, now, EventId::new(&*self.clock, &*self.random).as_uuid());
-        tx.run(&self.db).await?;
+        tx.run(self.key_jobs_db()?).await?;
         self.edge.forget(org.org);
         tracing::info!(org = %org.org, name = %org.name, "organization shredded: keys destroyed, rows deleted");
         Ok(())

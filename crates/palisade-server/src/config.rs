@@ -114,6 +114,9 @@ pub struct Config {
     pub database_url: Option<SecretString>,
     /// Owner/superuser connection for `palisade migrate`.
     pub database_admin_url: Option<SecretString>,
+    /// The `<runtime_role>_keys` login's connection (external database): key rotation and
+    /// shredding run over it, never over the runtime role's. Without it `serve` runs no key jobs.
+    pub database_keys_url: Option<SecretString>,
     /// Name of the runtime login role `migrate` creates.
     pub runtime_role: String,
     pub db_pool_size: usize,
@@ -213,6 +216,7 @@ impl Default for Config {
             public_url: None,
             database_url: None,
             database_admin_url: None,
+            database_keys_url: None,
             runtime_role: "palisade_app".into(),
             db_pool_size: 16,
             log_format: LogFormat::Json,
@@ -347,7 +351,7 @@ impl Config {
     }
 
     pub fn is_embedded(&self) -> bool {
-        self.database_url.is_none() && self.database_admin_url.is_none()
+        self.database_url.is_none() && self.database_admin_url.is_none() && self.database_keys_url.is_none()
     }
 
     /// The effective configuration as text, secrets redacted.
@@ -362,6 +366,7 @@ impl Config {
             format!("database = \"{}\"", if self.is_embedded() { "embedded" } else { "external" }),
             format!("database_url = \"{}\"", url(&self.database_url)),
             format!("database_admin_url = \"{}\"", url(&self.database_admin_url)),
+            format!("database_keys_url = \"{}\"", url(&self.database_keys_url)),
             format!("runtime_role = \"{}\"", self.runtime_role),
             format!("db_pool_size = {}", self.db_pool_size),
             format!("log_format = \"{:?}\"", self.log_format).to_lowercase(),

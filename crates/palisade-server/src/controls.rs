@@ -31,15 +31,25 @@ pub(crate) fn result(id: &'static str, control: &'static str, problems: Vec<Stri
     }
 }
 
-/// Runs every check. `runtime` must be connected as the runtime role; `admin` (the operator's
-/// connection) enables the checks that read every organization; `url` is a running server;
-/// `config` the configuration the server runs with.
+/// The connections a check run uses.
+#[derive(Clone, Copy)]
+pub struct CheckConnections<'a> {
+    /// As the runtime role: what a request's connection can see and do.
+    pub runtime: &'a Client,
+    /// The operator's connection: enables the checks that read every organization.
+    pub admin: Option<&'a Client>,
+    /// The key jobs' `_keys` login: every organization's data keys (E4).
+    pub keys: Option<&'a Client>,
+}
+
+/// Runs every check over `connections`; `url` is a running server; `config` the configuration
+/// the server runs with.
 pub async fn run_all(
-    runtime: &Client,
-    admin: Option<&Client>,
+    connections: CheckConnections<'_>,
     url: Option<&str>,
     config: &crate::config::Config,
 ) -> Vec<CheckResult> {
+    let CheckConnections { runtime, admin, keys } = connections;
     vec![
         check_t1(runtime).await,
         check_t2(runtime).await,
@@ -54,7 +64,7 @@ pub async fn run_all(
         crate::controls_edge::check_p4(url).await,
         crate::controls_keys::check_e2(admin).await,
         crate::controls_keys::check_e3(runtime, admin).await,
-        crate::controls_keys::check_e4(runtime, config).await,
+        crate::controls_keys::check_e4(runtime, keys, config).await,
         crate::controls_keys::check_e5(runtime, admin, url, config).await,
     ]
 }

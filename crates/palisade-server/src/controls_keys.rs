@@ -8,6 +8,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use palisade_core::{DataKeyId, OrgId, RecordId, SecretId};
+use palisade_store::catalog;
 use tokio_postgres::Client;
 use uuid::Uuid;
 
@@ -258,7 +259,9 @@ pub async fn check_e3(runtime: &Client, admin: Option<&Client>) -> CheckResult {
 
 /// Opens the configured provider (a local one only if its files exist: a check creates nothing)
 /// and asks it for every wrapping key the database names; no active data key may be overdue.
-pub async fn check_e4(runtime: &Client, config: &Config) -> CheckResult {
+/// The keys are read over the key jobs' login (`keys`), the only one that may see every
+/// organization's; the runtime role must not be able to do that login's work.
+pub async fn check_e4(runtime: &Client, keys: Option<&Client>, config: &Config) -> CheckResult {
     if config.key_provider == KeyProviderKind::Local
         && let Some(file) = [config.kek_file(), config.key_store_file()].into_iter().find(|f| !f.exists())
     {
@@ -266,9 +269,20 @@ pub async fn check_e4(runtime: &Client, config: &Config) -> CheckResult {
         return fail("E4", E4, why);
     }
     let (mut problems, mut users) = (Vec::new(), BTreeMap::<String, BTreeSet<String>>::new());
+    match catalog::key_job_problems(runtime).await {
+        Ok(found) => problems.extend(found),
+        Err(err) => problems.push(format!("cannot read the runtime role's privileges: {err}")),
+    }
+    let Some(keys) = keys else {
+        if !problems.is_empty() {
+            return result("E4", E4, problems, String::new());
+        }
+        let evidence = "the runtime role cannot do the key jobs' work; set PALISADE_DATABASE_KEYS_URL (the `_keys` login) to check every organization's data keys".into();
+        return CheckResult { id: "E4", control: E4, status: Status::Skip, evidence };
+    };
     let days = config.data_key_rotation_days.clamp(1, 3650) as i32;
     let (mut orgs, mut oldest) = (BTreeSet::new(), 0i64);
-    let keys = runtime
+    let keys = keys
         .query(
             "SELECT o.tenant_id, k.wrapping_key, k.retired_at IS NULL, k.created_at < now() - make_interval(days => $1),
                     greatest(0, floor(extract(epoch FROM now() - k.created_at) / 86400))::bigint

@@ -15,6 +15,8 @@ use crate::embedded::{self, EmbeddedCluster};
 pub struct Connections {
     pub runtime: Option<tokio_postgres::Config>,
     pub admin: Option<tokio_postgres::Config>,
+    /// The key jobs' login (`<runtime role>_keys`): rotation and shredding, nothing else.
+    pub keys: Option<tokio_postgres::Config>,
     /// Kept alive while the caller works; stopping it is the caller's last step.
     pub cluster: Option<EmbeddedCluster>,
 }
@@ -46,6 +48,7 @@ pub async fn open(config: &Config) -> Result<Connections> {
                 .as_ref()
                 .map(|u| parse_url(u, "PALISADE_DATABASE_ADMIN_URL"))
                 .transpose()?,
+            keys: config.database_keys_url.as_ref().map(|u| parse_url(u, "PALISADE_DATABASE_KEYS_URL")).transpose()?,
             cluster: None,
         });
     }
@@ -59,13 +62,14 @@ pub async fn open(config: &Config) -> Result<Connections> {
     drop(bootstrap);
     let admin = cluster.admin_config(embedded::DATABASE);
     let mut client = connect(&admin).await?;
-    let report = migrate::migrate(&mut client, &role, Some(cluster.runtime_password())).await?;
+    let report = migrate::migrate(&mut client, &role, cluster.login_passwords()).await?;
     for name in &report.applied {
         tracing::info!(migration = %name, "applied migration");
     }
     Ok(Connections {
         runtime: Some(cluster.runtime_config(role.as_str(), embedded::DATABASE)),
         admin: Some(admin),
+        keys: Some(cluster.keys_config(role.as_str(), embedded::DATABASE)),
         cluster: Some(cluster),
     })
 }
@@ -89,15 +93,20 @@ pub async fn migrate_command(config: &Config) -> Result<()> {
         bail!("set PALISADE_DATABASE_ADMIN_URL to an owner or superuser connection to migrate an external database");
     };
     let admin = parse_url(admin_url, "PALISADE_DATABASE_ADMIN_URL")?;
-    // The runtime role's password, if the operator gave the runtime URL too.
-    let password = match &config.database_url {
-        Some(url) => parse_url(url, "PALISADE_DATABASE_URL")?
-            .get_password()
-            .map(|p| SecretString::from(String::from_utf8_lossy(p).into_owned())),
-        None => None,
+    // The logins' passwords, if the operator gave their URLs too.
+    let password_of = |url: &Option<SecretString>, what: &str| -> Result<Option<SecretString>> {
+        Ok(match url {
+            Some(url) => parse_url(url, what)?
+                .get_password()
+                .map(|p| SecretString::from(String::from_utf8_lossy(p).into_owned())),
+            None => None,
+        })
     };
+    let password = password_of(&config.database_url, "PALISADE_DATABASE_URL")?;
+    let keys_password = password_of(&config.database_keys_url, "PALISADE_DATABASE_KEYS_URL")?;
     let mut client = connect(&admin).await?;
-    let report = migrate::migrate(&mut client, &role, password.as_ref()).await?;
+    let passwords = migrate::LoginPasswords { runtime: password.as_ref(), keys: keys_password.as_ref() };
+    let report = migrate::migrate(&mut client, &role, passwords).await?;
     println!(
         "Applied {} migration(s) ({} already current); runtime role {} {}.",
         report.applied.len(),
@@ -109,6 +118,13 @@ pub async fn migrate_command(config: &Config) -> Result<()> {
         println!(
             "Set its password: ALTER ROLE {} PASSWORD '…'; then give it to serve in PALISADE_DATABASE_URL.",
             role.as_str()
+        );
+    }
+    if report.keys_role_created && keys_password.is_none() {
+        println!(
+            "Key rotation and shredding run as {role}_keys: set its password (ALTER ROLE {role}_keys PASSWORD '…') \
+             and give it to serve in PALISADE_DATABASE_KEYS_URL.",
+            role = role.as_str()
         );
     }
     Ok(())

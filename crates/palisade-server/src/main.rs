@@ -318,8 +318,13 @@ async fn controls_check(config: &Config, json: bool, url: Option<String>) -> Res
         Some(admin) => Some(database::connect(&admin).await?),
         None => None,
     };
-    let results = controls::run_all(&client, admin.as_ref(), url.as_deref(), config).await;
-    drop((client, admin));
+    let keys = match connections.keys.clone() {
+        Some(keys) => Some(database::connect(&keys).await?),
+        None => None,
+    };
+    let checked = controls::CheckConnections { runtime: &client, admin: admin.as_ref(), keys: keys.as_ref() };
+    let results = controls::run_all(checked, url.as_deref(), config).await;
+    drop((client, admin, keys));
     if let Some(cluster) = connections.cluster.as_mut() {
         cluster.stop()?;
     }
@@ -336,12 +341,13 @@ async fn keys(config: &Config, command: KeysCommand) -> Result<ExitCode> {
     let mut connections = database::open(config).await?;
     let runtime = connections.runtime.clone().context("set PALISADE_DATABASE_URL (the runtime role's connection)")?;
     let db = palisade_store::Db::connect(runtime, 2)?;
-    let app = serve::build_app(
+    let mut app = serve::build_app(
         config,
         db,
         std::sync::Arc::new(palisade_core::SystemClock),
         std::sync::Arc::new(palisade_core::SystemRandomness),
     )?;
+    app.key_jobs = serve::key_jobs_pool(&connections).await?;
     let outcome = keys_command(&app, command).await;
     drop(app);
     if let Some(cluster) = connections.cluster.as_mut() {

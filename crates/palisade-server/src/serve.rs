@@ -40,6 +40,7 @@ pub fn build_app(config: &Config, db: Db, clock: Arc<dyn Clock>, random: Arc<dyn
     }
     Ok(App {
         db,
+        key_jobs: None,
         hasher: PasswordHasher::new(config.hash_workers(), config.hash_queue),
         clock,
         random,
@@ -77,6 +78,15 @@ pub fn build_app(config: &Config, db: Db, clock: Arc<dyn Clock>, random: Arc<dyn
     })
 }
 
+/// The key jobs' pool (two connections as the `_keys` login), checked like the runtime role's:
+/// it too must own nothing and respect row-level security.
+pub async fn key_jobs_pool(connections: &crate::database::Connections) -> Result<Option<Db>> {
+    let Some(keys) = connections.keys.clone() else { return Ok(None) };
+    let db = Db::connect(keys, 2)?;
+    refuse_unsafe_role(&db).await.context("the key jobs' login (PALISADE_DATABASE_KEYS_URL)")?;
+    Ok(Some(db))
+}
+
 /// Refuses to serve with a role that could step around row-level security.
 pub async fn refuse_unsafe_role(db: &Db) -> Result<()> {
     let client = db.client().await.context("connecting as the runtime role")?;
@@ -108,7 +118,8 @@ pub async fn run(config: Config) -> Result<()> {
     )?;
     let db = Db::connect(runtime, config.db_pool_size)?;
     refuse_unsafe_role(&db).await?;
-    let app = build_app(&config, db, Arc::new(SystemClock), Arc::new(SystemRandomness))?;
+    let mut app = build_app(&config, db, Arc::new(SystemClock), Arc::new(SystemRandomness))?;
+    app.key_jobs = key_jobs_pool(&connections).await?;
     tracing::info!(mail = %app.mailer.describe(), "transactional mail");
     sweep_outbox(&config);
     if let Err(err) = app.readiness().await {
@@ -124,7 +135,14 @@ pub async fn run(config: Config) -> Result<()> {
     );
     // Data-key rotation: starts scheduled rotations and re-encrypts in batches; resumes after
     // any crash because its progress is what the database still holds under retired keys.
-    tokio::spawn(app.clone().run_key_rotation(std::time::Duration::from_secs(10)));
+    if app.key_jobs.is_some() {
+        tokio::spawn(app.clone().run_key_rotation(std::time::Duration::from_secs(10)));
+    } else {
+        tracing::warn!(
+            "no key jobs' connection (PALISADE_DATABASE_KEYS_URL): scheduled data-key rotation and \
+             organization shredding do not run on this node"
+        );
+    }
     let state = ApiState {
         app,
         secure_cookies: config.public_url().starts_with("https://"),

@@ -2,6 +2,10 @@
 -- validated runtime role name. The runtime role owns nothing and gets only what it needs.
 REVOKE ALL ON ALL TABLES IN SCHEMA palisade FROM {role};
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA palisade FROM PUBLIC;
+-- Functions too start from nothing: a grant dropped from this file is revoked on the next migrate.
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA palisade FROM {role};
+-- The key keeper's jobs run as the `_keys` login, never as the runtime role (0025).
+REVOKE palisade_keyjobs FROM {role};
 GRANT USAGE ON SCHEMA palisade TO {role};
 GRANT SELECT ON palisade.schema_migrations TO {role};
 GRANT SELECT, INSERT ON palisade.users TO {role};
@@ -123,23 +127,14 @@ REVOKE INSERT ON palisade.webauthn_credentials FROM {role};
 GRANT INSERT (id, user_id, name, credential_id, passkey_sealed, created_at) ON palisade.webauthn_credentials TO {role};
 GRANT EXECUTE ON FUNCTION palisade.complete_webauthn(bytea, timestamptz, bytea, bytea) TO {role};
 REVOKE EXECUTE ON FUNCTION palisade.complete_webauthn(bytea, timestamptz, bytea, jsonb) FROM {role};
--- Key rotation and status run through the key keeper's checked functions (migration 0022).
-GRANT EXECUTE ON FUNCTION palisade.key_work_due(timestamptz, interval, integer) TO {role};
-GRANT EXECUTE ON FUNCTION palisade.orgs_with_keys() TO {role};
+-- Key status for the organization a request entered (org_key_rows checks the verified tenant);
+-- rotation, rewrapping and shredding are the `_keys` login's (palisade_keyjobs, 0025).
 GRANT EXECUTE ON FUNCTION palisade.org_key_rows(uuid, boolean) TO {role};
-GRANT EXECUTE ON FUNCTION palisade.start_key_rotation(uuid, uuid, text, bytea, timestamptz, uuid, text) TO {role};
-GRANT EXECUTE ON FUNCTION palisade.rotation_batch(uuid, uuid, integer) TO {role};
-GRANT EXECUTE ON FUNCTION palisade.rotation_apply(uuid, text[], uuid[], bytea[], bytea[]) TO {role};
-GRANT EXECUTE ON FUNCTION palisade.finish_key_rotation(uuid, uuid, timestamptz, uuid, interval) TO {role};
-GRANT EXECUTE ON FUNCTION palisade.rewrap_org_key(uuid, uuid, text, text, bytea, timestamptz, uuid) TO {role};
 GRANT EXECUTE ON FUNCTION palisade.envelope_key(bytea) TO {role};
 GRANT EXECUTE ON FUNCTION palisade.sealed_key_guard() TO {role};
--- Organization deletion: the owner schedules or cancels it; the key keeper shreds (0023).
+-- Organization deletion: the owner schedules or cancels it; the key keeper's job shreds (0023).
 GRANT EXECUTE ON FUNCTION palisade.schedule_org_deletion(uuid, interval) TO {role};
 GRANT EXECUTE ON FUNCTION palisade.cancel_org_deletion(uuid) TO {role};
-GRANT EXECUTE ON FUNCTION palisade.orgs_due_for_shredding(timestamptz, integer) TO {role};
-GRANT EXECUTE ON FUNCTION palisade.shred_org(uuid, timestamptz, uuid) TO {role};
-GRANT EXECUTE ON FUNCTION palisade.begin_shredding(uuid, timestamptz) TO {role};
 -- Caller settings are read through palisade.setting, which verifies them (0024); the runtime
 -- role can neither write them through set_app nor read the key that seals them.
 GRANT EXECUTE ON FUNCTION palisade.setting(text, boolean), palisade.setting(text) TO {role};

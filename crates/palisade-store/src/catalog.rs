@@ -170,6 +170,32 @@ pub async fn table_facts(client: &Client) -> Result<Vec<TableFacts>, StoreError>
 pub const CALLER_SETTINGS: &str =
     "(tenant_id|user_id|session_id|role|permissions|record_scope|api_key_id|api_key_hash)";
 
+/// The key keeper's functions a request may reach: its own organization's key status and the
+/// owner's scheduling or cancelling of a deletion (each checks the verified caller itself).
+const REQUEST_KEY_FUNCTIONS: [&str; 3] = ["org_key_rows", "schedule_org_deletion", "cancel_org_deletion"];
+
+/// How the connected role (the runtime role) could do the key jobs' work: execute a key keeper
+/// function beyond those a request needs, or act as palisade_keyjobs. Empty means separated.
+pub async fn key_job_problems(client: &Client) -> Result<Vec<String>, StoreError> {
+    let rows = client
+        .query(
+            r#"SELECT format('role %s can execute palisade.%s', current_user, p.proname)
+                 FROM pg_proc p
+                WHERE p.pronamespace = 'palisade'::regnamespace
+                  AND p.proowner = (SELECT oid FROM pg_roles WHERE rolname = 'palisade_keykeeper')
+                  AND NOT p.proname = ANY($1)
+                  AND has_function_privilege(current_user, p.oid, 'EXECUTE')
+               UNION ALL
+               SELECT format('role %s is a member of palisade_keyjobs', current_user)
+                WHERE pg_has_role(current_user, 'palisade_keyjobs', 'MEMBER')
+               ORDER BY 1"#,
+            &[&REQUEST_KEY_FUNCTIONS.as_slice()],
+        )
+        .await
+        .map_err(StoreError::from_pg)?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
 /// Every way the schema breaks the caller-settings rule, as the connected role sees it: a
 /// function or policy that reads or writes a caller setting directly, or a connected role that
 /// could write them or read the key that seals them. Empty means sound.

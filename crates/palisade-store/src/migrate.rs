@@ -57,6 +57,7 @@ const MIGRATIONS: &[Migration] = &[
     Migration { version: 22, name: "key_rotation", sql: include_str!("../migrations/0022_key_rotation.sql") },
     Migration { version: 23, name: "org_deletion", sql: include_str!("../migrations/0023_org_deletion.sql") },
     Migration { version: 24, name: "verified_settings", sql: include_str!("../migrations/0024_verified_settings.sql") },
+    Migration { version: 25, name: "key_jobs", sql: include_str!("../migrations/0025_key_jobs.sql") },
 ];
 
 const GRANTS: &str = include_str!("../migrations/grants.sql");
@@ -86,6 +87,11 @@ impl RoleName {
         &self.0
     }
 
+    /// The login the key keeper's jobs use: `<runtime role>_keys` (member of palisade_keyjobs).
+    pub fn keys_role(&self) -> Result<Self, String> {
+        Self::parse(&format!("{}_keys", self.0))
+    }
+
     fn quoted(&self) -> String {
         format!("\"{}\"", self.0)
     }
@@ -97,6 +103,8 @@ pub struct MigrationReport {
     pub applied: Vec<String>,
     pub already_current: usize,
     pub role_created: bool,
+    /// The key jobs' `_keys` login was created by this run.
+    pub keys_role_created: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -105,6 +113,8 @@ pub enum MigrateError {
     ChecksumMismatch { version: i32, name: &'static str },
     #[error("the database has migration {0}, newer than this build knows; upgrade palisade")]
     DatabaseIsNewer(i32),
+    #[error("{0}")]
+    RoleName(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -121,17 +131,27 @@ fn hex_lower(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Creates or upgrades the schema, then creates (or corrects) the runtime role and its grants.
-/// `runtime_password`, when given, is stored as a SCRAM verifier: the plaintext never reaches
-/// the database server.
+/// The logins `migrate` creates or corrects, with the passwords to give them (stored as SCRAM
+/// verifiers: the plaintext never reaches the database server). A password left out keeps the
+/// role's current one.
+#[derive(Clone, Copy, Default)]
+pub struct LoginPasswords<'a> {
+    /// The runtime role's, which serves requests.
+    pub runtime: Option<&'a SecretString>,
+    /// The `_keys` login's, which runs key rotation and shredding.
+    pub keys: Option<&'a SecretString>,
+}
+
+/// Creates or upgrades the schema, then creates (or corrects) the runtime role, the key jobs'
+/// `_keys` login and their grants.
 pub async fn migrate(
     admin: &mut Client,
     runtime_role: &RoleName,
-    runtime_password: Option<&SecretString>,
+    passwords: LoginPasswords<'_>,
 ) -> Result<MigrationReport, MigrateError> {
     let mut report = MigrationReport::default();
     admin.batch_execute("SELECT pg_advisory_lock(727274001)").await.map_err(pg)?;
-    let result = migrate_locked(admin, runtime_role, runtime_password, &mut report).await;
+    let result = migrate_locked(admin, runtime_role, passwords, &mut report).await;
     let unlock = admin.batch_execute("SELECT pg_advisory_unlock(727274001)").await;
     result?;
     unlock.map_err(pg)?;
@@ -141,7 +161,7 @@ pub async fn migrate(
 async fn migrate_locked(
     admin: &mut Client,
     runtime_role: &RoleName,
-    runtime_password: Option<&SecretString>,
+    passwords: LoginPasswords<'_>,
     report: &mut MigrationReport,
 ) -> Result<(), MigrateError> {
     admin
@@ -187,10 +207,15 @@ async fn migrate_locked(
             }
         }
     }
-    report.role_created = ensure_runtime_role(admin, runtime_role, runtime_password).await?;
-    let grants = GRANTS.replace("{role}", &runtime_role.quoted());
+    report.role_created = ensure_login_role(admin, runtime_role, passwords.runtime).await?;
+    let keys_role = runtime_role.keys_role().map_err(MigrateError::RoleName)?;
+    report.keys_role_created = ensure_login_role(admin, &keys_role, passwords.keys).await?;
     let tx = admin.transaction().await.map_err(pg)?;
-    tx.batch_execute(&grants).await.map_err(pg)?;
+    tx.batch_execute(&GRANTS.replace("{role}", &runtime_role.quoted())).await.map_err(pg)?;
+    // The key jobs read and write what the server does (instance keys, audit events) besides
+    // the key keeper's functions, which only they may run.
+    tx.batch_execute(&GRANTS.replace("{role}", &keys_role.quoted())).await.map_err(pg)?;
+    tx.batch_execute(&format!("GRANT palisade_keyjobs TO {}", keys_role.quoted())).await.map_err(pg)?;
     sync_role_permissions(&tx).await?;
     tx.commit().await.map_err(pg)?;
     Ok(())
@@ -213,7 +238,8 @@ async fn sync_role_permissions(tx: &tokio_postgres::Transaction<'_>) -> Result<(
     Ok(())
 }
 
-async fn ensure_runtime_role(
+/// Creates the login if it is missing and puts it back in its place if it gained anything.
+async fn ensure_login_role(
     admin: &Client,
     role: &RoleName,
     password: Option<&SecretString>,

@@ -70,7 +70,7 @@ fn start_cluster() -> TestCluster {
         postgres.batch_execute(&format!("CREATE DATABASE {TEMPLATE}")).await.expect("create template");
         let mut template = palisade_server::database::connect(&cluster.admin_config(TEMPLATE)).await.expect("template");
         let role = RoleName::parse(RUNTIME_ROLE).expect("role name");
-        migrate::migrate(&mut template, &role, Some(cluster.runtime_password())).await.expect("migrate template");
+        migrate::migrate(&mut template, &role, cluster.login_passwords()).await.expect("migrate template");
     });
     TestCluster { cluster }
 }
@@ -98,6 +98,11 @@ impl TestDb {
         cluster().cluster.runtime_config(RUNTIME_ROLE, &self.name)
     }
 
+    /// The key jobs' login (`palisade_app_keys`): rotation and shredding.
+    pub fn keys_config(&self) -> tokio_postgres::Config {
+        cluster().cluster.keys_config(RUNTIME_ROLE, &self.name)
+    }
+
     pub async fn admin(&self) -> tokio_postgres::Client {
         palisade_server::database::connect(&self.admin_config()).await.expect("admin connection")
     }
@@ -109,6 +114,11 @@ impl TestDb {
     /// A key-value connection string for the runtime role (for running the binary).
     pub fn runtime_dsn(&self) -> String {
         self.dsn(RUNTIME_ROLE, cluster().cluster.runtime_password().expose_secret())
+    }
+
+    /// A key-value connection string for the key jobs' login (PALISADE_DATABASE_KEYS_URL).
+    pub fn keys_dsn(&self) -> String {
+        self.dsn(&format!("{RUNTIME_ROLE}_keys"), cluster().cluster.keys_password().expose_secret())
     }
 
     /// A key-value connection string for an arbitrary role with a password.

@@ -116,8 +116,12 @@ impl TestApp {
         let pool = Db::connect(db.runtime_config(), 8).expect("pool");
         palisade_server::serve::refuse_unsafe_role(&pool).await.expect("runtime role is safe");
         let clock = Arc::new(ManualClock::ticking(time::OffsetDateTime::now_utc(), time::Duration::milliseconds(1)));
-        let app = palisade_server::serve::build_app(&config, pool, clock.clone(), Arc::new(SystemRandomness))
+        let mut app = palisade_server::serve::build_app(&config, pool, clock.clone(), Arc::new(SystemRandomness))
             .expect("build app");
+        // The key jobs' own login, as `palisade serve` connects it.
+        let key_jobs = Db::connect(db.keys_config(), 2).expect("key jobs pool");
+        palisade_server::serve::refuse_unsafe_role(&key_jobs).await.expect("key jobs' role is safe");
+        app.key_jobs = Some(key_jobs);
         app.reload_token_keys().await.expect("token signing keys");
         let outbox = palisade_mail::Outbox::open(config.outbox_dir()).expect("outbox");
         let hasher = app.hasher.clone();
@@ -328,6 +332,11 @@ impl TestApp {
     /// A connection as the runtime role, as the server uses.
     pub async fn runtime(&self) -> tokio_postgres::Client {
         self.db.runtime().await
+    }
+
+    /// A connection as the key jobs' login (`palisade_app_keys`).
+    pub async fn key_jobs(&self) -> tokio_postgres::Client {
+        palisade_server::database::connect(&self.db.keys_config()).await.expect("key jobs connection")
     }
 
     /// Row count of a palisade table, seen by the superuser (row-level security does not apply).

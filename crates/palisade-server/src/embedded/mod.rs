@@ -35,6 +35,7 @@ pub struct EmbeddedCluster {
     postmaster: Option<Postmaster>,
     admin_password: SecretString,
     runtime_password: SecretString,
+    keys_password: SecretString,
 }
 
 impl EmbeddedCluster {
@@ -45,6 +46,7 @@ impl EmbeddedCluster {
         let layout = Layout::resolve(data_dir)?;
         let admin_password = layout.read_or_create_secret("admin.password")?;
         let runtime_password = layout.read_or_create_secret("runtime.password")?;
+        let keys_password = layout.read_or_create_secret("keys.password")?;
         layout.prepare_directories()?;
         if !layout.pgdata().join("PG_VERSION").exists() {
             eprintln!("Creating the embedded PostgreSQL cluster in {} (first start)…", layout.pgdata().display());
@@ -65,7 +67,7 @@ impl EmbeddedCluster {
         };
         process::wait_until_accepting(&layout, std::time::Duration::from_secs(60))
             .with_context(|| format!("embedded PostgreSQL did not start; see {}", layout.log_hint()))?;
-        Ok(Self { layout, postmaster, admin_password, runtime_password })
+        Ok(Self { layout, postmaster, admin_password, runtime_password, keys_password })
     }
 
     pub fn layout(&self) -> &Layout {
@@ -96,6 +98,23 @@ impl EmbeddedCluster {
 
     pub fn runtime_password(&self) -> &SecretString {
         &self.runtime_password
+    }
+
+    pub fn keys_password(&self) -> &SecretString {
+        &self.keys_password
+    }
+
+    /// The key jobs' login (`<runtime role>_keys`) connection settings.
+    pub fn keys_config(&self, runtime_role: &str, dbname: &str) -> tokio_postgres::Config {
+        self.config(&format!("{runtime_role}_keys"), &self.keys_password, dbname)
+    }
+
+    /// What `migrate` gives the runtime role and the key jobs' login.
+    pub fn login_passwords(&self) -> palisade_store::migrate::LoginPasswords<'_> {
+        palisade_store::migrate::LoginPasswords {
+            runtime: Some(&self.runtime_password),
+            keys: Some(&self.keys_password),
+        }
     }
 
     /// Stops the postmaster if this process started it (fast shutdown: open transactions are

@@ -54,16 +54,21 @@ async fn config_check_redacts_secrets_and_controls_check_reports_json() {
             ("P4", "SKIP"),
             ("E2", "SKIP"),
             ("E3", "PASS"),
-            ("E4", "PASS"),
+            ("E4", "SKIP"),
             ("E5", "PASS")
         ]
     );
-    // With the operator's connection, every organization's audit chain is verified too.
-    let admin_dsn = app.db.admin_dsn();
-    let with_admin = with_keys(&[("PALISADE_DATABASE_URL", &dsn), ("PALISADE_DATABASE_ADMIN_URL", &admin_dsn)])
-        .args(["controls", "check", "--json"])
-        .output()
-        .unwrap();
+    // With the operator's connection, every organization's audit chain is verified too; with
+    // the key jobs' login, every organization's data keys.
+    let (admin_dsn, keys_dsn) = (app.db.admin_dsn(), app.db.keys_dsn());
+    let with_admin = with_keys(&[
+        ("PALISADE_DATABASE_URL", &dsn),
+        ("PALISADE_DATABASE_ADMIN_URL", &admin_dsn),
+        ("PALISADE_DATABASE_KEYS_URL", &keys_dsn),
+    ])
+    .args(["controls", "check", "--json"])
+    .output()
+    .unwrap();
     let results: Value = serde_json::from_slice(&with_admin.stdout).unwrap();
     for id in ["L4", "E2", "E3", "E4", "E5"] {
         let result = results.as_array().unwrap().iter().find(|r| r["id"] == id).unwrap();

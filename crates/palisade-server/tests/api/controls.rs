@@ -23,7 +23,9 @@ async fn a_healthy_install_passes_t1_t2_and_p2() {
     app.owner_of("a@example.com", "Org A").await;
     let admin = app.admin().await;
     let config = palisade_server::config::Config::default();
-    let results = controls::run_all(&app.runtime().await, Some(&admin), None, &config).await;
+    let (runtime, keys) = (app.runtime().await, app.key_jobs().await);
+    let connections = controls::CheckConnections { runtime: &runtime, admin: Some(&admin), keys: Some(&keys) };
+    let results = controls::run_all(connections, None, &config).await;
     let by_id = |id: &str| results.iter().find(|r| r.id == id).unwrap().clone();
     assert_eq!(by_id("T1").status, Status::Pass, "{:?}", by_id("T1"));
     assert_eq!(by_id("T2").status, Status::Pass, "{:?}", by_id("T2"));

@@ -69,7 +69,9 @@ async fn a_healthy_install_passes_e2_to_e5() {
     org_with_sealed_data(&app, "a@example.com", "Org A").await;
     org_with_sealed_data(&app, "b@example.com", "Org B").await;
     let (admin, runtime, config) = (app.admin().await, app.runtime().await, config_of(&app));
-    let results = controls::run_all(&runtime, Some(&admin), None, &config).await;
+    let keys = app.key_jobs().await;
+    let connections = controls::CheckConnections { runtime: &runtime, admin: Some(&admin), keys: Some(&keys) };
+    let results = controls::run_all(connections, None, &config).await;
     let by_id = |id: &str| results.iter().find(|r| r.id == id).unwrap().clone();
     for id in ["E2", "E3", "E4", "E5"] {
         assert_eq!(by_id(id).status, Status::Pass, "{:?}", by_id(id));
@@ -212,18 +214,35 @@ async fn e4_fails_for_an_overdue_rotation_a_wrapping_key_missing_from_the_provid
     let app = TestApp::spawn().await;
     let org = org_with_sealed_data(&app, "a@example.com", "Org A").await;
     let (admin, runtime, config) = (app.admin().await, app.runtime().await, config_of(&app));
-    assert_eq!(check_e4(&runtime, &config).await.status, Status::Pass);
+    let keys = app.key_jobs().await;
+    let keys = Some(&keys);
+    assert_eq!(check_e4(&runtime, keys, &config).await.status, Status::Pass);
+
+    // The runtime role able to do the key jobs' work, or no key jobs' login to check with.
+    admin
+        .batch_execute("GRANT EXECUTE ON FUNCTION palisade.shred_org(uuid, timestamptz, uuid) TO palisade_app")
+        .await
+        .unwrap();
+    assert_fails(&check_e4(&runtime, keys, &config).await, "role palisade_app can execute palisade.shred_org");
+    admin
+        .batch_execute("REVOKE EXECUTE ON FUNCTION palisade.shred_org(uuid, timestamptz, uuid) FROM palisade_app")
+        .await
+        .unwrap();
+    let without_keys = check_e4(&runtime, None, &config).await;
+    assert_eq!(without_keys.status, Status::Skip, "{without_keys:?}");
+    assert!(without_keys.evidence.contains("set PALISADE_DATABASE_KEYS_URL"), "{without_keys:?}");
+    assert_eq!(check_e4(&runtime, keys, &config).await.status, Status::Pass);
 
     admin
         .batch_execute("UPDATE palisade.org_data_keys SET created_at = created_at - interval '400 days 12 hours'")
         .await
         .unwrap();
     assert_fails(
-        &check_e4(&runtime, &config).await,
+        &check_e4(&runtime, keys, &config).await,
         &format!("{org}: active data key is 400 days old, rotation is due every 365 days"),
     );
     let lenient = Config { data_key_rotation_days: 500, ..config_of(&app) };
-    assert_eq!(check_e4(&runtime, &lenient).await.status, Status::Pass);
+    assert_eq!(check_e4(&runtime, keys, &lenient).await.status, Status::Pass);
     admin
         .batch_execute("UPDATE palisade.org_data_keys SET created_at = created_at + interval '400 days 12 hours'")
         .await
@@ -237,14 +256,14 @@ async fn e4_fails_for_an_overdue_rotation_a_wrapping_key_missing_from_the_provid
         LocalProvider::open(LocalProviderFiles { kek: config.kek_file(), store: config.key_store_file() }).unwrap();
     provider.destroy_key(&wrapping).unwrap();
     assert_fails(
-        &check_e4(&runtime, &config).await,
+        &check_e4(&runtime, keys, &config).await,
         &format!("wrapping key {wrapping} of {org} is not in the local provider: data under it is unreadable"),
     );
 
     // A configuration whose local provider files are gone: refused, and nothing is created.
     let empty = std::env::temp_dir().join(format!("palisade-e4-{}", app.db.name));
     let elsewhere = Config { data_dir: empty.clone(), ..Config::default() };
-    assert_fails(&check_e4(&runtime, &elsewhere).await, "kek.key does not exist");
+    assert_fails(&check_e4(&runtime, keys, &elsewhere).await, "kek.key does not exist");
     assert!(!empty.exists());
 }
 

@@ -243,6 +243,19 @@ async fn the_keys_commands_show_status_rotate_with_progress_and_rotate_the_kek()
     let (o, ids) = org_with_sealed_values(&app, "owner@example.com", 3).await;
     let mut envs = app.key_envs();
     envs.push(("PALISADE_DATABASE_URL", app.db.runtime_dsn()));
+    // With only the runtime role's connection the key keeper's work is refused, and says what
+    // to set; the provider's master key is left alone.
+    let runtime_only: Vec<(&str, &str)> = envs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let files_before = (std::fs::read(&envs[1].1).unwrap(), std::fs::read(&envs[2].1).unwrap());
+    for args in [&["rotate", "--org", o.org.as_str()][..], &["rotate-kek"], &["status"]] {
+        let out = command(&runtime_only).arg("keys").args(args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(err.contains("PALISADE_DATABASE_KEYS_URL"), "{args:?}: {err}");
+    }
+    let files_after = (std::fs::read(&envs[1].1).unwrap(), std::fs::read(&envs[2].1).unwrap());
+    assert!(files_after == files_before, "the KEK and the key store are untouched");
+    envs.push(("PALISADE_DATABASE_KEYS_URL", app.db.keys_dsn()));
     let envs: Vec<(&str, &str)> = envs.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let run = |args: &[&str]| {
         let out = command(&envs).arg("keys").args(args).output().unwrap();
@@ -280,4 +293,73 @@ async fn the_keys_commands_show_status_rotate_with_progress_and_rotate_the_kek()
     // The running server follows the rotated files (it reloads the store when it changes).
     app.app.keyring.forget(palisade_app::keyring::Scope::Org(o.id));
     all_read_back(&app, &o, &ids).await;
+}
+
+/// The key keeper's jobs belong to the `_keys` login alone (#7): SQL injected into a request's
+/// connection cannot start a rotation, rewrite sealed values, rewrap a key or shred an
+/// organization, nor read another organization's keys; the key jobs' login can, and is itself
+/// as unprivileged as the runtime role (owns nothing, no BYPASSRLS).
+#[tokio::test]
+async fn key_keeper_work_is_refused_to_the_runtime_role_and_runs_as_the_keys_login() {
+    let app = TestApp::spawn().await;
+    let (a, _) = org_with_sealed_values(&app, "a@example.com", 1).await;
+    let (b, _) = org_with_sealed_values(&app, "b@example.com", 1).await;
+    let (a_id, b_id) = (a.id.as_uuid(), b.id.as_uuid());
+    let code = |err: tokio_postgres::Error| err.code().map(|c| c.code().to_owned()).unwrap_or_default();
+    let admin = app.admin().await;
+    let b_keys = "SELECT string_agg(id::text || encode(wrapped, 'hex') || coalesce(retired_at::text, ''), ',' ORDER BY id) \
+                  FROM palisade.org_data_keys WHERE tenant_id = $1";
+    let b_before: String = admin.query_one(b_keys, &[&b_id]).await.unwrap().get(0);
+
+    // 1. Every job function: permission denied before it does anything.
+    let runtime = app.runtime().await;
+    for sql in [
+        "SELECT * FROM palisade.key_work_due(now(), interval '1 day', 10)".to_owned(),
+        "SELECT * FROM palisade.orgs_with_keys()".to_owned(),
+        format!(
+            "SELECT palisade.start_key_rotation('{b_id}', gen_random_uuid(), 'x.v1', '\\x00', now(), gen_random_uuid(), 'on demand')"
+        ),
+        format!("SELECT * FROM palisade.rotation_batch('{b_id}', gen_random_uuid(), 10)"),
+        format!("SELECT palisade.rotation_apply('{b_id}', '{{}}', '{{}}', '{{}}', '{{}}')"),
+        format!(
+            "SELECT palisade.finish_key_rotation('{b_id}', gen_random_uuid(), now(), gen_random_uuid(), interval '0')"
+        ),
+        format!(
+            "SELECT palisade.rewrap_org_key('{b_id}', gen_random_uuid(), 'a', 'b', '\\x00', now(), gen_random_uuid())"
+        ),
+        "SELECT * FROM palisade.orgs_due_for_shredding(now(), 10)".to_owned(),
+        format!("SELECT palisade.begin_shredding('{b_id}', now())"),
+        format!("SELECT palisade.shred_org('{b_id}', now(), gen_random_uuid())"),
+    ] {
+        let err = runtime.batch_execute(&sql).await.unwrap_err();
+        assert_eq!(code(err), "42501", "{sql}");
+    }
+
+    // 2. Key status: another organization's keys are "no such organization", with no tenant
+    // entered and from inside A; A's own keys are there for A's request.
+    let status = "SELECT count(*) FROM palisade.org_key_rows($1)";
+    let err = runtime.query_one(status, &[&b_id]).await.unwrap_err();
+    assert_eq!(code(err), "PA404");
+    let proof = app.session_proof(&a.owner).to_db();
+    runtime.batch_execute("BEGIN").await.unwrap();
+    runtime.query_one("SELECT palisade.enter_tenant($1, now(), $2)", &[&proof, &a_id]).await.unwrap();
+    let own: i64 = runtime.query_one(status, &[&a_id]).await.unwrap().get(0);
+    assert_eq!(own, 1, "A's request sees A's data key");
+    let err = runtime.query_one(status, &[&b_id]).await.unwrap_err();
+    assert_eq!(code(err), "PA404");
+    runtime.batch_execute("ROLLBACK").await.unwrap();
+
+    // 3. The key jobs' login does the work, for every organization.
+    let keys = app.key_jobs().await;
+    let orgs: i64 = keys.query_one("SELECT count(*) FROM palisade.orgs_with_keys()", &[]).await.unwrap().get(0);
+    assert_eq!(orgs, 2);
+    let b_rows: i64 = keys.query_one(status, &[&b_id]).await.unwrap().get(0);
+    assert_eq!(b_rows, 1);
+    let facts = palisade_store::catalog::current_role_facts(&keys).await.unwrap();
+    assert_eq!(facts.problems(), Vec::<String>::new(), "the keys login is unprivileged");
+    assert_eq!(palisade_store::catalog::key_job_problems(&runtime).await.unwrap(), Vec::<String>::new());
+
+    // 4. Nothing of B's keys changed.
+    let b_after: String = admin.query_one(b_keys, &[&b_id]).await.unwrap().get(0);
+    assert_eq!(b_after, b_before);
 }
