@@ -2,6 +2,7 @@
 //! refresh tokens, and signed access tokens (JWT).
 
 pub mod api_key;
+pub mod hash_pool;
 pub mod jwt;
 pub mod password;
 pub mod token;

@@ -1,5 +1,6 @@
-//! Password hashing with argon2id (m = 19 MiB, t = 2, p = 1) on a bounded pool of blocking
-//! threads, so a flood of sign-ins queues for the CPU instead of starving every other request.
+//! Password hashing with argon2id (m = 19 MiB, t = 2, p = 1) on a bounded pool of low-priority
+//! threads (`hash_pool`), so a flood of sign-ins queues for the CPU instead of starving every
+//! other request.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -9,6 +10,8 @@ use argon2::{Algorithm, Argon2, Params, Version};
 use palisade_core::{Password, ValidationError};
 use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::Semaphore;
+
+use crate::hash_pool::HashPool;
 
 #[derive(Debug, thiserror::Error)]
 pub enum HashError {
@@ -29,6 +32,7 @@ pub fn argon2id() -> Argon2<'static> {
 /// most `max_waiting` callers queued behind them.
 #[derive(Clone)]
 pub struct PasswordHasher {
+    pool: Arc<HashPool>,
     permits: Arc<Semaphore>,
     waiting: Arc<AtomicUsize>,
     max_waiting: usize,
@@ -50,6 +54,7 @@ impl PasswordHasher {
             .expect("hashing a fixed-size password cannot fail")
             .to_string();
         Self {
+            pool: Arc::new(HashPool::start(workers.max(1))),
             permits: Arc::new(Semaphore::new(workers.max(1))),
             waiting: Arc::new(AtomicUsize::new(0)),
             max_waiting,
@@ -70,12 +75,12 @@ impl PasswordHasher {
         let permit = self.permits.clone().acquire_owned().await;
         self.waiting.fetch_sub(1, Ordering::SeqCst);
         let permit = permit.map_err(|_| HashError::Internal("hash pool closed".into()))?;
-        tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            work()
-        })
-        .await
-        .map_err(|e| HashError::Internal(e.to_string()))?
+        self.pool
+            .run(move || {
+                let _permit = permit;
+                work()
+            })
+            .await?
     }
 
     /// How many verifications ran against real accounts' hashes since start.
@@ -223,6 +228,21 @@ mod tests {
         let upgraded = hasher.rehash(&"old-pass".into()).await.unwrap();
         assert!(upgraded.starts_with("$argon2id$"));
         assert!(!hasher.verify(&"old-pass".into(), Some(&upgraded)).await.unwrap().needs_rehash);
+    }
+
+    #[tokio::test]
+    async fn hashing_runs_on_threads_of_lower_priority_and_survives_a_panicking_job() {
+        let hasher = PasswordHasher::new(2, 8);
+        let nice = hasher.run_blocking(|| Ok(crate::hash_pool::current_thread_nice())).await.unwrap();
+        let here = crate::hash_pool::current_thread_nice().unwrap();
+        assert!(nice.unwrap() >= crate::hash_pool::HASH_NICE.max(here), "hashing nice {nice:?}, caller {here}");
+        assert_eq!(here, crate::hash_pool::current_thread_nice().unwrap(), "the caller's priority is unchanged");
+        let failed = hasher.run_blocking::<()>(|| panic!("a job that panics")).await;
+        assert!(matches!(failed, Err(HashError::Internal(_))), "{failed:?}");
+        // Both threads still work (two jobs at once need both).
+        let candidate: SecretString = "anything-at-all-here".into();
+        let (a, b) = tokio::join!(hasher.verify(&candidate, None), hasher.verify(&candidate, None));
+        assert!(!a.unwrap().matches && !b.unwrap().matches);
     }
 
     #[tokio::test]

@@ -166,7 +166,22 @@ enum ConfigCommand {
     Check,
 }
 
+/// glibc's malloc serves every allocation above its mmap threshold (128 KiB, adjusting upwards)
+/// with a mapping of its own and unmaps it on free: every password hash (19 MiB of argon2
+/// memory) was mapped, faulted in page by page and unmapped again, under the process-wide lock
+/// that every other thread's page faults wait on. Kept in malloc's arenas instead, each hashing
+/// thread reuses its memory. Measured on 2 cores: sign-ins 0.81 → 0.93 of the raw argon2id rate,
+/// refresh rotations 0.59 → 0.68 of pgbench. Costs at most the hashing threads' 19 MiB each.
+fn keep_large_allocations_in_the_heap() {
+    // SAFETY: mallopt only changes malloc's tunables, and runs before any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 64 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 128 << 20);
+    }
+}
+
 fn main() -> ExitCode {
+    keep_large_allocations_in_the_heap();
     let cli = Cli::parse();
     let (listen, insecure_http) = match &cli.command {
         Command::Serve { listen, insecure_http } => (*listen, *insecure_http),
