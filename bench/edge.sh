@@ -3,11 +3,7 @@
 # (GET /api/v1/orgs/{org}), in process and shared through Redis, against a node with limits off;
 # and HTTPS against plain HTTP on the same endpoint. Four nodes serve one database side by side;
 # each run measures them back to back, and each figure is the median of the runs' ratios.
-# The limits' targets are held against the node's CPU time per request (the server process's,
-# plus redis-server's for the Redis node; PostgreSQL's, the same for every node, is left out, which
-# makes the overhead look larger, not smaller): this machine's throughput drifts by ±10 % between
-# two 6 s windows, more than the 3 % the in-process target allows, while CPU per request does not.
-# Throughput ratios are reported too. p50/p99 latency of each node is reported. Release build, loopback only, every load step
+# p50/p99 latency of each node is reported. Release build, loopback only, every load step
 # bounded in time. Writes bench/results/edge.json.
 #   bench/edge.sh [seconds-per-step]   (default 6)
 #   env: BENCH_RUNS (5), BENCH_WARMUP (2 s per node)
@@ -70,7 +66,6 @@ trap 'for p in "${EXTRA_PIDS[@]}"; do kill -TERM "$p" 2>/dev/null; done; cleanup
 node local $((PORT + 1)) PALISADE_RATE_LIMITS=on
 node redis $((PORT + 2)) PALISADE_RATE_LIMITS=on PALISADE_REDIS_URL="redis+unix://$WORK/redis.sock"
 node https $((PORT + 3)) tls PALISADE_RATE_LIMITS=off
-declare -A PID=([off]=$SERVER_PID [local]=${EXTRA_PIDS[0]} [redis]=${EXTRA_PIDS[1]} [https]=${EXTRA_PIDS[2]})
 for name in local redis; do
   curl -ks -D - -o /dev/null -H "Authorization: Bearer $TOKEN" "${URL[$name]}/api/v1/orgs/$ORG" | grep -qi '^ratelimit-policy:' \
     || { echo "$name: no RateLimit-Policy header: limits are not on" >&2; exit 1; }
@@ -79,20 +74,10 @@ if curl -ks -D - -o /dev/null -H "Authorization: Bearer $TOKEN" "${URL[off]}/api
   echo "off: limits are on" >&2; exit 1
 fi
 
-# cpu_ticks PID: user + system CPU time of a process so far, in clock ticks.
-cpu_ticks() { awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"; }
-TICK_US=$(awk -v hz="$(getconf CLK_TCK)" 'BEGIN {print 1000000 / hz}')
-# measure NAME: "req/s p50_ms p99_ms cpu_us_per_request" of one wrk run against the node (the
-# Redis node's CPU includes redis-server's).
+# measure NAME: "req/s p50_ms p99_ms" of one wrk run against the node.
 measure() {
-  local before after
-  before=$(( $(cpu_ticks "${PID[$1]}") + $( [ "$1" = redis ] && cpu_ticks "$REDIS_PID" || echo 0) ))
   wrk -t 2 -c 16 -d "${STEP}s" --latency -H "Authorization: Bearer $TOKEN" "${URL[$1]}/api/v1/orgs/$ORG" >"$WORK/wrk-$1.txt"
-  after=$(( $(cpu_ticks "${PID[$1]}") + $( [ "$1" = redis ] && cpu_ticks "$REDIS_PID" || echo 0) ))
-  wrk_ok "$WORK/wrk-$1.txt" || return 1
-  local requests
-  requests=$(awk '/requests in/ {print $1}' "$WORK/wrk-$1.txt")
-  echo "$(wrk_stats "$WORK/wrk-$1.txt") $(awk -v t=$((after - before)) -v us="$TICK_US" -v n="$requests" 'BEGIN {printf "%.1f", t * us / n}')"
+  wrk_ok "$WORK/wrk-$1.txt" && wrk_stats "$WORK/wrk-$1.txt"
 }
 echo "==> warm-up (${WARMUP}s per node)"
 for name in off local redis https; do wrk -t 2 -c 16 -d "${WARMUP}s" -H "Authorization: Bearer $TOKEN" "${URL[$name]}/api/v1/orgs/$ORG" >/dev/null; done
@@ -100,28 +85,23 @@ for name in off local redis https; do wrk -t 2 -c 16 -d "${WARMUP}s" -H "Authori
 # Each run measures every node back to back; a run's ratios compare it with its own "off".
 echo "==> $RUNS run(s) of ${STEP}s per node: off, in-process limits, Redis limits, HTTPS"
 # (an assignment first, so that a failed run stops the script under set -e)
-declare -A RPS RATIO P50 P99 CPU CPU_RATIO
+declare -A RPS RATIO P50 P99
 for i in $(seq 1 "$RUNS"); do
-  stats=$(measure off); read -r off p50 p99 cpu_off <<<"$stats"
-  RPS[off]+="$off "; P50[off]+="$p50 "; P99[off]+="$p99 "; CPU[off]+="$cpu_off "
-  line="    run $i/$RUNS off $off req/s ($cpu_off µs CPU each)"
+  stats=$(measure off); read -r off p50 p99 <<<"$stats"; RPS[off]+="$off "; P50[off]+="$p50 "; P99[off]+="$p99 "
+  line="    run $i/$RUNS off $off"
   for name in local redis https; do
-    stats=$(measure "$name"); read -r rps p50 p99 cpu <<<"$stats"
-    RPS[$name]+="$rps "; P50[$name]+="$p50 "; P99[$name]+="$p99 "; CPU[$name]+="$cpu "
+    stats=$(measure "$name"); read -r rps p50 p99 <<<"$stats"
+    RPS[$name]+="$rps "; P50[$name]+="$p50 "; P99[$name]+="$p99 "
     RATIO[$name]+="$(awk -v a="$rps" -v b="$off" 'BEGIN {printf "%.4f", a/b}') "
-    CPU_RATIO[$name]+="$(awk -v a="$cpu_off" -v b="$cpu" 'BEGIN {printf "%.4f", a/b}') "
-    line+=", $name $rps ($cpu)"
+    line+=", $name $rps"
   done
-  echo "$line"
+  echo "$line req/s"
 done
 med() { printf '%s\n' $1 | median; }
 if [ "$RUNS" = 1 ]; then NOTE="1 run of ${STEP} s per node (no median)"; else NOTE="median of $RUNS runs' paired ratios, ${STEP} s per node"; fi
-OFF=$(med "${RPS[off]}"); CPU_OFF=$(med "${CPU[off]}")
-CNOTE="$NOTE; ratio = CPU per request with limits off / on (server process; for Redis plus redis-server; PostgreSQL left out)"
-figure "authenticated GET, server CPU per request, rate limits in process vs off" "$(med "${CPU[local]}")" µs "$CPU_OFF" "$(med "${CPU_RATIO[local]}")" 0.97 "$CNOTE"
-figure "authenticated GET, server CPU per request, rate limits through Redis vs off" "$(med "${CPU[redis]}")" µs "$CPU_OFF" "$(med "${CPU_RATIO[redis]}")" 0.90 "$CNOTE; Redis on a Unix socket"
-figure "authenticated GET, rate limits in process vs off" "$(med "${RPS[local]}")" req/s "$OFF" "$(med "${RATIO[local]}")" "" "$NOTE; throughput, drifts with the machine"
-figure "authenticated GET, rate limits through Redis vs off" "$(med "${RPS[redis]}")" req/s "$OFF" "$(med "${RATIO[redis]}")" "" "$NOTE; Redis on a Unix socket; throughput, drifts with the machine"
+OFF=$(med "${RPS[off]}")
+figure "authenticated GET, rate limits in process vs off" "$(med "${RPS[local]}")" req/s "$OFF" "$(med "${RATIO[local]}")" 0.97 "$NOTE"
+figure "authenticated GET, rate limits through Redis vs off" "$(med "${RPS[redis]}")" req/s "$OFF" "$(med "${RATIO[redis]}")" 0.90 "$NOTE; Redis on a Unix socket"
 figure "authenticated GET over HTTPS vs plain HTTP, limits off" "$(med "${RPS[https]}")" req/s "$OFF" "$(med "${RATIO[https]}")" 0.85 "$NOTE; TLS 1.3, keep-alive"
 if [ "$RUNS" = 1 ]; then LNOTE="1 run of ${STEP} s"; else LNOTE="median of $RUNS runs of ${STEP} s"; fi
 for name in off local redis https; do
