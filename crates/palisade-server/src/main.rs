@@ -170,8 +170,9 @@ enum ConfigCommand {
 /// with a mapping of its own and unmaps it on free: every password hash (19 MiB of argon2
 /// memory) was mapped, faulted in page by page and unmapped again, under the process-wide lock
 /// that every other thread's page faults wait on. Kept in malloc's arenas instead, each hashing
-/// thread reuses its memory. Measured on 2 cores: sign-ins 0.81 → 0.93 of the raw argon2id rate,
-/// refresh rotations 0.59 → 0.68 of pgbench. Costs at most the hashing threads' 19 MiB each.
+/// thread reuses its memory. Measured on 2 cores (bench/README.md, 12-06): refresh rotations
+/// 0.60 → 0.74 of pgbench, record creates with audit 0.78 → 0.84 of no audit; the server's RSS
+/// under the read load 53 → 85 MiB (the hashing threads keep their 19 MiB each).
 fn keep_large_allocations_in_the_heap() {
     // SAFETY: mallopt only changes malloc's tunables, and runs before any other thread exists.
     unsafe {
