@@ -4,8 +4,15 @@ REVOKE ALL ON ALL TABLES IN SCHEMA palisade FROM {role};
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA palisade FROM PUBLIC;
 -- Functions too start from nothing: a grant dropped from this file is revoked on the next migrate.
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA palisade FROM {role};
--- The key keeper's jobs run as the `_keys` login, never as the runtime role (0025).
-REVOKE palisade_keyjobs FROM {role};
+-- The key keeper's jobs run as the `_keys` login, never as the runtime role (0025). (Only if
+-- it is a member: revoking a membership that does not exist logs a warning on every start.)
+DO $$
+BEGIN
+    IF pg_has_role('{role}'::regrole, 'palisade_keyjobs', 'MEMBER') THEN
+        REVOKE palisade_keyjobs FROM {role};
+    END IF;
+END
+$$;
 GRANT USAGE ON SCHEMA palisade TO {role};
 GRANT SELECT ON palisade.schema_migrations TO {role};
 GRANT SELECT, INSERT ON palisade.users TO {role};
