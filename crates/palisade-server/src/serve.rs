@@ -153,6 +153,7 @@ pub async fn run(config: Config) -> Result<()> {
     };
     let router = palisade_api::router_with(state.clone(), palisade_web::console(state));
     let tls = tls_config(&config)?;
+    let shutdown = shutdown_signal()?;
     let listener = tokio::net::TcpListener::bind(config.listen).await.with_context(|| {
         format!("cannot listen on {}: is another server using it? Choose another with --listen", config.listen)
     })?;
@@ -165,7 +166,7 @@ pub async fn run(config: Config) -> Result<()> {
         config.public_url()
     );
     let header_read_timeout = std::time::Duration::from_secs(config.header_read_timeout_secs.clamp(1, 300));
-    crate::listener::serve(listener, router, tls, header_read_timeout, shutdown_signal()).await;
+    crate::listener::serve(listener, router, tls, header_read_timeout, shutdown).await;
     tracing::info!("drained in-flight requests; stopping");
     if let Some(cluster) = connections.cluster.as_mut() {
         tokio::task::block_in_place(|| cluster.stop())?;
@@ -249,12 +250,18 @@ fn sweep_outbox(config: &Config) {
     });
 }
 
-async fn shutdown_signal() {
+/// Installs the SIGTERM and SIGINT handlers now and returns what completes on the first of them.
+/// Now, not on the future's first poll: the accept loop may answer a readiness probe before it
+/// polls this, and a SIGTERM in that gap met the default action and killed the process instead
+/// of draining it (seen once in CI as a non-zero exit after SIGTERM).
+fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("installing the SIGTERM handler");
-    let mut int = signal(SignalKind::interrupt()).expect("installing the SIGINT handler");
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received: draining"),
-        _ = int.recv() => tracing::info!("SIGINT received: draining"),
-    }
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received: draining"),
+            _ = int.recv() => tracing::info!("SIGINT received: draining"),
+        }
+    })
 }
