@@ -9,7 +9,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use palisade_core::{OrgId, Permission, SessionProof, ValidationError, parse_any_typeid};
 use palisade_crypto::signing::KeyPair;
 use palisade_store::Tx;
-use palisade_store::repo::audit::{self, EventQuery, EventRow, RequestMeta};
+use palisade_store::repo::audit::{self, EventQuery, EventRow, RawEvent, RequestMeta};
 use palisade_store::repo::audit_chain::{self, Checkpoint, NewCheckpoint, StoredKey, checkpoint_message};
 use palisade_store::{Db, StoreError};
 use serde_json::json;
@@ -28,7 +28,7 @@ const SEAL_BATCH: i32 = 10_000;
 const DEFAULT_PAGE: i64 = 100;
 const MAX_PAGE: i64 = 1000;
 /// Events per read while exporting (each read is a transaction of its own).
-const EXPORT_PAGE: i64 = 5000;
+const EXPORT_PAGE: i64 = 10_000;
 
 /// One page of events, newest first.
 pub struct EventPage {
@@ -308,10 +308,10 @@ impl App {
     }
 
     /// The next page of an export started by `start_audit_export` (checked again each time).
-    pub async fn export_page(&self, proof: &SessionProof, query: &EventQuery) -> Result<Vec<EventRow>, AppError> {
+    pub async fn export_page(&self, proof: &SessionProof, query: &EventQuery) -> Result<Vec<RawEvent>, AppError> {
         let mut tx = Tx::tenant(proof, self.clock.now(), query.org);
         tx.require(Permission::AuditExport);
-        let page = audit::list(
+        let page = audit::export_list(
             &mut tx,
             EventQuery {
                 org: query.org,

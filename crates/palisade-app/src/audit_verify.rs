@@ -7,6 +7,7 @@ use palisade_store::StoreError;
 use palisade_store::repo::audit_chain::{
     ChainRow, ChainVerifier, Checkpoint, Head, Verdict, ZERO_HASH, checkpoint_message,
 };
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use time::OffsetDateTime;
@@ -96,7 +97,13 @@ pub async fn verify_chain<S: ChainSource>(source: &mut S, org: OrgId, kept: &[An
             verifier.fail(anchor.seq, format!("the checkpoint at position {} has no valid signature", anchor.seq));
         }
     }
-    let anchor_hashes: Arc<Vec<(i64, Vec<u8>)>> = Arc::new(anchors.iter().map(|a| (a.seq, a.hash.clone())).collect());
+    // By position, so each row costs one lookup however many checkpoints there are (a million
+    // events carry a thousand).
+    let mut by_seq: HashMap<i64, Vec<Vec<u8>>> = HashMap::new();
+    for anchor in &anchors {
+        by_seq.entry(anchor.seq).or_default().push(anchor.hash.clone());
+    }
+    let anchor_hashes = Arc::new(by_seq);
     let mut verified = 0;
     let mut rows = source.page(head.base_seq, VERIFY_PAGE).await?;
     while let Some(last) = rows.last() {
@@ -111,7 +118,7 @@ pub async fn verify_chain<S: ChainSource>(source: &mut S, org: OrgId, kept: &[An
                 if verifier.is_broken() {
                     break;
                 }
-                for (_, hash) in anchors.iter().filter(|(seq, _)| *seq == row.seq) {
+                for hash in anchors.get(&row.seq).into_iter().flatten() {
                     if hash.as_slice() != row.hash() {
                         verifier
                             .fail(row.seq, format!("the chain differs from the checkpoint at position {}", row.seq));

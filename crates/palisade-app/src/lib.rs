@@ -56,7 +56,7 @@ pub use mfa::{BACKUP_CODES, TotpEnrollment};
 pub use orgs::OrgPatch;
 pub use palisade_store::repo::api_keys::ApiKeyRow;
 pub use palisade_store::repo::audit::RequestMeta;
-pub use palisade_store::repo::audit::{EventQuery, EventRow};
+pub use palisade_store::repo::audit::{EventQuery, EventRow, RawEvent};
 pub use palisade_store::repo::audit_chain::{Checkpoint, Verdict, checkpoint_message, checkpoint_time};
 pub use palisade_store::repo::collections::Collection;
 pub use palisade_store::repo::members::Invitation;

@@ -2,22 +2,27 @@
 //! over the admin connection, independent of any running server. Exits non-zero when broken.
 
 use std::path::Path;
+use std::pin::Pin;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
+use futures::StreamExt;
 use palisade_app::audit_verify::{ChainSource, verify_chain};
 use palisade_app::{Anchor, CheckpointDocument, Report};
 use palisade_core::OrgId;
 use palisade_store::StoreError;
 use palisade_store::repo::audit_chain::{self, ChainRow, Checkpoint, Head};
-use tokio_postgres::Client;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Client, RowStream};
 
-/// Reads one organization's chain inside the operator's transaction (tenant set once), through
-/// one cursor: the whole chain is planned and read once, like a COPY.
+/// Reads one organization's chain inside the operator's transaction (tenant set once), as one
+/// query whose rows stream in while earlier ones are hashed: planned like a COPY of the same rows
+/// (a cursor would get a fast-start plan of index lookups and no parallel workers, about half the
+/// speed over a million events).
 struct OperatorChain<'a> {
     client: &'a Client,
     org: OrgId,
-    cursor_open: bool,
+    rows: Option<Pin<Box<RowStream>>>,
 }
 
 fn pg(err: tokio_postgres::Error) -> StoreError {
@@ -30,17 +35,21 @@ impl ChainSource for OperatorChain<'_> {
         Ok(row.map(|r| Head { seq: r.get(0), hash: r.get(1), base_seq: r.get(2), base_hash: r.get(3) }))
     }
     async fn page(&mut self, after: i64, limit: i64) -> Result<Vec<ChainRow>, StoreError> {
-        if !self.cursor_open {
-            // DECLARE takes no parameters; both values are typed (a UUID, an integer), so their
-            // text cannot carry SQL.
-            let sql = audit_chain::CHAIN_ROWS
-                .replace("$1", &format!("'{}'::uuid", self.org.as_uuid()))
-                .replace("$2", &after.to_string());
-            self.client.batch_execute(&format!("DECLARE chain NO SCROLL CURSOR FOR {sql}")).await.map_err(pg)?;
-            self.cursor_open = true;
+        if self.rows.is_none() {
+            // The first call starts the one query; later calls take its next rows.
+            let params: [&(dyn ToSql + Sync); 2] = [&self.org.as_uuid(), &after];
+            let stream = self.client.query_raw(audit_chain::CHAIN_ROWS, params).await.map_err(pg)?;
+            self.rows = Some(Box::pin(stream));
         }
-        let rows = self.client.query(&format!("FETCH {limit} FROM chain"), &[]).await.map_err(pg)?;
-        Ok(rows.into_iter().map(audit_chain::chain_row).collect())
+        let Some(rows) = self.rows.as_mut() else { return Ok(Vec::new()) };
+        let mut page = Vec::with_capacity(usize::try_from(limit).unwrap_or(0));
+        while (page.len() as i64) < limit {
+            match rows.next().await {
+                Some(row) => page.push(audit_chain::chain_row(row.map_err(pg)?)),
+                None => break,
+            }
+        }
+        Ok(page)
     }
     async fn unchained(&mut self) -> Result<i64, StoreError> {
         let row = self.client.query_one(audit_chain::UNCHAINED, &[&self.org.as_uuid()]).await.map_err(pg)?;
@@ -54,9 +63,11 @@ impl ChainSource for OperatorChain<'_> {
 
 /// Verifies one organization's chain in one consistent snapshot, as the operator.
 pub async fn verify_org(client: &Client, org: OrgId, kept: &[Anchor]) -> Result<Report> {
-    client.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ").await?;
+    // No JIT: one pass over a million rows gains less from compiled expressions than the
+    // 0.1–0.2 s it takes to compile them (the count of stray events alone paid 0.12 s).
+    client.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ; SET LOCAL jit = off").await?;
     client.query_one("SELECT set_config('app.tenant_id', $1, true)", &[&org.as_uuid().to_string()]).await?;
-    let report = verify_chain(&mut OperatorChain { client, org, cursor_open: false }, org, kept).await;
+    let report = verify_chain(&mut OperatorChain { client, org, rows: None }, org, kept).await;
     client.batch_execute("COMMIT").await?;
     Ok(report?)
 }

@@ -5,10 +5,11 @@ use axum::body::Body;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use palisade_app::{CheckpointDocument, EventRow, Report};
+use palisade_app::{CheckpointDocument, EventRow, RawEvent, Report};
 use palisade_core::{EventId, typeid_of_kind};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use serde_json::value::RawValue;
 use utoipa::ToSchema;
 
 use crate::ApiState;
@@ -30,8 +31,9 @@ struct Party<'a> {
 }
 
 /// An event as the API shows it: ids in their text form, the chain position once sealed.
+/// `details` is a parsed value in lists and the database's JSON text, passed through, in exports.
 #[derive(Serialize)]
-struct EventOut<'a> {
+struct EventOut<'a, Details: Serialize + ?Sized> {
     id: String,
     seq: Option<i64>,
     occurred_at: String,
@@ -42,21 +44,22 @@ struct EventOut<'a> {
     ip: Option<&'a str>,
     user_agent: Option<&'a str>,
     request_id: Option<&'a str>,
-    details: &'a Value,
+    details: &'a Details,
 }
 
-impl<'a> From<&'a EventRow> for EventOut<'a> {
+fn party(kind: Option<&str>, id: Option<uuid::Uuid>) -> Option<Party<'_>> {
+    kind.map(|kind| Party { kind, id: id.map(|id| typeid_of_kind(kind, id)) })
+}
+
+impl<'a> From<&'a EventRow> for EventOut<'a, Value> {
     fn from(e: &'a EventRow) -> Self {
-        let party = |kind: &'a Option<String>, id: Option<uuid::Uuid>| {
-            kind.as_deref().map(|kind| Party { kind, id: id.map(|id| typeid_of_kind(kind, id)) })
-        };
         EventOut {
             id: EventId::from_uuid(e.id).to_string(),
             seq: e.seq,
             occurred_at: rfc3339(e.occurred_at),
-            actor: party(&e.actor_kind, e.actor_id),
+            actor: party(e.actor_kind.as_deref(), e.actor_id),
             action: &e.action,
-            target: party(&e.target_kind, e.target_id),
+            target: party(e.target_kind.as_deref(), e.target_id),
             outcome: &e.outcome,
             ip: e.ip.as_deref(),
             user_agent: e.user_agent.as_deref(),
@@ -124,43 +127,67 @@ const CSV_COLUMNS: [&str; 14] = [
     "",
 ];
 
-fn csv_rows(events: &[EventRow], header: bool) -> Vec<u8> {
-    let mut writer = csv::Writer::from_writer(Vec::new());
-    if header {
-        let _ = writer.write_record(&CSV_COLUMNS[..13]);
-    }
-    for e in events {
-        let typed = |kind: &Option<String>, id: Option<uuid::Uuid>| match (kind, id) {
-            (Some(kind), Some(id)) => typeid_of_kind(kind, id),
-            _ => String::new(),
-        };
-        let _ = writer.write_record([
-            EventId::from_uuid(e.id).to_string(),
-            e.seq.map(|s| s.to_string()).unwrap_or_default(),
-            rfc3339(e.occurred_at),
-            e.actor_kind.clone().unwrap_or_default(),
-            typed(&e.actor_kind, e.actor_id),
-            e.action.clone(),
-            e.target_kind.clone().unwrap_or_default(),
-            typed(&e.target_kind, e.target_id),
-            e.outcome.clone(),
-            e.ip.clone().unwrap_or_default(),
-            e.user_agent.clone().unwrap_or_default(),
-            e.request_id.clone().unwrap_or_default(),
-            e.details.to_string(),
-        ]);
-    }
-    writer.into_inner().unwrap_or_default()
+/// One exported event; `None` when its stored details are not JSON (which the database's own
+/// rendering of jsonb never produces: the export stops rather than alter an event).
+fn export_event(e: &RawEvent) -> Option<EventOut<'_, RawValue>> {
+    Some(EventOut {
+        id: EventId::from_uuid(e.id()).to_string(),
+        seq: e.seq(),
+        occurred_at: rfc3339(e.occurred_at()),
+        actor: party(e.actor_kind(), e.actor_id()),
+        action: e.action(),
+        target: party(e.target_kind(), e.target_id()),
+        outcome: e.outcome(),
+        ip: e.ip(),
+        user_agent: e.user_agent(),
+        request_id: e.request_id(),
+        details: serde_json::from_str::<&RawValue>(e.details_json()).ok()?,
+    })
 }
 
-fn jsonl_rows(events: &[EventRow]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(events.len() * 400);
-    for e in events {
-        if serde_json::to_writer(&mut out, &EventOut::from(e)).is_ok() {
-            out.push(b'\n');
-        }
+fn party_kind<'a>(party: &Option<Party<'a>>) -> &'a str {
+    party.as_ref().map(|p| p.kind).unwrap_or_default()
+}
+
+fn party_id<'a>(party: &'a Option<Party<'_>>) -> &'a str {
+    party.as_ref().and_then(|p| p.id.as_deref()).unwrap_or_default()
+}
+
+fn csv_rows(events: &[RawEvent], header: bool) -> Option<Vec<u8>> {
+    let mut writer = csv::Writer::from_writer(Vec::with_capacity(events.len() * 320));
+    if header {
+        writer.write_record(&CSV_COLUMNS[..13]).ok()?;
     }
-    out
+    for e in events {
+        let event = export_event(e)?;
+        writer
+            .write_record([
+                event.id.as_str(),
+                &event.seq.map(|s| s.to_string()).unwrap_or_default(),
+                &event.occurred_at,
+                party_kind(&event.actor),
+                party_id(&event.actor),
+                event.action,
+                party_kind(&event.target),
+                party_id(&event.target),
+                event.outcome,
+                event.ip.unwrap_or_default(),
+                event.user_agent.unwrap_or_default(),
+                event.request_id.unwrap_or_default(),
+                event.details.get(),
+            ])
+            .ok()?;
+    }
+    writer.into_inner().ok()
+}
+
+fn jsonl_rows(events: &[RawEvent]) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(events.len() * 420);
+    for e in events {
+        serde_json::to_writer(&mut out, &export_event(e)?).ok()?;
+        out.push(b'\n');
+    }
+    Some(out)
 }
 
 #[utoipa::path(get, path = "/api/v1/orgs/{org}/audit-events/export", tag = "audit",
@@ -196,16 +223,17 @@ pub async fn export(
         }
     };
     let first = state.app.start_audit_export(&caller.proof, org, &pairs, &format, &meta).await?;
-    // A producer reads and encodes page after page (each read checks the caller again, so a
-    // revoked session stops the export) while the client takes the previous one; it stops when
-    // the client goes away. Two pages in flight at most.
+    // A producer reads page after page (each read checks the caller again, so a revoked session
+    // stops the export) and encodes each on a blocking thread while the database reads the next;
+    // the client takes them through a channel of two. It stops when the client goes away.
     let (mut sender, receiver) = futures::channel::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(2);
     let (app, proof) = (state.app.clone(), caller.proof);
     tokio::spawn(async move {
         use futures::SinkExt;
         let (mut query, mut header) = (first, true);
+        let mut page = app.export_page(&proof, &query).await;
         loop {
-            let events = match app.export_page(&proof, &query).await {
+            let events = match page {
                 Ok(events) => events,
                 Err(err) => {
                     tracing::warn!(error = %err, "audit export stopped");
@@ -213,16 +241,36 @@ pub async fn export(
                     return;
                 }
             };
-            if !events.is_empty() || (csv && header) {
-                let bytes = if csv { csv_rows(&events, header) } else { jsonl_rows(&events) };
-                if sender.send(Ok(bytes)).await.is_err() {
-                    return;
-                }
-            }
+            let more = match events.last() {
+                Some(last) if events.len() as i64 >= query.limit => Some((last.occurred_at(), last.id())),
+                _ => None,
+            };
+            let first_page = header;
+            let encoding =
+                tokio::task::spawn_blocking(
+                    move || {
+                        if csv { csv_rows(&events, first_page) } else { jsonl_rows(&events) }
+                    },
+                );
             header = false;
-            match events.last() {
-                Some(last) if events.len() as i64 >= query.limit => query.before = Some((last.occurred_at, last.id)),
-                _ => return,
+            let next = match more {
+                Some(before) => {
+                    query.before = Some(before);
+                    Some(app.export_page(&proof, &query).await)
+                }
+                None => None,
+            };
+            let Ok(Some(bytes)) = encoding.await else {
+                tracing::error!("audit export stopped: an event could not be encoded");
+                let _ = sender.send(Err(std::io::Error::other("export stopped"))).await;
+                return;
+            };
+            if !bytes.is_empty() && sender.send(Ok(bytes)).await.is_err() {
+                return;
+            }
+            match next {
+                Some(next) => page = next,
+                None => return,
             }
         }
     });

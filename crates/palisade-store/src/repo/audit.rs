@@ -211,8 +211,11 @@ pub struct EventQuery {
     pub limit: i64,
 }
 
-const LIST: &str = "SELECT e.id, e.occurred_at, e.actor_kind, e.actor_id, e.action, e.target_kind, e.target_id, \
-        host(e.ip), e.user_agent, e.request_id, e.outcome, e.details, c.seq \
+/// The list's columns up to `details`, and everything after it (so the export's query differs
+/// from the list's only in how `details` comes back).
+const LIST_HEAD: &str = "SELECT e.id, e.occurred_at, e.actor_kind, e.actor_id, e.action, e.target_kind, e.target_id, \
+        host(e.ip), e.user_agent, e.request_id, e.outcome, ";
+const LIST_TAIL: &str = ", c.seq \
     FROM palisade.audit_events e LEFT JOIN palisade.audit_chain c ON c.event_id = e.id AND c.tenant_id = e.tenant_id \
     WHERE e.tenant_id = $1 \
       AND ($2::timestamptz IS NULL OR e.occurred_at >= $2) AND ($3::timestamptz IS NULL OR e.occurred_at < $3) \
@@ -220,44 +223,99 @@ const LIST: &str = "SELECT e.id, e.occurred_at, e.actor_kind, e.actor_id, e.acti
       AND ($6::uuid IS NULL OR e.target_id = $6) \
       AND ($7::timestamptz IS NULL OR (e.occurred_at <= $7 AND (e.occurred_at < $7 OR e.id < $8::uuid))) \
     ORDER BY e.occurred_at DESC, e.id DESC LIMIT $9";
+const LIST: &str = const_format::concatcp!(LIST_HEAD, "e.details", LIST_TAIL);
+/// For the export: `details` as the database's JSON text, passed through without being parsed
+/// and written again.
+const EXPORT_LIST: &str = const_format::concatcp!(LIST_HEAD, "e.details::text", LIST_TAIL);
 
-pub fn list(tx: &mut Tx<crate::Tenant>, q: EventQuery) -> crate::Step<Vec<EventRow>> {
+fn list_params(q: EventQuery) -> Vec<crate::pipeline::Param> {
     let (before_at, before_id) = match q.before {
         Some((at, id)) => (Some(at), Some(id)),
         None => (None, None),
     };
-    tx.push(
-        LIST,
-        vec![
-            Box::new(q.org.as_uuid()),
-            Box::new(q.from),
-            Box::new(q.to),
-            Box::new(q.actor),
-            Box::new(q.action),
-            Box::new(q.target),
-            Box::new(before_at),
-            Box::new(before_id),
-            Box::new(q.limit),
-        ],
-        |rows| {
-            Ok(rows
-                .iter()
-                .map(|r| EventRow {
-                    id: r.get(0),
-                    occurred_at: r.get(1),
-                    actor_kind: r.get(2),
-                    actor_id: r.get(3),
-                    action: r.get(4),
-                    target_kind: r.get(5),
-                    target_id: r.get(6),
-                    ip: r.get(7),
-                    user_agent: r.get(8),
-                    request_id: r.get(9),
-                    outcome: r.get(10),
-                    details: r.get(11),
-                    seq: r.get(12),
-                })
-                .collect())
-        },
-    )
+    vec![
+        Box::new(q.org.as_uuid()),
+        Box::new(q.from),
+        Box::new(q.to),
+        Box::new(q.actor),
+        Box::new(q.action),
+        Box::new(q.target),
+        Box::new(before_at),
+        Box::new(before_id),
+        Box::new(q.limit),
+    ]
+}
+
+/// An event as the export reads it: the row as it came, read field by field without copying.
+pub struct RawEvent(tokio_postgres::Row);
+
+impl RawEvent {
+    pub fn id(&self) -> Uuid {
+        self.0.get(0)
+    }
+    pub fn occurred_at(&self) -> OffsetDateTime {
+        self.0.get(1)
+    }
+    pub fn actor_kind(&self) -> Option<&str> {
+        self.0.get(2)
+    }
+    pub fn actor_id(&self) -> Option<Uuid> {
+        self.0.get(3)
+    }
+    pub fn action(&self) -> &str {
+        self.0.get(4)
+    }
+    pub fn target_kind(&self) -> Option<&str> {
+        self.0.get(5)
+    }
+    pub fn target_id(&self) -> Option<Uuid> {
+        self.0.get(6)
+    }
+    pub fn ip(&self) -> Option<&str> {
+        self.0.get(7)
+    }
+    pub fn user_agent(&self) -> Option<&str> {
+        self.0.get(8)
+    }
+    pub fn request_id(&self) -> Option<&str> {
+        self.0.get(9)
+    }
+    pub fn outcome(&self) -> &str {
+        self.0.get(10)
+    }
+    /// `details` as JSON text (the database's rendering of the stored jsonb).
+    pub fn details_json(&self) -> &str {
+        self.0.get(11)
+    }
+    pub fn seq(&self) -> Option<i64> {
+        self.0.get(12)
+    }
+}
+
+/// The export's page: as `list`, rows kept as read.
+pub fn export_list(tx: &mut Tx<crate::Tenant>, q: EventQuery) -> crate::Step<Vec<RawEvent>> {
+    tx.push(EXPORT_LIST, list_params(q), |rows| Ok(rows.into_iter().map(RawEvent).collect()))
+}
+
+pub fn list(tx: &mut Tx<crate::Tenant>, q: EventQuery) -> crate::Step<Vec<EventRow>> {
+    tx.push(LIST, list_params(q), |rows| {
+        Ok(rows
+            .iter()
+            .map(|r| EventRow {
+                id: r.get(0),
+                occurred_at: r.get(1),
+                actor_kind: r.get(2),
+                actor_id: r.get(3),
+                action: r.get(4),
+                target_kind: r.get(5),
+                target_id: r.get(6),
+                ip: r.get(7),
+                user_agent: r.get(8),
+                request_id: r.get(9),
+                outcome: r.get(10),
+                details: r.get(11),
+                seq: r.get(12),
+            })
+            .collect())
+    })
 }

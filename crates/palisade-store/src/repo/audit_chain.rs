@@ -93,11 +93,13 @@ pub fn head(tx: &mut Tx<Tenant>, org: OrgId) -> Step<Option<Head>> {
 /// Events of the organization that are in no chain position although the sequencer has passed
 /// them (rows added behind its back): all events, less those still pending, less the kept
 /// chain's length. Counting keeps this cheap on long chains; the chain walk finds the rest.
+/// (`OFFSET 0` keeps the NOT EXISTS a lookup per pending event in the event_id index: as an
+/// anti-join the planner, which guesses many pending events, hashed the whole chain table.)
 pub const UNCHAINED: &str = "SELECT \
       (SELECT count(*) FROM palisade.audit_events e WHERE e.tenant_id = $1) \
     - (SELECT count(*) FROM palisade.audit_events e WHERE e.tenant_id = $1 \
          AND e.xid >= (SELECT low_xid FROM palisade.audit_sealer WHERE id = 1) \
-         AND NOT EXISTS (SELECT 1 FROM palisade.audit_chain c WHERE c.event_id = e.id)) \
+         AND NOT EXISTS (SELECT 1 FROM palisade.audit_chain c WHERE c.event_id = e.id OFFSET 0)) \
     - coalesce((SELECT h.seq - h.base_seq FROM palisade.audit_chain_heads h WHERE h.tenant_id = $1), 0)";
 
 pub fn unchained(tx: &mut Tx<Tenant>, org: OrgId) -> Step<i64> {
