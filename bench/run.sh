@@ -45,7 +45,7 @@ STEPS=(
   "foundation|$STEP|150/45|GET /orgs/{org} vs pgbench, RLS cost, server memory"
   "records|$STEP $EVENTS|540/60|record creates, single GET, list of 50, chain verification, export"
   "auth|$STEP|180/45|sign-ins vs argon2id, reads during a sign-in flood, token rotations"
-  "edge|$STEP|150/45|rate limits in process and through Redis, HTTPS"
+  "edge|$STEP|180/45|rate limits in process and through Redis, HTTPS"
   "encryption|$STEP $SEALED_RECORDS|150/45|sensitive reads, data-key rotation"
   "scale|$STEP $SCALE_SIZES|240/45|cost growth with 1k/100k/1M records in an org, 1 → 2 server nodes"
 )
