@@ -58,6 +58,7 @@ const MIGRATIONS: &[Migration] = &[
     Migration { version: 23, name: "org_deletion", sql: include_str!("../migrations/0023_org_deletion.sql") },
     Migration { version: 24, name: "verified_settings", sql: include_str!("../migrations/0024_verified_settings.sql") },
     Migration { version: 25, name: "key_jobs", sql: include_str!("../migrations/0025_key_jobs.sql") },
+    Migration { version: 26, name: "retention_walk", sql: include_str!("../migrations/0026_retention_walk.sql") },
 ];
 
 const GRANTS: &str = include_str!("../migrations/grants.sql");

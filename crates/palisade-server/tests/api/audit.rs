@@ -484,6 +484,72 @@ async fn audit_routes_refuse_strangers_the_unauthenticated_and_roles_without_aud
 /// are purged under a signed truncation checkpoint, the rest still verifies, and an
 /// organization under legal hold keeps everything.
 #[tokio::test]
+async fn a_retention_backlog_longer_than_one_cut_is_purged_in_steps_and_stops_at_the_first_recent_event() {
+    let app = TestApp::spawn().await;
+    let (owner, org) = busy_org(&app, 1).await;
+    app.app.seal_audit().await.unwrap();
+    // 100,500 events from 800 days ago, sealed before today's: one cut walks at most 100,000
+    // positions, so the purge takes two rounds; the events of today stay.
+    app.admin()
+        .await
+        .execute(
+            "INSERT INTO palisade.audit_events (id, tenant_id, occurred_at, actor_kind, action, outcome, xid)
+             SELECT gen_random_uuid(), $1, now() - interval '800 days' + g * interval '1 ms', 'user',
+                    'record.updated', 'success', '1'
+             FROM generate_series(1, 100500) g",
+            &[&tenant(&org)],
+        )
+        .await
+        .unwrap();
+    // Sealed ahead of the org's own events: renumber so the old ones come first, as they would
+    // have been sealed in their time.
+    let admin = app.admin().await;
+    admin.batch_execute("BEGIN").await.unwrap();
+    let t = tenant(&org);
+    let before: i64 =
+        admin.query_one("SELECT seq FROM palisade.audit_chain_heads WHERE tenant_id = $1", &[&t]).await.unwrap().get(0);
+    admin.execute("UPDATE palisade.audit_chain SET seq = seq + 100500 WHERE tenant_id = $1", &[&t]).await.unwrap();
+    admin
+        .execute(
+            "INSERT INTO palisade.audit_chain (tenant_id, seq, event_id, hash)
+             SELECT $1, row_number() OVER (ORDER BY e.occurred_at, e.id), e.id, decode(repeat('00', 32), 'hex')
+             FROM palisade.audit_events e WHERE e.tenant_id = $1 AND e.xid = '1'",
+            &[&t],
+        )
+        .await
+        .unwrap();
+    admin
+        .execute("UPDATE palisade.audit_chain_heads SET seq = seq + 100500 WHERE tenant_id = $1", &[&t])
+        .await
+        .unwrap();
+    admin.batch_execute("COMMIT").await.unwrap();
+    rehash_history(&admin, t).await;
+    // (As autovacuum would after a bulk load: without statistics the plans are guesses.)
+    admin.batch_execute("ANALYZE palisade.audit_events; ANALYZE palisade.audit_chain").await.unwrap();
+    assert_eq!(verify(&app, &owner, &org).await["valid"], true);
+
+    assert_eq!(app.app.apply_audit_retention().await.unwrap(), 100_500, "every old event, in two cuts");
+    assert_eq!(app.app.apply_audit_retention().await.unwrap(), 0, "nothing more is due");
+    let report = verify(&app, &owner, &org).await;
+    assert_eq!(report["valid"], true, "{report}");
+    let left: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM palisade.audit_events WHERE tenant_id = $1 AND action <> 'audit.purged'",
+            &[&t],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(left, before, "today's events stay");
+    let purges: i64 = admin
+        .query_one("SELECT count(*) FROM palisade.audit_events WHERE tenant_id = $1 AND action = 'audit.purged'", &[&t])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(purges, 2);
+}
+
+#[tokio::test]
 async fn retention_purges_old_events_under_a_signed_truncation_unless_on_legal_hold() {
     let app = TestApp::spawn().await;
     app.clock.advance(time::Duration::days(-800));
