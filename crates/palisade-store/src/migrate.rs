@@ -59,6 +59,11 @@ const MIGRATIONS: &[Migration] = &[
     Migration { version: 24, name: "verified_settings", sql: include_str!("../migrations/0024_verified_settings.sql") },
     Migration { version: 25, name: "key_jobs", sql: include_str!("../migrations/0025_key_jobs.sql") },
     Migration { version: 26, name: "retention_walk", sql: include_str!("../migrations/0026_retention_walk.sql") },
+    Migration {
+        version: 27,
+        name: "chain_position_by_event",
+        sql: include_str!("../migrations/0027_chain_position_by_event.sql"),
+    },
 ];
 
 const GRANTS: &str = include_str!("../migrations/grants.sql");
