@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use crate::collections::{member_with_role, work_orders};
 
 /// An organization with a collection and `n` records: a few dozen events.
-async fn busy_org(app: &TestApp, n: usize) -> (String, String) {
+pub(crate) async fn busy_org(app: &TestApp, n: usize) -> (String, String) {
     let (owner, org) = app.owner_of("owner@example.com", "Crew").await;
     app.send(
         "POST",
@@ -31,17 +31,17 @@ async fn busy_org(app: &TestApp, n: usize) -> (String, String) {
     (owner, org)
 }
 
-fn tenant(org: &str) -> uuid::Uuid {
+pub(crate) fn tenant(org: &str) -> uuid::Uuid {
     org.parse::<OrgId>().unwrap().as_uuid()
 }
 
-async fn verify(app: &TestApp, token: &str, org: &str) -> Value {
+pub(crate) async fn verify(app: &TestApp, token: &str, org: &str) -> Value {
     let answer = app.get(&format!("/api/v1/orgs/{org}/audit-events/verify"), Some(token)).await;
     assert_eq!(answer.status, 200, "{}", answer.text);
     answer.body
 }
 
-async fn event_count(app: &TestApp, org: &str) -> i64 {
+pub(crate) async fn event_count(app: &TestApp, org: &str) -> i64 {
     app.admin()
         .await
         .query_one("SELECT count(*) FROM palisade.audit_events WHERE tenant_id = $1", &[&tenant(org)])
@@ -394,6 +394,14 @@ async fn the_list_filters_and_pages_and_the_export_streams_every_event_once() {
         .get(0);
     assert_eq!(exports, 2);
     app.get(&format!("{path}/export?format=xml"), Some(&owner)).await.assert_problem(400, "invalid-query");
+    let exports_after: i64 = app
+        .admin()
+        .await
+        .query_one("SELECT count(*) FROM palisade.audit_events WHERE action = 'export.requested'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(exports_after, 2, "a refused export writes nothing");
     // An export needs a recent sign-in.
     app.clock.advance(time::Duration::minutes(11));
     app.get(&format!("{path}/export?format=jsonl"), Some(&owner)).await.assert_problem(403, "step-up-required");
@@ -478,140 +486,6 @@ async fn audit_routes_refuse_strangers_the_unauthenticated_and_roles_without_aud
         s.iter().filter(|(t, ..)| !t.starts_with("audit_chain") && t != "audit_events").cloned().collect()
     };
     assert_eq!(tenant_tables_except_chain(&after), tenant_tables_except_chain(&before));
-}
-
-/// Retention, tested by moving the injected clock: an organization's events from 800 days ago
-/// are purged under a signed truncation checkpoint, the rest still verifies, and an
-/// organization under legal hold keeps everything.
-#[tokio::test]
-async fn a_retention_backlog_longer_than_one_cut_is_purged_in_steps_and_stops_at_the_first_recent_event() {
-    let app = TestApp::spawn().await;
-    let (owner, org) = busy_org(&app, 1).await;
-    app.app.seal_audit().await.unwrap();
-    // 100,500 events from 800 days ago, sealed before today's: one cut walks at most 100,000
-    // positions, so the purge takes two rounds; the events of today stay.
-    app.admin()
-        .await
-        .execute(
-            "INSERT INTO palisade.audit_events (id, tenant_id, occurred_at, actor_kind, action, outcome, xid)
-             SELECT gen_random_uuid(), $1, now() - interval '800 days' + g * interval '1 ms', 'user',
-                    'record.updated', 'success', '1'
-             FROM generate_series(1, 100500) g",
-            &[&tenant(&org)],
-        )
-        .await
-        .unwrap();
-    // Sealed ahead of the org's own events: renumber so the old ones come first, as they would
-    // have been sealed in their time.
-    let admin = app.admin().await;
-    admin.batch_execute("BEGIN").await.unwrap();
-    let t = tenant(&org);
-    let before: i64 =
-        admin.query_one("SELECT seq FROM palisade.audit_chain_heads WHERE tenant_id = $1", &[&t]).await.unwrap().get(0);
-    admin.execute("UPDATE palisade.audit_chain SET seq = seq + 100500 WHERE tenant_id = $1", &[&t]).await.unwrap();
-    admin
-        .execute(
-            "INSERT INTO palisade.audit_chain (tenant_id, seq, event_id, hash)
-             SELECT $1, row_number() OVER (ORDER BY e.occurred_at, e.id), e.id, decode(repeat('00', 32), 'hex')
-             FROM palisade.audit_events e WHERE e.tenant_id = $1 AND e.xid = '1'",
-            &[&t],
-        )
-        .await
-        .unwrap();
-    admin
-        .execute("UPDATE palisade.audit_chain_heads SET seq = seq + 100500 WHERE tenant_id = $1", &[&t])
-        .await
-        .unwrap();
-    admin.batch_execute("COMMIT").await.unwrap();
-    rehash_history(&admin, t).await;
-    // (As autovacuum would after a bulk load: without statistics the plans are guesses.)
-    admin.batch_execute("ANALYZE palisade.audit_events; ANALYZE palisade.audit_chain").await.unwrap();
-    assert_eq!(verify(&app, &owner, &org).await["valid"], true);
-
-    assert_eq!(app.app.apply_audit_retention().await.unwrap(), 100_500, "every old event, in two cuts");
-    assert_eq!(app.app.apply_audit_retention().await.unwrap(), 0, "nothing more is due");
-    let report = verify(&app, &owner, &org).await;
-    assert_eq!(report["valid"], true, "{report}");
-    let left: i64 = admin
-        .query_one(
-            "SELECT count(*) FROM palisade.audit_events WHERE tenant_id = $1 AND action <> 'audit.purged'",
-            &[&t],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(left, before, "today's events stay");
-    let purges: i64 = admin
-        .query_one("SELECT count(*) FROM palisade.audit_events WHERE tenant_id = $1 AND action = 'audit.purged'", &[&t])
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(purges, 2);
-}
-
-#[tokio::test]
-async fn retention_purges_old_events_under_a_signed_truncation_unless_on_legal_hold() {
-    let app = TestApp::spawn().await;
-    app.clock.advance(time::Duration::days(-800));
-    let (owner, org) = busy_org(&app, 2).await;
-    let (keeper, held_org) = app.owner_of("keeper@example.com", "Held").await;
-    let hold =
-        app.send("PATCH", &format!("/api/v1/orgs/{held_org}"), Some(&keeper), Some(json!({"legal_hold": true}))).await;
-    assert_eq!((hold.status, hold.body["legal_hold"].as_bool()), (200, Some(true)), "{}", hold.text);
-    app.send("PATCH", &format!("/api/v1/orgs/{org}"), Some(&owner), Some(json!({"audit_retention_days": 364})))
-        .await
-        .assert_problem(422, "validation");
-    app.app.seal_audit().await.unwrap();
-    let old_events = event_count(&app, &org).await;
-    let held_events = event_count(&app, &held_org).await;
-
-    // 800 days later (today): the first organization's events are past the 730-day default.
-    app.clock.advance(time::Duration::days(800));
-    assert_eq!(app.app.apply_audit_retention().await.unwrap(), old_events);
-    assert_eq!(app.app.apply_audit_retention().await.unwrap(), 0, "nothing more is due");
-    let owner = app.login("owner@example.com").await;
-    let report = verify(&app, &owner, &org).await;
-    assert_eq!(report["valid"], true, "{report}");
-    // What remains: the purge's own event and this sign-in era's events, after the cut.
-    let left = app.get(&format!("/api/v1/orgs/{org}/audit-events"), Some(&owner)).await;
-    let actions: Vec<&str> =
-        left.body["items"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
-    assert_eq!(actions, ["audit.purged"]);
-    assert_eq!(left.body["items"][0]["details"]["events"].as_i64(), Some(old_events));
-    assert_eq!(left.body["items"][0]["seq"].as_i64(), Some(old_events + 1));
-    let checkpoints = app.get(&format!("/api/v1/orgs/{org}/audit-checkpoints"), Some(&owner)).await;
-    assert_eq!(checkpoints.body["items"][0]["format"], "palisade-audit-truncation-v1");
-    // Legal hold: nothing purged.
-    assert_eq!(event_count(&app, &held_org).await, held_events);
-
-    // The database refuses a purge dated in the future, and of events still within retention.
-    let t = tenant(&org);
-    app.app.seal_audit().await.unwrap();
-    let head = app
-        .admin()
-        .await
-        .query_one("SELECT seq, hash FROM palisade.audit_chain_heads WHERE tenant_id = $1", &[&t])
-        .await
-        .unwrap();
-    let (seq, hash): (i64, Vec<u8>) = (head.get(0), head.get(1));
-    let runtime = app.runtime().await;
-    for when in ["now() + interval '10 years'", "now()"] {
-        let sql = format!("SELECT palisade.purge_audit($1, $2, $3, {when}, 'k', '\\x00')");
-        let refused = runtime.query_one(&sql, &[&t, &seq, &hash]).await.unwrap_err();
-        assert_eq!(refused.code().map(|c| c.code()), Some("PA403"), "{when}: {refused:?}");
-    }
-    // Moving the chain's start without a signed truncation checkpoint is found.
-    app.admin()
-        .await
-        .execute("DELETE FROM palisade.audit_checkpoints WHERE tenant_id = $1 AND kind = 'truncation'", &[&t])
-        .await
-        .unwrap();
-    let report = verify(&app, &owner, &org).await;
-    assert_eq!(
-        (report["valid"].as_bool(), report["first_bad_seq"].as_i64()),
-        (Some(false), Some(old_events + 1)),
-        "{report}"
-    );
 }
 
 /// What an attacker with full database access does to hide a change: recompute every chain hash
