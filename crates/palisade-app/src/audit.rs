@@ -9,7 +9,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use palisade_core::{OrgId, Permission, SessionProof, ValidationError, parse_any_typeid};
 use palisade_crypto::signing::KeyPair;
 use palisade_store::Tx;
-use palisade_store::repo::audit::{self, EventQuery, EventRow, RawEvent, RequestMeta};
+use palisade_store::repo::audit::{self, EventBatches, EventQuery, EventRow, RawEvent, RequestMeta};
 use palisade_store::repo::audit_chain::{self, Checkpoint, NewCheckpoint, StoredKey, checkpoint_message};
 use palisade_store::{Db, StoreError};
 use serde_json::json;
@@ -29,8 +29,31 @@ const SEAL_BATCH: i32 = 10_000;
 const RETENTION_ROUNDS: usize = 1000;
 const DEFAULT_PAGE: i64 = 100;
 const MAX_PAGE: i64 = 1000;
-/// Events per read while exporting (each read is a transaction of its own).
-const EXPORT_PAGE: i64 = 10_000;
+/// Events per batch while exporting; the caller is checked again for each.
+const EXPORT_BATCH: usize = 10_000;
+
+/// A running export: every matching event of one snapshot, newest first, in batches. The
+/// snapshot is one read-only transaction on a connection held until the last batch (dropping
+/// the export ends it). While it runs, the caller's session, membership and audit.export are
+/// checked again for every batch, beside the snapshot, so a revoked session or a removed
+/// permission stops it within one batch.
+pub struct AuditExport {
+    app: App,
+    proof: SessionProof,
+    org: OrgId,
+    events: EventBatches,
+}
+
+impl AuditExport {
+    /// The next batch (empty at the end), once the caller has been checked again.
+    pub async fn next_batch(&mut self) -> Result<Vec<RawEvent>, AppError> {
+        let mut check = Tx::tenant(&self.proof, self.app.clock.now(), self.org);
+        check.require(Permission::AuditExport);
+        let (batch, still_allowed) = tokio::join!(self.events.next_batch(EXPORT_BATCH), check.run(&self.app.db));
+        still_allowed?;
+        Ok(batch?)
+    }
+}
 
 /// One page of events, newest first.
 pub struct EventPage {
@@ -291,7 +314,7 @@ impl App {
     }
 
     /// Starts an export (needs audit.export and a recent sign-in): records `export.requested`,
-    /// then hands back the query whose pages `export_page` reads.
+    /// then opens one snapshot of every matching event (see `AuditExport`).
     pub async fn start_audit_export(
         &self,
         proof: &SessionProof,
@@ -299,9 +322,8 @@ impl App {
         pairs: &[(String, String)],
         format: &str,
         meta: &RequestMeta,
-    ) -> Result<EventQuery, AppError> {
-        let mut query = parse_query(self, org, pairs)?;
-        query.limit = EXPORT_PAGE;
+    ) -> Result<AuditExport, AppError> {
+        let query = parse_query(self, org, pairs)?;
         let now = self.clock.now();
         let mut tx = Tx::tenant(proof, now, org);
         tx.require(Permission::AuditExport);
@@ -311,27 +333,10 @@ impl App {
             self.audit("export.requested", meta).org(org).details(json!({"what": "audit_events", "format": format})),
         );
         tx.run(&self.db).await?;
-        Ok(query)
-    }
-
-    /// The next page of an export started by `start_audit_export` (checked again each time).
-    pub async fn export_page(&self, proof: &SessionProof, query: &EventQuery) -> Result<Vec<RawEvent>, AppError> {
-        let mut tx = Tx::tenant(proof, self.clock.now(), query.org);
+        let mut tx = Tx::tenant(proof, self.clock.now(), org);
         tx.require(Permission::AuditExport);
-        let page = audit::export_list(
-            &mut tx,
-            EventQuery {
-                org: query.org,
-                from: query.from,
-                to: query.to,
-                actor: query.actor,
-                action: query.action.clone(),
-                target: query.target,
-                before: query.before,
-                limit: query.limit,
-            },
-        );
-        Ok(tx.run(&self.db).await?.get(page)?)
+        let events = audit::export_events(tx, &self.db, query).await?;
+        Ok(AuditExport { app: self.clone(), proof: *proof, org, events })
     }
 
     /// Seals what is pending, then verifies the organization's whole chain (needs audit.read),

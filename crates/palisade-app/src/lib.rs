@@ -46,7 +46,7 @@ use palisade_store::Db;
 
 pub use accounts::{LoginInput, LoginOutcome, SignupInput};
 pub use api_keys::{ApiKeyInput, IssuedApiKey, MAX_ROTATION_OVERLAP_MINUTES};
-pub use audit::{CHECKPOINT_EVERY, CHECKPOINT_EVERY_EVENTS, EventPage};
+pub use audit::{AuditExport, CHECKPOINT_EVERY, CHECKPOINT_EVERY_EVENTS, EventPage};
 pub use audit_verify::{Anchor, CheckpointDocument, Report};
 pub use collections::IncompatibleRecords;
 pub use edge::OrgEdge;

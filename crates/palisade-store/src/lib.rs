@@ -7,6 +7,8 @@ mod error;
 pub mod migrate;
 mod pipeline;
 pub mod repo;
+mod stream;
 
 pub use error::StoreError;
 pub use pipeline::{Anonymous, Authenticated, Db, Results, Step, Tenant, Tx};
+pub use stream::RowBatches;

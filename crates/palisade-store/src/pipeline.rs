@@ -138,6 +138,12 @@ impl<S> Tx<S> {
         self.steps.len() - 1
     }
 
+    /// The steps added so far, in order (`stream` sends them itself).
+    pub(crate) fn steps(&self) -> impl Iterator<Item = (&'static str, &Vec<Param>)> {
+        assert!(self.steps.len() <= MAX_STEPS, "a transaction holds at most {MAX_STEPS} steps");
+        self.steps.iter().map(|step| (step.sql, &step.params))
+    }
+
     /// The statements added so far, in order (for tests of what a transaction sends).
     #[cfg(test)]
     pub(crate) fn statements(&self) -> Vec<&'static str> {

@@ -190,6 +190,9 @@ fn jsonl_rows(events: &[RawEvent]) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// How long an export waits for its client to take the next batch before giving up.
+const EXPORT_CLIENT_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
 #[utoipa::path(get, path = "/api/v1/orgs/{org}/audit-events/export", tag = "audit",
     params(("org" = String, Path, description = "Organization id (org_…)"),
         ("format" = String, Query, description = "jsonl or csv"),
@@ -222,18 +225,20 @@ pub async fn export(
             .into());
         }
     };
-    let first = state.app.start_audit_export(&caller.proof, org, &pairs, &format, &meta).await?;
-    // A producer reads page after page (each read checks the caller again, so a revoked session
-    // stops the export) and encodes each on a blocking thread while the database reads the next;
-    // the client takes them through a channel of two. It stops when the client goes away.
+    let mut export = state.app.start_audit_export(&caller.proof, org, &pairs, &format, &meta).await?;
+    // A producer takes batch after batch from the export's snapshot (each checks the caller
+    // again, so a revoked session stops the export) and encodes each on a blocking thread while
+    // the database produces the next; the client takes them through a channel of two. It stops
+    // when the client goes away, or stops reading for EXPORT_CLIENT_WAIT: the snapshot is an
+    // open transaction, which must not be held for a client that does not read.
     let (mut sender, receiver) = futures::channel::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(2);
-    let (app, proof) = (state.app.clone(), caller.proof);
     tokio::spawn(async move {
         use futures::SinkExt;
-        let (mut query, mut header) = (first, true);
-        let mut page = app.export_page(&proof, &query).await;
+        let mut header = true;
+        let mut batch = export.next_batch().await;
         loop {
-            let events = match page {
+            let events = match batch {
+                Ok(events) if events.is_empty() && !header => return,
                 Ok(events) => events,
                 Err(err) => {
                     tracing::warn!(error = %err, "audit export stopped");
@@ -241,35 +246,32 @@ pub async fn export(
                     return;
                 }
             };
-            let more = match events.last() {
-                Some(last) if events.len() as i64 >= query.limit => Some((last.occurred_at(), last.id())),
-                _ => None,
-            };
-            let first_page = header;
+            let (first_batch, last) = (header, events.is_empty());
             let encoding =
                 tokio::task::spawn_blocking(
                     move || {
-                        if csv { csv_rows(&events, first_page) } else { jsonl_rows(&events) }
+                        if csv { csv_rows(&events, first_batch) } else { jsonl_rows(&events) }
                     },
                 );
             header = false;
-            let next = match more {
-                Some(before) => {
-                    query.before = Some(before);
-                    Some(app.export_page(&proof, &query).await)
-                }
-                None => None,
-            };
+            let next = if last { None } else { Some(export.next_batch().await) };
             let Ok(Some(bytes)) = encoding.await else {
                 tracing::error!("audit export stopped: an event could not be encoded");
                 let _ = sender.send(Err(std::io::Error::other("export stopped"))).await;
                 return;
             };
-            if !bytes.is_empty() && sender.send(Ok(bytes)).await.is_err() {
-                return;
+            if !bytes.is_empty() {
+                match tokio::time::timeout(EXPORT_CLIENT_WAIT, sender.send(Ok(bytes))).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) => return,
+                    Err(_) => {
+                        tracing::warn!("audit export stopped: the client stopped reading");
+                        return;
+                    }
+                }
             }
             match next {
-                Some(next) => page = next,
+                Some(next) => batch = next,
                 None => return,
             }
         }

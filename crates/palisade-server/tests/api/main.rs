@@ -5,6 +5,7 @@ mod accounts;
 mod api_keys;
 mod attacks;
 mod audit;
+mod audit_export;
 mod audit_retention;
 mod binary;
 mod boundaries;

@@ -7,6 +7,7 @@ use serde_json::Value;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::StoreError;
 use crate::pipeline::Tx;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -211,22 +212,28 @@ pub struct EventQuery {
     pub limit: i64,
 }
 
-/// The list's columns up to `details`, and everything after it (so the export's query differs
-/// from the list's only in how `details` comes back).
-const LIST_HEAD: &str = "SELECT e.id, e.occurred_at, e.actor_kind, e.actor_id, e.action, e.target_kind, e.target_id, \
+// The list and the export share their columns and filters; they differ in how `details` comes
+// back and in that the list pages (cursor and limit) while the export reads everything at once.
+const EVENT_COLUMNS: &str = "SELECT e.id, e.occurred_at, e.actor_kind, e.actor_id, e.action, e.target_kind, e.target_id, \
         host(e.ip), e.user_agent, e.request_id, e.outcome, ";
-const LIST_TAIL: &str = ", c.seq \
+const EVENT_FILTERS: &str = ", c.seq \
     FROM palisade.audit_events e LEFT JOIN palisade.audit_chain c ON c.event_id = e.id AND c.tenant_id = e.tenant_id \
     WHERE e.tenant_id = $1 \
       AND ($2::timestamptz IS NULL OR e.occurred_at >= $2) AND ($3::timestamptz IS NULL OR e.occurred_at < $3) \
       AND ($4::uuid IS NULL OR e.actor_id = $4) AND ($5::text IS NULL OR e.action = $5) \
-      AND ($6::uuid IS NULL OR e.target_id = $6) \
-      AND ($7::timestamptz IS NULL OR (e.occurred_at <= $7 AND (e.occurred_at < $7 OR e.id < $8::uuid))) \
-    ORDER BY e.occurred_at DESC, e.id DESC LIMIT $9";
-const LIST: &str = const_format::concatcp!(LIST_HEAD, "e.details", LIST_TAIL);
+      AND ($6::uuid IS NULL OR e.target_id = $6) ";
+const NEWEST_FIRST: &str = "ORDER BY e.occurred_at DESC, e.id DESC";
+const LIST: &str = const_format::concatcp!(
+    EVENT_COLUMNS,
+    "e.details",
+    EVENT_FILTERS,
+    "AND ($7::timestamptz IS NULL OR (e.occurred_at <= $7 AND (e.occurred_at < $7 OR e.id < $8::uuid))) ",
+    NEWEST_FIRST,
+    " LIMIT $9"
+);
 /// For the export: `details` as the database's JSON text, passed through without being parsed
 /// and written again.
-const EXPORT_LIST: &str = const_format::concatcp!(LIST_HEAD, "e.details::text", LIST_TAIL);
+const EXPORT_ALL: &str = const_format::concatcp!(EVENT_COLUMNS, "e.details::text", EVENT_FILTERS, NEWEST_FIRST);
 
 fn list_params(q: EventQuery) -> Vec<crate::pipeline::Param> {
     let (before_at, before_id) = match q.before {
@@ -292,9 +299,27 @@ impl RawEvent {
     }
 }
 
-/// The export's page: as `list`, rows kept as read.
-pub fn export_list(tx: &mut Tx<crate::Tenant>, q: EventQuery) -> crate::Step<Vec<RawEvent>> {
-    tx.push(EXPORT_LIST, list_params(q), |rows| Ok(rows.into_iter().map(RawEvent).collect()))
+/// Every event `q` matches (its cursor and limit are ignored), newest first, read in one
+/// snapshot after `tx`'s checks (see `crate::stream`).
+pub async fn export_events(tx: Tx<crate::Tenant>, db: &crate::Db, q: EventQuery) -> Result<EventBatches, StoreError> {
+    let params: Vec<crate::pipeline::Param> = vec![
+        Box::new(q.org.as_uuid()),
+        Box::new(q.from),
+        Box::new(q.to),
+        Box::new(q.actor),
+        Box::new(q.action),
+        Box::new(q.target),
+    ];
+    Ok(EventBatches(tx.stream(db, EXPORT_ALL, params).await?))
+}
+
+/// The export's events, taken in batches (an empty batch: the end).
+pub struct EventBatches(crate::RowBatches);
+
+impl EventBatches {
+    pub async fn next_batch(&mut self, max: usize) -> Result<Vec<RawEvent>, StoreError> {
+        Ok(self.0.next_batch(max).await?.into_iter().map(RawEvent).collect())
+    }
 }
 
 pub fn list(tx: &mut Tx<crate::Tenant>, q: EventQuery) -> crate::Step<Vec<EventRow>> {
