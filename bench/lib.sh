@@ -4,13 +4,15 @@
 # $WORK/data. Sets SERVER_PID and B (the base URL). Plain HTTP unless the second argument is
 # `tls` (then its self-signed certificate; curl/wrk do not verify it). Rate limits are off
 # unless PALISADE_RATE_LIMITS says otherwise (these scripts measure the work, not the
-# throttle); access tokens live 60 minutes so a long run never sees one expire.
+# throttle); access tokens live 60 minutes so a long run never sees one expire. It runs in a
+# session of its own (setsid), as a service manager starts it, so its CPU scheduling group is its
+# own (see yield_scheduling_group in crates/palisade-server/src/serve.rs).
 start_palisade() {
   local scheme=http flag=--insecure-http
   if [ "${2:-}" = tls ]; then scheme=https; flag=; fi
   echo "==> starting palisade (embedded PostgreSQL) on $scheme://127.0.0.1:$1"
   PALISADE_DATA_DIR="$WORK/data" PALISADE_LOG_LEVEL=warn PALISADE_RATE_LIMITS="${PALISADE_RATE_LIMITS:-off}" \
-    PALISADE_ACCESS_TOKEN_MINUTES=60 "$BIN" serve --listen "127.0.0.1:$1" $flag >"$WORK/server.log" 2>&1 &
+    PALISADE_ACCESS_TOKEN_MINUTES=60 setsid "$BIN" serve --listen "127.0.0.1:$1" $flag >"$WORK/server.log" 2>&1 &
   SERVER_PID=$!
   B="$scheme://127.0.0.1:$1"
   for _ in $(seq 1 600); do curl -ksf "$B/readyz" >/dev/null && break; sleep 0.1; done

@@ -110,7 +110,32 @@ fn forbid_core_dumps() -> Result<()> {
     Ok(())
 }
 
+/// Where the kernel groups processes for CPU sharing by session (autogroup: Linux with
+/// `sched_autogroup_enabled`, tasks not placed in a cpu cgroup), thread nice values only rank
+/// threads inside their group; between groups each gets an equal share. PostgreSQL puts every
+/// backend in a session (and so a group) of its own, so a sign-in flood's hashing threads, nice
+/// +10 inside this process's group, still made that group compete with each backend as an equal:
+/// reads of signed-in users waited for the database (p99 ~50 ms against ~5 ms, measured). When
+/// this process leads its own session (a service manager starts it so, or `setsid`), the group
+/// holds palisade alone, and it runs at the hashing threads' nice: the database's backends go
+/// first, and within the group the request threads still go before hashing. Sharing a terminal's
+/// session, it leaves the group alone (lowering it would lower the user's shell too).
+fn yield_scheduling_group() {
+    if nix::unistd::getsid(None).ok() != Some(nix::unistd::getpid()) {
+        tracing::debug!("not a session leader: the CPU scheduling group is left as it is");
+        return;
+    }
+    match std::fs::write("/proc/self/autogroup", palisade_auth::hash_pool::HASH_NICE.to_string()) {
+        Ok(()) => tracing::debug!(nice = palisade_auth::hash_pool::HASH_NICE, "scheduling group lowered"),
+        // No autogroup in this kernel: the nice values work across the whole machine already.
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+        Err(err) => tracing::warn!(error = %err, "the CPU scheduling group could not be lowered"),
+    }
+}
+
 pub async fn run(config: Config) -> Result<()> {
+    // Before forbid_core_dumps: a process that is not dumpable cannot write its own /proc files.
+    yield_scheduling_group();
     forbid_core_dumps()?;
     let mut connections = database::open(&config).await?;
     let runtime = connections.runtime.clone().context(

@@ -36,6 +36,7 @@ mod orgs;
 mod rate_limits;
 mod records;
 mod roles;
+mod scheduling;
 mod secrets;
 mod sensitive;
 mod sessions;

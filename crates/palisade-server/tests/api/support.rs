@@ -50,21 +50,34 @@ pub fn command(envs: &[(&str, &str)]) -> Command {
 impl Server {
     /// `palisade serve --insecure-http` (most tests are not about TLS).
     pub fn start(envs: &[(&str, &str)]) -> Server {
-        Self::start_with(envs, false)
+        Self::start_with(envs, false, false)
     }
 
     /// `palisade serve` over HTTPS, as it runs by default; `base_url` is https.
     pub fn start_tls(envs: &[(&str, &str)]) -> Server {
-        Self::start_with(envs, true)
+        Self::start_with(envs, true, false)
     }
 
-    fn start_with(envs: &[(&str, &str)], tls: bool) -> Server {
+    /// As `start`, in a session of its own (as a service manager or `setsid` starts it).
+    pub fn start_in_own_session(envs: &[(&str, &str)]) -> Server {
+        Self::start_with(envs, false, true)
+    }
+
+    fn start_with(envs: &[(&str, &str)], tls: bool, own_session: bool) -> Server {
         let data_dir = envs
             .iter()
             .find(|(k, _)| *k == "PALISADE_DATA_DIR")
             .map(|(_, v)| std::path::PathBuf::from(v))
             .unwrap_or_else(|| scratch_dir("serve"));
-        let mut child = command(envs)
+        let mut command = command(envs);
+        if own_session {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: setsid is async-signal-safe and touches no memory of the parent's.
+            unsafe {
+                command.pre_exec(|| nix::unistd::setsid().map(|_| ()).map_err(std::io::Error::from));
+            }
+        }
+        let mut child = command
             .env("PALISADE_DATA_DIR", &data_dir)
             .args(["serve", "--listen", "127.0.0.1:0"])
             .args(if tls { None } else { Some("--insecure-http") })
