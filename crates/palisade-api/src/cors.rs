@@ -7,7 +7,6 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use palisade_app::App;
 
 use crate::problem::Problem;
 
@@ -17,7 +16,8 @@ const EXPOSED_HEADERS: &str = "etag, location, x-request-id, retry-after, rateli
 /// How long browsers may reuse a preflight answer.
 const PREFLIGHT_MAX_AGE: &str = "600";
 
-pub async fn middleware(State(app): State<App>, request: Request, next: Next) -> Response {
+pub async fn middleware(State(state): State<crate::ApiState>, request: Request, next: Next) -> Response {
+    let app = &state.app;
     let Some(origin) = request.headers().get(header::ORIGIN).cloned() else { return next.run(request).await };
     let allowed = match (crate::extract::org_in_path(request.uri().path()), origin.to_str()) {
         (Some(org), Ok(origin)) => app.org_edge(org).await.cors_origins.iter().any(|o| o == origin),

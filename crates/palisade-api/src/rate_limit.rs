@@ -8,7 +8,6 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::extract::{Request, State};
@@ -244,13 +243,6 @@ fn seconds(text: &str) -> u64 {
     text.parse::<f64>().map(|s| s.max(0.0).ceil() as u64).unwrap_or(0)
 }
 
-/// The limiter's state in the router: `None` when rate limits are off.
-#[derive(Clone)]
-pub struct LimitState {
-    pub app: App,
-    pub limiter: Option<Arc<Limiter>>,
-}
-
 /// Never limited: probes, metrics, published keys, documentation and static assets.
 fn exempt(path: &str) -> bool {
     matches!(path, "/healthz" | "/readyz" | "/metrics" | "/api/v1/openapi.json")
@@ -345,7 +337,7 @@ fn identity(app: &App, headers: &HeaderMap) -> Option<String> {
     jar.get(SESSION_COOKIE).map(|cookie| format!("s:{}", digest_hex(cookie.value())))
 }
 
-pub async fn middleware(State(state): State<LimitState>, request: Request, next: Next) -> Response {
+pub async fn middleware(State(state): State<crate::ApiState>, request: Request, next: Next) -> Response {
     let Some(limiter) = state.limiter.as_ref() else { return next.run(request).await };
     let path = request.uri().path();
     if exempt(path) {

@@ -168,14 +168,14 @@ pub async fn run(config: Config) -> Result<()> {
              organization shredding do not run on this node"
         );
     }
-    let state = ApiState {
+    let state = ApiState::new(palisade_api::ApiShared {
         app,
         secure_cookies: config.public_url().starts_with("https://"),
         limiter: limiter(&config)?,
         trusted_proxies: trusted_proxies(&config)?,
         max_concurrent_requests: config.max_concurrent_requests,
         request_timeout: std::time::Duration::from_secs(config.request_timeout_secs.clamp(1, 3600)),
-    };
+    });
     let router = palisade_api::router_with(state.clone(), palisade_web::console(state));
     let tls = tls_config(&config)?;
     let shutdown = shutdown_signal()?;

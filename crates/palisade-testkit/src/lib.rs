@@ -128,14 +128,14 @@ impl TestApp {
         let handle = app.clone();
         let limiter = palisade_server::serve::limiter(&config).expect("rate limits");
         let trusted_proxies = palisade_server::serve::trusted_proxies(&config).expect("trusted proxies");
-        let state = ApiState {
+        let state = ApiState::new(palisade_api::ApiShared {
             app,
             secure_cookies: false,
             limiter,
             trusted_proxies,
             max_concurrent_requests: config.max_concurrent_requests,
             request_timeout: std::time::Duration::from_secs(config.request_timeout_secs.max(1)),
-        };
+        });
         let router = palisade_api::router_with(state.clone(), palisade_web::console(state));
         // The same serving loop as `palisade serve` (header limits, slow-client timeout), over
         // plain HTTP: TLS itself is tested against the binary.
