@@ -63,11 +63,12 @@ ORG1=$(psql_admin -c "SELECT org FROM public.bench_orgs WHERE i = 1")
 # Time-ordered ids, as the server's UUIDv7 ids are (random ones would cost index page splits the
 # server never pays).
 V7="(lpad(to_hex((extract(epoch FROM clock_timestamp()) * 1000000)::bigint), 16, '0') || substr(md5(random()::text), 1, 16))::uuid"
-# The server's create transaction (records::create + audit::record), pipelined as it sends it;
+# The server's create transaction (records::create + audit::record, its actor the session's user),
+# pipelined as it sends it;
 # the quota check carries the default policy's limits (1M records, 1 GiB) and the data's size.
 create_sql() { # $1 = org chooser expression, $2 = with audit (1/0)
   local audit=""
-  [ "$2" = 1 ] && audit="INSERT INTO palisade.audit_events (id, tenant_id, occurred_at, actor_kind, actor_id, action, target_kind, target_id, ip, user_agent, request_id, outcome, details) VALUES ($V7, (SELECT org FROM public.bench_orgs WHERE i = :i), now(), 'user', palisade.current_user_id(), 'record.created', 'record', $V7, '127.0.0.1', 'pgbench', 'req', 'success', '{\"collection\": \"work_orders\", \"fields\": [\"status\", \"title\"]}');"
+  [ "$2" = 1 ] && audit="INSERT INTO palisade.audit_events (id, tenant_id, occurred_at, actor_kind, actor_id, action, target_kind, target_id, ip, user_agent, request_id, outcome, details) SELECT $V7, (SELECT org FROM public.bench_orgs WHERE i = :i), now(), CASE WHEN true THEN CASE WHEN NULL::uuid IS NULL AND c.api_key_id IS NOT NULL THEN 'api_key' ELSE 'user' END END, CASE WHEN true THEN coalesce(NULL::uuid, c.api_key_id, c.user_id) END, 'record.created', 'record', $V7, '127.0.0.1', 'pgbench', 'req', 'success', '{\"collection\": \"work_orders\", \"fields\": [\"status\", \"title\"]}' FROM (SELECT nullif(current_setting('app.user_id', true), '')::uuid AS user_id, nullif(current_setting('app.api_key_id', true), '')::uuid AS api_key_id, nullif(current_setting('app.session_id', true), '')::uuid AS session_id) c;"
   cat <<SQL
 $1
 \\startpipeline
@@ -89,7 +90,7 @@ create_sql '\set i random(1, 16)' 0 >"$WORK/create16_plain.sql"
 create_sql '\set i 1' 1 >"$WORK/create1_audit.sql"
 create_sql '\set i 1' 0 >"$WORK/create1_plain.sql"
 # records::AUDIT_SENSITIVE_ACCESS with the values the server binds (event id, time, ip, agent).
-AUDIT_READ="INSERT INTO palisade.audit_events (id, tenant_id, occurred_at, actor_kind, actor_id, action, target_kind, target_id, ip, user_agent, request_id, outcome, details) SELECT $V7, r.tenant_id, now(), CASE WHEN palisade.current_api_key_id() IS NOT NULL THEN 'api_key' ELSE 'user' END, coalesce(palisade.current_api_key_id(), palisade.current_user_id()), CASE WHEN p.shown THEN 'record.sensitive_read' ELSE 'record.sensitive_denied' END, 'record', r.id, '127.0.0.1', 'pgbench', 'req', CASE WHEN p.shown THEN 'success' ELSE 'denied' END, jsonb_build_object('collection', r.collection, 'fields', to_jsonb(r.sealed_fields)) FROM palisade.records r, (SELECT position(',records.sensitive_read,' IN coalesce(current_setting('app.permissions', true), '')) > 0) AS p(shown) WHERE r.tenant_id = :org AND r.collection = 'work_orders' AND r.id = :rec AND cardinality(r.sealed_fields) > 0;"
+AUDIT_READ="INSERT INTO palisade.audit_events (id, tenant_id, occurred_at, actor_kind, actor_id, action, target_kind, target_id, ip, user_agent, request_id, outcome, details) SELECT $V7, r.tenant_id, now(), CASE WHEN c.api_key_id IS NOT NULL THEN 'api_key' ELSE 'user' END, coalesce(c.api_key_id, c.user_id), CASE WHEN p.shown THEN 'record.sensitive_read' ELSE 'record.sensitive_denied' END, 'record', r.id, '127.0.0.1', 'pgbench', 'req', CASE WHEN p.shown THEN 'success' ELSE 'denied' END, jsonb_build_object('collection', r.collection, 'fields', to_jsonb(r.sealed_fields)) FROM palisade.records r, (SELECT position(',records.sensitive_read,' IN coalesce(current_setting('app.permissions', true), '')) > 0) AS p(shown), (SELECT nullif(current_setting('app.user_id', true), '')::uuid AS user_id, nullif(current_setting('app.api_key_id', true), '')::uuid AS api_key_id, nullif(current_setting('app.session_id', true), '')::uuid AS session_id) c WHERE r.tenant_id = :org AND r.collection = 'work_orders' AND r.id = :rec AND cardinality(r.sealed_fields) > 0;"
 # The server's GET transaction (App::get_record: Tx::tenant, require, permissions,
 # collections::get, records::get, records::audit_sensitive_access — the last inserts nothing for a
 # record without sensitive fields, but the server sends it, so the baseline does too).

@@ -190,17 +190,20 @@ pub fn update(tx: &mut Tx<Tenant>, change: RecordChange<'_>) -> Step<Record> {
 // they were shown (the caller holds records.sensitive_read, as enter_tenant loaded it) or masked.
 // The sensitive-read check reads app.permissions unverified: the records policies in the same
 // statement verify the caller settings (0024), so a forged value ends the statement.
-const AUDIT_SENSITIVE_ACCESS: &str = "INSERT INTO palisade.audit_events \
+const AUDIT_SENSITIVE_ACCESS: &str = const_format::concatcp!(
+    "INSERT INTO palisade.audit_events \
     (id, tenant_id, occurred_at, actor_kind, actor_id, action, target_kind, target_id, ip, user_agent, request_id, outcome, details) \
     SELECT $1, r.tenant_id, $2, \
-        CASE WHEN palisade.current_api_key_id() IS NOT NULL THEN 'api_key' ELSE 'user' END, \
-        coalesce(palisade.current_api_key_id(), palisade.current_user_id()), \
+        CASE WHEN c.api_key_id IS NOT NULL THEN 'api_key' ELSE 'user' END, \
+        coalesce(c.api_key_id, c.user_id), \
         CASE WHEN p.shown THEN 'record.sensitive_read' ELSE 'record.sensitive_denied' END, \
         'record', r.id, $6, $7, $8, CASE WHEN p.shown THEN 'success' ELSE 'denied' END, \
         jsonb_build_object('collection', r.collection, 'fields', to_jsonb(r.sealed_fields)) \
     FROM palisade.records r, \
-        (SELECT position(',records.sensitive_read,' IN coalesce(current_setting('app.permissions', true), '')) > 0) AS p(shown) \
-    WHERE r.tenant_id = $3 AND r.collection = $4 AND r.id = $5 AND cardinality(r.sealed_fields) > 0";
+        (SELECT position(',records.sensitive_read,' IN coalesce(current_setting('app.permissions', true), '')) > 0) AS p(shown), ",
+    crate::repo::audit::CALLER_ROW,
+    " WHERE r.tenant_id = $3 AND r.collection = $4 AND r.id = $5 AND cardinality(r.sealed_fields) > 0"
+);
 
 /// Where a read came from and when, for its audit event.
 pub struct ReadAudit<'a> {
