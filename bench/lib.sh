@@ -6,7 +6,7 @@
 # unless PALISADE_RATE_LIMITS says otherwise (these scripts measure the work, not the
 # throttle); access tokens live 60 minutes so a long run never sees one expire. It runs in a
 # session of its own (setsid), as a service manager starts it, so its CPU scheduling group is its
-# own (see yield_scheduling_group in crates/palisade-server/src/serve.rs).
+# own (see govern_scheduling_group in crates/palisade-server/src/serve.rs).
 start_palisade() {
   local scheme=http flag=--insecure-http
   if [ "${2:-}" = tls ]; then scheme=https; flag=; fi

@@ -43,6 +43,9 @@ pub struct PasswordHasher {
     dummy_hash: Arc<str>,
     /// Verifications against real accounts' hashes (not the dummy), for tests and metrics.
     real_verifications: Arc<std::sync::atomic::AtomicU64>,
+    /// Hashing jobs started since start (see `hashes_started`).
+    started: Arc<std::sync::atomic::AtomicU64>,
+    workers: usize,
 }
 
 impl PasswordHasher {
@@ -62,7 +65,20 @@ impl PasswordHasher {
             max_waiting,
             dummy_hash: dummy_hash.into(),
             real_verifications: Arc::default(),
+            started: Arc::default(),
+            workers: workers.max(1),
         }
+    }
+
+    /// Hashing jobs started since start (any kind, the dummy included): with `hashing_now`, how
+    /// the server tells a sign-in flood from a quiet spell (its CPU scheduling group follows).
+    pub fn hashes_started(&self) -> u64 {
+        self.started.load(Ordering::Relaxed)
+    }
+
+    /// Whether a hash is running at this moment.
+    pub fn hashing_now(&self) -> bool {
+        self.permits.available_permits() < self.workers
     }
 
     async fn run_blocking<T: Send + 'static>(
@@ -77,6 +93,7 @@ impl PasswordHasher {
         let permit = self.permits.clone().acquire_owned().await;
         self.waiting.fetch_sub(1, Ordering::SeqCst);
         let permit = permit.map_err(|_| HashError::Internal("hash pool closed".into()))?;
+        self.started.fetch_add(1, Ordering::Relaxed);
         self.pool
             .run(move || {
                 let _permit = permit;

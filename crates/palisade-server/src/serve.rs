@@ -115,27 +115,76 @@ fn forbid_core_dumps() -> Result<()> {
 /// threads inside their group; between groups each gets an equal share. PostgreSQL puts every
 /// backend in a session (and so a group) of its own, so a sign-in flood's hashing threads, nice
 /// +10 inside this process's group, still made that group compete with each backend as an equal:
-/// reads of signed-in users waited for the database (p99 ~50 ms against ~5 ms, measured). When
-/// this process leads its own session (a service manager starts it so, or `setsid`), the group
-/// holds palisade alone, and it runs at the hashing threads' nice: the database's backends go
-/// first, and within the group the request threads still go before hashing. Sharing a terminal's
-/// session, it leaves the group alone (lowering it would lower the user's shell too).
-fn yield_scheduling_group() {
+/// reads of signed-in users waited for the database (p99 ~50 ms against ~5 ms, measured).
+/// So while passwords are being hashed, this process's group runs at the hashing threads' nice,
+/// and the database's backends go first (within the group the request threads still go before
+/// hashing); a second after the last hash it is back at nice 0, so that at other times the server
+/// does not yield to every other process on the machine (its load generators, Redis).
+/// Only when this process leads its own session (a service manager starts it so, or `setsid`):
+/// sharing a terminal's session, the group holds the user's shell too, and is left alone.
+/// The file is opened here, before the process is made not dumpable: from then on only root may
+/// open its /proc files, while an open handle keeps working.
+fn open_scheduling_group() -> Option<std::fs::File> {
     if nix::unistd::getsid(None).ok() != Some(nix::unistd::getpid()) {
         tracing::debug!("not a session leader: the CPU scheduling group is left as it is");
-        return;
+        return None;
     }
-    match std::fs::write("/proc/self/autogroup", palisade_auth::hash_pool::HASH_NICE.to_string()) {
-        Ok(()) => tracing::debug!(nice = palisade_auth::hash_pool::HASH_NICE, "scheduling group lowered"),
+    match std::fs::OpenOptions::new().write(true).open("/proc/self/autogroup") {
+        Ok(file) => Some(file),
         // No autogroup in this kernel: the nice values work across the whole machine already.
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
-        Err(err) => tracing::warn!(error = %err, "the CPU scheduling group could not be lowered"),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => None,
+        Err(err) => {
+            tracing::warn!(error = %err, "the CPU scheduling group cannot be adjusted");
+            None
+        }
+    }
+}
+
+/// How often the group's nice follows the hashing, and how many quiet ticks bring it back.
+const SCHEDULING_TICK: std::time::Duration = std::time::Duration::from_millis(200);
+const QUIET_TICKS: u32 = 5;
+
+/// Lowers the scheduling group while passwords are hashed (see `open_scheduling_group`), on a
+/// thread of its own: a change is a write of the nice value, which the kernel allows unprivileged
+/// processes ten times a second at most.
+fn govern_scheduling_group(group: std::fs::File, hasher: PasswordHasher) {
+    use std::io::Write;
+    let spawned = std::thread::Builder::new().name("palisade-sched".into()).spawn(move || {
+        let (mut lowered, mut seen, mut quiet) = (false, hasher.hashes_started(), 0u32);
+        loop {
+            std::thread::sleep(SCHEDULING_TICK);
+            let started = hasher.hashes_started();
+            let busy = started != seen || hasher.hashing_now();
+            seen = started;
+            quiet = if busy { 0 } else { quiet.saturating_add(1) };
+            let lower = busy || (lowered && quiet < QUIET_TICKS);
+            if lower == lowered {
+                continue;
+            }
+            let nice = if lower { palisade_auth::hash_pool::HASH_NICE } else { 0 };
+            // One write of the whole value (the file cannot seek; each write is read on its own).
+            match (&group).write(nice.to_string().as_bytes()) {
+                Ok(_) => {
+                    lowered = lower;
+                    tracing::debug!(nice, "scheduling group adjusted");
+                }
+                // Changed too recently (the kernel's rate limit): the next tick tries again.
+                Err(err) if err.raw_os_error() == Some(libc::EAGAIN) => {}
+                Err(err) => {
+                    tracing::warn!(error = %err, "the CPU scheduling group cannot be adjusted");
+                    return;
+                }
+            }
+        }
+    });
+    if let Err(err) = spawned {
+        tracing::warn!(error = %err, "the CPU scheduling group will not follow password hashing");
     }
 }
 
 pub async fn run(config: Config) -> Result<()> {
-    // Before forbid_core_dumps: a process that is not dumpable cannot write its own /proc files.
-    yield_scheduling_group();
+    // Before forbid_core_dumps: a process that is not dumpable cannot open its own /proc files.
+    let scheduling_group = open_scheduling_group();
     forbid_core_dumps()?;
     let mut connections = database::open(&config).await?;
     let runtime = connections.runtime.clone().context(
@@ -145,6 +194,9 @@ pub async fn run(config: Config) -> Result<()> {
     refuse_unsafe_role(&db).await?;
     let mut app = build_app(&config, db, Arc::new(SystemClock), Arc::new(SystemRandomness))?;
     app.key_jobs = key_jobs_pool(&connections).await?;
+    if let Some(group) = scheduling_group {
+        govern_scheduling_group(group, app.hasher.clone());
+    }
     tracing::info!(mail = %app.mailer.describe(), "transactional mail");
     sweep_outbox(&config);
     if let Err(err) = app.readiness().await {
