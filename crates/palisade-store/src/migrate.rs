@@ -64,6 +64,7 @@ const MIGRATIONS: &[Migration] = &[
         name: "chain_position_by_event",
         sql: include_str!("../migrations/0027_chain_position_by_event.sql"),
     },
+    Migration { version: 28, name: "faster_sealing", sql: include_str!("../migrations/0028_faster_sealing.sql") },
 ];
 
 const GRANTS: &str = include_str!("../migrations/grants.sql");
