@@ -1,6 +1,7 @@
 //! Use cases: one function per action, each = validate → authorize → write + audit in one
 //! transaction. Nothing here knows about HTTP.
 
+mod access_events;
 mod accounts;
 mod api_keys;
 mod audit;
@@ -159,6 +160,8 @@ pub struct App {
     pub decoy_template: Arc<serde_json::Value>,
     /// Organizations' plan tiers and allowed origins as this node last read them (`edge`).
     pub edge: Arc<edge::EdgeCache>,
+    /// The audit events of sensitive reads waiting to be written together (`access_events`).
+    pub access_events: Arc<access_events::AccessEvents>,
 }
 
 impl App {

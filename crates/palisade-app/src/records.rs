@@ -8,7 +8,7 @@ use std::sync::Arc;
 use palisade_core::{CollectionName, OrgId, Permission, RecordId, SessionProof, UserId, ValidationError};
 use palisade_store::repo::audit::{self, RequestMeta};
 use palisade_store::repo::collections;
-use palisade_store::repo::records::{self, NewRecord, ReadAudit, Record, RecordChange};
+use palisade_store::repo::records::{self, NewRecord, Record, RecordChange, SensitiveAccess};
 use palisade_store::{StoreError, Tx};
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -175,8 +175,9 @@ impl App {
         Err(AppError::Conflict("the collection's schema is changing; retry".into()))
     }
 
-    /// Reads one record. If it holds sensitive fields, the same transaction writes whether they
-    /// were shown or masked to the audit log (and the read fails if that event cannot be written).
+    /// Reads one record. If it holds sensitive fields, whether they were shown or masked is
+    /// written to the audit log before anything is returned (`access_events`: grouped with other
+    /// reads of the organization), and the read fails if that event cannot be written.
     pub async fn get_record(
         &self,
         proof: &SessionProof,
@@ -189,18 +190,35 @@ impl App {
         let now = self.clock.now();
         let mut tx = Tx::tenant(proof, now, org);
         tx.require(Permission::RecordsReadOwn);
-        let permissions = tx.permissions();
+        let caller = tx.caller();
         let found_collection = collections::get(&mut tx, org, &name);
         let found = records::get(&mut tx, org, &name, id);
-        let audit = ReadAudit { event: palisade_core::EventId::new(&*self.clock, &*self.random), at: now, meta };
-        records::audit_sensitive_access(&mut tx, audit, org, &name, id);
         let mut results = tx.run(&self.db).await?;
-        let (permissions, collection) = (results.get(permissions)?, results.get(found_collection)?);
+        let (caller, collection, record) = (results.get(caller)?, results.get(found_collection)?, results.get(found)?);
         let schema = self
             .schemas
             .compiled(collection.schema_id, &collection.schema)
             .map_err(|_| AppError::Internal(format!("stored schema of {name} does not compile")))?;
-        self.present(proof, org, results.get(found)?, &schema, &permissions).await
+        if record.sealed_fields.is_empty() {
+            return self.present(proof, org, record, &schema, &caller.permissions).await;
+        }
+        let access = SensitiveAccess {
+            event: palisade_core::EventId::new(&*self.clock, &*self.random),
+            at: now,
+            actor: caller.actor().ok_or_else(|| AppError::Internal("a tenant transaction without a caller".into()))?,
+            shown: caller.permissions.contains(&Permission::RecordsSensitiveRead),
+            record: record.id,
+            collection: name.as_str().to_owned(),
+            fields: record.sealed_fields.clone(),
+            meta: meta.clone(),
+        };
+        // Opened while the event is written; returned only once both succeeded.
+        let (view, written) = tokio::join!(
+            self.present(proof, org, record, &schema, &caller.permissions),
+            self.write_sensitive_access(proof, org, access)
+        );
+        written?;
+        view
     }
 
     /// A record for display with its sensitive values left sealed, for a page that shows them

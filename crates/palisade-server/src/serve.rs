@@ -75,6 +75,7 @@ pub fn build_app(config: &Config, db: Db, clock: Arc<dyn Clock>, random: Arc<dyn
         webauthn: Arc::new(webauthn),
         decoy_template: Arc::new(palisade_app::webauthn::decoy_template(&config.webauthn_rp_id)),
         edge: Arc::default(),
+        access_events: Arc::default(),
     })
 }
 

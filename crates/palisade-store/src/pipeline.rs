@@ -125,12 +125,49 @@ impl Tx<Tenant> {
             Ok(list.unwrap_or_default().split(',').filter_map(Permission::parse).collect())
         })
     }
+
+    /// The caller's permissions and identity (for an audit event written outside this
+    /// transaction, see `palisade_app`'s access-event writer).
+    pub fn caller(&mut self) -> Step<Caller> {
+        self.push(CALLER, vec![], |rows| {
+            let row = crate::repo::exactly_one(rows)?;
+            let list: Option<String> = row.get(0);
+            Ok(Caller {
+                permissions: list.unwrap_or_default().split(',').filter_map(Permission::parse).collect(),
+                user: row.get(1),
+                api_key: row.get(2),
+            })
+        })
+    }
 }
 
-// Our own statement reading back what enter_* wrote in this transaction: no verification needed
+// Our own statements reading back what enter_* wrote in this transaction: no verification needed
 // here (palisade.setting is for policies and functions; a forged value would already have ended
 // the transaction at the first policy that read it).
 const CALLER_PERMISSIONS: &str = "SELECT current_setting('app.permissions', true)";
+const CALLER: &str = "SELECT current_setting('app.permissions', true), \
+    nullif(current_setting('app.user_id', true), '')::uuid, nullif(current_setting('app.api_key_id', true), '')::uuid";
+
+/// Who a tenant transaction was entered for, as `enter_tenant` resolved it.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub permissions: Vec<Permission>,
+    /// The session's user, or the user an API key acts for.
+    pub user: Option<uuid::Uuid>,
+    /// The API key the transaction was entered with, if any.
+    pub api_key: Option<uuid::Uuid>,
+}
+
+impl Caller {
+    /// The actor an audit event names: the API key if the caller used one, else the user.
+    pub fn actor(&self) -> Option<(&'static str, uuid::Uuid)> {
+        match (self.api_key, self.user) {
+            (Some(key), _) => Some(("api_key", key)),
+            (None, Some(user)) => Some(("user", user)),
+            (None, None) => None,
+        }
+    }
+}
 
 impl<S> Tx<S> {
     fn push_raw(&mut self, sql: &'static str, params: Vec<Param>) -> usize {

@@ -39,6 +39,7 @@ mod roles;
 mod scheduling;
 mod secrets;
 mod sensitive;
+mod sensitive_events;
 mod sessions;
 mod shared_limits;
 mod shredding;

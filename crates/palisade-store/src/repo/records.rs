@@ -186,53 +186,56 @@ pub fn update(tx: &mut Tx<Tenant>, change: RecordChange<'_>) -> Step<Record> {
     )
 }
 
-// Written in the read's own transaction, only when the record holds sensitive fields: whether
-// they were shown (the caller holds records.sensitive_read, as enter_tenant loaded it) or masked.
-// The sensitive-read check reads app.permissions unverified: the records policies in the same
-// statement verify the caller settings (0024), so a forged value ends the statement.
-const AUDIT_SENSITIVE_ACCESS: &str = const_format::concatcp!(
-    "INSERT INTO palisade.audit_events \
+// The audit events of reads of single records' sensitive fields, many in one statement (see
+// `palisade_app`'s access-event writer, which groups concurrent reads of one organization). The
+// actor of each event is the caller its read transaction resolved, passed as a value: the policy
+// binds only the tenant, as for every event (ARCHITECTURE.md, invariant 3).
+const RECORD_SENSITIVE_ACCESSES: &str = "INSERT INTO palisade.audit_events \
     (id, tenant_id, occurred_at, actor_kind, actor_id, action, target_kind, target_id, ip, user_agent, request_id, outcome, details) \
-    SELECT $1, r.tenant_id, $2, \
-        CASE WHEN c.api_key_id IS NOT NULL THEN 'api_key' ELSE 'user' END, \
-        coalesce(c.api_key_id, c.user_id), \
-        CASE WHEN p.shown THEN 'record.sensitive_read' ELSE 'record.sensitive_denied' END, \
-        'record', r.id, $6, $7, $8, CASE WHEN p.shown THEN 'success' ELSE 'denied' END, \
-        jsonb_build_object('collection', r.collection, 'fields', to_jsonb(r.sealed_fields)) \
-    FROM palisade.records r, \
-        (SELECT position(',records.sensitive_read,' IN coalesce(current_setting('app.permissions', true), '')) > 0) AS p(shown), ",
-    crate::repo::audit::CALLER_ROW,
-    " WHERE r.tenant_id = $3 AND r.collection = $4 AND r.id = $5 AND cardinality(r.sealed_fields) > 0"
-);
+    SELECT e.id, $1, e.at, e.actor_kind, e.actor_id, \
+        CASE WHEN e.shown THEN 'record.sensitive_read' ELSE 'record.sensitive_denied' END, \
+        'record', e.target, e.ip, e.user_agent, e.request_id, CASE WHEN e.shown THEN 'success' ELSE 'denied' END, e.details \
+    FROM unnest($2::uuid[], $3::timestamptz[], $4::text[], $5::uuid[], $6::bool[], $7::uuid[], $8::inet[], $9::text[], \
+        $10::text[], $11::jsonb[]) AS e(id, at, actor_kind, actor_id, shown, target, ip, user_agent, request_id, details)";
 
-/// Where a read came from and when, for its audit event.
-pub struct ReadAudit<'a> {
+/// One read of a record holding sensitive fields: shown in clear (`record.sensitive_read`) or
+/// masked (`record.sensitive_denied`).
+#[derive(Debug, Clone)]
+pub struct SensitiveAccess {
     pub event: palisade_core::EventId,
     pub at: OffsetDateTime,
-    pub meta: &'a crate::repo::audit::RequestMeta,
+    /// `user` or `api_key`, and its id.
+    pub actor: (&'static str, Uuid),
+    pub shown: bool,
+    pub record: RecordId,
+    pub collection: String,
+    /// The names of the sensitive fields the record holds.
+    pub fields: Vec<String>,
+    pub meta: crate::repo::audit::RequestMeta,
 }
 
-/// Records, in the same transaction as a read of one record, that its sensitive fields were
-/// shown in clear (`record.sensitive_read`) or masked (`record.sensitive_denied`); nothing
-/// when it has none. If the event cannot be written, the read fails with it.
-pub fn audit_sensitive_access(
-    tx: &mut Tx<Tenant>,
-    audit: ReadAudit<'_>,
-    org: OrgId,
-    collection: &CollectionName,
-    id: RecordId,
-) {
+/// Writes the events of several sensitive reads in one organization with one statement. If it
+/// fails, none is written.
+pub fn record_sensitive_accesses(tx: &mut Tx<Tenant>, org: OrgId, accesses: &[SensitiveAccess]) {
     tx.push_write(
-        AUDIT_SENSITIVE_ACCESS,
+        RECORD_SENSITIVE_ACCESSES,
         vec![
-            Box::new(audit.event.as_uuid()),
-            Box::new(audit.at),
             Box::new(org.as_uuid()),
-            Box::new(collection.as_str().to_owned()),
-            Box::new(id.as_uuid()),
-            Box::new(audit.meta.ip),
-            Box::new(audit.meta.user_agent.clone()),
-            Box::new(audit.meta.request_id.clone()),
+            Box::new(accesses.iter().map(|a| a.event.as_uuid()).collect::<Vec<_>>()),
+            Box::new(accesses.iter().map(|a| a.at).collect::<Vec<_>>()),
+            Box::new(accesses.iter().map(|a| a.actor.0).collect::<Vec<_>>()),
+            Box::new(accesses.iter().map(|a| a.actor.1).collect::<Vec<_>>()),
+            Box::new(accesses.iter().map(|a| a.shown).collect::<Vec<_>>()),
+            Box::new(accesses.iter().map(|a| a.record.as_uuid()).collect::<Vec<_>>()),
+            Box::new(accesses.iter().map(|a| a.meta.ip).collect::<Vec<_>>()),
+            Box::new(accesses.iter().map(|a| a.meta.user_agent.clone()).collect::<Vec<_>>()),
+            Box::new(accesses.iter().map(|a| a.meta.request_id.clone()).collect::<Vec<_>>()),
+            Box::new(
+                accesses
+                    .iter()
+                    .map(|a| serde_json::json!({"collection": a.collection, "fields": a.fields}))
+                    .collect::<Vec<_>>(),
+            ),
         ],
     );
 }
