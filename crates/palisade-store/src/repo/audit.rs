@@ -250,22 +250,28 @@ const LIST: &str = const_format::concatcp!(
 /// and written again.
 const EXPORT_ALL: &str = const_format::concatcp!(EVENT_COLUMNS, "e.details::text", EVENT_FILTERS, NEWEST_FIRST);
 
-fn list_params(q: EventQuery) -> Vec<crate::pipeline::Param> {
-    let (before_at, before_id) = match q.before {
-        Some((at, id)) => (Some(at), Some(id)),
-        None => (None, None),
-    };
+/// The parameters of EVENT_FILTERS ($1 to $6), which the list and the export share.
+fn filter_params(q: &EventQuery) -> Vec<crate::pipeline::Param> {
     vec![
         Box::new(q.org.as_uuid()),
         Box::new(q.from),
         Box::new(q.to),
         Box::new(q.actor),
-        Box::new(q.action),
+        Box::new(q.action.clone()),
         Box::new(q.target),
-        Box::new(before_at),
-        Box::new(before_id),
-        Box::new(q.limit),
     ]
+}
+
+fn list_params(q: EventQuery) -> Vec<crate::pipeline::Param> {
+    let (before_at, before_id) = match q.before {
+        Some((at, id)) => (Some(at), Some(id)),
+        None => (None, None),
+    };
+    let mut params = filter_params(&q);
+    params.push(Box::new(before_at));
+    params.push(Box::new(before_id));
+    params.push(Box::new(q.limit));
+    params
 }
 
 /// An event as the export reads it: the row as it came, read field by field without copying.
@@ -317,15 +323,7 @@ impl RawEvent {
 /// Every event `q` matches (its cursor and limit are ignored), newest first, read in one
 /// snapshot after `tx`'s checks (see `crate::stream`).
 pub async fn export_events(tx: Tx<crate::Tenant>, db: &crate::Db, q: EventQuery) -> Result<EventBatches, StoreError> {
-    let params: Vec<crate::pipeline::Param> = vec![
-        Box::new(q.org.as_uuid()),
-        Box::new(q.from),
-        Box::new(q.to),
-        Box::new(q.actor),
-        Box::new(q.action),
-        Box::new(q.target),
-    ];
-    Ok(EventBatches(tx.stream(db, EXPORT_ALL, params).await?))
+    Ok(EventBatches(tx.stream(db, EXPORT_ALL, filter_params(&q)).await?))
 }
 
 /// The export's events, taken in batches (an empty batch: the end).
