@@ -20,23 +20,28 @@ pub fn work_orders() -> Value {
     })
 }
 
-/// Adds `email` (a fresh verified user) to the only organization with `role`; returns a token.
-/// A new owner's organization with the work_orders collection: (owner token, org, records path).
-pub async fn org_with_work_orders(app: &TestApp, email: &str) -> (String, String, String) {
-    let (owner, org) = app.owner_of(email, "Crew").await;
+/// Creates collection `name` in `org` (asserting 201); returns the path of its records.
+pub async fn create_collection(app: &TestApp, token: &str, org: &str, name: &str, schema: Value) -> String {
     let made = app
         .send(
             "POST",
             &format!("/api/v1/orgs/{org}/collections"),
-            Some(&owner),
-            Some(json!({"name": "work_orders", "schema": work_orders()})),
+            Some(token),
+            Some(json!({"name": name, "schema": schema})),
         )
         .await;
     assert_eq!(made.status, 201, "{}", made.text);
-    let records = format!("/api/v1/orgs/{org}/collections/work_orders/records");
+    format!("/api/v1/orgs/{org}/collections/{name}/records")
+}
+
+/// A new owner's organization with the work_orders collection: (owner token, org, records path).
+pub async fn org_with_work_orders(app: &TestApp, email: &str) -> (String, String, String) {
+    let (owner, org) = app.owner_of(email, "Crew").await;
+    let records = create_collection(app, &owner, &org, "work_orders", work_orders()).await;
     (owner, org, records)
 }
 
+/// Adds `email` (a fresh verified user) to the organization `org` with `role`: (token, user id).
 pub async fn member_with_role(app: &TestApp, org: &str, email: &str, role: &str) -> (String, String) {
     let token = app.user(email).await;
     let org_uuid = org.parse::<palisade_core::OrgId>().unwrap().as_uuid();

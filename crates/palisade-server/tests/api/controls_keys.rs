@@ -10,7 +10,7 @@ use palisade_testkit::TestApp;
 use serde_json::json;
 use std::os::unix::fs::PermissionsExt;
 
-use crate::collections::member_with_role;
+use crate::collections::{create_collection, member_with_role};
 
 /// The checks' configuration: the app's data directory, where its local provider keeps
 /// `kek.key` and `keystore.json`.
@@ -27,15 +27,7 @@ async fn org_with_sealed_data(app: &TestApp, owner_email: &str, name: &str) -> S
         "properties": {"name": {"type": "string"}, "ssn": {"type": "string", "x-palisade-sensitive": true}},
         "required": ["name"]
     });
-    let made = app
-        .send(
-            "POST",
-            &format!("/api/v1/orgs/{org}/collections"),
-            Some(&owner),
-            Some(json!({"name": "people", "schema": schema})),
-        )
-        .await;
-    assert_eq!(made.status, 201, "{}", made.text);
+    create_collection(app, &owner, &org, "people", schema).await;
     // A member writes the record: sealing works for whoever may create records.
     let (member, _) = member_with_role(app, &org, &format!("member.{owner_email}"), "member").await;
     let record = json!({"data": {"name": "Ana", "ssn": "078-05-1120"}});

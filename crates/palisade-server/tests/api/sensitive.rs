@@ -5,7 +5,7 @@
 use palisade_testkit::TestApp;
 use serde_json::{Value, json};
 
-use crate::collections::member_with_role;
+use crate::collections::{create_collection, member_with_role};
 
 const SSN: &str = "078-05-1120-CANARY";
 
@@ -33,16 +33,7 @@ struct Setup {
 async fn setup(schema: Value) -> Setup {
     let app = TestApp::spawn().await;
     let (owner, org) = app.owner_of("owner@example.com", "Crew").await;
-    let made = app
-        .send(
-            "POST",
-            &format!("/api/v1/orgs/{org}/collections"),
-            Some(&owner),
-            Some(json!({"name": "people", "schema": schema})),
-        )
-        .await;
-    assert_eq!(made.status, 201, "{}", made.text);
-    let records = format!("/api/v1/orgs/{org}/collections/people/records");
+    let records = create_collection(&app, &owner, &org, "people", schema).await;
     Setup { app, owner, org, records }
 }
 

@@ -5,7 +5,7 @@
 use palisade_testkit::TestApp;
 use serde_json::{Value, json};
 
-use crate::collections::member_with_role;
+use crate::collections::{create_collection, member_with_role};
 
 const SSN: &str = "078-05-1120-CANARY";
 
@@ -22,16 +22,7 @@ async fn crew() -> Crew {
     let (owner, org) = app.owner_of("owner@example.com", "Crew").await;
     let schema = json!({"type": "object", "properties": {
         "name": {"type": "string"}, "ssn": {"type": "string", "x-palisade-sensitive": true}}});
-    let made = app
-        .send(
-            "POST",
-            &format!("/api/v1/orgs/{org}/collections"),
-            Some(&owner),
-            Some(json!({"name": "people", "schema": schema})),
-        )
-        .await;
-    assert_eq!(made.status, 201, "{}", made.text);
-    let records = format!("/api/v1/orgs/{org}/collections/people/records");
+    let records = create_collection(&app, &owner, &org, "people", schema).await;
     let mut ids = Vec::new();
     for data in [json!({"name": "Ana", "ssn": SSN}), json!({"name": "Bo"})] {
         let made = app.send("POST", &records, Some(&owner), Some(json!({"data": data}))).await;

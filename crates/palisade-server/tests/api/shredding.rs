@@ -8,7 +8,7 @@ use palisade_crypto::provider_local::{LocalProvider, LocalProviderFiles};
 use palisade_testkit::TestApp;
 use serde_json::json;
 
-use crate::collections::member_with_role;
+use crate::collections::{create_collection, member_with_role};
 
 const CANARY: &str = "shred-me-CANARY-71c2";
 
@@ -16,15 +16,7 @@ async fn org_with_data(app: &TestApp, email: &str, name: &str) -> (String, Strin
     let (owner, org) = app.owner_of(email, name).await;
     let schema = json!({"type": "object", "properties": {"name": {"type": "string"},
         "ssn": {"type": "string", "x-palisade-sensitive": true}}});
-    let made = app
-        .send(
-            "POST",
-            &format!("/api/v1/orgs/{org}/collections"),
-            Some(&owner),
-            Some(json!({"name": "people", "schema": schema})),
-        )
-        .await;
-    assert_eq!(made.status, 201, "{}", made.text);
+    create_collection(app, &owner, &org, "people", schema).await;
     let record = app
         .send(
             "POST",
