@@ -271,7 +271,7 @@ impl From<AppError> for ApiError {
                     errors.into_iter().map(|e| FieldError { pointer: e.field, detail: e.message }).collect();
                 problem
             }
-            AppError::Busy => Problem::new("busy", "Too many sign-ins are being processed; retry shortly."),
+            AppError::Busy(detail) => Problem::new("busy", detail),
             AppError::Unavailable(why) => {
                 tracing::warn!(cause = %why, "dependency unavailable");
                 Problem::new(

@@ -32,16 +32,29 @@ const MAX_PAGE: i64 = 1000;
 /// Events per batch while exporting; the caller is checked again for each.
 const EXPORT_BATCH: usize = 10_000;
 
+/// How many exports may run at once on one node. Each holds a pooled connection (its snapshot)
+/// for as long as it streams, so they get at most a quarter of the pool: exports, however many
+/// are asked for, never starve the node's other requests of connections.
+pub struct ExportSlots(Arc<tokio::sync::Semaphore>);
+
+impl ExportSlots {
+    /// Slots for a node whose runtime pool holds `pool_size` connections.
+    pub fn for_pool(pool_size: usize) -> Self {
+        ExportSlots(Arc::new(tokio::sync::Semaphore::new((pool_size / 4).max(1))))
+    }
+}
+
 /// A running export: every matching event of one snapshot, newest first, in batches. The
 /// snapshot is one read-only transaction on a connection held until the last batch (dropping
 /// the export ends it). While it runs, the caller's session, membership and audit.export are
 /// checked again for every batch, beside the snapshot, so a revoked session or a removed
-/// permission stops it within one batch.
+/// permission stops it within one batch. It holds one of the node's `ExportSlots` until dropped.
 pub struct AuditExport {
     app: App,
     proof: SessionProof,
     org: OrgId,
     events: EventBatches,
+    _slot: tokio::sync::OwnedSemaphorePermit,
 }
 
 impl AuditExport {
@@ -324,6 +337,13 @@ impl App {
         meta: &RequestMeta,
     ) -> Result<AuditExport, AppError> {
         let query = parse_query(self, org, pairs)?;
+        // Taken before anything is written: a refused export leaves no trace but the answer.
+        let slot = self
+            .export_slots
+            .0
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| AppError::Busy("Too many audit exports are running on this server; retry in a minute."))?;
         let now = self.clock.now();
         let mut tx = Tx::tenant(proof, now, org);
         tx.require(Permission::AuditExport);
@@ -336,7 +356,7 @@ impl App {
         let mut tx = Tx::tenant(proof, self.clock.now(), org);
         tx.require(Permission::AuditExport);
         let events = audit::export_events(tx, &self.db, query).await?;
-        Ok(AuditExport { app: self.clone(), proof: *proof, org, events })
+        Ok(AuditExport { app: self.clone(), proof: *proof, org, events, _slot: slot })
     }
 
     /// Seals what is pending, then verifies the organization's whole chain (needs audit.read),

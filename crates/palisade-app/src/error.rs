@@ -45,9 +45,9 @@ pub enum AppError {
     InvalidQuery(Vec<ValidationError>),
     #[error("conflict: {0}")]
     Conflict(String),
-    /// A bounded queue is full; try again shortly.
-    #[error("busy")]
-    Busy,
+    /// A bounded queue is full; try again shortly. Says which, in words for the caller.
+    #[error("busy: {0}")]
+    Busy(&'static str),
     #[error("service unavailable: {0}")]
     Unavailable(String),
     /// A stored ciphertext that does not open (damaged, moved between rows or tenants, or its
@@ -98,7 +98,7 @@ impl From<StoreError> for AppError {
 impl From<palisade_auth::HashError> for AppError {
     fn from(err: palisade_auth::HashError) -> Self {
         match err {
-            palisade_auth::HashError::Busy => AppError::Busy,
+            palisade_auth::HashError::Busy => AppError::Busy("Too many sign-ins are being processed; retry shortly."),
             palisade_auth::HashError::Internal(why) => AppError::Internal(why),
         }
     }

@@ -47,7 +47,7 @@ use palisade_store::Db;
 
 pub use accounts::{LoginInput, LoginOutcome, SignupInput};
 pub use api_keys::{ApiKeyInput, IssuedApiKey, MAX_ROTATION_OVERLAP_MINUTES};
-pub use audit::{AuditExport, CHECKPOINT_EVERY, CHECKPOINT_EVERY_EVENTS, EventPage};
+pub use audit::{AuditExport, CHECKPOINT_EVERY, CHECKPOINT_EVERY_EVENTS, EventPage, ExportSlots};
 pub use audit_verify::{Anchor, CheckpointDocument, Report};
 pub use collections::IncompatibleRecords;
 pub use edge::OrgEdge;
@@ -162,6 +162,8 @@ pub struct App {
     pub edge: Arc<edge::EdgeCache>,
     /// The audit events of sensitive reads waiting to be written together (`access_events`).
     pub access_events: Arc<access_events::AccessEvents>,
+    /// Room for concurrent audit exports on this node (`audit::ExportSlots`).
+    pub export_slots: Arc<audit::ExportSlots>,
 }
 
 impl App {

@@ -76,6 +76,7 @@ pub fn build_app(config: &Config, db: Db, clock: Arc<dyn Clock>, random: Arc<dyn
         decoy_template: Arc::new(palisade_app::webauthn::decoy_template(&config.webauthn_rp_id)),
         edge: Arc::default(),
         access_events: Arc::default(),
+        export_slots: Arc::new(palisade_app::ExportSlots::for_pool(config.db_pool_size)),
     })
 }
 

@@ -204,6 +204,7 @@ const EXPORT_CLIENT_WAIT: std::time::Duration = std::time::Duration::from_secs(6
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Lacks audit.export, or `step-up-required`", body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`busy`: this node runs as many exports as it allows (a quarter of its connection pool); retry", body = Problem, content_type = "application/problem+json"),
     ))]
 pub async fn export(
     State(state): State<ApiState>,

@@ -152,3 +152,54 @@ async fn a_client_that_leaves_mid_export_leaves_no_transaction_open_and_the_pool
     assert_eq!(whole.status, 200);
     assert_eq!(whole.text.lines().count() as i64, events + 1, "every event, and this export's own request");
 }
+
+/// How many `export.requested` events the organization has.
+async fn export_requests(app: &TestApp, org: &str) -> i64 {
+    app.admin()
+        .await
+        .query_one(
+            "SELECT count(*) FROM palisade.audit_events WHERE tenant_id = $1 AND action = 'export.requested'",
+            &[&tenant(org)],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+#[tokio::test]
+async fn exports_beyond_the_nodes_slots_are_refused_and_other_requests_keep_their_connections() {
+    let app = TestApp::spawn().await;
+    let (owner, org) = busy_org(&app, 1).await;
+    many_events(&app, &org, 200_000).await;
+    let url = app.url(&format!("/api/v1/orgs/{org}/audit-events/export?format=jsonl"));
+    // The test server's pool holds 16 connections: 4 exports may stream at once. These four
+    // are not read, so each holds its snapshot (and its slot) until dropped.
+    let mut running = Vec::new();
+    for _ in 0..4 {
+        let response = app.http.get(&url).bearer_auth(&owner).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        running.push(response);
+    }
+    let requested = export_requests(&app, &org).await;
+    let refused = app.get(&format!("/api/v1/orgs/{org}/audit-events/export?format=csv"), Some(&owner)).await;
+    refused.assert_problem(503, "busy");
+    assert_eq!(refused.header("retry-after"), Some("1"));
+    assert!(refused.body["detail"].as_str().unwrap().contains("audit exports"), "{}", refused.text);
+    assert_eq!(export_requests(&app, &org).await, requested, "a refused export writes nothing");
+    // Everything else still finds a connection.
+    for _ in 0..20 {
+        assert_eq!(app.get(&format!("/api/v1/orgs/{org}/audit-events?limit=1"), Some(&owner)).await.status, 200);
+    }
+    // A slot comes back once an export ends (here: its client leaves).
+    drop(running.pop());
+    let mut status = 0;
+    for _ in 0..100 {
+        let response = app.http.get(&url).bearer_auth(&owner).send().await.unwrap();
+        status = response.status().as_u16();
+        if status == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(status, 200, "the slot of the export whose client left was given back");
+}
