@@ -1,5 +1,5 @@
 # Cross-tenant probe of every route (issue #10, item 2). The probe itself is the integration
-# test crates/palisade-server/tests/api/cross_tenant.rs (the real server and router over a fresh
+# test crates/palisade-server/tests/api/cross_tenant/ (the real server and router over a fresh
 # database of the embedded cluster, through palisade-testkit): org A holds one of every object
 # the API addresses by id; org B's owner, as a session (bearer access token) and as an API key
 # with every permission, calls every path × method of /api/v1/openapi.json with A's real ids and
