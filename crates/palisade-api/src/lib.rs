@@ -57,6 +57,8 @@ pub struct ApiShared {
     pub max_concurrent_requests: usize,
     /// A request that takes longer (reading its body included) is answered with 408.
     pub request_timeout: Duration,
+    /// An audit export whose client takes nothing for this long is stopped.
+    pub export_stall: Duration,
 }
 
 /// Request bodies larger than this are refused with 413.

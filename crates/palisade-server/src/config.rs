@@ -191,6 +191,9 @@ pub struct Config {
     /// How often the audit sequencer seals new events into their chains (milliseconds); an
     /// event is chained within about this long after its transaction commits.
     pub audit_seal_interval_ms: u64,
+    /// An audit export whose client takes nothing for this long (seconds) is stopped: its
+    /// snapshot is an open transaction, which holds back vacuum and a pooled connection.
+    pub audit_export_stall_seconds: u64,
     /// The `<env>` of API keys minted here (`pal_<env>_…`), e.g. `live`, `test`, `staging`: a
     /// leaked key tells which installation it came from.
     pub api_key_env: String,
@@ -252,6 +255,7 @@ impl Default for Config {
             records_per_org: 1_000_000,
             record_bytes_per_org: 1 << 30,
             audit_seal_interval_ms: 250,
+            audit_export_stall_seconds: 60,
             api_key_env: "live".into(),
             tls_cert_file: None,
             tls_key_file: None,
@@ -416,6 +420,7 @@ impl Config {
             format!("records_per_org = {}", self.records_per_org),
             format!("record_bytes_per_org = {}", self.record_bytes_per_org),
             format!("audit_seal_interval_ms = {}", self.audit_seal_interval_ms),
+            format!("audit_export_stall_seconds = {}", self.audit_export_stall_seconds),
         ]
         .join("\n")
     }

@@ -229,6 +229,7 @@ pub async fn run(config: Config) -> Result<()> {
         trusted_proxies: trusted_proxies(&config)?,
         max_concurrent_requests: config.max_concurrent_requests,
         request_timeout: std::time::Duration::from_secs(config.request_timeout_secs.clamp(1, 3600)),
+        export_stall: std::time::Duration::from_secs(config.audit_export_stall_seconds.clamp(1, 3600)),
     });
     let router = palisade_api::router_with(state.clone(), palisade_web::console(state));
     let tls = tls_config(&config)?;

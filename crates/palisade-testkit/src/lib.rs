@@ -135,6 +135,7 @@ impl TestApp {
             trusted_proxies,
             max_concurrent_requests: config.max_concurrent_requests,
             request_timeout: std::time::Duration::from_secs(config.request_timeout_secs.max(1)),
+            export_stall: std::time::Duration::from_secs(config.audit_export_stall_seconds.max(1)),
         });
         let router = palisade_api::router_with(state.clone(), palisade_web::console(state));
         // The same serving loop as `palisade serve` (header limits, slow-client timeout), over

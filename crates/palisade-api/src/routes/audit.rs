@@ -190,9 +190,6 @@ fn jsonl_rows(events: &[RawEvent]) -> Option<Vec<u8>> {
     Some(out)
 }
 
-/// How long an export waits for its client to take the next batch before giving up.
-const EXPORT_CLIENT_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
-
 #[utoipa::path(get, path = "/api/v1/orgs/{org}/audit-events/export", tag = "audit",
     params(("org" = String, Path, description = "Organization id (org_…)"),
         ("format" = String, Query, description = "jsonl or csv"),
@@ -230,9 +227,10 @@ pub async fn export(
     // A producer takes batch after batch from the export's snapshot (each checks the caller
     // again, so a revoked session stops the export) and encodes each on a blocking thread while
     // the database produces the next; the client takes them through a channel of two. It stops
-    // when the client goes away, or stops reading for EXPORT_CLIENT_WAIT: the snapshot is an
+    // when the client goes away, or stops reading for `export_stall`: the snapshot is an
     // open transaction, which must not be held for a client that does not read.
     let (mut sender, receiver) = futures::channel::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(2);
+    let stall = state.export_stall;
     tokio::spawn(async move {
         use futures::SinkExt;
         let mut header = true;
@@ -262,7 +260,7 @@ pub async fn export(
                 return;
             };
             if !bytes.is_empty() {
-                match tokio::time::timeout(EXPORT_CLIENT_WAIT, sender.send(Ok(bytes))).await {
+                match tokio::time::timeout(stall, sender.send(Ok(bytes))).await {
                     Ok(Ok(())) => {}
                     Ok(Err(_)) => return,
                     Err(_) => {

@@ -203,3 +203,44 @@ async fn exports_beyond_the_nodes_slots_are_refused_and_other_requests_keep_thei
     }
     assert_eq!(status, 200, "the slot of the export whose client left was given back");
 }
+
+#[tokio::test]
+async fn an_export_whose_client_stops_reading_is_stopped_after_the_stall_limit() {
+    use palisade_server::config::{Config, RateLimits};
+    let app = TestApp::spawn_with(Config {
+        hash_workers: Some(2),
+        rate_limits: RateLimits::off(),
+        audit_export_stall_seconds: 1,
+        ..Config::default()
+    })
+    .await;
+    let (owner, org) = busy_org(&app, 1).await;
+    let total: i64 = 200_000;
+    many_events(&app, &org, total).await;
+    let url = app.url(&format!("/api/v1/orgs/{org}/audit-events/export?format=jsonl"));
+    let mut response = app.http.get(&url).bearer_auth(&owner).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let mut received = response.chunk().await.unwrap().expect("a first chunk").to_vec();
+    assert!(open_runtime_transactions(&app).await >= 1, "the snapshot is open while it streams");
+    // The client keeps the connection but takes nothing: after the limit (1 s here) the server
+    // stops the export and its snapshot's transaction ends, with the client still connected.
+    let mut open = i64::MAX;
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        open = open_runtime_transactions(&app).await;
+        if open == 0 {
+            break;
+        }
+    }
+    assert_eq!(open, 0, "the stalled export's transaction was ended");
+    // What was already buffered arrives, then the body ends short of the whole log.
+    let ended = loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => received.extend_from_slice(&chunk),
+            Ok(None) => break "ended",
+            Err(_) => break "cut off",
+        }
+    };
+    let lines = received.split(|b| *b == b'\n').filter(|l| !l.is_empty()).count() as i64;
+    assert!(lines < total, "the export stopped ({ended}) after {lines} of {total} events");
+}
