@@ -8,6 +8,7 @@ mod audit;
 mod audit_export;
 mod audit_retention;
 mod binary;
+mod binary_cli;
 mod boundaries;
 mod collections;
 mod config;
