@@ -173,3 +173,46 @@ async fn a_caller_signed_out_while_waiting_fails_alone_and_the_others_in_its_gro
     let actors: Vec<String> = c.access_events().await.into_iter().map(|e| e.1).collect();
     assert_eq!(actors, [user_uuid(&holder_id), user_uuid(&staying_id)], "the signed-out caller's read left no event");
 }
+
+#[tokio::test]
+async fn an_api_keys_sensitive_reads_are_audited_as_the_key_beside_a_persons() {
+    let c = crew().await;
+    let made = c
+        .app
+        .send(
+            "POST",
+            &format!("/api/v1/orgs/{}/api-keys", c.org),
+            Some(&c.owner),
+            Some(json!({"name": "payroll sync", "permissions": ["records.read_all", "records.sensitive_read"]})),
+        )
+        .await;
+    assert_eq!(made.status, 201, "{}", made.text);
+    let key = made.body["secret"].as_str().unwrap().to_owned();
+    let key_uuid = made.body["id"].as_str().unwrap().parse::<palisade_core::ApiKeyId>().unwrap().as_uuid().to_string();
+    let owner_id = c.app.get("/api/v1/me", Some(&c.owner)).await.body["id"].as_str().unwrap().to_owned();
+
+    let reads = (0..40).map(|i| c.app.get(&c.sensitive, Some(if i % 2 == 0 { &key } else { &c.owner })));
+    for answer in futures::future::join_all(reads).await {
+        assert_eq!(answer.status, 200, "{}", answer.text);
+        assert_eq!(answer.body["data"]["ssn"], SSN);
+    }
+    let events = c.access_events().await;
+    assert_eq!(events.len(), 40);
+    let by = |actor: &str| events.iter().filter(|e| e.0 == "record.sensitive_read" && e.1 == actor).count();
+    assert_eq!(by(&key_uuid), 20, "{events:?}");
+    assert_eq!(by(&user_uuid(&owner_id)), 20, "{events:?}");
+    let kinds: Vec<String> = c
+        .app
+        .admin()
+        .await
+        .query(
+            "SELECT DISTINCT actor_kind FROM palisade.audit_events WHERE action = 'record.sensitive_read' ORDER BY 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(kinds, ["api_key", "user"]);
+}
