@@ -183,6 +183,20 @@ const REQUIRED_HEADERS: [(&str, Option<&str>); 6] = [
     ("cross-origin-resource-policy", None),
 ];
 
+/// Sends `request`, up to three times if the connection fails. A server that refuses an
+/// oversized body answers 413 and closes before the client has finished sending it; the client
+/// may then see a broken connection instead of the answer, which is a race, not a failed
+/// control. An unreachable server still fails all three.
+async fn send_with_retries(request: reqwest::RequestBuilder) -> Result<reqwest::Response, reqwest::Error> {
+    for _ in 1..3 {
+        let Some(attempt) = request.try_clone() else { break };
+        if let Ok(answer) = attempt.send().await {
+            return Ok(answer);
+        }
+    }
+    request.send().await
+}
+
 pub async fn check_p4(url: Option<&str>) -> CheckResult {
     let Some(url) = url else { return skip("P4", P4) };
     let base = url.trim_end_matches('/');
@@ -205,7 +219,7 @@ pub async fn check_p4(url: Option<&str>) -> CheckResult {
     ];
     let mut problems = Vec::new();
     for (name, request) in probes {
-        let answer = match request.send().await {
+        let answer = match send_with_retries(request).await {
             Ok(answer) => answer,
             Err(err) => {
                 problems.push(format!("{name}: cannot reach {url}: {err}"));
