@@ -63,18 +63,38 @@ get_stats() {
 }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.3f", a/b}'; }
 
-echo "==> 1. record GET: sensitive in clear vs no sensitive field vs masked ($RUNS alternating run(s) of ${STEP}s)"
+# This machine's speed drifts by 10-20 % over seconds (a shared virtual machine), so each run is
+# six legs in the order sensitive, plain, masked, masked, plain, sensitive (a linear drift cancels
+# out of every ratio); a run's ratio compares the means of its legs, the figure is the median of
+# the runs' ratios.
+LEG=$((STEP >= 5 ? 2 : 1))
+echo "==> 1. record GET: sensitive in clear vs no sensitive field vs masked ($RUNS run(s) of six ${LEG}s legs: S P M M P S)"
 get_stats "$TOKEN" "$SENS_URL" "$WARMUP" >/dev/null; get_stats "$TOKEN" "$PLAIN_URL" "$WARMUP" >/dev/null
 get_stats "$MEMBER" "$SENS_URL" "$WARMUP" >/dev/null
 declare -a RP RM SS PP MM S50 S99 P50 P99 M50 M99
+get_leg() { # S|P|M: one leg; appends its latencies, prints req/s
+  local stats r l50 l99
+  case $1 in
+    S) stats=$(get_stats "$TOKEN" "$SENS_URL" "$LEG") ;;
+    P) stats=$(get_stats "$TOKEN" "$PLAIN_URL" "$LEG") ;;
+    M) stats=$(get_stats "$MEMBER" "$SENS_URL" "$LEG") ;;
+  esac
+  read -r r l50 l99 <<<"$stats"
+  case $1 in
+    S) S50+=("$l50"); S99+=("$l99") ;;
+    P) P50+=("$l50"); P99+=("$l99") ;;
+    M) M50+=("$l50"); M99+=("$l99") ;;
+  esac
+  echo "$r" >"$WORK/leg"
+}
+mean2() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.1f", (a + b) / 2}'; }
 for run in $(seq 1 "$RUNS"); do
-  # (an assignment first, so that a failed run stops the script under set -e)
-  stats=$(get_stats "$TOKEN" "$SENS_URL" "$STEP"); read -r s s50 s99 <<<"$stats"
-  stats=$(get_stats "$TOKEN" "$PLAIN_URL" "$STEP"); read -r p p50 p99 <<<"$stats"
-  stats=$(get_stats "$MEMBER" "$SENS_URL" "$STEP"); read -r m m50 m99 <<<"$stats"
+  # (the leg's output through a file: a command substitution would lose the latencies it appends)
+  get_leg S; s1=$(cat "$WORK/leg"); get_leg P; p1=$(cat "$WORK/leg"); get_leg M; m1=$(cat "$WORK/leg")
+  get_leg M; m2=$(cat "$WORK/leg"); get_leg P; p2=$(cat "$WORK/leg"); get_leg S; s2=$(cat "$WORK/leg")
+  s=$(mean2 "$s1" "$s2"); p=$(mean2 "$p1" "$p2"); m=$(mean2 "$m1" "$m2")
   RP+=("$(ratio "$s" "$p")"); RM+=("$(ratio "$s" "$m")"); SS+=("$s"); PP+=("$p"); MM+=("$m")
-  S50+=("$s50"); S99+=("$s99"); P50+=("$p50"); P99+=("$p99"); M50+=("$m50"); M99+=("$m99")
-  echo "    sensitive in clear $s/s, no sensitive field $p/s, masked $m/s"
+  echo "    sensitive in clear $s/s, no sensitive field $p/s, masked $m/s (ratio ${RP[-1]})"
 done
 med() { printf '%s\n' "$@" | median; }
 READ_RATIO=$(med "${RP[@]}"); CRYPTO_RATIO=$(med "${RM[@]}")
@@ -122,11 +142,13 @@ pgb_get() { # collection record-uuid seconds [events]: reads/s (with "events", p
     awk '/^tps = /{print $3}' "$WORK/pgbench.txt"
   fi
 }
-echo "==> 1b. the same two GET transactions in pgbench (the database's share; $RUNS alternating run(s) of ${STEP}s)"
+echo "==> 1b. the same two GET transactions in pgbench (the database's share; $RUNS run(s) of four ${LEG}s legs: S P P S)"
 pgb_get people "$SENS_UUID" "$WARMUP" events >/dev/null; pgb_get plain "$PLAIN_UUID" "$WARMUP" >/dev/null
 declare -a DB_RATIOS DB_SENS DB_PLAIN
-for run in $(seq 1 "$RUNS"); do
-  s=$(pgb_get people "$SENS_UUID" "$STEP" events); p=$(pgb_get plain "$PLAIN_UUID" "$STEP")
+for run in $(seq 1 "$RUNS"); do # the same four-leg order as wrk's runs: S P P S
+  s1=$(pgb_get people "$SENS_UUID" "$LEG" events); p1=$(pgb_get plain "$PLAIN_UUID" "$LEG")
+  p2=$(pgb_get plain "$PLAIN_UUID" "$LEG"); s2=$(pgb_get people "$SENS_UUID" "$LEG" events)
+  s=$(mean2 "$s1" "$s2"); p=$(mean2 "$p1" "$p2")
   DB_SENS+=("$s"); DB_PLAIN+=("$p"); DB_RATIOS+=("$(ratio "$s" "$p")")
   echo "    sensitive record $s tx/s, plain record $p tx/s"
 done
@@ -187,8 +209,8 @@ ROTATE_RATIO=$(ratio "$ROTATE_RATE" "$UPDATE_RATE")
 [ "$(curl -sf -H "Authorization: Bearer $TOKEN" "$SENS_URL" | jq -r .data.ssn)" = "078-05-1120" ]
 echo "    $MOVED values in ${ROTATE_S}s: $ROTATE_RATE values/s = $ROTATE_RATIO x the plain UPDATE"
 
-if [ "$RUNS" = 1 ]; then NOTE="1 run of ${STEP} s (no median)"; else NOTE="median of $RUNS alternating runs' ratios, ${STEP} s each"; fi
-if [ "$RUNS" = 1 ]; then LNOTE="1 run of ${STEP} s"; else LNOTE="median of $RUNS runs of ${STEP} s"; fi
+if [ "$RUNS" = 1 ]; then NOTE="1 run of six ${LEG} s legs, S P M M P S (no median)"; else NOTE="median of $RUNS runs' ratios, each six ${LEG} s legs: S P M M P S"; fi
+LNOTE="median over the legs ($((RUNS * 2)) of ${LEG} s each)"
 figure "GET a record with sensitive fields in clear (decrypted, audited) vs the same shape with no sensitive field" \
   "$SENS_RPS" req/s "$PLAIN_RPS" "$READ_RATIO" 0.9 "$NOTE"
 figure "same, vs a member's masked read of the same record (the cryptography alone)" \
@@ -203,5 +225,5 @@ figure "data-key rotation (palisade keys rotate --org) vs batched plain UPDATE o
   "$ROTATE_RATE" values/s "$UPDATE_RATE" "$ROTATE_RATIO" 0.5 "1 run (a rotation moves every value once); $N values"
 figure "pgbench of the server's GET transaction: sensitive record (its audit event written in a group of 16) vs plain record (nothing written)" \
   "$(med "${DB_SENS[@]}")" tx/s "$(med "${DB_PLAIN[@]}")" "$(med "${DB_RATIOS[@]}")" "" \
-  "median of $RUNS alternating runs' ratios, ${STEP} s each; runtime role, owner's session, 16 clients, reads/s: about the most the server's ratio could be"
+  "median of $RUNS runs' ratios, each four ${LEG} s legs S P P S; runtime role, owner's session, 16 clients, reads/s: about the most the server's ratio could be"
 write_results encryption

@@ -31,6 +31,18 @@ embedded_pg_env() {
 
 psql_admin() { PGUSER=palisade_admin PGPASSWORD="$ADMIN_PW" psql -qAtX -v ON_ERROR_STOP=1 "$@"; }
 
+# Before each measured step of a with/without pair: the audit sequencer has sealed what the
+# steps before wrote, so no step pays for another's sealing. Waits at most 60 s.
+settle_db() {
+  local i
+  for i in $(seq 1 600); do
+    [ "$(psql_admin -c "SELECT NOT EXISTS (SELECT 1 FROM palisade.audit_events a WHERE a.tenant_id IS NOT NULL
+        AND a.xid >= (SELECT low_xid FROM palisade.audit_sealer)
+        AND NOT EXISTS (SELECT 1 FROM palisade.audit_chain c WHERE c.event_id = a.id))")" = t ] && break
+    sleep 0.1
+  done
+}
+
 # ---------------------------------------------------------------------------------------------
 # Shared by every script since the one-command suite (bench/run.sh). Each script still runs alone
 # with its own defaults; the suite only sets these environment variables:
