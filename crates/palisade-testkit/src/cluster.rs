@@ -28,19 +28,6 @@ pub fn data_dir() -> PathBuf {
     data_dir_for(std::process::id())
 }
 
-/// Removes clusters left by earlier test processes that are gone.
-fn remove_stale_clusters() {
-    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else { return };
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if let Some(pid) = name.strip_prefix("palisade-test-").and_then(|p| p.parse::<u32>().ok())
-            && !std::path::Path::new(&format!("/proc/{pid}")).exists()
-        {
-            let _ = std::fs::remove_dir_all(entry.path());
-        }
-    }
-}
-
 fn cluster() -> &'static TestCluster {
     CLUSTER.get_or_init(|| {
         // Started on a thread of its own: the caller may be inside an async runtime.
@@ -49,7 +36,7 @@ fn cluster() -> &'static TestCluster {
 }
 
 fn start_cluster() -> TestCluster {
-    remove_stale_clusters();
+    crate::scratch::remove_stale("palisade-test-");
     let data_dir = data_dir_for(std::process::id());
     // 0711: the postgres system user (when tests run as root) may traverse to its own files.
     std::fs::DirBuilder::new().recursive(true).mode(0o711).create(&data_dir).expect("test data dir");

@@ -6,6 +6,7 @@
 mod browser;
 mod cluster;
 mod redis;
+mod scratch;
 mod smtp;
 mod softhsm;
 
@@ -21,6 +22,7 @@ use serde_json::{Value, json};
 pub use browser::Browser;
 pub use cluster::{TestDb, data_dir, fresh_database};
 pub use redis::RedisServer;
+pub use scratch::{remove_data_dir, remove_stale};
 pub use smtp::SmtpSink;
 pub use softhsm::SoftHsm;
 

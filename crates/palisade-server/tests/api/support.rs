@@ -17,13 +17,23 @@ pub struct Server {
     output: Arc<Mutex<Vec<String>>>,
     pub base_url: String,
     pub data_dir: std::path::PathBuf,
+    /// The data directory is this server's own scratch directory (no test named one): it goes,
+    /// with its embedded cluster, when the server is dropped.
+    owns_data_dir: bool,
 }
 
-/// A fresh directory for one server's data (its outbox, or its embedded cluster).
+/// A fresh directory for one server's data (its outbox, or its embedded cluster). All of this
+/// process's are under `<temp>/palisade-bin-<pid>/`; the first call removes what test processes
+/// that are gone left there, their relocated embedded clusters included.
 pub fn scratch_dir(label: &str) -> std::path::PathBuf {
+    static ROOT: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
     static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
+    let root = ROOT.get_or_init(|| {
+        palisade_testkit::remove_stale("palisade-bin-");
+        std::env::temp_dir().join(format!("palisade-bin-{}", std::process::id()))
+    });
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-    let dir = std::env::temp_dir().join(format!("palisade-bin-{}-{label}-{n}", std::process::id()));
+    let dir = root.join(format!("{label}-{n}"));
     let _ = std::fs::remove_dir_all(&dir);
     dir
 }
@@ -64,11 +74,9 @@ impl Server {
     }
 
     fn start_with(envs: &[(&str, &str)], tls: bool, own_session: bool) -> Server {
-        let data_dir = envs
-            .iter()
-            .find(|(k, _)| *k == "PALISADE_DATA_DIR")
-            .map(|(_, v)| std::path::PathBuf::from(v))
-            .unwrap_or_else(|| scratch_dir("serve"));
+        let named = envs.iter().find(|(k, _)| *k == "PALISADE_DATA_DIR").map(|(_, v)| std::path::PathBuf::from(v));
+        let owns_data_dir = named.is_none();
+        let data_dir = named.unwrap_or_else(|| scratch_dir("serve"));
         let mut command = command(envs);
         if own_session {
             use std::os::unix::process::CommandExt;
@@ -96,7 +104,7 @@ impl Server {
             });
             if let Some(addr) = addr {
                 let scheme = if tls { "https" } else { "http" };
-                return Server { child, output, base_url: format!("{scheme}://{addr}"), data_dir };
+                return Server { child, output, base_url: format!("{scheme}://{addr}"), data_dir, owns_data_dir };
             }
             if let Ok(Some(status)) = child.try_wait() {
                 panic!("palisade exited with {status}: {:?}", output.lock().unwrap());
@@ -172,6 +180,9 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if self.owns_data_dir {
+            palisade_testkit::remove_data_dir(&self.data_dir);
+        }
     }
 }
 
