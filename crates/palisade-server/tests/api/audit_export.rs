@@ -72,6 +72,15 @@ async fn many_events(app: &TestApp, org: &str, n: i64) {
         .unwrap();
 }
 
+/// The subject of the export tests below: an organization with `n` more events than its own,
+/// its owner's token, and the URL of its export in `format`.
+async fn org_with_events(app: &TestApp, n: i64, format: &str) -> (String, String, String) {
+    let (owner, org) = busy_org(app, 1).await;
+    many_events(app, &org, n).await;
+    let url = app.url(&format!("/api/v1/orgs/{org}/audit-events/export?format={format}"));
+    (owner, org, url)
+}
+
 /// Backends of this test's database still inside a transaction as the runtime role.
 async fn open_runtime_transactions(app: &TestApp) -> i64 {
     app.admin()
@@ -89,12 +98,10 @@ async fn open_runtime_transactions(app: &TestApp) -> i64 {
 #[tokio::test]
 async fn an_export_stops_when_its_session_is_revoked_mid_way() {
     let app = TestApp::spawn().await;
-    let (owner, org) = busy_org(&app, 1).await;
     // Far more than the export buffers ahead of a client that does not read (two batches in the
     // channel, one encoded, one read ahead, the socket buffers): ~20 batches of 10,000.
     let total: i64 = 200_000;
-    many_events(&app, &org, total).await;
-    let url = app.url(&format!("/api/v1/orgs/{org}/audit-events/export?format=jsonl"));
+    let (owner, _, url) = org_with_events(&app, total, "jsonl").await;
     let mut response = app.http.get(&url).bearer_auth(&owner).send().await.unwrap();
     assert_eq!(response.status(), 200);
     let mut received = response.chunk().await.unwrap().expect("a first chunk").to_vec();
@@ -123,9 +130,7 @@ async fn an_export_stops_when_its_session_is_revoked_mid_way() {
 #[tokio::test]
 async fn a_client_that_leaves_mid_export_leaves_no_transaction_open_and_the_pool_sound() {
     let app = TestApp::spawn().await;
-    let (owner, org) = busy_org(&app, 1).await;
-    many_events(&app, &org, 200_000).await;
-    let url = app.url(&format!("/api/v1/orgs/{org}/audit-events/export?format=csv"));
+    let (owner, org, url) = org_with_events(&app, 200_000, "csv").await;
     for _ in 0..3 {
         let mut response = app.http.get(&url).bearer_auth(&owner).send().await.unwrap();
         assert_eq!(response.status(), 200);
@@ -169,9 +174,7 @@ async fn export_requests(app: &TestApp, org: &str) -> i64 {
 #[tokio::test]
 async fn exports_beyond_the_nodes_slots_are_refused_and_other_requests_keep_their_connections() {
     let app = TestApp::spawn().await;
-    let (owner, org) = busy_org(&app, 1).await;
-    many_events(&app, &org, 200_000).await;
-    let url = app.url(&format!("/api/v1/orgs/{org}/audit-events/export?format=jsonl"));
+    let (owner, org, url) = org_with_events(&app, 200_000, "jsonl").await;
     // The test server's pool holds 16 connections: 4 exports may stream at once. These four
     // are not read, so each holds its snapshot (and its slot) until dropped.
     let mut running = Vec::new();
@@ -214,10 +217,8 @@ async fn an_export_whose_client_stops_reading_is_stopped_after_the_stall_limit()
         ..Config::default()
     })
     .await;
-    let (owner, org) = busy_org(&app, 1).await;
     let total: i64 = 200_000;
-    many_events(&app, &org, total).await;
-    let url = app.url(&format!("/api/v1/orgs/{org}/audit-events/export?format=jsonl"));
+    let (owner, _, url) = org_with_events(&app, total, "jsonl").await;
     let mut response = app.http.get(&url).bearer_auth(&owner).send().await.unwrap();
     assert_eq!(response.status(), 200);
     let mut received = response.chunk().await.unwrap().expect("a first chunk").to_vec();
