@@ -92,7 +92,7 @@ figure "p99 of the same paced reads with no sign-ins (same run)" "$(printf '%s\n
 figure "paced reads/s during the flood" "$(printf '%s\n' "${READS_[@]}" | median)" req/s "" "" "" "$NOTE"
 figure "sign-ins/s during the paced reads" "$(printf '%s\n' "${FLOODS[@]}" | median)" req/s "" "" "" "$NOTE"
 
-echo "==> refresh-token rotations/s (wrk, 8 connections) vs pgbench UPDATE + INSERT (four legs a run: R P P R)"
+echo "==> refresh-token rotations/s (wrk, 8 connections) vs pgbench UPDATE + INSERT ($RUNS run(s) of four legs: R P P R)"
 # The same statements the rotation runs at its core — use the presented token (UPDATE … WHERE
 # unused) and store its successor (INSERT) — on a table shaped like refresh_tokens, with the
 # same foreign key to a real session, $REFRESH_ROWS live tokens, same cluster, same clients.
@@ -143,9 +143,7 @@ pgbench_leg() {
     || { cat "$WORK/pgbench-refresh.txt" >&2; return 1; }
   awk '/^tps = /{print $3}' "$WORK/pgbench-refresh.txt"
 }
-# The figure closest to its target: two runs more than the other steps (5 in full mode).
-RUNS_ROTATION=$((RUNS > 1 ? RUNS + 2 : RUNS))
-for run in $(seq 1 "$RUNS_ROTATION"); do
+for run in $(seq 1 "$RUNS"); do
   # (assignments, not command substitutions in a pipeline: ROTS and the failure count must stay)
   rotate_leg >"$WORK/leg"; r1=$(cat "$WORK/leg"); g1=$(pgbench_leg); g2=$(pgbench_leg)
   rotate_leg >"$WORK/leg"; r2=$(cat "$WORK/leg")
@@ -153,7 +151,7 @@ for run in $(seq 1 "$RUNS_ROTATION"); do
   RATIOS+=("$(awk -v a="$r1" -v b="$r2" -v c="$g1" -v d="$g2" 'BEGIN {printf "%.3f", (a + b) / (c + d)}')")
   echo "    rotations $r1, $r2/s; pgbench $g1, $g2 tx/s; ratio ${RATIOS[-1]} (non-2xx so far: $REFRESH_FAILS)"
 done
-NOTE="median of $RUNS_ROTATION runs, each four ${LEG} s legs: rotations, pgbench, pgbench, rotations"
+NOTE="median of $RUNS runs, each four ${LEG} s legs: rotations, pgbench, pgbench, rotations"
 figure "refresh-token rotations/s vs pgbench UPDATE + INSERT" "$(printf '%s\n' "${ROTS[@]}" | median)" req/s \
   "$(printf '%s\n' "${PGROTS[@]}" | median)" "$(printf '%s\n' "${RATIOS[@]}" | median)" 0.7 "$NOTE; pgbench table of $REFRESH_ROWS live tokens"
 [ "$REFRESH_FAILS" = 0 ] || figure_fails "$REFRESH_FAILS rotations answered non-2xx"
