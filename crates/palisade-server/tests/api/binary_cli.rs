@@ -1,7 +1,7 @@
 //! The `palisade` CLI tools against real databases: admin grant, migrate (and serving as the
 //! role it creates), a non-superuser schema owner, bcrypt import, audit verify, signing keys.
 
-use crate::support::{Server, call, command};
+use crate::support::{Server, call, command, run_keys};
 
 use palisade_testkit::{PASSWORD, TestApp};
 use serde_json::{Value, json};
@@ -298,14 +298,7 @@ async fn keys_commands_list_rotate_and_revoke_the_signing_key_a_running_server_u
         ("PALISADE_KEY_STORE_FILE", store_file),
     ];
     let envs: Vec<(&str, &str)> = envs.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let run = |args: &[&str]| {
-        let out = command(&envs).arg("keys").args(args).output().unwrap();
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
+    let run = |args: &[&str]| run_keys(&envs, args);
     let (code, list, _) = run(&["list"]);
     assert_eq!(code, Some(0));
     assert!(list.lines().any(|l| l.starts_with(&first_kid) && l.contains("signing")), "{list}");

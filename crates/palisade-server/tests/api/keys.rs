@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::collections::member_with_role;
-use crate::support::command;
+use crate::support::{command, run_keys};
 
 fn people() -> Value {
     json!({"type": "object", "properties": {
@@ -257,14 +257,7 @@ async fn the_keys_commands_show_status_rotate_with_progress_and_rotate_the_kek()
     assert!(files_after == files_before, "the KEK and the key store are untouched");
     envs.push(("PALISADE_DATABASE_KEYS_URL", app.db.keys_dsn()));
     let envs: Vec<(&str, &str)> = envs.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let run = |args: &[&str]| {
-        let out = command(&envs).arg("keys").args(args).output().unwrap();
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
+    let run = |args: &[&str]| run_keys(&envs, args);
     let (code, status, err) = run(&["status"]);
     assert_eq!(code, Some(0), "{err}");
     assert!(status.contains("Key provider: local"), "{status}");

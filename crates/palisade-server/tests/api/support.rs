@@ -57,6 +57,16 @@ pub fn command(envs: &[(&str, &str)]) -> Command {
     command
 }
 
+/// Runs `palisade keys <args>` to the end: its exit code, stdout and stderr.
+pub fn run_keys(envs: &[(&str, &str)], args: &[&str]) -> (Option<i32>, String, String) {
+    let out = command(envs).arg("keys").args(args).output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 impl Server {
     /// `palisade serve --insecure-http` (most tests are not about TLS).
     pub fn start(envs: &[(&str, &str)]) -> Server {
