@@ -65,6 +65,11 @@ const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../migrations/0027_chain_position_by_event.sql"),
     },
     Migration { version: 28, name: "faster_sealing", sql: include_str!("../migrations/0028_faster_sealing.sql") },
+    Migration {
+        version: 29,
+        name: "cached_login_lookups",
+        sql: include_str!("../migrations/0029_cached_login_lookups.sql"),
+    },
 ];
 
 const GRANTS: &str = include_str!("../migrations/grants.sql");
