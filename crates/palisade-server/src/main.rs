@@ -9,11 +9,11 @@ use clap::{Args, Parser, Subcommand};
 use palisade_server::config::{Config, Overrides};
 use palisade_server::{controls, database, logging, serve};
 
-// Request handling allocates many small, short-lived buffers across the runtime's threads, and
-// every password hash a 19 MiB block on a blocking thread. With glibc malloc, allocation took
-// ~11 % of the server's CPU on refresh rotations (perf), and after a few hundred sign-ins the
-// process held ~380 MiB (per-thread arenas keep the hash blocks); with mimalloc ~10 % less CPU
-// per rotation and ~90 MiB.
+// Request handling allocates many small, short-lived buffers across threads, and every password
+// hash a 19 MiB block on a hashing thread. glibc malloc (tuned, until 12-07, to keep those blocks
+// in its arenas rather than map and fault them in per hash) spent ~11 % of the server's CPU on
+// refresh rotations (perf) and held ~380 MiB after a few hundred sign-ins; mimalloc: ~10 % less
+// CPU per rotation, sign-ins ~10 % cheaper, ~91 MiB.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -174,23 +174,7 @@ enum ConfigCommand {
     Check,
 }
 
-/// glibc's malloc serves every allocation above its mmap threshold (128 KiB, adjusting upwards)
-/// with a mapping of its own and unmaps it on free: every password hash (19 MiB of argon2
-/// memory) was mapped, faulted in page by page and unmapped again, under the process-wide lock
-/// that every other thread's page faults wait on. Kept in malloc's arenas instead, each hashing
-/// thread reuses its memory. Measured on 2 cores (bench/README.md, 12-06): refresh rotations
-/// 0.60 → 0.74 of pgbench, record creates with audit 0.78 → 0.84 of no audit; the server's RSS
-/// under the read load 53 → 85 MiB (the hashing threads keep their 19 MiB each).
-fn keep_large_allocations_in_the_heap() {
-    // SAFETY: mallopt only changes malloc's tunables, and runs before any other thread exists.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 64 << 20);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, 128 << 20);
-    }
-}
-
 fn main() -> ExitCode {
-    keep_large_allocations_in_the_heap();
     let cli = Cli::parse();
     let (listen, insecure_http) = match &cli.command {
         Command::Serve { listen, insecure_http } => (*listen, *insecure_http),
@@ -212,7 +196,11 @@ fn main() -> ExitCode {
     if matches!(cli.command, Command::Serve { .. }) {
         logging::init(&config);
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(config.worker_threads())
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(err) => {
             eprintln!("error: cannot start the async runtime: {err}");
