@@ -51,6 +51,25 @@ async fn catalog_invariant_every_tenant_table_has_forced_rls() {
 }
 
 #[tokio::test]
+async fn runtime_role_sessions_carry_their_limits_and_no_jit() {
+    let app = TestApp::spawn().await;
+    let row = app
+        .runtime()
+        .await
+        .query_one(
+            "SELECT current_setting('statement_timeout'), current_setting('lock_timeout'), \
+             current_setting('idle_in_transaction_session_timeout'), current_setting('jit')",
+            &[],
+        )
+        .await
+        .unwrap();
+    let settings: (String, String, String, String) = (row.get(0), row.get(1), row.get(2), row.get(3));
+    // JIT compiled each execution of a request's statement once an organization grew large
+    // (~200 ms each); requests never run long enough to gain from it.
+    assert_eq!(settings, ("15s".into(), "5s".into(), "30s".into(), "off".into()));
+}
+
+#[tokio::test]
 async fn runtime_role_sees_only_the_entered_tenant_and_cannot_write_into_another() {
     let app = TestApp::spawn().await;
     let (a_token, a_org) = app.owner_of("a@example.com", "Org A").await;

@@ -251,6 +251,18 @@ async fn lists_filter_sort_and_page_with_cursors_that_cannot_be_moved_or_forged(
         }
     }
     assert_eq!(seen, ["job 0", "job 1", "job 2", "job 3", "job 4", "job 5", "job 6", "no hours"]);
+    // Newest first, paged: each cursor continues below the last id shown.
+    let mut newest_first = Vec::new();
+    let mut page = list("sort=-id&limit=3").await;
+    loop {
+        assert_eq!(page.status, 200, "{}", page.text);
+        newest_first.extend(titles(&page));
+        match page.body["next_cursor"].as_str() {
+            Some(cursor) => page = list(&format!("sort=-id&limit=3&cursor={cursor}")).await,
+            None => break,
+        }
+    }
+    assert_eq!(newest_first, seen.iter().rev().cloned().collect::<Vec<_>>());
 
     assert_eq!(titles(&list("filter[status]=done").await), ["job 1", "job 3", "job 5"]);
     assert_eq!(titles(&list("filter[hours][gte]=2&filter[hours][lt]=5").await), ["job 2", "job 3", "job 4"]);
