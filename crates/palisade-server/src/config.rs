@@ -138,7 +138,8 @@ pub struct Config {
     /// `http://localhost:<port>` when that names a loopback address.
     pub webauthn_origin: Option<String>,
     /// Threads running requests (the async runtime's workers). Default: half the CPU cores (at
-    /// least one) with the embedded database, which shares the machine, else every core.
+    /// least one) when the database runs on this machine (embedded, or reached over a Unix
+    /// socket or loopback), else every core.
     pub worker_threads: Option<usize>,
     /// Threads hashing passwords at once; default: the number of CPU cores.
     pub hash_workers: Option<usize>,
@@ -457,16 +458,31 @@ impl Config {
         })
     }
 
-    /// With the embedded database on the same cores, fewer request threads than cores: on
-    /// 2 cores one worker served ~5 % more refresh rotations, record creates and reads than two,
-    /// with less CPU per request (a busy worker parks and wakes less often; bench/README.md).
+    /// With the database on the same cores, fewer request threads than cores: on 2 cores one
+    /// worker served ~5 % more refresh rotations, record creates and reads than two, with less
+    /// CPU per request (a busy worker parks and wakes less often; bench/README.md).
     pub fn worker_threads(&self) -> usize {
         let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
         match self.worker_threads {
             Some(threads) => threads.max(1),
-            None if self.is_embedded() => (cores / 2).max(1),
+            None if self.database_is_local() => (cores / 2).max(1),
             None => cores,
         }
+    }
+
+    /// Whether the runtime database shares this machine: embedded, or every host of
+    /// `database_url` a Unix socket or a loopback name. An unparsable URL counts as remote (the
+    /// connection reports it).
+    fn database_is_local(&self) -> bool {
+        let Some(url) = &self.database_url else { return self.is_embedded() };
+        let Ok(parsed) = url.expose_secret().parse::<tokio_postgres::Config>() else { return false };
+        !parsed.get_hosts().is_empty()
+            && parsed.get_hosts().iter().all(|host| match host {
+                tokio_postgres::config::Host::Unix(_) => true,
+                tokio_postgres::config::Host::Tcp(name) => {
+                    name == "localhost" || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+                }
+            })
     }
 
     pub fn hash_workers(&self) -> usize {
@@ -505,11 +521,18 @@ mod tests {
     }
 
     #[test]
-    fn request_threads_leave_the_embedded_database_half_the_cores() {
+    fn request_threads_leave_a_database_on_this_machine_half_the_cores() {
         let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap();
         assert_eq!(Config::default().worker_threads(), (cores / 2).max(1));
-        let external = Config { database_url: Some(SecretString::from("postgres://app@db/x")), ..Config::default() };
-        assert_eq!(external.worker_threads(), cores);
+        let url = |url: &str| Config { database_url: Some(SecretString::from(url)), ..Config::default() };
+        assert_eq!(url("postgres://app@db/x").worker_threads(), cores);
+        assert_eq!(url("host=db.internal,127.0.0.1 user=app").worker_threads(), cores);
+        assert_eq!(url("not a url ===").worker_threads(), cores);
+        // On this machine: a Unix socket or loopback, as the embedded database.
+        for local in ["host=/var/run/postgresql user=app", "postgres://app@localhost/x", "postgres://app@[::1]:5433/x"]
+        {
+            assert_eq!(url(local).worker_threads(), (cores / 2).max(1), "{local}");
+        }
         assert_eq!(Config { worker_threads: Some(3), ..Config::default() }.worker_threads(), 3);
         // Zero threads would be a runtime that never runs a request.
         assert_eq!(Config { worker_threads: Some(0), ..Config::default() }.worker_threads(), 1);
