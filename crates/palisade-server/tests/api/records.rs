@@ -239,29 +239,28 @@ async fn lists_filter_sort_and_page_with_cursors_that_cannot_be_moved_or_forged(
         async move { s.app.get(&path, Some(&s.owner)).await }
     };
 
-    // Default order is creation order; pages of 3 follow the cursor to the end.
-    let mut seen = Vec::new();
-    let mut page = list("limit=3").await;
-    loop {
-        assert_eq!(page.status, 200, "{}", page.text);
-        seen.extend(titles(&page));
-        match page.body["next_cursor"].as_str() {
-            Some(cursor) => page = list(&format!("limit=3&cursor={cursor}")).await,
-            None => break,
+    // Every title of a listing, following each page's cursor to the end.
+    let walk = |query: &'static str| {
+        let list = &list;
+        async move {
+            let mut seen = Vec::new();
+            let mut page = list(query).await;
+            loop {
+                assert_eq!(page.status, 200, "{}", page.text);
+                seen.extend(titles(&page));
+                match page.body["next_cursor"].as_str() {
+                    Some(cursor) => page = list(&format!("{query}&cursor={cursor}")).await,
+                    None => break seen,
+                }
+            }
         }
-    }
+    };
+
+    // Default order is creation order; pages of 3 follow the cursor to the end.
+    let seen = walk("limit=3").await;
     assert_eq!(seen, ["job 0", "job 1", "job 2", "job 3", "job 4", "job 5", "job 6", "no hours"]);
     // Newest first, paged: each cursor continues below the last id shown.
-    let mut newest_first = Vec::new();
-    let mut page = list("sort=-id&limit=3").await;
-    loop {
-        assert_eq!(page.status, 200, "{}", page.text);
-        newest_first.extend(titles(&page));
-        match page.body["next_cursor"].as_str() {
-            Some(cursor) => page = list(&format!("sort=-id&limit=3&cursor={cursor}")).await,
-            None => break,
-        }
-    }
+    let newest_first = walk("sort=-id&limit=3").await;
     assert_eq!(newest_first, seen.iter().rev().cloned().collect::<Vec<_>>());
 
     assert_eq!(titles(&list("filter[status]=done").await), ["job 1", "job 3", "job 5"]);
