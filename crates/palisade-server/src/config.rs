@@ -462,7 +462,7 @@ impl Config {
     /// worker served ~5 % more refresh rotations, record creates and reads than two, with less
     /// CPU per request (a busy worker parks and wakes less often; bench/README.md).
     pub fn worker_threads(&self) -> usize {
-        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+        let cores = cores();
         match self.worker_threads {
             Some(threads) => threads.max(1),
             None if self.database_is_local() => (cores / 2).max(1),
@@ -486,8 +486,13 @@ impl Config {
     }
 
     pub fn hash_workers(&self) -> usize {
-        self.hash_workers.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2))
+        self.hash_workers.unwrap_or_else(cores)
     }
+}
+
+/// CPU cores this process may use (2 when the system cannot tell).
+fn cores() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
 }
 
 /// Hides the password in `postgres://user:password@host/db` and in `password=…` key-value strings.

@@ -305,9 +305,8 @@ macro_rules! filters {
 
 // Listing by id: the first page and the pages after a cursor are separate statements. One
 // statement with `($3 IS NULL OR r.id > $3)` left the cursor out of the index condition in a
-// generic plan (each later page scanned the organization's records from its first one), and its
-// unknown shape let stale statistics pick a scan and sort of the whole table: 50 lists/s instead
-// of 1,500 in the benchmark, until the next autoanalyze.
+// generic plan: each later page scanned the organization's records from its first one. (The
+// benchmark's 50 lists/s of 12-07 was JIT, not this: see the runtime role's settings, migrate.rs.)
 macro_rules! list_by_id {
     ($cursor:literal, $order:literal) => {
         concat!(
