@@ -236,7 +236,8 @@ case_lockout() { # LABEL EMAIL
   new_user "$email" || { rel_case fail "$label: lockout: sign-up (got $ST)"; return; }
   for i in 1 2 3 4 5 6; do login "$email" "wrong-password-$i"; [ "$ST" = 401 ] || bad=1; done
   login "$email" "$PW"
-  until=$(psql_admin -c "SELECT extract(epoch FROM locked_until)::bigint FROM palisade.users WHERE email = '$email'")
+  until=$(psql_admin -c "SELECT extract(epoch FROM locked_until)::bigint FROM palisade.login_attempts
+    WHERE email_digest = sha256(convert_to('$email', 'UTF8'))")
   until_ok=0; [ -n "$until" ] && [ $((until - ($(server_now) + 15 * MIN))) -le 5 ] &&
     [ $((until - ($(server_now) + 15 * MIN))) -ge -30 ] && until_ok=1
   { [ $bad = 0 ] && is_problem_401 && [ $until_ok = 1 ]; } &&

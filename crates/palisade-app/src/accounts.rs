@@ -15,6 +15,9 @@ use crate::mail::Notice;
 use crate::tokens::{AMR_PASSWORD, LoginOutput};
 use crate::{App, AppError};
 
+/// How long a run of failed sign-ins for an address is remembered after its last failure.
+pub const LOGIN_ATTEMPTS_KEPT: time::Duration = time::Duration::days(1);
+
 pub struct SignupInput {
     pub email: String,
     pub password: SecretString,
@@ -91,11 +94,12 @@ impl App {
         let (reserved, known_user, factors, passkeys) = match &email {
             Some(email) => {
                 let mut tx = Tx::anonymous();
-                let (reserved, id) = users::reserve_login(&mut tx, email, self.clock.now(), self.policy.lockout);
+                let reservation = users::reserve_login(&mut tx, email, self.clock.now(), self.policy.lockout);
                 let factors = webauthn_repo::second_factors(&mut tx, email);
                 let passkeys = webauthn_repo::passkeys_for_email(&mut tx, email);
                 let mut results = tx.run(&self.db).await?;
-                (results.get(reserved)?, results.get(id)?, results.get(factors)?, results.get(passkeys)?)
+                let (reserved, id) = results.get(reservation)?;
+                (reserved, id, results.get(factors)?, results.get(passkeys)?)
             }
             None => (None, None, Vec::new(), Vec::new()),
         };
@@ -147,6 +151,27 @@ impl App {
             self.send_notice(email.as_str(), Notice::NewSignIn { device: label, ip: &ip });
         }
         Ok(LoginOutcome::Session(self.login_output(opened).await?))
+    }
+
+    /// Forgets runs of failed sign-ins a day after their last failure (a running lock is kept
+    /// until it ends), every `every`, on every node: the attempts table would otherwise keep
+    /// every address anyone ever tried. Failures are logged and retried at the next tick.
+    pub async fn run_login_attempt_pruning(self, every: std::time::Duration) {
+        let mut ticks = tokio::time::interval(every);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            match self.prune_login_attempts().await {
+                Ok(0) => {}
+                Ok(removed) => tracing::info!(removed, "forgot runs of failed sign-ins older than a day"),
+                Err(err) => tracing::warn!(error = %err, "pruning sign-in attempts failed; will retry"),
+            }
+        }
+    }
+
+    /// One pruning pass (see `run_login_attempt_pruning`): how many runs were forgotten.
+    pub async fn prune_login_attempts(&self) -> Result<i64, AppError> {
+        Ok(users::prune_login_attempts(&self.db, self.clock.now(), LOGIN_ATTEMPTS_KEPT).await?)
     }
 
     /// Records a refused sign-in (and the lock, if this attempt set it). Returns the one answer

@@ -212,6 +212,8 @@ pub async fn run(config: Config) -> Result<()> {
     tokio::spawn(
         app.clone().run_audit_sequencer(std::time::Duration::from_millis(config.audit_seal_interval_ms.max(10))),
     );
+    // Runs of failed sign-ins are forgotten a day after their last failure (0030).
+    tokio::spawn(app.clone().run_login_attempt_pruning(std::time::Duration::from_secs(3600)));
     // Data-key rotation: starts scheduled rotations and re-encrypts in batches; resumes after
     // any crash because its progress is what the database still holds under retired keys.
     if app.key_jobs.is_some() {

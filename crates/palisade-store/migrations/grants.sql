@@ -16,7 +16,10 @@ $$;
 GRANT USAGE ON SCHEMA palisade TO {role};
 GRANT SELECT ON palisade.schema_migrations TO {role};
 GRANT SELECT, INSERT ON palisade.users TO {role};
-GRANT UPDATE (name, password_hash, updated_at, failed_logins, locked_until) ON palisade.users TO {role};
+GRANT UPDATE (name, password_hash, updated_at) ON palisade.users TO {role};
+-- Sign-in attempts are counted, cleared and pruned only through these functions (0030).
+GRANT EXECUTE ON FUNCTION palisade.count_login_attempt(text, timestamptz, integer, float8),
+    palisade.clear_login_attempts(uuid), palisade.prune_login_attempts(timestamptz, float8) TO {role};
 -- Token hashes are readable only by enter_session (SECURITY DEFINER): a compromised runtime
 -- connection cannot lift another user's session proof.
 GRANT INSERT ON palisade.sessions TO {role};

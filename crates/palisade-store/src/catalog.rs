@@ -23,6 +23,7 @@ pub const INSTANCE_TABLES: &[&str] = &[
     "webauthn_credentials",
     "instance_data_keys",
     "settings_key",
+    "login_attempts",
 ];
 
 /// The connected role's attributes, for the "owns nothing, no BYPASSRLS" rule.

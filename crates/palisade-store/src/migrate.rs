@@ -70,6 +70,7 @@ const MIGRATIONS: &[Migration] = &[
         name: "cached_login_lookups",
         sql: include_str!("../migrations/0029_cached_login_lookups.sql"),
     },
+    Migration { version: 30, name: "login_attempts", sql: include_str!("../migrations/0030_login_attempts.sql") },
 ];
 
 const GRANTS: &str = include_str!("../migrations/grants.sql");

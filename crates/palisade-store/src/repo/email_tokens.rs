@@ -50,8 +50,9 @@ pub fn verify(tx: &mut Tx<Anonymous>, token: &SessionTokenHash, now: OffsetDateT
 }
 
 const ENTER_RESET: &str = "SELECT palisade.enter_reset($1, $2)";
-const SET_PASSWORD: &str = "UPDATE palisade.users SET password_hash = $1, failed_logins = 0, locked_until = NULL, \
-    updated_at = $2 WHERE id = palisade.current_user_id()";
+const SET_PASSWORD: &str =
+    "UPDATE palisade.users SET password_hash = $1, updated_at = $2 WHERE id = palisade.current_user_id()";
+const UNLOCK: &str = "SELECT palisade.clear_login_attempts(palisade.current_user_id())";
 const REVOKE_ALL: &str =
     "UPDATE palisade.sessions SET revoked_at = $1 WHERE user_id = palisade.current_user_id() AND revoked_at IS NULL";
 const RESET_ACCOUNT: &str = "SELECT id, email, name FROM palisade.users WHERE id = palisade.current_user_id()";
@@ -66,6 +67,7 @@ pub fn reset_password(
 ) -> Step<(UserId, String, String)> {
     tx.push_write(ENTER_RESET, vec![Box::new(token.0.to_vec()), Box::new(now)]);
     tx.push_write(SET_PASSWORD, vec![Box::new(password_hash), Box::new(now)]);
+    tx.push_write(UNLOCK, vec![]);
     tx.push_write(REVOKE_ALL, vec![Box::new(now)]);
     tx.push(RESET_ACCOUNT, vec![], |rows| {
         let row = exactly_one(rows)?;

@@ -344,6 +344,13 @@ pub(super) async fn snapshot(app: &TestApp, w: &World) -> Result<BTreeMap<String
             admin.query(&format!("{select} t.tenant_id = $1 ORDER BY 1"), &[&w.tenant]).await
         } else if name == "users" {
             admin.query(&format!("{select} t.id = ANY($1) ORDER BY 1"), &[&w.users]).await
+        } else if name == "login_attempts" {
+            // Keyed by the address's digest: the runs of A's users' addresses.
+            let sql = format!(
+                "{select} t.email_digest IN (SELECT sha256(convert_to(u.email, 'UTF8')) FROM palisade.users u \
+                 WHERE u.id = ANY($1)) ORDER BY 1"
+            );
+            admin.query(&sql, &[&w.users]).await
         } else if name == "tenants" {
             admin.query(&format!("{select} t.id = $1 ORDER BY 1"), &[&w.tenant]).await
         } else if has("user_id") {
