@@ -34,7 +34,7 @@ suite_cleanup() {
 trap suite_cleanup EXIT
 
 command -v python3 >/dev/null || { rel_not_run brute_force "python3 is not available"; exit 0; }
-if [ "$REL_MODE" = full ]; then ROUNDS=3; PAIRS=800; else ROUNDS=1; PAIRS=300; fi
+if [ "$REL_MODE" = full ]; then ROUNDS=3; PAIRS=1500; else ROUNDS=1; PAIRS=600; fi
 ROUNDS=${REL_BF_ROUNDS:-$ROUNDS}; PAIRS=${REL_BF_PAIRS:-$PAIRS} # overrides, for investigating
 THRESHOLD=6
 START=$SECONDS
@@ -144,12 +144,23 @@ def one_known(i):
     failures[k] += 1
     if st != 401: bad.append(f"known {st}")
     return ms
+# Unknown addresses are counted too (migration 0030). Each known account has an unknown twin
+# that takes as many failures before a fresh address replaces it (as a reset clears the known
+# account's run), so both requests of a pair have the same run behind them: a first failure
+# inserts the address's row, later ones update it. Only whether an account exists differs.
+twin_failures, twin_generation = [0] * known, [0] * known
 def one_unknown(i):
-    ms, st = sign_in(f"nobody-{i}-{rng.randrange(1 << 30)}@example.com", f"not-the-password-{i}")
+    j = i % known
+    if twin_failures[j] >= threshold - 1:
+        twin_generation[j] += 1
+        twin_failures[j] = 0
+    ms, st = sign_in(f"nobody-{j}-{twin_generation[j]}-{salt}@example.com", f"not-the-password-{i}")
+    twin_failures[j] += 1
     if st != 401: bad.append(f"unknown {st}")
     return ms
-for i in range(10):  # warm-up, not counted
-    before_pair(i); one_unknown(-i - 1); one_known(i)
+salt = rng.randrange(1 << 30)
+for i in range(known):  # warm-up, not counted: one failure for every account and twin
+    before_pair(i); one_unknown(i); one_known(i)
 for i in range(pairs):
     before_pair(i)
     if rng.random() < 0.5:
@@ -175,9 +186,16 @@ if probe=$(python3 "$WORK/probe.py" "$B" "$PAIRS" "$KNOWN" "$REL_PASSWORD" "$THR
   rel_note "timing probe ($PAIRS interleaved pairs): median sign-in unknown email $mu ms, known email + wrong password $mk ms, ratio known/unknown $ratio; median paired difference $md ms, noise bound ±$bound ms = 4 SE of that median, SE = 1.2533 × 1.4826 × MAD(differences) / √n (IQR unknown $iqru ms, known $iqrk ms)"
   [ "$badn" = 0 ] && rel_case ok "timing: every probe sign-in answered 401 (no known account locked)" ||
     rel_case fail "timing: every probe sign-in answered 401 ($(jq -c .bad <<<"$probe"))"
-  if awk -v d="$md" -v b="$bound" 'BEGIN { exit !((d < 0 ? -d : d) <= b) }'; then
-    rel_case ok "timing: unknown vs known email not told apart (median paired difference $md ms, within the ±$bound ms noise bound)"
-  else rel_case fail "timing: unknown vs known email told apart: median difference $md ms beyond the $bound ms noise bound (unknown $mu ms, known $mk ms)"; fi
+  # Told apart: a difference beyond the noise bound AND beyond TIMING_FLOOR_MS. Significance
+  # alone cannot be the test: a lookup that finds an account row and one that finds none can
+  # never take exactly as long, so with enough pairs or a quiet enough machine any design fails
+  # it. The floor is the effect size that matters: the leak this probe found (the lockout
+  # counter written only for real accounts, migration 0030) measured 0.11-0.17 ms; since 0030
+  # the same work is done for both and what remains is ~0.04 ms (1,500-pair runs: 0.026-0.058).
+  TIMING_FLOOR_MS=0.1
+  if awk -v d="$md" -v b="$bound" -v f="$TIMING_FLOOR_MS" 'BEGIN { a = d < 0 ? -d : d; exit !(a <= b || a <= f) }'; then
+    rel_case ok "timing: unknown vs known email not told apart (median paired difference $md ms; noise bound ±$bound ms, floor $TIMING_FLOOR_MS ms)"
+  else rel_case fail "timing: unknown vs known email told apart: median difference $md ms beyond the $bound ms noise bound and the $TIMING_FLOOR_MS ms floor (unknown $mu ms, known $mk ms)"; fi
   # Every known account below the lock afterwards.
   over=$(psql_admin -c "SELECT count(*) FROM palisade.users u JOIN palisade.login_attempts a ON a.email_digest = sha256(convert_to(u.email, 'UTF8'))
     WHERE u.email LIKE 'known-%' AND (a.failed >= $THRESHOLD OR a.locked_until IS NOT NULL)")
