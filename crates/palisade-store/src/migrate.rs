@@ -71,6 +71,7 @@ const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../migrations/0029_cached_login_lookups.sql"),
     },
     Migration { version: 30, name: "login_attempts", sql: include_str!("../migrations/0030_login_attempts.sql") },
+    Migration { version: 31, name: "sealer_plan", sql: include_str!("../migrations/0031_sealer_plan.sql") },
 ];
 
 const GRANTS: &str = include_str!("../migrations/grants.sql");
