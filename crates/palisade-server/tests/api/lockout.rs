@@ -1,6 +1,7 @@
 //! Brute-force protection: the account lockout (counted atomically in the database) and the
 //! per-IP throttle on authentication routes.
 
+use palisade_core::Clock;
 use palisade_testkit::{PASSWORD, TestApp};
 use serde_json::json;
 
@@ -20,13 +21,15 @@ async fn events(app: &TestApp, action: &str) -> Vec<serde_json::Value> {
 }
 
 /// The address's run of failures: (count, locked), or None when none is remembered.
+/// The run of failures counted for an address, and whether a lock runs at the server's (test)
+/// clock, which tests move: the database's own `now()` would not follow.
 async fn attempts_of(app: &TestApp, email: &str) -> Option<(i32, bool)> {
     app.admin()
         .await
         .query_opt(
-            "SELECT failed, locked_until > now() FROM palisade.login_attempts \
+            "SELECT failed, locked_until > $2 FROM palisade.login_attempts \
               WHERE email_digest = sha256(convert_to($1, 'UTF8'))",
-            &[&email],
+            &[&email, &app.clock.now()],
         )
         .await
         .unwrap()
