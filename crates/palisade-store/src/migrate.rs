@@ -72,6 +72,11 @@ const MIGRATIONS: &[Migration] = &[
     },
     Migration { version: 30, name: "login_attempts", sql: include_str!("../migrations/0030_login_attempts.sql") },
     Migration { version: 31, name: "sealer_plan", sql: include_str!("../migrations/0031_sealer_plan.sql") },
+    Migration {
+        version: 32,
+        name: "due_checkpoints_by_index",
+        sql: include_str!("../migrations/0032_due_checkpoints_by_index.sql"),
+    },
 ];
 
 const GRANTS: &str = include_str!("../migrations/grants.sql");

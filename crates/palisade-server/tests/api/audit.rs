@@ -102,53 +102,7 @@ async fn a_slow_transaction_s_event_is_never_skipped() {
     );
 }
 
-#[tokio::test]
-async fn the_sequencer_finds_its_work_through_the_index_even_without_statistics() {
-    let app = TestApp::spawn().await;
-    let (owner, org) = busy_org(&app, 1).await;
-    let admin = app.admin().await;
-    // 20,000 sealed events, then no statistics: a new install, or a table that grew faster than
-    // autovacuum analyzes it. Without a fixed plan the planner guessed a third of the table for
-    // the pass's xid range and scanned both tables whole, every 250 ms (migration 0031).
-    admin
-        .execute(
-            "INSERT INTO palisade.audit_events (id, tenant_id, occurred_at, actor_kind, action, outcome)
-             SELECT gen_random_uuid(), $1, now(), 'user', 'record.updated', 'success' FROM generate_series(1, 20000)",
-            &[&tenant(&org)],
-        )
-        .await
-        .unwrap();
-    while app.app.seal_audit().await.unwrap() > 0 {}
-    admin
-        .batch_execute(
-            "DELETE FROM pg_statistic WHERE starelid IN ('palisade.audit_events'::regclass, 'palisade.audit_chain'::regclass)",
-        )
-        .await
-        .unwrap();
-    busy_write(&app, &owner, &org).await;
-
-    // A pass in a transaction of its own, whose table counters are readable before it ends.
-    admin.batch_execute("BEGIN").await.unwrap();
-    let sealed: i32 = admin.query_one("SELECT palisade.seal_audit_events(10000)", &[]).await.unwrap().get(0);
-    let scans: Vec<(String, i64)> = admin
-        .query(
-            "SELECT relname::text, seq_scan FROM pg_stat_xact_user_tables
-             WHERE schemaname = 'palisade' AND relname IN ('audit_events', 'audit_chain') ORDER BY relname",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|row| (row.get(0), row.get(1)))
-        .collect();
-    admin.batch_execute("COMMIT").await.unwrap();
-    assert!(sealed > 0, "the new events were sealed");
-    assert_eq!(scans, [("audit_chain".to_string(), 0), ("audit_events".to_string(), 0)], "no sequential scan");
-    let report = verify(&app, &owner, &org).await;
-    assert_eq!(report["valid"], true, "{report}");
-}
-
-async fn busy_write(app: &TestApp, owner: &str, org: &str) {
+pub(crate) async fn busy_write(app: &TestApp, owner: &str, org: &str) {
     let made = app
         .send(
             "POST",

@@ -7,6 +7,7 @@ mod attacks;
 mod audit;
 mod audit_export;
 mod audit_retention;
+mod audit_sequencer;
 mod binary;
 mod binary_cli;
 mod boundaries;
