@@ -77,6 +77,7 @@ const MIGRATIONS: &[Migration] = &[
         name: "due_checkpoints_by_index",
         sql: include_str!("../migrations/0032_due_checkpoints_by_index.sql"),
     },
+    Migration { version: 33, name: "key_work_by_index", sql: include_str!("../migrations/0033_key_work_by_index.sql") },
 ];
 
 const GRANTS: &str = include_str!("../migrations/grants.sql");

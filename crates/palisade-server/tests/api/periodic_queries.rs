@@ -1,12 +1,13 @@
-//! The audit sequencer's background queries (sealing, finding the chains due for a checkpoint)
-//! find their work through indexes, whatever the planner's statistics say: they run every 250 ms
-//! on every node, so a walk over a whole table there costs on every pass.
+//! The queries background jobs run on every node, every few hundred milliseconds or seconds (the
+//! audit sequencer's sealing and checkpoint search, the key keeper's search for key work), find
+//! their work through indexes whatever the planner's statistics say: a walk over a whole table
+//! there costs on every pass, on every node, whether or not there is anything to do.
 
 use palisade_testkit::TestApp;
 
 use crate::audit::{busy_org, busy_write, tenant, verify};
 
-/// What one transaction did to the audit tables so far: (table, sequential scans, rows fetched
+/// What one transaction did to the given tables so far: (table, sequential scans, rows fetched
 /// through indexes).
 async fn table_reads(admin: &tokio_postgres::Client, tables: &[&str]) -> Vec<(String, i64, i64)> {
     admin
@@ -96,4 +97,43 @@ async fn chains_due_for_a_checkpoint_are_found_without_visiting_the_busy_ones_th
     let (_, seq_scans, fetched) = reads[0].clone();
     assert_eq!(seq_scans, 0, "no sequential scan");
     assert!(fetched <= 4, "only the due chains' rows are read, not the 5,000 busy ones: {fetched}");
+}
+
+#[tokio::test]
+async fn organizations_needing_key_work_are_found_without_visiting_the_others() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin().await;
+    // 5,000 organizations with a recent active data key, one whose key is past the rotation
+    // period, one in the middle of a rotation (a retired key); no statistics. (The keys are
+    // rows only: replica mode skips the foreign key to organizations this test does not make.)
+    admin
+        .batch_execute(
+            "SET session_replication_role = replica;
+             INSERT INTO palisade.org_data_keys (tenant_id, id, wrapping_key, wrapped, created_at)
+             SELECT gen_random_uuid(), gen_random_uuid(), 'org_x.v1', '\\x00', now() - interval '30 days'
+             FROM generate_series(1, 5000);
+             INSERT INTO palisade.org_data_keys (tenant_id, id, wrapping_key, wrapped, created_at, retired_at) VALUES
+               ('00000000-0000-7000-8000-00000000000a', gen_random_uuid(), 'org_x.v1', '\\x00', now() - interval '400 days', NULL),
+               ('00000000-0000-7000-8000-00000000000b', gen_random_uuid(), 'org_x.v1', '\\x00', now() - interval '20 days', now()),
+               ('00000000-0000-7000-8000-00000000000b', gen_random_uuid(), 'org_x.v2', '\\x00', now(), NULL);
+             SET session_replication_role = DEFAULT;
+             DELETE FROM pg_statistic WHERE starelid = 'palisade.org_data_keys'::regclass",
+        )
+        .await
+        .unwrap();
+
+    admin.batch_execute("BEGIN").await.unwrap();
+    let due: Vec<String> = admin
+        .query("SELECT tenant_id::text FROM palisade.key_work_due(now(), interval '365 days', 100)", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    let reads = table_reads(&admin, &["org_data_keys"]).await;
+    admin.batch_execute("COMMIT").await.unwrap();
+    assert_eq!(due, ["00000000-0000-7000-8000-00000000000a", "00000000-0000-7000-8000-00000000000b"]);
+    let (_, seq_scans, fetched) = reads[0].clone();
+    assert_eq!(seq_scans, 0, "no sequential scan");
+    assert!(fetched <= 4, "only the rows of the organizations with work are read, not the 5,000 others: {fetched}");
 }
