@@ -56,6 +56,8 @@ pub async fn run_all(
         crate::controls_data::check_t3(runtime).await,
         crate::controls_data::check_z1(runtime).await,
         check_a1(runtime).await,
+        crate::controls_auth::check_a3(runtime, url, config).await,
+        crate::controls_auth::check_a4(runtime, admin, url, config).await,
         check_l1(runtime).await,
         crate::controls_data::check_l4(admin).await,
         crate::controls_edge::check_e1(url).await,

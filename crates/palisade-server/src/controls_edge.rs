@@ -22,7 +22,7 @@ fn skip(id: &'static str, control: &'static str) -> CheckResult {
 }
 
 /// A client for probing: certificates are judged by E1 itself, not by this client.
-fn probe_client() -> reqwest::Client {
+pub(crate) fn probe_client() -> reqwest::Client {
     reqwest::Client::builder()
         .danger_accept_invalid_certs(true)
         .redirect(reqwest::redirect::Policy::none())

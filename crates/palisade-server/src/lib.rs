@@ -4,6 +4,7 @@
 pub mod audit_cli;
 pub mod config;
 pub mod controls;
+pub mod controls_auth;
 pub mod controls_data;
 pub mod controls_edge;
 pub mod controls_keys;

@@ -46,6 +46,8 @@ async fn config_check_redacts_secrets_and_controls_check_reports_json() {
             ("T3", "PASS"),
             ("Z1", "PASS"),
             ("A1", "PASS"),
+            ("A3", "PASS"),
+            ("A4", "PASS"),
             ("L1", "PASS"),
             ("L4", "SKIP"),
             ("E1", "SKIP"),

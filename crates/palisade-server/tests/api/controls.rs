@@ -31,7 +31,7 @@ async fn a_healthy_install_passes_t1_t2_and_p2() {
     assert_eq!(by_id("T2").status, Status::Pass, "{:?}", by_id("T2"));
     assert_eq!(by_id("A1").status, Status::Pass, "{:?}", by_id("A1"));
     assert_eq!(by_id("L1").status, Status::Pass, "{:?}", by_id("L1"));
-    for id in ["T3", "Z1", "L4"] {
+    for id in ["T3", "Z1", "L4", "A3", "A4"] {
         assert_eq!(by_id(id).status, Status::Pass, "{:?}", by_id(id));
     }
     assert!(by_id("L4").evidence.starts_with("1 organization chain(s) verify"), "{:?}", by_id("L4"));

@@ -19,6 +19,7 @@ mod console_records;
 mod console_support;
 mod console_team;
 mod controls;
+mod controls_auth;
 mod controls_edge;
 mod controls_keys;
 mod cors;
