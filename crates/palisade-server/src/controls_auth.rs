@@ -182,7 +182,8 @@ async fn live_lock(url: &str, admin: &Client, config: &Config) -> Result<String,
     }
 }
 
-/// Which of `privileges` the connected role holds on `table`.
+/// Which of `privileges` the connected role holds on `table`, on the whole table or on any of its
+/// columns (a column grant on a hash column is as bad as a table grant).
 async fn table_rights(
     runtime: &Client,
     table: &str,
@@ -190,7 +191,12 @@ async fn table_rights(
 ) -> Result<Vec<String>, tokio_postgres::Error> {
     let mut held = Vec::new();
     for privilege in privileges {
-        let row = runtime.query_one("SELECT has_table_privilege(current_user, $1, $2)", &[&table, privilege]).await?;
+        let sql = if *privilege == "DELETE" {
+            "SELECT has_table_privilege(current_user, $1, $2)"
+        } else {
+            "SELECT has_any_column_privilege(current_user, $1, $2)"
+        };
+        let row = runtime.query_one(sql, &[&table, privilege]).await?;
         if row.get::<_, bool>(0) {
             held.push((*privilege).to_owned());
         }

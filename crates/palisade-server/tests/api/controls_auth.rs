@@ -44,7 +44,7 @@ async fn a3_fails_for_long_lived_tokens_a_readable_token_table_or_an_invoker_rot
     let admin = app.admin().await;
     admin
         .batch_execute(
-            "GRANT SELECT ON palisade.refresh_tokens TO palisade_app;
+            "GRANT SELECT (token_hash) ON palisade.refresh_tokens TO palisade_app;
              ALTER FUNCTION palisade.rotate_refresh(bytea, bytea, timestamptz, uuid, inet, text, text) SECURITY INVOKER",
         )
         .await
