@@ -127,14 +127,16 @@ pub async fn check_a4(runtime: &Client, admin: Option<&Client>, url: Option<&str
     result("A4", A4, problems, evidence)
 }
 
-/// Signs in `threshold` times with a wrong password for a canary address no account can have,
-/// then reads the address's counter: it must be locked for the configured time. The canary's
-/// counter is removed afterwards; the refused sign-ins stay in the audit log, as any would.
+/// Signs in `threshold` times (never more than the catalog's 6: a laxer server must fail, not be
+/// flooded) with a wrong password for a canary address no account can have, then reads the
+/// address's counter: it must be locked for the configured time. The canary's counter is removed
+/// afterwards; the refused sign-ins stay in the audit log, as any would.
 async fn live_lock(url: &str, admin: &Client, config: &Config) -> Result<String, String> {
     let canary = format!("controls-check-{}@palisade.invalid", uuid::Uuid::new_v4().simple());
     let login = format!("{}/api/v1/auth/login", url.trim_end_matches('/'));
     let client = probe_client();
-    for attempt in 1..=config.lockout_threshold {
+    let attempts = config.lockout_threshold.clamp(1, MAX_LOCKOUT_THRESHOLD);
+    for attempt in 1..=attempts {
         let body = serde_json::json!({"email": canary, "password": "controls-check-wrong-password"});
         let answer =
             client.post(&login).json(&body).send().await.map_err(|err| format!("cannot reach {url}: {err}"))?;
@@ -164,7 +166,7 @@ async fn live_lock(url: &str, admin: &Client, config: &Config) -> Result<String,
         admin.execute(&format!("DELETE FROM palisade.login_attempts WHERE email_digest = {digest}"), &[&canary]).await;
     let (failed, locked_for): (i32, Option<f64>) = match row {
         Some(row) => (row.get(0), row.get(1)),
-        None => return Err(format!("{} refused sign-ins for one address left no count", config.lockout_threshold)),
+        None => return Err(format!("{attempts} refused sign-ins for one address left no count")),
     };
     cleaned.map_err(|err| format!("cannot remove the canary's count: {err}"))?;
     let expected = (config.lockout_minutes * 60) as f64;

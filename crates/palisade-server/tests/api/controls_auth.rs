@@ -72,6 +72,23 @@ async fn a4_fails_for_a_lax_policy_a_writable_counter_or_a_server_that_locks_for
     assert!(short.evidence.contains("locked a canary address for"), "{short:?}");
     assert!(short.evidence.contains("not 30 min"), "{short:?}");
 
+    // A laxer server than the catalog's six is not flooded to find its threshold: six refusals
+    // that do not lock fail the check.
+    let refusals = || async {
+        let admin = app.admin().await;
+        let row = admin
+            .query_one("SELECT count(*) FROM palisade.audit_events WHERE action = 'user.login_failed'", &[])
+            .await
+            .unwrap();
+        row.get::<_, i64>(0)
+    };
+    let before = refusals().await;
+    let lax_server = Config { lockout_threshold: 50, ..Config::default() };
+    let unlocked = check_a4(&app.runtime().await, Some(&admin), Some(&app.base_url), &lax_server).await;
+    assert_eq!(unlocked.status, Status::Fail);
+    assert!(unlocked.evidence.contains("accounts lock after 50 failures"), "{unlocked:?}");
+    assert_eq!(refusals().await - before, 6, "six sign-ins, not fifty");
+
     admin.batch_execute("GRANT UPDATE ON palisade.login_attempts TO palisade_app").await.unwrap();
     let failed = check_a4(&app.runtime().await, None, None, &Config::default()).await;
     assert_eq!(failed.status, Status::Fail);
