@@ -7,10 +7,16 @@ use palisade_testkit::TestApp;
 
 use crate::audit::{busy_org, busy_write, tenant, verify};
 
-/// What one transaction did to the given tables so far: (table, sequential scans, rows fetched
-/// through indexes).
-async fn table_reads(admin: &tokio_postgres::Client, tables: &[&str]) -> Vec<(String, i64, i64)> {
-    admin
+/// Runs one pass (`sql`) in a transaction of its own and reads, before it ends, what it did to
+/// `tables`: (table, sequential scans, rows fetched through indexes), by table name.
+async fn one_pass(
+    admin: &tokio_postgres::Client,
+    sql: &str,
+    tables: &[&str],
+) -> (Vec<tokio_postgres::Row>, Vec<(String, i64, i64)>) {
+    admin.batch_execute("BEGIN").await.unwrap();
+    let rows = admin.query(sql, &[]).await.unwrap();
+    let reads = admin
         .query(
             "SELECT relname::text, seq_scan, coalesce(idx_tup_fetch, 0) FROM pg_stat_xact_user_tables
              WHERE schemaname = 'palisade' AND relname = ANY($1) ORDER BY relname",
@@ -20,7 +26,13 @@ async fn table_reads(admin: &tokio_postgres::Client, tables: &[&str]) -> Vec<(St
         .unwrap()
         .iter()
         .map(|row| (row.get(0), row.get(1), row.get(2)))
-        .collect()
+        .collect();
+    admin.batch_execute("COMMIT").await.unwrap();
+    (rows, reads)
+}
+
+fn texts(rows: &[tokio_postgres::Row]) -> Vec<String> {
+    rows.iter().map(|row| row.get(0)).collect()
 }
 
 #[tokio::test]
@@ -48,15 +60,10 @@ async fn the_sequencer_finds_its_work_through_the_index_even_without_statistics(
         .unwrap();
     busy_write(&app, &owner, &org).await;
 
-    // A pass in a transaction of its own, whose table counters are readable before it ends.
-    admin.batch_execute("BEGIN").await.unwrap();
-    let sealed: i32 = admin.query_one("SELECT palisade.seal_audit_events(10000)", &[]).await.unwrap().get(0);
-    let scans: Vec<(String, i64)> = table_reads(&admin, &["audit_events", "audit_chain"])
-        .await
-        .into_iter()
-        .map(|(table, seq_scans, _)| (table, seq_scans))
-        .collect();
-    admin.batch_execute("COMMIT").await.unwrap();
+    let (rows, reads) =
+        one_pass(&admin, "SELECT palisade.seal_audit_events(10000)", &["audit_events", "audit_chain"]).await;
+    let sealed: i32 = rows[0].get(0);
+    let scans: Vec<(String, i64)> = reads.into_iter().map(|(table, seq_scans, _)| (table, seq_scans)).collect();
     assert!(sealed > 0, "the new events were sealed");
     assert_eq!(scans, [("audit_chain".to_string(), 0), ("audit_events".to_string(), 0)], "no sequential scan");
     let report = verify(&app, &owner, &org).await;
@@ -82,18 +89,14 @@ async fn chains_due_for_a_checkpoint_are_found_without_visiting_the_busy_ones_th
         .await
         .unwrap();
 
-    admin.batch_execute("BEGIN").await.unwrap();
-    let due: Vec<String> = admin
-        .query("SELECT tenant_id::text FROM palisade.due_checkpoints(now(), 1000, interval '1 hour', 1000)", &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|row| row.get(0))
-        .collect();
-    let reads = table_reads(&admin, &["audit_chain_heads"]).await;
-    admin.batch_execute("COMMIT").await.unwrap();
+    let (rows, reads) = one_pass(
+        &admin,
+        "SELECT tenant_id::text FROM palisade.due_checkpoints(now(), 1000, interval '1 hour', 1000)",
+        &["audit_chain_heads"],
+    )
+    .await;
     // The oldest checkpoint first.
-    assert_eq!(due, ["00000000-0000-7000-8000-00000000000a", "00000000-0000-7000-8000-00000000000b"]);
+    assert_eq!(texts(&rows), ["00000000-0000-7000-8000-00000000000a", "00000000-0000-7000-8000-00000000000b"]);
     let (_, seq_scans, fetched) = reads[0].clone();
     assert_eq!(seq_scans, 0, "no sequential scan");
     assert!(fetched <= 4, "only the due chains' rows are read, not the 5,000 busy ones: {fetched}");
@@ -122,17 +125,13 @@ async fn organizations_needing_key_work_are_found_without_visiting_the_others() 
         .await
         .unwrap();
 
-    admin.batch_execute("BEGIN").await.unwrap();
-    let due: Vec<String> = admin
-        .query("SELECT tenant_id::text FROM palisade.key_work_due(now(), interval '365 days', 100)", &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|row| row.get(0))
-        .collect();
-    let reads = table_reads(&admin, &["org_data_keys"]).await;
-    admin.batch_execute("COMMIT").await.unwrap();
-    assert_eq!(due, ["00000000-0000-7000-8000-00000000000a", "00000000-0000-7000-8000-00000000000b"]);
+    let (rows, reads) = one_pass(
+        &admin,
+        "SELECT tenant_id::text FROM palisade.key_work_due(now(), interval '365 days', 100)",
+        &["org_data_keys"],
+    )
+    .await;
+    assert_eq!(texts(&rows), ["00000000-0000-7000-8000-00000000000a", "00000000-0000-7000-8000-00000000000b"]);
     let (_, seq_scans, fetched) = reads[0].clone();
     assert_eq!(seq_scans, 0, "no sequential scan");
     assert!(fetched <= 4, "only the rows of the organizations with work are read, not the 5,000 others: {fetched}");
