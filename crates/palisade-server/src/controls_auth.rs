@@ -37,19 +37,15 @@ pub async fn check_a3(runtime: &Client, url: Option<&str>, config: &Config) -> C
     }
     // The runtime role may add the first token of a family (sign-in) but never read a hash or
     // change a token: only palisade.rotate_refresh uses one, once.
-    let refresh_rights = ["SELECT", "UPDATE", "DELETE"];
-    match table_rights(runtime, "palisade.refresh_tokens", &refresh_rights).await {
-        Ok(held) if !held.is_empty() => {
-            problems.push(format!("the runtime role holds {} on refresh_tokens", held.join(", ")))
-        }
-        Ok(_) => {}
-        Err(err) => problems.push(format!("cannot read the runtime role's privileges: {err}")),
-    }
-    if let Err(problem) =
-        definer_function(runtime, "palisade.rotate_refresh(bytea, bytea, timestamptz, uuid, inet, text, text)").await
-    {
-        problems.push(problem);
-    }
+    problems.extend(
+        only_through(
+            runtime,
+            "refresh_tokens",
+            &["SELECT", "UPDATE", "DELETE"],
+            "palisade.rotate_refresh(bytea, bytea, timestamptz, uuid, inet, text, text)",
+        )
+        .await,
+    );
     let mut evidence = format!(
         "access tokens {} min, refresh families {} days; refresh tokens used only through rotate_refresh",
         config.access_token_minutes, config.refresh_lifetime_days
@@ -101,18 +97,15 @@ pub async fn check_a4(runtime: &Client, admin: Option<&Client>, url: Option<&str
     }
     // The counter is the database's: the runtime role reaches it only through the functions that
     // count atomically (200 concurrent attempts, at most `threshold` password checks).
-    match table_rights(runtime, "palisade.login_attempts", &TABLE_PRIVILEGES).await {
-        Ok(held) if !held.is_empty() => {
-            problems.push(format!("the runtime role holds {} on login_attempts", held.join(", ")))
-        }
-        Ok(_) => {}
-        Err(err) => problems.push(format!("cannot read the runtime role's privileges: {err}")),
-    }
-    if let Err(problem) =
-        definer_function(runtime, "palisade.count_login_attempt(text, timestamptz, integer, double precision)").await
-    {
-        problems.push(problem);
-    }
+    problems.extend(
+        only_through(
+            runtime,
+            "login_attempts",
+            &TABLE_PRIVILEGES,
+            "palisade.count_login_attempt(text, timestamptz, integer, double precision)",
+        )
+        .await,
+    );
     let mut evidence = format!(
         "{} failures lock for {} min, counted per address by count_login_attempt",
         config.lockout_threshold, config.lockout_minutes
@@ -182,6 +175,21 @@ async fn live_lock(url: &str, admin: &Client, config: &Config) -> Result<String,
         )),
         None => Err(format!("{failed} refused sign-ins for a canary address did not lock it")),
     }
+}
+
+/// The problems with "the runtime role reaches `table` only through `function`": it holds none of
+/// `privileges` on the table, and the function is SECURITY DEFINER and callable.
+async fn only_through(runtime: &Client, table: &str, privileges: &[&str], function: &str) -> Vec<String> {
+    let mut problems = Vec::new();
+    match table_rights(runtime, &format!("palisade.{table}"), privileges).await {
+        Ok(held) if !held.is_empty() => problems.push(format!("the runtime role holds {} on {table}", held.join(", "))),
+        Ok(_) => {}
+        Err(err) => problems.push(format!("cannot read the runtime role's privileges: {err}")),
+    }
+    if let Err(problem) = definer_function(runtime, function).await {
+        problems.push(problem);
+    }
+    problems
 }
 
 /// Which of `privileges` the connected role holds on `table`, on the whole table or on any of its
