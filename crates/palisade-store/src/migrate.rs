@@ -78,6 +78,11 @@ const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../migrations/0032_due_checkpoints_by_index.sql"),
     },
     Migration { version: 33, name: "key_work_by_index", sql: include_str!("../migrations/0033_key_work_by_index.sql") },
+    Migration {
+        version: 34,
+        name: "rotate_refresh_by_keys",
+        sql: include_str!("../migrations/0034_rotate_refresh_by_keys.sql"),
+    },
 ];
 
 const GRANTS: &str = include_str!("../migrations/grants.sql");

@@ -7,15 +7,17 @@ use palisade_testkit::TestApp;
 
 use crate::audit::{busy_org, busy_write, tenant, verify};
 
-/// Runs one pass (`sql`) in a transaction of its own and reads, before it ends, what it did to
-/// `tables`: (table, sequential scans, rows fetched through indexes), by table name.
-async fn one_pass(
+/// Runs one pass (`sql` with `params`) in a transaction of its own and reads, before it ends,
+/// what it did to `tables`: (table, sequential scans, rows fetched through indexes), by table
+/// name. Also used for the per-request functions whose plans matter as much (tokens.rs).
+pub(crate) async fn one_pass(
     admin: &tokio_postgres::Client,
     sql: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
     tables: &[&str],
 ) -> (Vec<tokio_postgres::Row>, Vec<(String, i64, i64)>) {
     admin.batch_execute("BEGIN").await.unwrap();
-    let rows = admin.query(sql, &[]).await.unwrap();
+    let rows = admin.query(sql, params).await.unwrap();
     let reads = admin
         .query(
             "SELECT relname::text, seq_scan, coalesce(idx_tup_fetch, 0) FROM pg_stat_xact_user_tables
@@ -61,7 +63,7 @@ async fn the_sequencer_finds_its_work_through_the_index_even_without_statistics(
     busy_write(&app, &owner, &org).await;
 
     let (rows, reads) =
-        one_pass(&admin, "SELECT palisade.seal_audit_events(10000)", &["audit_events", "audit_chain"]).await;
+        one_pass(&admin, "SELECT palisade.seal_audit_events(10000)", &[], &["audit_events", "audit_chain"]).await;
     let sealed: i32 = rows[0].get(0);
     let scans: Vec<(String, i64)> = reads.into_iter().map(|(table, seq_scans, _)| (table, seq_scans)).collect();
     assert!(sealed > 0, "the new events were sealed");
@@ -92,6 +94,7 @@ async fn chains_due_for_a_checkpoint_are_found_without_visiting_the_busy_ones_th
     let (rows, reads) = one_pass(
         &admin,
         "SELECT tenant_id::text FROM palisade.due_checkpoints(now(), 1000, interval '1 hour', 1000)",
+        &[],
         &["audit_chain_heads"],
     )
     .await;
@@ -128,6 +131,7 @@ async fn organizations_needing_key_work_are_found_without_visiting_the_others() 
     let (rows, reads) = one_pass(
         &admin,
         "SELECT tenant_id::text FROM palisade.key_work_due(now(), interval '365 days', 100)",
+        &[],
         &["org_data_keys"],
     )
     .await;

@@ -3,9 +3,12 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use palisade_core::Clock;
 use palisade_testkit::{PASSWORD, TestApp, jwt_parts};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
+
+use crate::periodic_queries::one_pass;
 
 async fn login(app: &TestApp, email: &str) -> Value {
     let answer =
@@ -200,6 +203,38 @@ async fn refresh_rotates_and_a_reused_refresh_token_ends_the_whole_session() {
     // Other sign-ins of the user are untouched.
     let fresh = login(&app, "rot@example.com").await;
     assert_eq!(refresh(&app, &fresh["refresh_token"]).await.status, 200);
+}
+
+#[tokio::test]
+async fn a_rotation_reaches_its_token_and_session_through_their_keys() {
+    // Before 0034 the rotation joined token and session in one statement, and with a small
+    // sessions table its plan hashed the whole table on every rotation. Now both the use and
+    // the reuse path are lookups by primary key, whatever the sizes and statistics say (here:
+    // a handful of rows, where the planner would otherwise read the tables whole).
+    let app = TestApp::spawn().await;
+    app.user("keys@example.com").await;
+    let first = login(&app, "keys@example.com").await;
+    for _ in 0..3 {
+        login(&app, "keys@example.com").await;
+    }
+    let presented = Sha256::digest(first["refresh_token"].as_str().unwrap().as_bytes()).to_vec();
+    let successor = Sha256::digest(b"the successor").to_vec();
+    let now = app.clock.now();
+    let admin = app.admin().await;
+    // A small instance, as the planner sees it: there, the join's plan hashed every session.
+    admin.batch_execute("ANALYZE palisade.sessions, palisade.refresh_tokens").await.unwrap();
+    let rotate = "SELECT outcome FROM palisade.rotate_refresh($1, $2, $3, gen_random_uuid(), NULL, NULL, NULL)";
+    for expected in ["rotated", "reused"] {
+        let (rows, reads) =
+            one_pass(&admin, rotate, &[&presented, &successor, &now], &["refresh_tokens", "sessions"]).await;
+        assert_eq!(rows.len(), 1, "one answer row");
+        assert_eq!(rows[0].get::<_, String>(0), expected);
+        for (table, seq_scans, _) in reads {
+            assert_eq!(seq_scans, 0, "{expected}: no sequential scan of {table}");
+        }
+    }
+    // The reuse ended the session, as through the API.
+    refresh(&app, &first["refresh_token"]).await.assert_problem(401, "unauthenticated");
 }
 
 #[tokio::test]
