@@ -83,6 +83,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "rotate_refresh_by_keys",
         sql: include_str!("../migrations/0034_rotate_refresh_by_keys.sql"),
     },
+    Migration {
+        version: 35,
+        name: "shredding_due_by_index",
+        sql: include_str!("../migrations/0035_shredding_due_by_index.sql"),
+    },
 ];
 
 const GRANTS: &str = include_str!("../migrations/grants.sql");
