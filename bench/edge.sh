@@ -53,6 +53,7 @@ node() {
   mkdir -p "$WORK/$name"
   env PALISADE_DATA_DIR="$WORK/$name" PALISADE_LOG_LEVEL=warn PALISADE_ACCESS_TOKEN_MINUTES=60 \
     PALISADE_DATABASE_URL="host=$PGHOST port=$PGPORT user=palisade_app password=$APP_PW dbname=$PGDATABASE" \
+    PALISADE_DATABASE_SIGNIN_URL="host=$PGHOST port=$PGPORT user=palisade_app_signin password=$SIGNIN_PW dbname=$PGDATABASE" \
     PALISADE_INSTANCE_KEY_FILE="$WORK/data/instance.key" PALISADE_KEK_FILE="$WORK/data/kek.key" PALISADE_KEY_STORE_FILE="$WORK/data/keystore.json" "$@" \
     "$BIN" serve --listen "127.0.0.1:$port" $flag >"$WORK/$name.log" 2>&1 &
   EXTRA_PIDS+=($!)

@@ -26,7 +26,7 @@ embedded_pg_env() {
   export PGHOST="$cluster/sock" PGPORT=5432 PGDATABASE=palisade
   [ -S "$PGHOST/.s.PGSQL.5432" ] || PGHOST=$(dirname "$(ls /tmp/palisade-*/.s.PGSQL.5432 | head -1)")
   ADMIN_PW=$(cat "$secrets/admin.password"); APP_PW=$(cat "$secrets/runtime.password")
-  KEYS_PW=$(cat "$secrets/keys.password")
+  KEYS_PW=$(cat "$secrets/keys.password"); SIGNIN_PW=$(cat "$secrets/signin.password")
 }
 
 psql_admin() { PGUSER=palisade_admin PGPASSWORD="$ADMIN_PW" psql -qAtX -v ON_ERROR_STOP=1 "$@"; }

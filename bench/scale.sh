@@ -104,8 +104,10 @@ echo "==> scaling: the single GET load on 1 node, then split over 2 nodes on the
 read -r one one50 one99 < <(measure "$GET_PATH")
 ADMIN_URL="host=$PGHOST port=$PGPORT user=palisade_admin password=$ADMIN_PW dbname=palisade"
 APP_URL="host=$PGHOST port=$PGPORT user=palisade_app password=$APP_PW dbname=palisade"
+SIGNIN_URL="host=$PGHOST port=$PGPORT user=palisade_app_signin password=$SIGNIN_PW dbname=palisade"
 mkdir -p "$WORK/data2"
 PALISADE_DATA_DIR="$WORK/data2" PALISADE_DATABASE_URL="$APP_URL" PALISADE_DATABASE_ADMIN_URL="$ADMIN_URL" \
+  PALISADE_DATABASE_SIGNIN_URL="$SIGNIN_URL" \
   PALISADE_INSTANCE_KEY_FILE="$WORK/data/instance.key" PALISADE_KEK_FILE="$WORK/data/kek.key" \
   PALISADE_KEY_STORE_FILE="$WORK/data/keystore.json" PALISADE_PUBLIC_URL="$B" PALISADE_LOG_LEVEL=warn PALISADE_RATE_LIMITS=off \
   PALISADE_ACCESS_TOKEN_MINUTES=60 "$BIN" serve --listen "127.0.0.1:$PORT2" --insecure-http >"$WORK/server2.log" 2>&1 &

@@ -144,7 +144,8 @@ impl App {
         }
         let device = email_tokens::device_seen(&mut tx, credentials.user_id, meta.user_agent.as_deref());
         let opened = self.open_session(&mut tx, credentials.user_id, AMR_PASSWORD, json!({"method": "password"}), meta);
-        let device = tx.run(&self.db).await?.get(device)?;
+        // Opening a session: the sign-in login's pool (the runtime role may not, 0036).
+        let device = tx.run(self.sign_in_db()?).await?.get(device)?;
         if let (Some(email), "new") = (&email, device.as_str()) {
             let label = meta.user_agent.as_deref().unwrap_or("an unknown browser");
             let ip = meta.ip.map(|ip| ip.to_string()).unwrap_or_else(|| "an unknown address".into());

@@ -139,6 +139,10 @@ pub struct App {
     /// shredding run over it, never over `db`, whose role may not execute those functions.
     /// `None` where no such connection is configured: those jobs then refuse with a hint.
     pub key_jobs: Option<Db>,
+    /// The sign-in pool (the `<runtime role>_signin` login): the transactions that open a
+    /// session run over it, since `db`'s role may not insert sessions (0036). `None` where no
+    /// such connection is configured: sign-ins then fail with a hint (`serve` refuses to start).
+    pub sign_in: Option<Db>,
     pub hasher: PasswordHasher,
     pub clock: Arc<dyn Clock>,
     pub random: Arc<dyn Randomness>,
@@ -173,6 +177,17 @@ impl App {
             AppError::Unavailable(
                 "key rotation and shredding need the key jobs' connection: set PALISADE_DATABASE_KEYS_URL \
                  (the `<runtime role>_keys` login `palisade migrate` creates)"
+                    .into(),
+            )
+        })
+    }
+
+    /// The pool that may open sessions, or why there is none.
+    pub(crate) fn sign_in_db(&self) -> Result<&Db, AppError> {
+        self.sign_in.as_ref().ok_or_else(|| {
+            AppError::Unavailable(
+                "signing in needs the sign-in connection: set PALISADE_DATABASE_SIGNIN_URL (the \
+                 `<runtime role>_signin` login `palisade migrate` creates)"
                     .into(),
             )
         })

@@ -223,7 +223,7 @@ impl App {
             json!({"method": "password", "second_factor": method}),
             meta,
         );
-        match tx.run(&self.db).await {
+        match tx.run(self.sign_in_db()?).await {
             Ok(_) => {}
             Err(StoreError::Replayed) => return Err(self.second_factor_failed(&state, meta).await),
             Err(other) => return Err(other.into()),

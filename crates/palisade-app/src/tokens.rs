@@ -51,7 +51,8 @@ pub(crate) struct OpenedSession {
 
 impl App {
     /// Adds a new session for `user` (with its first refresh token) and its `user.login` event
-    /// to a sign-in transaction.
+    /// to a sign-in transaction, which must run over `sign_in_db()`: only the sign-in login may
+    /// insert sessions (0036).
     pub(crate) fn open_session(
         &self,
         tx: &mut Tx<Anonymous>,

@@ -305,7 +305,7 @@ impl App {
         let mut tx = Tx::anonymous();
         repo::complete(&mut tx, &used.challenge, self.clock.now(), used.credential_id, used.passkey);
         let opened = self.open_session(&mut tx, state.user_id, amr, method, meta);
-        match tx.run(&self.db).await {
+        match tx.run(self.sign_in_db()?).await {
             Ok(_) => {}
             Err(StoreError::InvalidToken | StoreError::Unauthenticated) => {
                 return Err(self.webauthn_failed(&state, meta).await);

@@ -117,6 +117,9 @@ pub struct Config {
     /// The `<runtime_role>_keys` login's connection (external database): key rotation and
     /// shredding run over it, never over the runtime role's. Without it `serve` runs no key jobs.
     pub database_keys_url: Option<SecretString>,
+    /// The `<runtime_role>_signin` login's connection (external database): the transactions that
+    /// open a session run over it, never over the runtime role's. `serve` needs it.
+    pub database_signin_url: Option<SecretString>,
     /// Name of the runtime login role `migrate` creates.
     pub runtime_role: String,
     pub db_pool_size: usize,
@@ -224,6 +227,7 @@ impl Default for Config {
             database_url: None,
             database_admin_url: None,
             database_keys_url: None,
+            database_signin_url: None,
             runtime_role: "palisade_app".into(),
             db_pool_size: 16,
             log_format: LogFormat::Json,
@@ -360,7 +364,10 @@ impl Config {
     }
 
     pub fn is_embedded(&self) -> bool {
-        self.database_url.is_none() && self.database_admin_url.is_none() && self.database_keys_url.is_none()
+        self.database_url.is_none()
+            && self.database_admin_url.is_none()
+            && self.database_keys_url.is_none()
+            && self.database_signin_url.is_none()
     }
 
     /// The effective configuration as text, secrets redacted.
@@ -376,6 +383,7 @@ impl Config {
             format!("database_url = \"{}\"", url(&self.database_url)),
             format!("database_admin_url = \"{}\"", url(&self.database_admin_url)),
             format!("database_keys_url = \"{}\"", url(&self.database_keys_url)),
+            format!("database_signin_url = \"{}\"", url(&self.database_signin_url)),
             format!("runtime_role = \"{}\"", self.runtime_role),
             format!("db_pool_size = {}", self.db_pool_size),
             format!("log_format = \"{:?}\"", self.log_format).to_lowercase(),

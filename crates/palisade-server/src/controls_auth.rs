@@ -1,5 +1,6 @@
 //! Controls checks for tokens and brute-force protection: A3 (short-lived signed access tokens,
-//! refresh tokens reachable only through the rotating function) and A4 (the account lockout, and
+//! refresh tokens reachable only through the rotating function, sessions opened only by the
+//! sign-in login) and A4 (the account lockout, and
 //! with `--url` and the operator's connection, a live lock of a canary address).
 
 use tokio_postgres::Client;
@@ -35,19 +36,21 @@ pub async fn check_a3(runtime: &Client, url: Option<&str>, config: &Config) -> C
             config.refresh_lifetime_days
         ));
     }
-    // The runtime role may add the first token of a family (sign-in) but never read a hash or
-    // change a token: only palisade.rotate_refresh uses one, once.
+    // The runtime role never reads a hash or changes a token: only palisade.rotate_refresh uses
+    // one, once. Nor does it add one, or a session: only the sign-in login opens them (0036).
     problems.extend(
         only_through(
             runtime,
             "refresh_tokens",
-            &["SELECT", "UPDATE", "DELETE"],
+            &TABLE_PRIVILEGES,
             "palisade.rotate_refresh(bytea, bytea, timestamptz, uuid, inet, text, text)",
         )
         .await,
     );
+    problems.extend(sessions_opened_elsewhere(runtime).await);
     let mut evidence = format!(
-        "access tokens {} min, refresh families {} days; refresh tokens used only through rotate_refresh",
+        "access tokens {} min, refresh families {} days; refresh tokens used only through rotate_refresh; \
+         sessions opened only by the sign-in login",
         config.access_token_minutes, config.refresh_lifetime_days
     );
     if let Some(url) = url {
@@ -188,6 +191,26 @@ async fn only_through(runtime: &Client, table: &str, privileges: &[&str], functi
     }
     if let Err(problem) = definer_function(runtime, function).await {
         problems.push(problem);
+    }
+    problems
+}
+
+/// Why the connected (runtime) role could open a session itself: INSERT on `sessions`, or the
+/// sign-in login's group. Empty when only the `_signin` login can (0036).
+async fn sessions_opened_elsewhere(runtime: &Client) -> Vec<String> {
+    let mut problems = Vec::new();
+    match table_rights(runtime, "palisade.sessions", &["INSERT"]).await {
+        Ok(held) if !held.is_empty() => problems.push("the runtime role holds INSERT on sessions".to_owned()),
+        Ok(_) => {}
+        Err(err) => problems.push(format!("cannot read the runtime role's privileges: {err}")),
+    }
+    let member = "SELECT pg_has_role(current_user, 'palisade_signin', 'MEMBER')";
+    match runtime.query_one(member, &[]).await {
+        Ok(row) if row.get::<_, bool>(0) => {
+            problems.push("the runtime role is a member of palisade_signin (it could open sessions)".to_owned())
+        }
+        Ok(_) => {}
+        Err(err) => problems.push(format!("cannot read the runtime role's memberships: {err}")),
     }
     problems
 }

@@ -17,6 +17,8 @@ pub struct Connections {
     pub admin: Option<tokio_postgres::Config>,
     /// The key jobs' login (`<runtime role>_keys`): rotation and shredding, nothing else.
     pub keys: Option<tokio_postgres::Config>,
+    /// The sign-in login (`<runtime role>_signin`): the transactions that open a session.
+    pub signin: Option<tokio_postgres::Config>,
     /// Kept alive while the caller works; stopping it is the caller's last step.
     pub cluster: Option<EmbeddedCluster>,
 }
@@ -49,6 +51,11 @@ pub async fn open(config: &Config) -> Result<Connections> {
                 .map(|u| parse_url(u, "PALISADE_DATABASE_ADMIN_URL"))
                 .transpose()?,
             keys: config.database_keys_url.as_ref().map(|u| parse_url(u, "PALISADE_DATABASE_KEYS_URL")).transpose()?,
+            signin: config
+                .database_signin_url
+                .as_ref()
+                .map(|u| parse_url(u, "PALISADE_DATABASE_SIGNIN_URL"))
+                .transpose()?,
             cluster: None,
         });
     }
@@ -70,6 +77,7 @@ pub async fn open(config: &Config) -> Result<Connections> {
         runtime: Some(cluster.runtime_config(role.as_str(), embedded::DATABASE)),
         admin: Some(admin),
         keys: Some(cluster.keys_config(role.as_str(), embedded::DATABASE)),
+        signin: Some(cluster.signin_config(role.as_str(), embedded::DATABASE)),
         cluster: Some(cluster),
     })
 }
@@ -104,8 +112,13 @@ pub async fn migrate_command(config: &Config) -> Result<()> {
     };
     let password = password_of(&config.database_url, "PALISADE_DATABASE_URL")?;
     let keys_password = password_of(&config.database_keys_url, "PALISADE_DATABASE_KEYS_URL")?;
+    let signin_password = password_of(&config.database_signin_url, "PALISADE_DATABASE_SIGNIN_URL")?;
     let mut client = connect(&admin).await?;
-    let passwords = migrate::LoginPasswords { runtime: password.as_ref(), keys: keys_password.as_ref() };
+    let passwords = migrate::LoginPasswords {
+        runtime: password.as_ref(),
+        keys: keys_password.as_ref(),
+        signin: signin_password.as_ref(),
+    };
     let report = migrate::migrate(&mut client, &role, passwords).await?;
     println!(
         "Applied {} migration(s) ({} already current); runtime role {} {}.",
@@ -124,6 +137,13 @@ pub async fn migrate_command(config: &Config) -> Result<()> {
         println!(
             "Key rotation and shredding run as {role}_keys: set its password (ALTER ROLE {role}_keys PASSWORD '…') \
              and give it to serve in PALISADE_DATABASE_KEYS_URL.",
+            role = role.as_str()
+        );
+    }
+    if report.signin_role_created && signin_password.is_none() {
+        println!(
+            "Sessions are opened as {role}_signin: set its password (ALTER ROLE {role}_signin PASSWORD '…') \
+             and give it to serve in PALISADE_DATABASE_SIGNIN_URL (serve needs it: nobody can sign in without it).",
             role = role.as_str()
         );
     }

@@ -41,6 +41,7 @@ pub fn build_app(config: &Config, db: Db, clock: Arc<dyn Clock>, random: Arc<dyn
     Ok(App {
         db,
         key_jobs: None,
+        sign_in: None,
         hasher: PasswordHasher::new(config.hash_workers(), config.hash_queue),
         clock,
         random,
@@ -87,6 +88,21 @@ pub async fn key_jobs_pool(connections: &crate::database::Connections) -> Result
     let db = Db::connect(keys, 2)?;
     refuse_unsafe_role(&db).await.context("the key jobs' login (PALISADE_DATABASE_KEYS_URL)")?;
     Ok(Some(db))
+}
+
+/// The sign-in pool (the `_signin` login), checked like the runtime role's. Required: without
+/// it nobody could sign in, so `serve` refuses to start with what to set.
+pub async fn sign_in_pool(connections: &crate::database::Connections, size: usize) -> Result<Db> {
+    let Some(signin) = connections.signin.clone() else {
+        bail!(
+            "set PALISADE_DATABASE_SIGNIN_URL to the sign-in login's connection (the `<runtime role>_signin` role \
+             `palisade migrate` creates; give it a password first): sessions are opened over it, never over the \
+             runtime role's"
+        );
+    };
+    let db = Db::connect(signin, size)?;
+    refuse_unsafe_role(&db).await.context("the sign-in login (PALISADE_DATABASE_SIGNIN_URL)")?;
+    Ok(db)
 }
 
 /// Refuses to serve with a role that could step around row-level security.
@@ -196,6 +212,8 @@ pub async fn run(config: Config) -> Result<()> {
     refuse_unsafe_role(&db).await?;
     let mut app = build_app(&config, db, Arc::new(SystemClock), Arc::new(SystemRandomness))?;
     app.key_jobs = key_jobs_pool(&connections).await?;
+    // Sign-ins are bounded by password hashing, a few per core: four connections are plenty.
+    app.sign_in = Some(sign_in_pool(&connections, 4).await?);
     if let Some(group) = scheduling_group {
         govern_scheduling_group(group, app.hasher.clone());
     }

@@ -6,10 +6,15 @@ REVOKE ALL ON ALL FUNCTIONS IN SCHEMA palisade FROM PUBLIC;
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA palisade FROM {role};
 -- The key keeper's jobs run as the `_keys` login, never as the runtime role (0025). (Only if
 -- it is a member: revoking a membership that does not exist logs a warning on every start.)
+-- Likewise sessions are opened by the `_signin` login only (0036); migrate.rs grants each
+-- membership to its own login after this file.
 DO $$
 BEGIN
     IF pg_has_role('{role}'::regrole, 'palisade_keyjobs', 'MEMBER') THEN
         REVOKE palisade_keyjobs FROM {role};
+    END IF;
+    IF pg_has_role('{role}'::regrole, 'palisade_signin', 'MEMBER') THEN
+        REVOKE palisade_signin FROM {role};
     END IF;
 END
 $$;
@@ -21,8 +26,8 @@ GRANT UPDATE (name, password_hash, updated_at) ON palisade.users TO {role};
 GRANT EXECUTE ON FUNCTION palisade.count_login_attempt(text, timestamptz, integer, float8),
     palisade.clear_login_attempts(uuid), palisade.prune_login_attempts(timestamptz, float8) TO {role};
 -- Token hashes are readable only by enter_session (SECURITY DEFINER): a compromised runtime
--- connection cannot lift another user's session proof.
-GRANT INSERT ON palisade.sessions TO {role};
+-- connection cannot lift another user's session proof. Sessions are inserted only by the
+-- sign-in login (palisade_signin, 0036), never by {role}.
 GRANT SELECT (id, user_id, created_at, last_seen_at, expires_at, idle_timeout, revoked_at, ip, user_agent, authenticated_at,
                refresh_expires_at, amr)
     ON palisade.sessions TO {role};
@@ -87,9 +92,8 @@ GRANT EXECUTE ON FUNCTION palisade.audit_hash(bigint, bytea, palisade.audit_even
 GRANT SELECT, INSERT ON palisade.signing_keys TO {role};
 GRANT UPDATE (retired_at, revoked_at) ON palisade.signing_keys TO {role};
 GRANT EXECUTE ON FUNCTION palisade.rotate_token_key(text, bytea, bytea, timestamptz, interval) TO {role};
--- Refresh tokens: the server adds the first of a family at sign-in; only rotate_refresh reads
--- or uses them (their hashes are never readable by the runtime role).
-GRANT INSERT ON palisade.refresh_tokens TO {role};
+-- Refresh tokens: the sign-in login adds the first of a family (palisade_signin, 0036); only
+-- rotate_refresh reads or uses them (their hashes are never readable by the runtime role).
 GRANT EXECUTE ON FUNCTION palisade.rotate_refresh(bytea, bytea, timestamptz, uuid, inet, text, text) TO {role};
 GRANT SELECT ON palisade.role_permissions TO {role};
 GRANT SELECT, INSERT, DELETE ON palisade.custom_roles TO {role};

@@ -88,6 +88,7 @@ const MIGRATIONS: &[Migration] = &[
         name: "shredding_due_by_index",
         sql: include_str!("../migrations/0035_shredding_due_by_index.sql"),
     },
+    Migration { version: 36, name: "sign_in_login", sql: include_str!("../migrations/0036_sign_in_login.sql") },
 ];
 
 const GRANTS: &str = include_str!("../migrations/grants.sql");
@@ -122,6 +123,11 @@ impl RoleName {
         Self::parse(&format!("{}_keys", self.0))
     }
 
+    /// The login that opens sessions: `<runtime role>_signin` (member of palisade_signin).
+    pub fn signin_role(&self) -> Result<Self, String> {
+        Self::parse(&format!("{}_signin", self.0))
+    }
+
     fn quoted(&self) -> String {
         format!("\"{}\"", self.0)
     }
@@ -135,6 +141,8 @@ pub struct MigrationReport {
     pub role_created: bool,
     /// The key jobs' `_keys` login was created by this run.
     pub keys_role_created: bool,
+    /// The sign-in `_signin` login was created by this run.
+    pub signin_role_created: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -170,10 +178,12 @@ pub struct LoginPasswords<'a> {
     pub runtime: Option<&'a SecretString>,
     /// The `_keys` login's, which runs key rotation and shredding.
     pub keys: Option<&'a SecretString>,
+    /// The `_signin` login's, which opens sessions.
+    pub signin: Option<&'a SecretString>,
 }
 
 /// Creates or upgrades the schema, then creates (or corrects) the runtime role, the key jobs'
-/// `_keys` login and their grants.
+/// `_keys` login, the sign-in `_signin` login and their grants.
 pub async fn migrate(
     admin: &mut Client,
     runtime_role: &RoleName,
@@ -240,12 +250,17 @@ async fn migrate_locked(
     report.role_created = ensure_login_role(admin, runtime_role, passwords.runtime).await?;
     let keys_role = runtime_role.keys_role().map_err(MigrateError::RoleName)?;
     report.keys_role_created = ensure_login_role(admin, &keys_role, passwords.keys).await?;
+    let signin_role = runtime_role.signin_role().map_err(MigrateError::RoleName)?;
+    report.signin_role_created = ensure_login_role(admin, &signin_role, passwords.signin).await?;
     let tx = admin.transaction().await.map_err(pg)?;
     tx.batch_execute(&GRANTS.replace("{role}", &runtime_role.quoted())).await.map_err(pg)?;
     // The key jobs read and write what the server does (instance keys, audit events) besides
     // the key keeper's functions, which only they may run.
     tx.batch_execute(&GRANTS.replace("{role}", &keys_role.quoted())).await.map_err(pg)?;
     tx.batch_execute(&format!("GRANT palisade_keyjobs TO {}", keys_role.quoted())).await.map_err(pg)?;
+    // The sign-in login likewise, plus the one thing the runtime role may not do: open a session.
+    tx.batch_execute(&GRANTS.replace("{role}", &signin_role.quoted())).await.map_err(pg)?;
+    tx.batch_execute(&format!("GRANT palisade_signin TO {}", signin_role.quoted())).await.map_err(pg)?;
     sync_role_permissions(&tx).await?;
     tx.commit().await.map_err(pg)?;
     Ok(())

@@ -90,6 +90,11 @@ impl TestDb {
         cluster().cluster.keys_config(RUNTIME_ROLE, &self.name)
     }
 
+    /// The sign-in login (`palisade_app_signin`): the transactions that open a session.
+    pub fn signin_config(&self) -> tokio_postgres::Config {
+        cluster().cluster.signin_config(RUNTIME_ROLE, &self.name)
+    }
+
     pub async fn admin(&self) -> tokio_postgres::Client {
         palisade_server::database::connect(&self.admin_config()).await.expect("admin connection")
     }
@@ -106,6 +111,11 @@ impl TestDb {
     /// A key-value connection string for the key jobs' login (PALISADE_DATABASE_KEYS_URL).
     pub fn keys_dsn(&self) -> String {
         self.dsn(&format!("{RUNTIME_ROLE}_keys"), cluster().cluster.keys_password().expose_secret())
+    }
+
+    /// A key-value connection string for the sign-in login (PALISADE_DATABASE_SIGNIN_URL).
+    pub fn signin_dsn(&self) -> String {
+        self.dsn(&format!("{RUNTIME_ROLE}_signin"), cluster().cluster.signin_password().expose_secret())
     }
 
     /// A key-value connection string for an arbitrary role with a password.

@@ -124,6 +124,10 @@ impl TestApp {
         let key_jobs = Db::connect(db.keys_config(), 2).expect("key jobs pool");
         palisade_server::serve::refuse_unsafe_role(&key_jobs).await.expect("key jobs' role is safe");
         app.key_jobs = Some(key_jobs);
+        // The sign-in login, likewise: only it may open sessions (0036).
+        let sign_in = Db::connect(db.signin_config(), 4).expect("sign-in pool");
+        palisade_server::serve::refuse_unsafe_role(&sign_in).await.expect("sign-in role is safe");
+        app.sign_in = Some(sign_in);
         app.reload_token_keys().await.expect("token signing keys");
         let outbox = palisade_mail::Outbox::open(config.outbox_dir()).expect("outbox");
         let hasher = app.hasher.clone();

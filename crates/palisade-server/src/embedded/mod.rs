@@ -36,6 +36,7 @@ pub struct EmbeddedCluster {
     admin_password: SecretString,
     runtime_password: SecretString,
     keys_password: SecretString,
+    signin_password: SecretString,
 }
 
 impl EmbeddedCluster {
@@ -47,6 +48,7 @@ impl EmbeddedCluster {
         let admin_password = layout.read_or_create_secret("admin.password")?;
         let runtime_password = layout.read_or_create_secret("runtime.password")?;
         let keys_password = layout.read_or_create_secret("keys.password")?;
+        let signin_password = layout.read_or_create_secret("signin.password")?;
         layout.prepare_directories()?;
         if !layout.pgdata().join("PG_VERSION").exists() {
             eprintln!("Creating the embedded PostgreSQL cluster in {} (first start)…", layout.pgdata().display());
@@ -67,7 +69,7 @@ impl EmbeddedCluster {
         };
         process::wait_until_accepting(&layout, std::time::Duration::from_secs(60))
             .with_context(|| format!("embedded PostgreSQL did not start; see {}", layout.log_hint()))?;
-        Ok(Self { layout, postmaster, admin_password, runtime_password, keys_password })
+        Ok(Self { layout, postmaster, admin_password, runtime_password, keys_password, signin_password })
     }
 
     pub fn layout(&self) -> &Layout {
@@ -109,11 +111,21 @@ impl EmbeddedCluster {
         self.config(&format!("{runtime_role}_keys"), &self.keys_password, dbname)
     }
 
-    /// What `migrate` gives the runtime role and the key jobs' login.
+    pub fn signin_password(&self) -> &SecretString {
+        &self.signin_password
+    }
+
+    /// The sign-in login (`<runtime role>_signin`) connection settings.
+    pub fn signin_config(&self, runtime_role: &str, dbname: &str) -> tokio_postgres::Config {
+        self.config(&format!("{runtime_role}_signin"), &self.signin_password, dbname)
+    }
+
+    /// What `migrate` gives the runtime role, the key jobs' login and the sign-in login.
     pub fn login_passwords(&self) -> palisade_store::migrate::LoginPasswords<'_> {
         palisade_store::migrate::LoginPasswords {
             runtime: Some(&self.runtime_password),
             keys: Some(&self.keys_password),
+            signin: Some(&self.signin_password),
         }
     }
 

@@ -51,6 +51,7 @@ async fn passwords_and_tokens_never_reach_the_logs() {
     let (kek_file, store_file) = (app.key_envs()[1].1.clone(), app.key_envs()[2].1.clone());
     let mut server = Server::start(&[
         ("PALISADE_DATABASE_URL", &app.db.runtime_dsn()),
+        ("PALISADE_DATABASE_SIGNIN_URL", &app.db.signin_dsn()),
         ("PALISADE_LOG_LEVEL", "trace"),
         ("PALISADE_INSTANCE_KEY_FILE", &key_file),
         ("PALISADE_KEK_FILE", &kek_file),
@@ -315,6 +316,7 @@ async fn the_server_process_never_dumps_core() {
     let (kek_file, store_file) = (app.key_envs()[1].1.clone(), app.key_envs()[2].1.clone());
     let server = Server::start(&[
         ("PALISADE_DATABASE_URL", &app.db.runtime_dsn()),
+        ("PALISADE_DATABASE_SIGNIN_URL", &app.db.signin_dsn()),
         ("PALISADE_INSTANCE_KEY_FILE", &key_file),
         ("PALISADE_KEK_FILE", &kek_file),
         ("PALISADE_KEY_STORE_FILE", &store_file),

@@ -46,9 +46,11 @@ async fn migrate_builds_an_empty_external_database_and_serve_runs_as_the_new_rol
     let swap_db = |dsn: String| dsn.replace(&format!("dbname={}", app.db.name), &format!("dbname={empty}"));
     let admin_dsn = swap_db(app.db.admin_dsn());
     let runtime_dsn = swap_db(app.db.dsn(&role, "runtime-secret-for-test"));
+    let signin_dsn = swap_db(app.db.dsn(&format!("{role}_signin"), "signin-secret-for-test"));
     let envs = [
         ("PALISADE_DATABASE_ADMIN_URL", admin_dsn.as_str()),
         ("PALISADE_DATABASE_URL", runtime_dsn.as_str()),
+        ("PALISADE_DATABASE_SIGNIN_URL", signin_dsn.as_str()),
         ("PALISADE_RUNTIME_ROLE", role.as_str()),
     ];
 
@@ -85,7 +87,19 @@ async fn migrate_builds_an_empty_external_database_and_serve_runs_as_the_new_rol
         admin.query_one("SELECT rolbypassrls, rolcreatedb FROM pg_roles WHERE rolname = $1", &[&role]).await.unwrap();
     assert_eq!((row.get::<_, bool>(0), row.get::<_, bool>(1)), (false, false));
 
-    let server = Server::start(&[("PALISADE_DATABASE_URL", runtime_dsn.as_str())]);
+    // Without the sign-in login nobody could sign in: serve refuses and says what to set.
+    let no_signin = command(&[("PALISADE_DATABASE_URL", runtime_dsn.as_str())])
+        .args(["serve", "--listen", "127.0.0.1:0", "--insecure-http"])
+        .output()
+        .unwrap();
+    assert!(!no_signin.status.success());
+    let why = String::from_utf8_lossy(&no_signin.stderr);
+    assert!(why.contains("PALISADE_DATABASE_SIGNIN_URL") && why.contains("_signin"), "{why}");
+
+    let server = Server::start(&[
+        ("PALISADE_DATABASE_URL", runtime_dsn.as_str()),
+        ("PALISADE_DATABASE_SIGNIN_URL", signin_dsn.as_str()),
+    ]);
     let (status, _) = call(&server.base_url, "GET", "/readyz", None, None).await;
     assert_eq!(status, 200, "{}", server.output());
     let (status, _) = call(
@@ -114,9 +128,11 @@ async fn everything_works_when_the_schema_owner_is_not_a_superuser() {
     let swap_db = |dsn: String| dsn.replace(&format!("dbname={}", app.db.name), &format!("dbname={database}"));
     let owner_dsn = swap_db(app.db.dsn(&owner, "owner-pw"));
     let runtime_dsn = swap_db(app.db.dsn(&role, "runtime-pw-1234"));
+    let signin_dsn = swap_db(app.db.dsn(&format!("{role}_signin"), "signin-pw-1234"));
     let migrate = command(&[
         ("PALISADE_DATABASE_ADMIN_URL", owner_dsn.as_str()),
         ("PALISADE_DATABASE_URL", runtime_dsn.as_str()),
+        ("PALISADE_DATABASE_SIGNIN_URL", signin_dsn.as_str()),
         ("PALISADE_RUNTIME_ROLE", role.as_str()),
     ])
     .arg("migrate")
@@ -124,7 +140,11 @@ async fn everything_works_when_the_schema_owner_is_not_a_superuser() {
     .unwrap();
     assert!(migrate.status.success(), "{}", String::from_utf8_lossy(&migrate.stderr));
 
-    let server = Server::start(&[("PALISADE_DATABASE_URL", runtime_dsn.as_str()), ("PALISADE_RATE_LIMITS", "off")]);
+    let server = Server::start(&[
+        ("PALISADE_DATABASE_URL", runtime_dsn.as_str()),
+        ("PALISADE_DATABASE_SIGNIN_URL", signin_dsn.as_str()),
+        ("PALISADE_RATE_LIMITS", "off"),
+    ]);
     let base = server.base_url.clone();
     let token = server.verified_user("o@example.com").await;
     let mut ids = Vec::new();

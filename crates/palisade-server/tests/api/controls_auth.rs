@@ -56,6 +56,41 @@ async fn a3_fails_for_long_lived_tokens_a_readable_token_table_or_an_invoker_rot
 }
 
 #[tokio::test]
+async fn a3_fails_when_the_runtime_role_could_open_a_session_itself() {
+    let app = TestApp::spawn().await;
+    let passing = check_a3(&app.runtime().await, None, &Config::default()).await;
+    assert_eq!(passing.status, Status::Pass, "{passing:?}");
+    assert!(passing.evidence.contains("sessions opened only by the sign-in login"), "{passing:?}");
+    let admin = app.admin().await;
+    for (grant, named) in [
+        ("GRANT INSERT ON palisade.sessions TO palisade_app", "the runtime role holds INSERT on sessions"),
+        ("GRANT INSERT (token_hash) ON palisade.refresh_tokens TO palisade_app", "holds INSERT on refresh_tokens"),
+    ] {
+        admin.batch_execute(grant).await.unwrap();
+        let failed = check_a3(&app.runtime().await, None, &Config::default()).await;
+        assert_eq!(failed.status, Status::Fail, "{grant}");
+        assert!(failed.evidence.contains(named), "{grant}: {failed:?}");
+        admin.batch_execute(&grant.replacen("GRANT", "REVOKE", 1).replace(" TO ", " FROM ")).await.unwrap();
+    }
+    assert_eq!(check_a3(&app.runtime().await, None, &Config::default()).await.status, Status::Pass);
+
+    // A login in the sign-in group could open sessions. (Roles are the cluster's, shared by
+    // every test: a login of this test's own, never palisade_app.)
+    let probe = format!("a3_{}", app.db.name);
+    admin
+        .batch_execute(&format!("CREATE ROLE {probe} LOGIN PASSWORD 'a3-probe-pw'; GRANT palisade_signin TO {probe}"))
+        .await
+        .unwrap();
+    let member: tokio_postgres::Config = app.db.dsn(&probe, "a3-probe-pw").parse().unwrap();
+    let member = palisade_server::database::connect(&member).await.unwrap();
+    let failed = check_a3(&member, None, &Config::default()).await;
+    drop(member);
+    admin.batch_execute(&format!("DROP ROLE {probe}")).await.unwrap();
+    assert_eq!(failed.status, Status::Fail);
+    assert!(failed.evidence.contains("the runtime role is a member of palisade_signin"), "{failed:?}");
+}
+
+#[tokio::test]
 async fn a4_fails_for_a_lax_policy_a_writable_counter_or_a_server_that_locks_for_less() {
     let app = TestApp::spawn().await;
     let lax = Config { lockout_threshold: 10, lockout_minutes: 5, ..Config::default() };

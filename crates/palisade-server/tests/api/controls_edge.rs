@@ -11,11 +11,12 @@ use crate::support::{Server, scratch_dir};
 #[tokio::test]
 async fn e1_p1_and_p4_pass_against_the_real_server() {
     let app = TestApp::spawn().await;
-    let dsn = app.db.runtime_dsn();
+    let (dsn, signin) = (app.db.runtime_dsn(), app.db.signin_dsn());
     let key_file = app.instance_key_file.display().to_string();
     let (kek_file, store_file) = (app.key_envs()[1].1.clone(), app.key_envs()[2].1.clone());
     let server = Server::start_tls(&[
         ("PALISADE_DATABASE_URL", dsn.as_str()),
+        ("PALISADE_DATABASE_SIGNIN_URL", signin.as_str()),
         ("PALISADE_INSTANCE_KEY_FILE", key_file.as_str()),
         ("PALISADE_KEK_FILE", kek_file.as_str()),
         ("PALISADE_KEY_STORE_FILE", store_file.as_str()),
@@ -87,11 +88,12 @@ async fn e1_fails_for_plain_http_a_listener_that_accepts_tls_1_1_and_a_wrong_cer
     std::fs::write(dir.join("other.key"), key.serialize_pem()).unwrap();
     let cert_file = dir.join("other.crt").display().to_string();
     let key_path = dir.join("other.key").display().to_string();
-    let dsn = app.db.runtime_dsn();
+    let (dsn, signin) = (app.db.runtime_dsn(), app.db.signin_dsn());
     let key_file = app.instance_key_file.display().to_string();
     let (kek_file, store_file) = (app.key_envs()[1].1.clone(), app.key_envs()[2].1.clone());
     let server = Server::start_tls(&[
         ("PALISADE_DATABASE_URL", dsn.as_str()),
+        ("PALISADE_DATABASE_SIGNIN_URL", signin.as_str()),
         ("PALISADE_INSTANCE_KEY_FILE", key_file.as_str()),
         ("PALISADE_KEK_FILE", kek_file.as_str()),
         ("PALISADE_KEY_STORE_FILE", store_file.as_str()),

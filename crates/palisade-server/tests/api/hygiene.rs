@@ -26,6 +26,7 @@ async fn canary_secrets_never_reach_logs_error_bodies_or_the_audit_export() {
     let app = TestApp::spawn().await;
     let mut envs = app.key_envs();
     envs.push(("PALISADE_DATABASE_URL", app.db.runtime_dsn()));
+    envs.push(("PALISADE_DATABASE_SIGNIN_URL", app.db.signin_dsn()));
     envs.push(("PALISADE_LOG_LEVEL", "trace".into()));
     envs.push(("PALISADE_RATE_LIMITS", "off".into()));
     let envs: Vec<(&str, &str)> = envs.iter().map(|(k, v)| (*k, v.as_str())).collect();

@@ -43,6 +43,7 @@ async fn with_an_hsm_keys_stay_in_it_and_an_outage_fails_closed_with_503_and_not
     let dsn = db.runtime_dsn();
     let mut envs = hsm.envs();
     envs.push(("PALISADE_DATABASE_URL", dsn));
+    envs.push(("PALISADE_DATABASE_SIGNIN_URL", db.signin_dsn()));
     let envs: Vec<(&str, &str)> = envs.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let server = Server::start(&envs);
     let base = server.base_url.clone();
@@ -123,10 +124,14 @@ async fn with_an_hsm_keys_stay_in_it_and_an_outage_fails_closed_with_503_and_not
 #[tokio::test]
 async fn a_missing_or_wrong_kek_file_stops_the_server_with_what_to_do_and_nothing_is_rewritten() {
     let db = fresh_database().await;
-    let dsn = db.runtime_dsn();
+    let (dsn, signin) = (db.runtime_dsn(), db.signin_dsn());
     let data_dir = scratch_dir("kek");
     let data = data_dir.display().to_string();
-    let envs = [("PALISADE_DATABASE_URL", dsn.as_str()), ("PALISADE_DATA_DIR", data.as_str())];
+    let envs = [
+        ("PALISADE_DATABASE_URL", dsn.as_str()),
+        ("PALISADE_DATABASE_SIGNIN_URL", signin.as_str()),
+        ("PALISADE_DATA_DIR", data.as_str()),
+    ];
     let mut server = Server::start(&envs);
     let token = server.verified_user("kek@example.com").await;
     let org = org(&server.base_url, &token, "Crew").await;

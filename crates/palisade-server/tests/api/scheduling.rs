@@ -49,10 +49,11 @@ async fn a_server_leading_its_own_session_lowers_its_scheduling_group_while_it_h
         return;
     };
     let app = TestApp::spawn().await;
-    let dsn = app.db.runtime_dsn();
+    let (dsn, signin) = (app.db.runtime_dsn(), app.db.signin_dsn());
     let keys = app.key_envs();
     let mut envs: Vec<(&str, &str)> = keys.iter().map(|(k, v)| (*k, v.as_str())).collect();
     envs.push(("PALISADE_DATABASE_URL", &dsn));
+    envs.push(("PALISADE_DATABASE_SIGNIN_URL", &signin));
     envs.push(("PALISADE_RATE_LIMITS", "off"));
 
     let own = Server::start_in_own_session(&envs);

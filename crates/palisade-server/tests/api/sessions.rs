@@ -202,3 +202,51 @@ async fn revoking_sessions_respects_roles_tenants_and_input() {
         204
     );
 }
+
+/// What SQL injected into a request's connection would try: open a session (with a token of its
+/// choosing) for another user, then enter that user's organizations with it. Only the sign-in
+/// login may insert sessions or refresh tokens (0036); the runtime role is refused both, and
+/// the victim's organizations stay closed to the forged token.
+#[tokio::test]
+async fn a_request_connection_cannot_open_a_session_only_the_sign_in_login_can() {
+    let app = TestApp::spawn().await;
+    let (_, org) = app.owner_of("victim@example.com", "Victim Org").await;
+    let org = org.parse::<palisade_core::OrgId>().unwrap().as_uuid();
+    let victim: uuid::Uuid = app
+        .admin()
+        .await
+        .query_one("SELECT id FROM palisade.users WHERE email = 'victim@example.com'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let forged = uuid::Uuid::new_v4();
+    let insert_session =
+        "INSERT INTO palisade.sessions (id, user_id, token_hash, created_at, last_seen_at, expires_at, idle_timeout)
+         VALUES ($1, $2, sha256('forged'::bytea), now(), now(), now() + interval '1 hour', interval '1 hour')";
+    let insert_refresh = "INSERT INTO palisade.refresh_tokens (token_hash, session_id, issued_at)
+         VALUES (sha256('forged refresh'::bytea), $1, now())";
+
+    let runtime = app.runtime().await;
+    for sql in [insert_session, insert_refresh] {
+        let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
+            if sql == insert_session { vec![&forged, &victim] } else { vec![&forged] };
+        let refused = runtime.execute(sql, &params).await.unwrap_err();
+        assert_eq!(refused.code(), Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE), "{refused}");
+    }
+    // With no session of its own making, the forged token enters nothing.
+    let entered = runtime
+        .query_one("SELECT palisade.enter_tenant(sha256('forged'::bytea), now(), $1)", &[&org])
+        .await
+        .unwrap_err();
+    assert!(entered.code().is_some(), "{entered}");
+    let sessions = app.count("sessions").await;
+
+    // The sign-in login can (inside a transaction rolled back here: the server uses it only to
+    // complete a sign-in whose factors it verified).
+    let mut sign_in = palisade_server::database::connect(&app.db.signin_config()).await.unwrap();
+    let tx = sign_in.transaction().await.unwrap();
+    assert_eq!(tx.execute(insert_session, &[&forged, &victim]).await.unwrap(), 1);
+    assert_eq!(tx.execute(insert_refresh, &[&forged]).await.unwrap(), 1);
+    tx.rollback().await.unwrap();
+    assert_eq!(app.count("sessions").await, sessions, "nothing was kept");
+}

@@ -6,11 +6,12 @@ use palisade_testkit::{RedisServer, TestApp};
 use crate::support::{Server, call};
 
 fn node(app: &TestApp, redis: &str, extra: &[(&str, &str)]) -> Server {
-    let dsn = app.db.runtime_dsn();
+    let (dsn, signin) = (app.db.runtime_dsn(), app.db.signin_dsn());
     let key_file = app.instance_key_file.display().to_string();
     let (kek_file, store_file) = (app.key_envs()[1].1.clone(), app.key_envs()[2].1.clone());
     let mut envs = vec![
         ("PALISADE_DATABASE_URL", dsn.as_str()),
+        ("PALISADE_DATABASE_SIGNIN_URL", signin.as_str()),
         ("PALISADE_INSTANCE_KEY_FILE", key_file.as_str()),
         ("PALISADE_KEK_FILE", kek_file.as_str()),
         ("PALISADE_KEY_STORE_FILE", store_file.as_str()),
