@@ -109,7 +109,7 @@ echo "    sensitive/plain $READ_RATIO, sensitive/masked $CRYPTO_RATIO ($EVENTS s
 # transaction of 16 events (records::RECORD_SENSITIVE_ACCESSES; one per client, the group size
 # when all 16 read at once) for every 16 reads. The ratio of reads/s bounds what the server
 # can reach.
-SESSION_HEX=$(psql_admin -c "SELECT encode(uuid_send(s.id), 'hex') FROM palisade.sessions s JOIN palisade.users u ON u.id = s.user_id WHERE u.email = 'owner@example.com' ORDER BY s.created_at DESC LIMIT 1")
+SESSION_HEX=$(psql_admin -c "SELECT encode($BEARER_PROOF, 'hex') FROM palisade.sessions s JOIN palisade.users u ON u.id = s.user_id WHERE u.email = 'owner@example.com' ORDER BY s.created_at DESC LIMIT 1")
 ORG_UUID=$(psql_admin -c "SELECT tenant_id FROM palisade.orgs WHERE name = 'Bench'")
 SENS_UUID=$(psql_admin -c "SELECT id FROM palisade.records WHERE collection = 'people' LIMIT 1")
 PLAIN_UUID=$(psql_admin -c "SELECT id FROM palisade.records WHERE collection = 'plain' LIMIT 1")

@@ -37,8 +37,8 @@ TOKEN=$(curl -sf "$B/api/v1/auth/login" -H 'content-type: application/json' -d "
 ORG=$(curl -sf "$B/api/v1/orgs" -H "authorization: Bearer $TOKEN" -H 'content-type: application/json' -d '{"name":"Bench Org"}' | jq -r .id)
 
 ORG_UUID=$(psql_admin -c "SELECT tenant_id FROM palisade.orgs LIMIT 1")
-# The proof the server hands enter_tenant for a bearer access token: its session's id (16 bytes).
-TOKEN_HASH=$(psql_admin -c "SELECT encode(uuid_send(id), 'hex') FROM palisade.sessions ORDER BY created_at DESC LIMIT 1")
+# The proof the server hands enter_tenant for a bearer access token (lib.sh, BEARER_PROOF).
+TOKEN_HASH=$(psql_admin -c "SELECT encode($BEARER_PROOF, 'hex') FROM palisade.sessions s ORDER BY s.created_at DESC LIMIT 1")
 
 echo "==> seeding $TENANTS other organizations (RLS must not get slower with more tenants)"
 psql_admin <<SQL

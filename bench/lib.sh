@@ -29,6 +29,10 @@ embedded_pg_env() {
   KEYS_PW=$(cat "$secrets/keys.password"); SIGNIN_PW=$(cat "$secrets/signin.password")
 }
 
+# The proof the server hands the database for a bearer access token of session `s` (0037): the
+# session's id and its HMAC under the bearer key (the pgbench baselines send the same).
+BEARER_PROOF="uuid_send(s.id) || palisade.hmac(uuid_send(s.id), (SELECT key FROM palisade.bearer_key), 'sha256')"
+
 psql_admin() { PGUSER=palisade_admin PGPASSWORD="$ADMIN_PW" psql -qAtX -v ON_ERROR_STOP=1 "$@"; }
 
 # Before each measured step of a with/without pair: the audit sequencer has sealed what the

@@ -35,8 +35,8 @@ curl -sf "$B/api/v1/auth/signup" -H 'content-type: application/json' -d "{\"emai
 # The outbox's verification link is not needed: the bench marks the address verified directly.
 psql_admin -c "UPDATE palisade.users SET email_verified_at = now()"
 TOKEN=$(curl -sf "$B/api/v1/auth/login" -H 'content-type: application/json' -d "{\"email\":\"bench@example.com\",\"password\":\"$PASSWORD\"}" | jq -r .access_token)
-# The proof the server hands enter_tenant for a bearer access token: its session's id (16 bytes).
-TOKEN_HASH=$(psql_admin -c "SELECT encode(uuid_send(id), 'hex') FROM palisade.sessions ORDER BY created_at DESC LIMIT 1")
+# The proof the server hands enter_tenant for a bearer access token (lib.sh, BEARER_PROOF).
+TOKEN_HASH=$(psql_admin -c "SELECT encode($BEARER_PROOF, 'hex') FROM palisade.sessions s ORDER BY s.created_at DESC LIMIT 1")
 SCHEMA='{"type":"object","properties":{"title":{"type":"string"},"status":{"type":"string","enum":["open","done"]},"hours":{"type":"number"}},"required":["title","status"]}'
 ORGS=()
 for i in $(seq 1 16); do

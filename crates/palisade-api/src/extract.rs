@@ -59,7 +59,10 @@ impl FromRequestParts<ApiState> for Caller {
             }
             let now = state.app.clock.now().unix_timestamp();
             return match state.app.tokens.verify(token, now) {
-                Ok(access) => Ok(Caller { proof: SessionProof::Access(access.session) }),
+                Ok(access) => match state.app.access_proof(access.session) {
+                    Ok(proof) => Ok(Caller { proof }),
+                    Err(err) => Err(crate::problem::ApiError::from(err).0),
+                },
                 Err(TokenRejected::Expired) => Err(unauthenticated(
                     "The access token has expired: get a new one from POST /api/v1/auth/refresh, or sign in again.",
                 )),

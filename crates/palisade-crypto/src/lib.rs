@@ -31,6 +31,8 @@ pub enum CryptoError {
     KeyFile { path: String, why: String },
     #[error("the sealed value is corrupt or belongs elsewhere")]
     Open,
+    #[error("{0}")]
+    Key(String),
 }
 
 /// The instance key: 256 random bits.
@@ -114,6 +116,34 @@ impl InstanceKey {
             .decrypt(Nonce::from_slice(nonce), Payload { msg: body, aad: context })
             .map(Zeroizing::new)
             .map_err(|_| CryptoError::Open)
+    }
+}
+
+/// The key with which the server proves an access token's session to the database (0037): the
+/// database holds it too and checks HMAC-SHA-256(key, session id), so SQL that merely knows a
+/// session's id cannot act as that session. Read once at start through the sign-in login.
+pub struct BearerKey(Zeroizing<[u8; 32]>);
+
+impl BearerKey {
+    /// The key as the database stores it; anything but 32 bytes is refused.
+    pub fn from_stored(bytes: &[u8]) -> Result<Self, CryptoError> {
+        let key: [u8; 32] = bytes
+            .try_into()
+            .map_err(|_| CryptoError::Key(format!("the bearer key holds {} bytes, not 32", bytes.len())))?;
+        Ok(Self(Zeroizing::new(key)))
+    }
+
+    /// HMAC-SHA-256 of the session id's 16 bytes, as `palisade.valid_session` recomputes it.
+    pub fn mac(&self, session: &[u8; 16]) -> [u8; 32] {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(self.0.as_ref()).expect("HMAC takes any key length");
+        mac.update(session);
+        mac.finalize().into_bytes().into()
+    }
+}
+
+impl std::fmt::Debug for BearerKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BearerKey(<redacted>)")
     }
 }
 

@@ -1,6 +1,6 @@
 //! Controls checks for tokens and brute-force protection: A3 (short-lived signed access tokens,
 //! refresh tokens reachable only through the rotating function, sessions opened only by the
-//! sign-in login) and A4 (the account lockout, and
+//! sign-in login and proven by a MAC) and A4 (the account lockout, and
 //! with `--url` and the operator's connection, a live lock of a canary address).
 
 use tokio_postgres::Client;
@@ -47,10 +47,10 @@ pub async fn check_a3(runtime: &Client, url: Option<&str>, config: &Config) -> C
         )
         .await,
     );
-    problems.extend(sessions_opened_elsewhere(runtime).await);
+    problems.extend(session_forgery(runtime).await);
     let mut evidence = format!(
         "access tokens {} min, refresh families {} days; refresh tokens used only through rotate_refresh; \
-         sessions opened only by the sign-in login",
+         sessions opened only by the sign-in login, access-token sessions proven by a MAC",
         config.access_token_minutes, config.refresh_lifetime_days
     );
     if let Some(url) = url {
@@ -195,10 +195,16 @@ async fn only_through(runtime: &Client, table: &str, privileges: &[&str], functi
     problems
 }
 
-/// Why the connected (runtime) role could open a session itself: INSERT on `sessions`, or the
-/// sign-in login's group. Empty when only the `_signin` login can (0036).
-async fn sessions_opened_elsewhere(runtime: &Client) -> Vec<String> {
+/// How the connected (runtime) role could act as a session nobody signed it into: open one
+/// itself (INSERT on `sessions`, or the sign-in login's group, 0036), or prove any session id it
+/// learned (reading the bearer key, 0037). Empty when it can do neither.
+async fn session_forgery(runtime: &Client) -> Vec<String> {
     let mut problems = Vec::new();
+    match table_rights(runtime, "palisade.bearer_key", &["SELECT"]).await {
+        Ok(held) if !held.is_empty() => problems.push("the runtime role can read the bearer key".to_owned()),
+        Ok(_) => {}
+        Err(err) => problems.push(format!("cannot read the runtime role's privileges: {err}")),
+    }
     match table_rights(runtime, "palisade.sessions", &["INSERT"]).await {
         Ok(held) if !held.is_empty() => problems.push("the runtime role holds INSERT on sessions".to_owned()),
         Ok(_) => {}

@@ -42,6 +42,7 @@ pub fn build_app(config: &Config, db: Db, clock: Arc<dyn Clock>, random: Arc<dyn
         db,
         key_jobs: None,
         sign_in: None,
+        bearer_key: Arc::default(),
         hasher: PasswordHasher::new(config.hash_workers(), config.hash_queue),
         clock,
         random,
@@ -214,6 +215,7 @@ pub async fn run(config: Config) -> Result<()> {
     app.key_jobs = key_jobs_pool(&connections).await?;
     // Sign-ins are bounded by password hashing, a few per core: four connections are plenty.
     app.sign_in = Some(sign_in_pool(&connections, 4).await?);
+    app.load_bearer_key().await.context("reading the bearer key through the sign-in login")?;
     if let Some(group) = scheduling_group {
         govern_scheduling_group(group, app.hasher.clone());
     }

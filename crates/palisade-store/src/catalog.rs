@@ -24,6 +24,7 @@ pub const INSTANCE_TABLES: &[&str] = &[
     "instance_data_keys",
     "settings_key",
     "login_attempts",
+    "bearer_key",
 ];
 
 /// The connected role's attributes, for the "owns nothing, no BYPASSRLS" rule.

@@ -89,6 +89,7 @@ const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../migrations/0035_shredding_due_by_index.sql"),
     },
     Migration { version: 36, name: "sign_in_login", sql: include_str!("../migrations/0036_sign_in_login.sql") },
+    Migration { version: 37, name: "bearer_proof", sql: include_str!("../migrations/0037_bearer_proof.sql") },
 ];
 
 const GRANTS: &str = include_str!("../migrations/grants.sql");

@@ -128,6 +128,7 @@ impl TestApp {
         let sign_in = Db::connect(db.signin_config(), 4).expect("sign-in pool");
         palisade_server::serve::refuse_unsafe_role(&sign_in).await.expect("sign-in role is safe");
         app.sign_in = Some(sign_in);
+        app.load_bearer_key().await.expect("bearer key");
         app.reload_token_keys().await.expect("token signing keys");
         let outbox = palisade_mail::Outbox::open(config.outbox_dir()).expect("outbox");
         let hasher = app.hasher.clone();
@@ -247,7 +248,7 @@ impl TestApp {
     pub fn session_proof(&self, access_token: &str) -> palisade_core::SessionProof {
         let now = self.app.clock.now().unix_timestamp();
         let access = self.app.tokens.verify(access_token, now).expect("a valid access token");
-        palisade_core::SessionProof::Access(access.session)
+        self.app.access_proof(access.session).expect("the bearer key is loaded")
     }
 
     /// Signs in and returns the browser's `Cookie` header value (session and CSRF cookies).

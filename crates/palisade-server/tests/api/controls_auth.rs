@@ -56,7 +56,7 @@ async fn a3_fails_for_long_lived_tokens_a_readable_token_table_or_an_invoker_rot
 }
 
 #[tokio::test]
-async fn a3_fails_when_the_runtime_role_could_open_a_session_itself() {
+async fn a3_fails_when_the_runtime_role_could_open_or_prove_a_session_itself() {
     let app = TestApp::spawn().await;
     let passing = check_a3(&app.runtime().await, None, &Config::default()).await;
     assert_eq!(passing.status, Status::Pass, "{passing:?}");
@@ -65,6 +65,7 @@ async fn a3_fails_when_the_runtime_role_could_open_a_session_itself() {
     for (grant, named) in [
         ("GRANT INSERT ON palisade.sessions TO palisade_app", "the runtime role holds INSERT on sessions"),
         ("GRANT INSERT (token_hash) ON palisade.refresh_tokens TO palisade_app", "holds INSERT on refresh_tokens"),
+        ("GRANT SELECT ON palisade.bearer_key TO palisade_app", "the runtime role can read the bearer key"),
     ] {
         admin.batch_execute(grant).await.unwrap();
         let failed = check_a3(&app.runtime().await, None, &Config::default()).await;

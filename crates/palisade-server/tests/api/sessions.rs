@@ -250,3 +250,32 @@ async fn a_request_connection_cannot_open_a_session_only_the_sign_in_login_can()
     tx.rollback().await.unwrap();
     assert_eq!(app.count("sessions").await, sessions, "nothing was kept");
 }
+
+/// An access token's session is proven to the database by the session id's MAC under the bearer
+/// key (0037), which the runtime role cannot read: SQL injected into a request's connection that
+/// learned another member's session id (audit events name sessions) cannot enter as them.
+#[tokio::test]
+async fn knowing_a_session_id_is_not_enough_to_enter_as_that_session() {
+    let app = TestApp::spawn().await;
+    let (token, org) = app.owner_of("known@example.com", "Known Org").await;
+    let org = org.parse::<palisade_core::OrgId>().unwrap().as_uuid();
+    let proof = app.session_proof(&token).to_db();
+    assert_eq!(proof.len(), 48, "the session id and its MAC");
+    let id = proof[..16].to_vec();
+    let mut wrong = proof.clone();
+    wrong[47] ^= 1;
+
+    let runtime = app.runtime().await;
+    let enter = "SELECT palisade.enter_tenant($1, now(), $2)";
+    for forged in [&id, &wrong, &proof[..47].to_vec()] {
+        let refused = runtime.query_one(enter, &[forged, &org]).await.unwrap_err();
+        assert_eq!(refused.code().map(|c| c.code()), Some("PA401"), "{refused}");
+    }
+    let unreadable = runtime.query_one("SELECT key FROM palisade.bearer_key", &[]).await.unwrap_err();
+    assert_eq!(unreadable.code(), Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE), "{unreadable}");
+    // The server's proof enters, and the API works with the token as before.
+    runtime.batch_execute("BEGIN").await.unwrap();
+    runtime.query_one(enter, &[&proof, &org]).await.unwrap();
+    runtime.batch_execute("ROLLBACK").await.unwrap();
+    assert_eq!(app.get("/api/v1/me", Some(&token)).await.status, 200);
+}

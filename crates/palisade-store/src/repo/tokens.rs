@@ -172,3 +172,10 @@ const REVOKE_KEY: &str = "WITH revoked AS ( \
 pub fn revoke_key(tx: &mut Tx<Anonymous>, key_id: &str, now: OffsetDateTime) {
     tx.push_write(REVOKE_KEY, vec![Box::new(key_id.to_owned()), Box::new(now)]);
 }
+
+const BEARER_KEY: &str = "SELECT key FROM palisade.bearer_key";
+
+/// The bearer key (0037). Readable only by the sign-in login: run over its pool.
+pub fn bearer_key(tx: &mut Tx<Anonymous>) -> Step<Vec<u8>> {
+    tx.push(BEARER_KEY, vec![], |rows| Ok(exactly_one(rows)?.get(0)))
+}
