@@ -105,7 +105,8 @@ printf '\\startpipeline\n%s\n\\endpipeline\n' "$GET_BODY" >"$WORK/get_pipe.sql"
 # transactions per request — fresh_schema (the collection, to parse the query against) and the
 # page itself, which asks for limit + 1 rows to know whether there is a next page. The statements
 # are records::LIST_BY_ID_ASC with the server's parameters: no cursor (NULL), no filter (empty
-# arrays), limit 51. pgbench counts the script (both transactions) as one transaction.
+# arrays), limit 51, between the planner settings of Tx::push_in_index_order. pgbench counts the
+# script (both transactions) as one transaction.
 LIST_BODY="BEGIN;
 SELECT palisade.enter_tenant(:hash, now(), :org);
 SELECT name, schema, version, schema_id, created_at, updated_at FROM palisade.collections WHERE tenant_id = :org AND name = 'work_orders';
@@ -115,7 +116,9 @@ SELECT palisade.enter_tenant(:hash, now(), :org);
 SELECT palisade.require_permission('records.read_own');
 SELECT current_setting('app.permissions', true);
 SELECT name, schema, version, schema_id, created_at, updated_at FROM palisade.collections WHERE tenant_id = :org AND name = 'work_orders';
+SELECT set_config('enable_sort', 'off', true), set_config('enable_bitmapscan', 'off', true), set_config('enable_seqscan', 'off', true);
 SELECT r.id, r.data, r.version, r.created_by, r.assignees, r.created_at, r.updated_at, NULL::jsonb, r.sealed, r.sealed_fields FROM palisade.records r WHERE r.tenant_id = :org AND r.collection = 'work_orders' AND NOT EXISTS (SELECT 1 FROM unnest(:fields::text[], :ops::text[], :vals::jsonb[]) AS f(field, op, value) WHERE NOT coalesce(CASE f.op WHEN 'eq' THEN r.data -> f.field = f.value WHEN 'ne' THEN r.data -> f.field <> f.value WHEN 'in' THEN f.value @> jsonb_build_array(r.data -> f.field) WHEN 'gt' THEN jsonb_typeof(r.data -> f.field) = jsonb_typeof(f.value) AND r.data -> f.field > f.value WHEN 'gte' THEN jsonb_typeof(r.data -> f.field) = jsonb_typeof(f.value) AND r.data -> f.field >= f.value WHEN 'lt' THEN jsonb_typeof(r.data -> f.field) = jsonb_typeof(f.value) AND r.data -> f.field < f.value WHEN 'lte' THEN jsonb_typeof(r.data -> f.field) = jsonb_typeof(f.value) AND r.data -> f.field <= f.value ELSE false END, false)) ORDER BY r.id LIMIT :lim;
+SELECT set_config('enable_sort', 'on', true), set_config('enable_bitmapscan', 'on', true), set_config('enable_seqscan', 'on', true);
 COMMIT;"
 printf '%s\n' "$LIST_BODY" >"$WORK/list_plain.sql"
 # Pipelined as the server sends it: each transaction in one flight, the second after the first.

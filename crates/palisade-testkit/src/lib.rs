@@ -92,18 +92,34 @@ impl TestApp {
 
     /// A server with a configuration of the test's choosing.
     pub async fn spawn_with(config: Config) -> Self {
-        Self::spawn_on(config, false).await
+        Self::spawn_on(config, false, false).await
+    }
+
+    /// A server whose request connections run every statement's generic plan from its first
+    /// execution: the plan a long-lived pooled connection settles on after five, estimated for
+    /// no organization in particular (whatever the statistics say about the one being read).
+    pub async fn spawn_with_generic_plans() -> Self {
+        Self::spawn_on(
+            Config { hash_workers: Some(2), rate_limits: RateLimits::off(), ..Config::default() },
+            false,
+            true,
+        )
+        .await
     }
 
     /// A server for a real browser: addressed as `http://localhost:<port>` (a secure context
     /// whose host can be a WebAuthn relying party, which an IP address cannot), with WebAuthn
     /// expecting exactly that origin.
     pub async fn spawn_for_browser() -> Self {
-        Self::spawn_on(Config { hash_workers: Some(2), rate_limits: RateLimits::off(), ..Config::default() }, true)
-            .await
+        Self::spawn_on(
+            Config { hash_workers: Some(2), rate_limits: RateLimits::off(), ..Config::default() },
+            true,
+            false,
+        )
+        .await
     }
 
-    async fn spawn_on(mut config: Config, browser: bool) -> Self {
+    async fn spawn_on(mut config: Config, browser: bool, generic_plans: bool) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let base_url = if browser { format!("http://localhost:{}", addr.port()) } else { format!("http://{addr}") };
@@ -115,7 +131,11 @@ impl TestApp {
         config.data_dir = cluster::data_dir().join("apps").join(&db.name);
         // The kit serves plain HTTP (TLS is tested against the binary), so URLs are http.
         config.insecure_http = true;
-        let pool = Db::connect(db.runtime_config(), 8).expect("pool");
+        let mut runtime_config = db.runtime_config();
+        if generic_plans {
+            runtime_config.options("-c plan_cache_mode=force_generic_plan");
+        }
+        let pool = Db::connect(runtime_config, 8).expect("pool");
         palisade_server::serve::refuse_unsafe_role(&pool).await.expect("runtime role is safe");
         let clock = Arc::new(ManualClock::ticking(time::OffsetDateTime::now_utc(), time::Duration::milliseconds(1)));
         let mut app = palisade_server::serve::build_app(&config, pool, clock.clone(), Arc::new(SystemRandomness))

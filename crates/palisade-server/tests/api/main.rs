@@ -35,6 +35,7 @@ mod lockout;
 mod members;
 mod mfa;
 mod orgs;
+mod page_plans;
 mod periodic_queries;
 mod rate_limits;
 mod records;

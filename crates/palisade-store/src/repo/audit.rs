@@ -336,7 +336,7 @@ impl EventBatches {
 }
 
 pub fn list(tx: &mut Tx<crate::Tenant>, q: EventQuery) -> crate::Step<Vec<EventRow>> {
-    tx.push(LIST, list_params(q), |rows| {
+    tx.push_in_index_order(LIST, list_params(q), |rows| {
         Ok(rows
             .iter()
             .map(|r| EventRow {

@@ -307,6 +307,7 @@ macro_rules! filters {
 // statement with `($3 IS NULL OR r.id > $3)` left the cursor out of the index condition in a
 // generic plan: each later page scanned the organization's records from its first one. (The
 // benchmark's 50 lists/s of 12-07 was JIT, not this: see the runtime role's settings, migrate.rs.)
+// Both are read with `push_in_index_order`: records_by_collection's order, never a sort.
 macro_rules! list_by_id {
     ($cursor:literal, $order:literal) => {
         concat!(
@@ -366,7 +367,7 @@ pub fn list(tx: &mut Tx<Tenant>, query: ListQuery<'_>) -> Step<Vec<Record>> {
                     if descending { LIST_BY_ID_DESC_AFTER } else { LIST_BY_ID_ASC_AFTER }
                 }
             };
-            tx.push(sql, params, decode)
+            tx.push_in_index_order(sql, params, decode)
         }
         Some(field) => {
             let sql = if query.descending { LIST_BY_FIELD_DESC } else { LIST_BY_FIELD_ASC };
