@@ -31,7 +31,7 @@ embedded_pg_env() {
 
 # The proof the server hands the database for a bearer access token of session `s` (0037): the
 # session's id and its HMAC under the bearer key (the pgbench baselines send the same).
-BEARER_PROOF="uuid_send(s.id) || palisade.hmac(uuid_send(s.id), (SELECT key FROM palisade.bearer_key), 'sha256')"
+BEARER_PROOF="uuid_send(s.id) || palisade.hmac(uuid_send(s.id), (SELECT key FROM palisade.bearer_key WHERE retire_after IS NULL), 'sha256')"
 
 psql_admin() { PGUSER=palisade_admin PGPASSWORD="$ADMIN_PW" psql -qAtX -v ON_ERROR_STOP=1 "$@"; }
 

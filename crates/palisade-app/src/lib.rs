@@ -6,6 +6,7 @@ mod accounts;
 mod api_keys;
 mod audit;
 pub mod audit_verify;
+pub mod bearer_key;
 mod collections;
 mod edge;
 mod email_flows;
@@ -143,9 +144,9 @@ pub struct App {
     /// session run over it, since `db`'s role may not insert sessions (0036). `None` where no
     /// such connection is configured: sign-ins then fail with a hint (`serve` refuses to start).
     pub sign_in: Option<Db>,
-    /// The bearer key (0037), read through `sign_in` at start (`load_bearer_key`): access-token
-    /// callers prove their session to the database with its MAC.
-    pub bearer_key: Arc<std::sync::OnceLock<palisade_crypto::BearerKey>>,
+    /// The current bearer key (0037), read through `sign_in` at start and every second after
+    /// (`load_bearer_key`): access-token callers prove their session to the database with its MAC.
+    pub bearer_key: Arc<std::sync::RwLock<Option<bearer_key::LoadedBearerKey>>>,
     pub hasher: PasswordHasher,
     pub clock: Arc<dyn Clock>,
     pub random: Arc<dyn Randomness>,
@@ -194,26 +195,6 @@ impl App {
                     .into(),
             )
         })
-    }
-
-    /// Reads the bearer key through the sign-in login and keeps it for this node's lifetime.
-    pub async fn load_bearer_key(&self) -> Result<(), AppError> {
-        let mut tx = palisade_store::Tx::anonymous();
-        let key = palisade_store::repo::tokens::bearer_key(&mut tx);
-        let key = tx.run(self.sign_in_db()?).await?.get(key)?;
-        let key = palisade_crypto::BearerKey::from_stored(&key).map_err(|err| AppError::Internal(err.to_string()))?;
-        let _ = self.bearer_key.set(key);
-        Ok(())
-    }
-
-    /// What an access-token caller proves to the database: its session (already verified by
-    /// signature here) and the session id's MAC under the bearer key.
-    pub fn access_proof(&self, session: palisade_core::SessionId) -> Result<palisade_core::SessionProof, AppError> {
-        let key = self
-            .bearer_key
-            .get()
-            .ok_or_else(|| AppError::Unavailable("the bearer key is not loaded yet; retry in a moment".into()))?;
-        Ok(palisade_core::SessionProof::Access { session, mac: key.mac(session.as_uuid().as_bytes()) })
     }
 
     /// An audit event happening now, by the session's user unless the builder says otherwise.

@@ -220,7 +220,8 @@ impl App {
         (KeyState { signer, verifier, published }, opened)
     }
 
-    /// Keeps this node's keys current: reloads every `every` (and rotates when due).
+    /// Keeps this node's keys current: reloads the token keys (rotating when due) and the bearer
+    /// key every `every`.
     pub async fn run_token_keys(self, every: std::time::Duration) {
         let mut ticks = tokio::time::interval(every);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -228,6 +229,12 @@ impl App {
             ticks.tick().await;
             if let Err(err) = self.reload_token_keys().await {
                 tracing::warn!(error = %err, "reloading the token signing keys failed; keeping the last ones");
+            }
+            // A node without the sign-in login (a CLI command) has no bearer key to keep current.
+            if self.sign_in.is_some()
+                && let Err(err) = self.load_bearer_key().await
+            {
+                tracing::warn!(error = %err, "reading the current bearer key failed; keeping the last one");
             }
         }
     }

@@ -154,6 +154,13 @@ enum KeysCommand {
         /// The key id, as `palisade keys list` shows it (ed25519-…).
         kid: String,
     },
+    /// Replace the bearer key (the MAC key that proves an access token's session to the
+    /// database) without ending any token: every node uses the new key within a second.
+    RotateBearer {
+        /// Refuse the old key at once instead of after a minute (it is known to have leaked).
+        #[arg(long)]
+        now: bool,
+    },
     /// Data keys of the instance and of every organization: provider, state, created, next
     /// rotation, values each encrypts, rotations running.
     Status,
@@ -360,6 +367,9 @@ async fn keys(config: &Config, command: KeysCommand) -> Result<ExitCode> {
         std::sync::Arc::new(palisade_core::SystemRandomness),
     )?;
     app.key_jobs = serve::key_jobs_pool(&connections).await?;
+    if matches!(command, KeysCommand::RotateBearer { .. }) {
+        app.sign_in = Some(serve::sign_in_pool(&connections, 1).await?);
+    }
     let outcome = keys_command(&app, command).await;
     drop(app);
     if let Some(cluster) = connections.cluster.as_mut() {
@@ -411,6 +421,20 @@ async fn keys_command(app: &palisade_app::App, command: KeysCommand) -> Result<E
             }
             Err(err) => return Err(err.into()),
         },
+        KeysCommand::RotateBearer { now } => {
+            let grace = if now { 0 } else { palisade_app::bearer_key::BEARER_KEY_GRACE_SECONDS };
+            let id = app.rotate_bearer_key(grace).await?;
+            println!("Bearer key {id} proves access-token sessions from now on (every node within a second).");
+            if now {
+                println!(
+                    "The previous key is refused already: requests on a node that has not reloaded yet get 401 for up to a second."
+                );
+            } else {
+                println!(
+                    "The previous key is accepted for {grace} more seconds; access tokens keep working throughout."
+                );
+            }
+        }
         KeysCommand::Status => return palisade_server::keys_cli::status(app).await,
         KeysCommand::Rotate { org } => return palisade_server::keys_cli::rotate(app, &org).await,
         KeysCommand::RotateKek => return palisade_server::keys_cli::rotate_kek(app).await,

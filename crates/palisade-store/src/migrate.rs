@@ -90,6 +90,11 @@ const MIGRATIONS: &[Migration] = &[
     },
     Migration { version: 36, name: "sign_in_login", sql: include_str!("../migrations/0036_sign_in_login.sql") },
     Migration { version: 37, name: "bearer_proof", sql: include_str!("../migrations/0037_bearer_proof.sql") },
+    Migration {
+        version: 38,
+        name: "bearer_key_rotation",
+        sql: include_str!("../migrations/0038_bearer_key_rotation.sql"),
+    },
 ];
 
 const GRANTS: &str = include_str!("../migrations/grants.sql");

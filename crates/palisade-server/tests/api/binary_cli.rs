@@ -346,3 +346,70 @@ async fn keys_commands_list_rotate_and_revoke_the_signing_key_a_running_server_u
     assert_eq!(code, Some(1));
     assert!(err.contains("palisade keys list"), "says what to do next: {err}");
 }
+
+/// `palisade keys rotate-bearer` replaces the key a running server proves access-token sessions
+/// with (0038): with a grace, nothing anyone holds stops working; with `--now`, the old key is
+/// refused at once (a node that has not reloaded yet is refused until it does). Only the sign-in
+/// login may rotate; every rotation is audited.
+#[tokio::test]
+async fn keys_rotate_bearer_replaces_the_bearer_key_without_ending_any_token() {
+    let app = TestApp::spawn().await;
+    let token = app.user("cli-bearer@example.com").await;
+    let first_proof = app.session_proof(&token).to_db();
+    let key_file = app.instance_key_file.display().to_string();
+    let (kek_file, store_file) = (app.key_envs()[1].1.clone(), app.key_envs()[2].1.clone());
+    let mut envs = vec![
+        ("PALISADE_DATABASE_URL", app.db.runtime_dsn()),
+        ("PALISADE_INSTANCE_KEY_FILE", key_file),
+        ("PALISADE_KEK_FILE", kek_file),
+        ("PALISADE_KEY_STORE_FILE", store_file),
+    ];
+    let without_signin: Vec<(&str, &str)> = envs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (code, _, err) = run_keys(&without_signin, &["rotate-bearer"]);
+    assert_ne!(code, Some(0));
+    assert!(err.contains("PALISADE_DATABASE_SIGNIN_URL"), "{err}");
+    envs.push(("PALISADE_DATABASE_SIGNIN_URL", app.db.signin_dsn()));
+    let envs: Vec<(&str, &str)> = envs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let admin = app.admin().await;
+    let keys = "SELECT count(*) FILTER (WHERE retire_after IS NULL), count(*) FILTER (WHERE retire_after > now()), count(*) \
+                FROM palisade.bearer_key";
+    let counts = |row: tokio_postgres::Row| (row.get::<_, i64>(0), row.get::<_, i64>(1), row.get::<_, i64>(2));
+    let enter = "SELECT palisade.enter_session($1, now())";
+    let runtime = app.runtime().await;
+
+    let (code, out, err) = run_keys(&envs, &["rotate-bearer"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("accepted for 60 more seconds"), "{out}");
+    assert_eq!(counts(admin.query_one(keys, &[]).await.unwrap()), (1, 1, 2), "one current key, one retiring");
+    // The server has not reloaded: its proofs are under the old key, which is still accepted.
+    assert_eq!(app.get("/api/v1/me", Some(&token)).await.status, 200);
+    app.app.load_bearer_key().await.unwrap();
+    let second_proof = app.session_proof(&token).to_db();
+    assert_ne!(second_proof, first_proof, "the node proves with the new key");
+    assert_eq!(app.get("/api/v1/me", Some(&token)).await.status, 200, "the same access token works");
+    runtime.query_one(enter, &[&first_proof]).await.unwrap();
+
+    let (code, out, err) = run_keys(&envs, &["rotate-bearer", "--now"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("refused already"), "{out}");
+    assert_eq!(counts(admin.query_one(keys, &[]).await.unwrap()), (1, 0, 3), "both older keys refused");
+    for old in [&first_proof, &second_proof] {
+        let refused = runtime.query_one(enter, &[old]).await.unwrap_err();
+        assert_eq!(refused.code().map(|c| c.code()), Some("PA401"), "{refused}");
+    }
+    app.get("/api/v1/me", Some(&token)).await.assert_problem(401, "unauthenticated");
+    app.app.load_bearer_key().await.unwrap();
+    assert_eq!(app.get("/api/v1/me", Some(&token)).await.status, 200, "after its reload, the node proves again");
+    // The next rotation deletes the keys whose grace has passed: their bytes leave the table.
+    app.app.rotate_bearer_key(60).await.unwrap();
+    assert_eq!(counts(admin.query_one(keys, &[]).await.unwrap()), (1, 1, 2));
+
+    let refused = runtime.query_one("SELECT palisade.rotate_bearer_key(0)", &[]).await.unwrap_err();
+    assert_eq!(refused.code(), Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE), "{refused}");
+    let events: i64 = admin
+        .query_one("SELECT count(*) FROM palisade.audit_events WHERE action = 'bearer_key.rotated'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(events, 3);
+}

@@ -173,9 +173,23 @@ pub fn revoke_key(tx: &mut Tx<Anonymous>, key_id: &str, now: OffsetDateTime) {
     tx.push_write(REVOKE_KEY, vec![Box::new(key_id.to_owned()), Box::new(now)]);
 }
 
-const BEARER_KEY: &str = "SELECT key FROM palisade.bearer_key";
+const CURRENT_BEARER_KEY: &str = "SELECT id, key FROM palisade.bearer_key WHERE retire_after IS NULL";
 
-/// The bearer key (0037). Readable only by the sign-in login: run over its pool.
-pub fn bearer_key(tx: &mut Tx<Anonymous>) -> Step<Vec<u8>> {
-    tx.push(BEARER_KEY, vec![], |rows| Ok(exactly_one(rows)?.get(0)))
+/// The current bearer key (0037, 0038): its id and bytes. Readable only by the sign-in login:
+/// run over its pool.
+pub fn current_bearer_key(tx: &mut Tx<Anonymous>) -> Step<(i32, Vec<u8>)> {
+    tx.push(CURRENT_BEARER_KEY, vec![], |rows| {
+        let row = exactly_one(rows)?;
+        Ok((row.get(0), row.get(1)))
+    })
+}
+
+/// A new bearer key, current from now; the others are accepted for `grace_seconds` more (0038).
+/// Only the sign-in login may: run over its pool. Returns the new key's id.
+pub fn rotate_bearer_key(tx: &mut Tx<Anonymous>, grace_seconds: i32) -> Step<i32> {
+    tx.push(
+        "SELECT palisade.rotate_bearer_key($1)",
+        vec![Box::new(grace_seconds)],
+        |rows| Ok(exactly_one(rows)?.get(0)),
+    )
 }
