@@ -229,47 +229,73 @@ pub struct EventQuery {
 
 // The list and the export share their columns and filters; they differ in how `details` comes
 // back and in that the list pages (cursor and limit) while the export reads everything at once.
+// Both ends of a read bound the scan of audit_events_tenant_time_idx even in a generic plan: they
+// are always given, as plain parameters (absent ends as the first and last instants PostgreSQL
+// and the time crate share). `$2 IS NULL OR …` is decided per row in a generic plan, and under
+// row-level security a `coalesce($2, …)` is no index condition either (not known leakproof), so
+// every later page read all the newer events before its own. The list's upper end is one row
+// comparison: the cursor's position or the `to` time, whichever comes first
+// (`list_upper_bound`); with two upper bounds the index scan may start from the looser.
 const EVENT_COLUMNS: &str = "SELECT e.id, e.occurred_at, e.actor_kind, e.actor_id, e.action, e.target_kind, e.target_id, \
         host(e.ip), e.user_agent, e.request_id, e.outcome, ";
 const EVENT_FILTERS: &str = ", c.seq \
     FROM palisade.audit_events e LEFT JOIN palisade.audit_chain c ON c.event_id = e.id AND c.tenant_id = e.tenant_id \
-    WHERE e.tenant_id = $1 \
-      AND ($2::timestamptz IS NULL OR e.occurred_at >= $2) AND ($3::timestamptz IS NULL OR e.occurred_at < $3) \
-      AND ($4::uuid IS NULL OR e.actor_id = $4) AND ($5::text IS NULL OR e.action = $5) \
-      AND ($6::uuid IS NULL OR e.target_id = $6) ";
+    WHERE e.tenant_id = $1 AND e.occurred_at >= $2 \
+      AND ($3::uuid IS NULL OR e.actor_id = $3) AND ($4::text IS NULL OR e.action = $4) \
+      AND ($5::uuid IS NULL OR e.target_id = $5) ";
 const NEWEST_FIRST: &str = "ORDER BY e.occurred_at DESC, e.id DESC";
 const LIST: &str = const_format::concatcp!(
     EVENT_COLUMNS,
     "e.details",
     EVENT_FILTERS,
-    "AND ($7::timestamptz IS NULL OR (e.occurred_at <= $7 AND (e.occurred_at < $7 OR e.id < $8::uuid))) ",
+    "AND (e.occurred_at, e.id) < ($6, $7) ",
     NEWEST_FIRST,
-    " LIMIT $9"
+    " LIMIT $8"
 );
 /// For the export: `details` as the database's JSON text, passed through without being parsed
 /// and written again.
-const EXPORT_ALL: &str = const_format::concatcp!(EVENT_COLUMNS, "e.details::text", EVENT_FILTERS, NEWEST_FIRST);
+const EXPORT_ALL: &str =
+    const_format::concatcp!(EVENT_COLUMNS, "e.details::text", EVENT_FILTERS, "AND e.occurred_at < $6 ", NEWEST_FIRST);
 
-/// The parameters of EVENT_FILTERS ($1 to $6), which the list and the export share.
+/// Before every event: the start of year 1.
+const EARLIEST: OffsetDateTime = time::macros::datetime!(0001-01-01 0:00 UTC);
+/// After every event: the end of year 9999, and the greatest id.
+const LATEST: (OffsetDateTime, Uuid) =
+    (time::macros::datetime!(9999-12-31 23:59:59.999999 UTC), Uuid::from_u128(u128::MAX));
+
+/// The parameters of EVENT_FILTERS ($1 to $5), which the list and the export share.
 fn filter_params(q: &EventQuery) -> Vec<crate::pipeline::Param> {
     vec![
         Box::new(q.org.as_uuid()),
-        Box::new(q.from),
-        Box::new(q.to),
+        Box::new(q.from.unwrap_or(EARLIEST)),
         Box::new(q.actor),
         Box::new(q.action.clone()),
         Box::new(q.target),
     ]
 }
 
+fn export_params(q: &EventQuery) -> Vec<crate::pipeline::Param> {
+    let mut params = filter_params(q);
+    params.push(Box::new(q.to.unwrap_or(LATEST.0)));
+    params
+}
+
+/// Where a page ends, exclusive, in (occurred_at, id) order: the cursor's position or the start
+/// of `to`, whichever is earlier. `None`: the newest event is on the page (bound: LATEST).
+fn list_upper_bound(q: &EventQuery) -> Option<(OffsetDateTime, Uuid)> {
+    // (to, nil): every event at `to` has an id above the nil UUID, so it is excluded, as `<` wants.
+    let to = q.to.map(|at| (at, Uuid::nil()));
+    match (to, q.before) {
+        (Some(to), Some(before)) => Some(to.min(before)),
+        (to, before) => to.or(before),
+    }
+}
+
 fn list_params(q: EventQuery) -> Vec<crate::pipeline::Param> {
-    let (before_at, before_id) = match q.before {
-        Some((at, id)) => (Some(at), Some(id)),
-        None => (None, None),
-    };
+    let (at, id) = list_upper_bound(&q).unwrap_or(LATEST);
     let mut params = filter_params(&q);
-    params.push(Box::new(before_at));
-    params.push(Box::new(before_id));
+    params.push(Box::new(at));
+    params.push(Box::new(id));
     params.push(Box::new(q.limit));
     params
 }
@@ -323,7 +349,7 @@ impl RawEvent {
 /// Every event `q` matches (its cursor and limit are ignored), newest first, read in one
 /// snapshot after `tx`'s checks (see `crate::stream`).
 pub async fn export_events(tx: Tx<crate::Tenant>, db: &crate::Db, q: EventQuery) -> Result<EventBatches, StoreError> {
-    Ok(EventBatches(tx.stream(db, EXPORT_ALL, filter_params(&q)).await?))
+    Ok(EventBatches(tx.stream(db, EXPORT_ALL, export_params(&q)).await?))
 }
 
 /// The export's events, taken in batches (an empty batch: the end).
@@ -356,4 +382,36 @@ pub fn list(tx: &mut Tx<crate::Tenant>, q: EventQuery) -> crate::Step<Vec<EventR
             })
             .collect())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn query(to: Option<OffsetDateTime>, before: Option<(OffsetDateTime, Uuid)>) -> EventQuery {
+        EventQuery {
+            org: OrgId::from_uuid(Uuid::nil()),
+            from: None,
+            to,
+            actor: None,
+            action: None,
+            target: None,
+            before,
+            limit: 10,
+        }
+    }
+
+    #[test]
+    fn a_page_ends_at_the_cursor_or_the_range_whichever_comes_first() {
+        let t = time::macros::datetime!(2026-12-07 12:00 UTC);
+        let id = Uuid::from_u128(7);
+        assert_eq!(list_upper_bound(&query(None, None)), None);
+        assert_eq!(list_upper_bound(&query(Some(t), None)), Some((t, Uuid::nil())));
+        assert_eq!(list_upper_bound(&query(None, Some((t, id)))), Some((t, id)));
+        let earlier = t - time::Duration::seconds(1);
+        assert_eq!(list_upper_bound(&query(Some(t), Some((earlier, id)))), Some((earlier, id)), "cursor first");
+        assert_eq!(list_upper_bound(&query(Some(earlier), Some((t, id)))), Some((earlier, Uuid::nil())), "range first");
+        // At the same instant `to` excludes every event at it, the cursor only those before it.
+        assert_eq!(list_upper_bound(&query(Some(t), Some((t, id)))), Some((t, Uuid::nil())));
+    }
 }
