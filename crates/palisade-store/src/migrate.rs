@@ -95,6 +95,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "bearer_key_rotation",
         sql: include_str!("../migrations/0038_bearer_key_rotation.sql"),
     },
+    Migration {
+        version: 39,
+        name: "bearer_key_real_time",
+        sql: include_str!("../migrations/0039_bearer_key_real_time.sql"),
+    },
 ];
 
 const GRANTS: &str = include_str!("../migrations/grants.sql");

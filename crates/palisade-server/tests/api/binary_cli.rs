@@ -389,9 +389,30 @@ async fn keys_rotate_bearer_replaces_the_bearer_key_without_ending_any_token() {
     assert_eq!(app.get("/api/v1/me", Some(&token)).await.status, 200, "the same access token works");
     runtime.query_one(enter, &[&first_proof]).await.unwrap();
 
+    // A real `palisade serve` on the same database: its loop re-reads the key every second.
+    let server = Server::start(&envs);
+    let served = server.verified_user("served@example.com").await;
+    assert_eq!(call(&server.base_url, "GET", "/api/v1/me", Some(&served), None).await.0, 200);
+    // A transaction opened before the rotation (0039: retirement is by the real clock, not the
+    // transaction's start).
+    runtime.batch_execute("BEGIN").await.unwrap();
+    runtime.query_one(enter, &[&second_proof]).await.unwrap();
+
     let (code, out, err) = run_keys(&envs, &["rotate-bearer", "--now"]);
     assert_eq!(code, Some(0), "{err}");
     assert!(out.contains("refused already"), "{out}");
+    let refused = runtime.query_one(enter, &[&second_proof]).await.unwrap_err();
+    assert_eq!(refused.code().map(|c| c.code()), Some("PA401"), "{refused}");
+    runtime.batch_execute("ROLLBACK").await.unwrap();
+    let mut served_status = 0;
+    for _ in 0..100 {
+        served_status = call(&server.base_url, "GET", "/api/v1/me", Some(&served), None).await.0;
+        if served_status == 200 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(served_status, 200, "the serving node took the new key up by itself");
     assert_eq!(counts(admin.query_one(keys, &[]).await.unwrap()), (1, 0, 3), "both older keys refused");
     for old in [&first_proof, &second_proof] {
         let refused = runtime.query_one(enter, &[old]).await.unwrap_err();

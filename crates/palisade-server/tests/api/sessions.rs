@@ -279,3 +279,37 @@ async fn knowing_a_session_id_is_not_enough_to_enter_as_that_session() {
     runtime.batch_execute("ROLLBACK").await.unwrap();
     assert_eq!(app.get("/api/v1/me", Some(&token)).await.status, 200);
 }
+
+/// Two rotations of the bearer key at once (two operators, or a retried command) both succeed,
+/// one after the other, leaving one current key (0039: the second used to fail on the unique
+/// index with a bare error).
+#[tokio::test]
+async fn concurrent_bearer_key_rotations_take_turns() {
+    let app = TestApp::spawn().await;
+    let first = palisade_server::database::connect(&app.db.signin_config()).await.unwrap();
+    let second = palisade_server::database::connect(&app.db.signin_config()).await.unwrap();
+    first.batch_execute("BEGIN").await.unwrap();
+    first.query_one("SELECT palisade.rotate_bearer_key(60)", &[]).await.unwrap();
+    // The second rotation waits for the first transaction, whatever it has done so far.
+    let waiting = tokio::spawn(async move { second.query_one("SELECT palisade.rotate_bearer_key(60)", &[]).await });
+    let admin = app.admin().await;
+    let waits = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' \
+                 AND query LIKE '%rotate_bearer_key%'";
+    let mut blocked = 0i64;
+    for _ in 0..200 {
+        blocked = admin.query_one(waits, &[]).await.unwrap().get(0);
+        if blocked > 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert_eq!(blocked, 1, "the second rotation waits");
+    first.batch_execute("COMMIT").await.unwrap();
+    waiting.await.unwrap().expect("the second rotation succeeds after the first");
+    let keys: (i64, i64) = admin
+        .query_one("SELECT count(*) FILTER (WHERE retire_after IS NULL), count(*) FROM palisade.bearer_key", &[])
+        .await
+        .map(|row| (row.get(0), row.get(1)))
+        .unwrap();
+    assert_eq!(keys, (1, 3), "one current key, the two before it retiring");
+}
