@@ -32,6 +32,9 @@ pub struct PublishedKey {
 
 struct KeyState {
     signer: Option<Arc<AccessTokenSigner>>,
+    /// When the signing key (as the database had it at the last reload) was made: a new key is
+    /// generated and sealed only once this is a rotation period old.
+    signer_created_at: Option<time::OffsetDateTime>,
     verifier: AccessTokenVerifier,
     published: Vec<PublishedKey>,
 }
@@ -64,7 +67,7 @@ impl TokenKeys {
     /// An empty set (no token verifies) until the first `reload_token_keys`.
     pub fn new(issuer: String, audience: String) -> Self {
         let verifier = AccessTokenVerifier::new([], &issuer, &audience);
-        let state = KeyState { signer: None, verifier, published: Vec::new() };
+        let state = KeyState { signer: None, signer_created_at: None, verifier, published: Vec::new() };
         Self { issuer, audience, state: RwLock::new(Arc::new(state)), verified: Mutex::default() }
     }
 
@@ -163,12 +166,23 @@ impl App {
     /// opened, this node signs nothing until it can (an error is returned).
     pub async fn reload_token_keys(&self) -> Result<(), AppError> {
         let now = self.clock.now();
-        let candidate = match self.new_token_key().await {
-            Ok(key) => Some(key),
-            Err(err) => {
-                tracing::warn!(error = %err, "cannot seal a new access-token signing key; reloading without rotating");
-                None
+        // The database decides (another node may have rotated since): a key is only offered when
+        // this node last saw none, or one a rotation period old, not on every reload.
+        let due = self
+            .tokens
+            .current()
+            .signer_created_at
+            .is_none_or(|created| created + self.policy.signing_key_rotation <= now);
+        let candidate = if due {
+            match self.new_token_key().await {
+                Ok(key) => Some(key),
+                Err(err) => {
+                    tracing::warn!(error = %err, "cannot seal a new access-token signing key; reloading without rotating");
+                    None
+                }
             }
+        } else {
+            None
         };
         let mut tx = Tx::anonymous();
         let rotated = candidate.map(|key| {
@@ -217,7 +231,8 @@ impl App {
             &self.tokens.issuer,
             &self.tokens.audience,
         );
-        (KeyState { signer, verifier, published }, opened)
+        let signer_created_at = keys.iter().find(|k| k.is_active()).map(|k| k.created_at);
+        (KeyState { signer, signer_created_at, verifier, published }, opened)
     }
 
     /// Keeps this node's keys current: reloads the token keys (rotating when due) and the bearer
