@@ -86,8 +86,13 @@ impl Answer {
 }
 
 impl TestApp {
+    /// What most tests run with: two hash workers, rate limits off.
+    fn default_config() -> Config {
+        Config { hash_workers: Some(2), rate_limits: RateLimits::off(), ..Config::default() }
+    }
+
     pub async fn spawn() -> Self {
-        Self::spawn_with(Config { hash_workers: Some(2), rate_limits: RateLimits::off(), ..Config::default() }).await
+        Self::spawn_with(Self::default_config()).await
     }
 
     /// A server with a configuration of the test's choosing.
@@ -99,24 +104,14 @@ impl TestApp {
     /// execution: the plan a long-lived pooled connection settles on after five, estimated for
     /// no organization in particular (whatever the statistics say about the one being read).
     pub async fn spawn_with_generic_plans() -> Self {
-        Self::spawn_on(
-            Config { hash_workers: Some(2), rate_limits: RateLimits::off(), ..Config::default() },
-            false,
-            true,
-        )
-        .await
+        Self::spawn_on(Self::default_config(), false, true).await
     }
 
     /// A server for a real browser: addressed as `http://localhost:<port>` (a secure context
     /// whose host can be a WebAuthn relying party, which an IP address cannot), with WebAuthn
     /// expecting exactly that origin.
     pub async fn spawn_for_browser() -> Self {
-        Self::spawn_on(
-            Config { hash_workers: Some(2), rate_limits: RateLimits::off(), ..Config::default() },
-            true,
-            false,
-        )
-        .await
+        Self::spawn_on(Self::default_config(), true, false).await
     }
 
     async fn spawn_on(mut config: Config, browser: bool, generic_plans: bool) -> Self {
