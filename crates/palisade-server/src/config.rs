@@ -120,6 +120,10 @@ pub struct Config {
     /// The `<runtime_role>_signin` login's connection (external database): the transactions that
     /// open a session run over it, never over the runtime role's. `serve` needs it.
     pub database_signin_url: Option<SecretString>,
+    /// PEM file of the certificate authority that signed the database server's certificate.
+    /// Connections to another machine use TLS and verify the server's certificate and name
+    /// (`palisade_store::tls`); unset, the certificate must chain to one of Mozilla's roots.
+    pub database_ca_file: Option<PathBuf>,
     /// Name of the runtime login role `migrate` creates.
     pub runtime_role: String,
     pub db_pool_size: usize,
@@ -228,6 +232,7 @@ impl Default for Config {
             database_admin_url: None,
             database_keys_url: None,
             database_signin_url: None,
+            database_ca_file: None,
             runtime_role: "palisade_app".into(),
             db_pool_size: 16,
             log_format: LogFormat::Json,
@@ -384,6 +389,10 @@ impl Config {
             format!("database_admin_url = \"{}\"", url(&self.database_admin_url)),
             format!("database_keys_url = \"{}\"", url(&self.database_keys_url)),
             format!("database_signin_url = \"{}\"", url(&self.database_signin_url)),
+            format!(
+                "database_ca_file = {}",
+                self.database_ca_file.as_ref().map_or("(unset: Mozilla's roots)".into(), |p| format!("{:?}", p.display().to_string()))
+            ),
             format!("runtime_role = \"{}\"", self.runtime_role),
             format!("db_pool_size = {}", self.db_pool_size),
             format!("log_format = \"{:?}\"", self.log_format).to_lowercase(),
@@ -481,16 +490,9 @@ impl Config {
     /// Whether the runtime database shares this machine: embedded, or every host of
     /// `database_url` a Unix socket or a loopback name. An unparsable URL counts as remote (the
     /// connection reports it).
-    fn database_is_local(&self) -> bool {
+    pub fn database_is_local(&self) -> bool {
         let Some(url) = &self.database_url else { return self.is_embedded() };
-        let Ok(parsed) = url.expose_secret().parse::<tokio_postgres::Config>() else { return false };
-        !parsed.get_hosts().is_empty()
-            && parsed.get_hosts().iter().all(|host| match host {
-                tokio_postgres::config::Host::Unix(_) => true,
-                tokio_postgres::config::Host::Tcp(name) => {
-                    name == "localhost" || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
-                }
-            })
+        url.expose_secret().parse::<tokio_postgres::Config>().is_ok_and(|parsed| palisade_store::tls::is_local(&parsed))
     }
 
     pub fn hash_workers(&self) -> usize {

@@ -1,5 +1,6 @@
 //! Control checks of the edge, against a running server (`--url`) and the configuration: E1
-//! (TLS 1.2+ only, a certificate valid now and for the host, HSTS), P1 (request budgets on and
+//! (TLS 1.2+ only, a certificate valid now and for the host, HSTS; the database reached over TLS
+//! unless it is on this machine), P1 (request budgets on and
 //! no looser than the catalog's tiers, headers on answers), P4 (security headers on every kind
 //! of answer, body size limit).
 
@@ -16,6 +17,42 @@ const P4: &str = "Security headers on every response; body size and time limits;
 /// The catalog's budgets: a configuration may be stricter, never looser.
 const CATALOG_TIERS: [(&str, u32); 4] =
     [("anonymous", 10), ("standard", 100), ("professional", 500), ("enterprise", 2000)];
+
+/// E1 for the database link, added to the listener's result: a connection to another machine
+/// must be TLS (what the runtime connection of this check run negotiated, from `pg_stat_ssl`).
+pub async fn add_database_transport(
+    mut e1: CheckResult,
+    runtime: &tokio_postgres::Client,
+    config: &crate::config::Config,
+) -> CheckResult {
+    let negotiated = runtime
+        .query_opt("SELECT ssl, coalesce(version, '') FROM pg_catalog.pg_stat_ssl WHERE pid = pg_backend_pid()", &[])
+        .await
+        .ok()
+        .flatten()
+        .map(|row| (row.get::<_, bool>(0), row.get::<_, String>(1)));
+    match database_transport(config.database_is_local(), negotiated) {
+        Ok(evidence) => e1.evidence = format!("{}; {evidence}", e1.evidence),
+        Err(problem) if e1.status == Status::Fail => e1.evidence = format!("{}; {problem}", e1.evidence),
+        Err(problem) => {
+            e1.status = Status::Fail;
+            e1.evidence = problem;
+        }
+    }
+    e1
+}
+
+/// Judges the database link: `negotiated` is (TLS in use, its version) for the runtime connection.
+fn database_transport(local: bool, negotiated: Option<(bool, String)>) -> Result<String, String> {
+    match negotiated {
+        Some((true, version)) => Ok(format!("database connection over {version}, certificate verified")),
+        Some((false, _)) if local => Ok("database on this machine (Unix socket or loopback): no TLS needed".into()),
+        Some((false, _)) => Err("the database connection reaches another machine without TLS (sslmode=disable in \
+                                 PALISADE_DATABASE_URL): remove it, and set PALISADE_DATABASE_CA_FILE if its CA is private"
+            .into()),
+        None => Err("cannot tell how the database connection is protected (pg_stat_ssl unreadable)".into()),
+    }
+}
 
 fn skip(id: &'static str, control: &'static str) -> CheckResult {
     CheckResult { id, control, status: Status::Skip, evidence: "needs --url of a running server".into() }
@@ -249,4 +286,17 @@ pub async fn check_p4(url: Option<&str>) -> CheckResult {
         problems,
         "CSP, nosniff, Referrer-Policy, Permissions-Policy, COOP, CORP (and HSTS over https) on success, 404, 400 and 413 answers; bodies over 1 MiB refused".to_owned(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::database_transport;
+
+    #[test]
+    fn a_database_on_another_machine_must_be_reached_over_tls() {
+        assert!(database_transport(false, Some((true, "TLSv1.3".into()))).unwrap().contains("TLSv1.3"));
+        assert!(database_transport(true, Some((false, String::new()))).unwrap().contains("this machine"));
+        assert!(database_transport(false, Some((false, String::new()))).unwrap_err().contains("without TLS"));
+        assert!(database_transport(false, None).is_err(), "unknown is not a pass");
+    }
 }

@@ -6,7 +6,7 @@ use std::str::FromStr;
 use anyhow::{Context, Result, bail};
 use palisade_store::migrate::{self, RoleName};
 use secrecy::{ExposeSecret, SecretString};
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 
 use crate::config::Config;
 use crate::embedded::{self, EmbeddedCluster};
@@ -23,8 +23,15 @@ pub struct Connections {
     pub cluster: Option<EmbeddedCluster>,
 }
 
+/// One connection, over TLS where the policy says so (`palisade_store::tls`).
 pub async fn connect(config: &tokio_postgres::Config) -> Result<Client> {
-    let (client, connection) = config.connect(NoTls).await.context("connecting to PostgreSQL")?;
+    let config = palisade_store::tls::with_policy(config.clone());
+    let (client, connection) = config.connect(palisade_store::tls::connector()).await.map_err(|err| {
+        let advice = palisade_store::tls::certificate_advice(&err);
+        let context =
+            advice.map_or("connecting to PostgreSQL".to_owned(), |a| format!("connecting to PostgreSQL: {a}"));
+        anyhow::Error::new(err).context(context)
+    })?;
     tokio::spawn(async move {
         if let Err(err) = connection.await {
             tracing::debug!(error = %err, "database connection closed");
@@ -34,8 +41,18 @@ pub async fn connect(config: &tokio_postgres::Config) -> Result<Client> {
 }
 
 fn parse_url(url: &SecretString, what: &str) -> Result<tokio_postgres::Config> {
-    tokio_postgres::Config::from_str(url.expose_secret())
-        .map_err(|_| anyhow::anyhow!("{what} is not a valid PostgreSQL URL (postgres://user:password@host/db)"))
+    let config = tokio_postgres::Config::from_str(url.expose_secret())
+        .map_err(|_| anyhow::anyhow!("{what} is not a valid PostgreSQL URL (postgres://user:password@host/db)"))?;
+    if !palisade_store::tls::is_local(&config)
+        && palisade_store::tls::policy_mode(&config) == tokio_postgres::config::SslMode::Disable
+    {
+        tracing::warn!(
+            "{what} reaches another machine without TLS (sslmode=disable): passwords are protected by SCRAM, \
+             but everything else crosses the network readable; remove sslmode=disable (TLS, verified) unless \
+             the network itself is encrypted"
+        );
+    }
+    Ok(config)
 }
 
 /// Opens the database for a command. Embedded: starts (or attaches to) the cluster, creates the

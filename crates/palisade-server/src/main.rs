@@ -203,6 +203,10 @@ fn main() -> ExitCode {
     if matches!(cli.command, Command::Serve { .. }) {
         logging::init(&config);
     }
+    if let Err(err) = palisade_store::tls::trust(config.database_ca_file.as_deref()) {
+        eprintln!("error: {err}");
+        return ExitCode::from(2);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(config.worker_threads())
         .enable_all()

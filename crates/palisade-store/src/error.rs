@@ -59,6 +59,8 @@ impl StoreError {
         let Some(db) = err.as_db_error() else {
             return if err.is_closed() {
                 StoreError::Unavailable("connection closed".into())
+            } else if let Some(advice) = crate::tls::certificate_advice(&err) {
+                StoreError::Unavailable(format!("connection failed: {err}. {advice}"))
             } else if is_io(&err) {
                 // The server cannot be reached or the connection broke (refused, reset, no socket:
                 // the database is down or restarting). Nothing was committed that we were told of.

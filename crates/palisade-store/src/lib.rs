@@ -8,6 +8,7 @@ pub mod migrate;
 mod pipeline;
 pub mod repo;
 mod stream;
+pub mod tls;
 
 pub use error::StoreError;
 pub use pipeline::{Anonymous, Authenticated, Db, Results, Step, Tenant, Tx};

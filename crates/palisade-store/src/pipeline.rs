@@ -15,8 +15,8 @@ use std::marker::PhantomData;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use palisade_core::{OrgId, Permission, SessionProof};
 use time::OffsetDateTime;
+use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{NoTls, Row};
 
 use crate::error::StoreError;
 
@@ -281,8 +281,13 @@ pub struct Db {
 }
 
 impl Db {
+    /// A pool of up to `max_connections` to `config`, over TLS where the policy says so (`crate::tls`).
     pub fn connect(config: tokio_postgres::Config, max_connections: usize) -> Result<Self, StoreError> {
-        let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let manager = Manager::from_config(
+            crate::tls::with_policy(config),
+            crate::tls::connector(),
+            ManagerConfig { recycling_method: RecyclingMethod::Fast },
+        );
         let pool = Pool::builder(manager)
             .max_size(max_connections)
             .wait_timeout(Some(std::time::Duration::from_secs(10)))

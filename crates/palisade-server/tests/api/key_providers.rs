@@ -3,32 +3,12 @@
 //! stores nothing; service resumes when it is back), and the `local` provider refusing to start
 //! with a missing or wrong KEK file without rewriting anything.
 
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use palisade_testkit::{SoftHsm, fresh_database};
 use serde_json::json;
 
-use crate::support::{Server, call, command, scratch_dir};
-
-/// Runs `palisade serve` expecting it to refuse to start; returns its output.
-fn refused_start(envs: &[(&str, &str)], data_dir: &std::path::Path) -> String {
-    let mut child = command(envs)
-        .env("PALISADE_DATA_DIR", data_dir)
-        .args(["serve", "--listen", "127.0.0.1:0", "--insecure-http"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let started = Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        assert!(started.elapsed() < Duration::from_secs(60), "palisade started when it should have refused");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let out = child.wait_with_output().unwrap();
-    assert!(!out.status.success());
-    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
-}
+use crate::support::{Server, call, refused_start, scratch_dir};
 
 async fn org(base: &str, token: &str, name: &str) -> String {
     let (status, body) = call(base, "POST", "/api/v1/orgs", Some(token), Some(json!({"name": name}))).await;

@@ -24,6 +24,7 @@ mod controls_edge;
 mod controls_keys;
 mod cors;
 mod cross_tenant;
+mod database_tls;
 mod email;
 mod errors;
 mod hygiene;

@@ -67,6 +67,25 @@ pub fn run_keys(envs: &[(&str, &str)], args: &[&str]) -> (Option<i32>, String, S
     )
 }
 
+/// Runs `palisade serve` expecting it to refuse to start; returns its output.
+pub fn refused_start(envs: &[(&str, &str)], data_dir: &std::path::Path) -> String {
+    let mut child = command(envs)
+        .env("PALISADE_DATA_DIR", data_dir)
+        .args(["serve", "--listen", "127.0.0.1:0", "--insecure-http"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        assert!(started.elapsed() < Duration::from_secs(60), "palisade started when it should have refused");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(!out.status.success());
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
 impl Server {
     /// `palisade serve --insecure-http` (most tests are not about TLS).
     pub fn start(envs: &[(&str, &str)]) -> Server {
