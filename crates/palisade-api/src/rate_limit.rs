@@ -144,7 +144,13 @@ pub struct Limiter {
 
 impl Limiter {
     /// In-process budgets; `redis_url` makes them shared (`rate_limit_redis`).
-    pub fn new(budgets: Budgets, redis_url: Option<&str>, on_failure: RedisFailure) -> Result<Self, String> {
+    /// `redis_ca_file`: with a `rediss://` URL, trust only the CAs in this PEM file.
+    pub fn new(
+        budgets: Budgets,
+        redis_url: Option<&str>,
+        redis_ca_file: Option<&std::path::Path>,
+        on_failure: RedisFailure,
+    ) -> Result<Self, String> {
         let local = Class::ALL
             .into_iter()
             .map(|class| {
@@ -155,7 +161,7 @@ impl Limiter {
         let redis = match redis_url {
             None => None,
             Some(url) => Some(RedisBackend {
-                shared: crate::rate_limit_redis::SharedBudgets::connect(url)?,
+                shared: crate::rate_limit_redis::SharedBudgets::connect(url, redis_ca_file)?,
                 on_failure,
                 last_alert: AtomicU64::new(0),
                 skip_until_ms: AtomicU64::new(0),

@@ -162,6 +162,8 @@ pub struct Config {
     pub rate_limits: RateLimits,
     /// Redis shared by every node for rate limits (`redis://host:6379`); unset: in process.
     pub redis_url: Option<SecretString>,
+    /// With a `rediss://` `redis_url`: trust only the CAs in this PEM file (unset: the system's).
+    pub redis_ca_file: Option<PathBuf>,
     /// Proxies (addresses or CIDR networks) whose `Forwarded` / `X-Forwarded-For` headers are
     /// believed; from anyone else the socket address is the client.
     pub trusted_proxies: Vec<String>,
@@ -252,6 +254,7 @@ impl Default for Config {
             lockout_minutes: 15,
             rate_limits: RateLimits::default(),
             redis_url: None,
+            redis_ca_file: None,
             trusted_proxies: Vec::new(),
             smtp_url: None,
             mail_from: "Palisade <no-reply@localhost>".into(),
@@ -421,6 +424,10 @@ impl Config {
                 self.rate_limits.on_redis_failure.as_str()
             ),
             format!("redis_url = \"{}\"", url(&self.redis_url)),
+            format!(
+                "redis_ca_file = {}",
+                self.redis_ca_file.as_ref().map_or("(unset: the system's CAs)".into(), |p| format!("{:?}", p.display().to_string()))
+            ),
             format!("trusted_proxies = {:?}", self.trusted_proxies),
             format!("insecure_http = {}", self.insecure_http),
             format!("max_concurrent_requests = {}", self.max_concurrent_requests),

@@ -284,8 +284,13 @@ pub fn limiter(config: &Config) -> Result<Option<Arc<Limiter>>> {
         return Ok(None);
     }
     let redis_url = config.redis_url.as_ref().map(|url| url.expose_secret().to_owned());
-    let limiter = Limiter::new(config.rate_limits.budgets(), redis_url.as_deref(), config.rate_limits.on_redis_failure)
-        .map_err(|why| anyhow::anyhow!("{why} (PALISADE_REDIS_URL, e.g. redis://127.0.0.1:6379)"))?;
+    let limiter = Limiter::new(
+        config.rate_limits.budgets(),
+        redis_url.as_deref(),
+        config.redis_ca_file.as_deref(),
+        config.rate_limits.on_redis_failure,
+    )
+    .map_err(|why| anyhow::anyhow!("{why} (PALISADE_REDIS_URL, e.g. redis://127.0.0.1:6379)"))?;
     tracing::info!(
         shared = redis_url.is_some(),
         budgets = ?config.rate_limits.budgets(),

@@ -1,48 +1,61 @@
 //! A real `redis-server` for tests of limits shared across nodes: private, on a Unix socket in
-//! a fresh directory, no persistence; stopped when dropped.
+//! a fresh directory (or TLS-only on a loopback port), no persistence; stopped when dropped.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub struct RedisServer {
     child: Option<Child>,
-    socket: PathBuf,
+    url: String,
+    socket: Option<PathBuf>,
     dir: PathBuf,
 }
 
 impl RedisServer {
-    /// Starts one and waits until it answers. Panics (with what to install) if it cannot.
+    /// Starts one on a Unix socket and waits until it answers. Panics (with what to install) if
+    /// it cannot.
     pub fn start() -> Self {
-        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
-        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let dir = std::env::temp_dir().join(format!("palisade-redis-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("redis directory");
+        let dir = fresh_dir();
         let socket = dir.join("redis.sock");
-        let child = Command::new("redis-server")
-            .args(["--port", "0", "--save", "", "--appendonly", "no", "--unixsocketperm", "700"])
-            .arg("--unixsocket")
-            .arg(&socket)
-            .arg("--dir")
-            .arg(&dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect(
-                "redis-server not found: install it (apt-get install redis-server; scripts/ensure-deps.sh test does)",
-            );
-        let started = Instant::now();
-        while !socket.exists() {
-            assert!(started.elapsed() < Duration::from_secs(20), "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Self { child: Some(child), socket, dir }
+        let child =
+            spawn(redis(&dir).args(["--port", "0", "--unixsocketperm", "700"]).arg("--unixsocket").arg(&socket));
+        wait_until(|| socket.exists());
+        Self { child: Some(child), url: format!("redis+unix://{}", socket.display()), socket: Some(socket), dir }
+    }
+
+    /// Starts one that speaks only TLS, on a free port of 127.0.0.1, with the PEM certificate
+    /// `cert` and its `key` (`ca`: what redis-server wants named, though it asks clients for no
+    /// certificate). `url()` is `rediss://127.0.0.1:<port>`.
+    pub fn start_tls(cert: &Path, key: &Path, ca: &Path) -> Self {
+        let dir = fresh_dir();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();
+        let child = spawn(
+            redis(&dir)
+                .args([
+                    "--port",
+                    "0",
+                    "--bind",
+                    "127.0.0.1",
+                    "--tls-auth-clients",
+                    "no",
+                    "--tls-port",
+                    &port.to_string(),
+                ])
+                .arg("--tls-cert-file")
+                .arg(cert)
+                .arg("--tls-key-file")
+                .arg(key)
+                .arg("--tls-ca-cert-file")
+                .arg(ca),
+        );
+        wait_until(|| std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
+        Self { child: Some(child), url: format!("rediss://127.0.0.1:{port}"), socket: None, dir }
     }
 
     /// The URL a node is given (`PALISADE_REDIS_URL`).
     pub fn url(&self) -> String {
-        format!("redis+unix://{}", self.socket.display())
+        self.url.clone()
     }
 
     /// Kills the server (to show what nodes do without it).
@@ -51,7 +64,9 @@ impl RedisServer {
             let _ = child.kill();
             let _ = child.wait();
         }
-        let _ = std::fs::remove_file(&self.socket);
+        if let Some(socket) = &self.socket {
+            let _ = std::fs::remove_file(socket);
+        }
     }
 }
 
@@ -59,5 +74,40 @@ impl Drop for RedisServer {
     fn drop(&mut self) {
         self.kill();
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn fresh_dir() -> PathBuf {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let dir = std::env::temp_dir().join(format!("palisade-redis-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("redis directory");
+    dir
+}
+
+/// redis-server with no persistence, working in `dir`.
+fn redis(dir: &Path) -> Command {
+    let mut command = Command::new("redis-server");
+    command
+        .args(["--save", "", "--appendonly", "no"])
+        .arg("--dir")
+        .arg(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    command
+}
+
+fn spawn(command: &mut Command) -> Child {
+    command
+        .spawn()
+        .expect("redis-server not found: install it (apt-get install redis-server; scripts/ensure-deps.sh test does)")
+}
+
+fn wait_until(ready: impl Fn() -> bool) {
+    let started = Instant::now();
+    while !ready() {
+        assert!(started.elapsed() < Duration::from_secs(20), "redis-server did not start");
+        std::thread::sleep(Duration::from_millis(20));
     }
 }

@@ -4,13 +4,13 @@
 //! by a name its certificate does not carry, refuses to start and says what to set.
 
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use palisade_server::embedded::{self, EmbeddedCluster};
 use palisade_store::migrate::{self, RoleName};
 use secrecy::ExposeSecret;
 
-use crate::support::{Server, command, refused_start, scratch_dir};
+use crate::support::{Server, certificate_authority, command, refused_start, scratch_dir, server_certificate};
 
 const ADDRESS: &str = "127.0.0.3";
 const ROLE: &str = "palisade_app";
@@ -54,17 +54,6 @@ fn refs<'a>(envs: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> 
     envs.iter().map(|(k, v)| (*k, v.as_str())).collect()
 }
 
-/// A CA (its certificate written to `name`.pem in `dir`) and the issuer to sign with.
-fn certificate_authority(dir: &Path, name: &str) -> (rcgen::CertifiedIssuer<'static, rcgen::KeyPair>, PathBuf) {
-    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    params.distinguished_name.push(rcgen::DnType::CommonName, format!("Palisade test {name}"));
-    let issuer = rcgen::CertifiedIssuer::self_signed(params, rcgen::KeyPair::generate().unwrap()).unwrap();
-    let path = dir.join(format!("{name}.pem"));
-    std::fs::write(&path, issuer.pem()).unwrap();
-    (issuer, path)
-}
-
 fn start_tls_cluster() -> TlsCluster {
     let root = scratch_dir("pg-tls");
     let data_dir = root.join("data");
@@ -72,10 +61,7 @@ fn start_tls_cluster() -> TlsCluster {
     std::fs::DirBuilder::new().recursive(true).mode(0o711).create(&data_dir).unwrap();
     let (ca, ca_file) = certificate_authority(&root, "database-ca");
     let (_, other_ca_file) = certificate_authority(&root, "other-ca");
-    let server_key = rcgen::KeyPair::generate().unwrap();
-    let mut params = rcgen::CertificateParams::new(vec![ADDRESS.to_owned()]).unwrap();
-    params.distinguished_name.push(rcgen::DnType::CommonName, "database");
-    let certificate = params.signed_by(&server_key, &ca).unwrap();
+    let (certificate, server_key) = server_certificate(&ca, ADDRESS);
     // The server's files go where the cluster's user can surely reach them: beside its data
     // (a first start makes that place; the second start, below, listens for TLS).
     let mut plain = EmbeddedCluster::start(&data_dir, &embedded::Options::default()).unwrap();
@@ -85,9 +71,7 @@ fn start_tls_cluster() -> TlsCluster {
     std::fs::DirBuilder::new().mode(0o700).create(&files).unwrap();
     layout.give_to_cluster_user(&files).unwrap();
     let hba = "local all all scram-sha-256\nhostssl all all 127.0.0.0/8 scram-sha-256\n";
-    for (name, text) in
-        [("server.crt", certificate.pem()), ("server.key", server_key.serialize_pem()), ("pg_hba.conf", hba.into())]
-    {
+    for (name, text) in [("server.crt", certificate), ("server.key", server_key), ("pg_hba.conf", hba.into())] {
         let path = files.join(name);
         std::fs::write(&path, text).unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();

@@ -1,25 +1,29 @@
 //! Rate limits shared through a real Redis by two `palisade serve` processes, and what nodes do
-//! when Redis goes away (fall back to local budgets and alert, or refuse when told to).
+//! when Redis goes away (fall back to local budgets and alert, or refuse when told to); Redis
+//! over TLS (`rediss://`), verified.
 
 use palisade_testkit::{RedisServer, TestApp};
 
-use crate::support::{Server, call};
+use crate::support::{Server, call, certificate_authority, refused_start, scratch_dir, server_certificate};
+
+/// What a node sharing `redis` needs: the test's database, keys, and an anonymous budget of 10.
+fn node_envs(app: &TestApp, redis: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("PALISADE_DATABASE_URL", app.db.runtime_dsn()),
+        ("PALISADE_DATABASE_SIGNIN_URL", app.db.signin_dsn()),
+        ("PALISADE_INSTANCE_KEY_FILE", app.instance_key_file.display().to_string()),
+        ("PALISADE_KEK_FILE", app.key_envs()[1].1.clone()),
+        ("PALISADE_KEY_STORE_FILE", app.key_envs()[2].1.clone()),
+        ("PALISADE_REDIS_URL", redis.to_owned()),
+        ("PALISADE_RATE_LIMITS__ANONYMOUS", "10".to_owned()),
+    ]
+}
 
 fn node(app: &TestApp, redis: &str, extra: &[(&str, &str)]) -> Server {
-    let (dsn, signin) = (app.db.runtime_dsn(), app.db.signin_dsn());
-    let key_file = app.instance_key_file.display().to_string();
-    let (kek_file, store_file) = (app.key_envs()[1].1.clone(), app.key_envs()[2].1.clone());
-    let mut envs = vec![
-        ("PALISADE_DATABASE_URL", dsn.as_str()),
-        ("PALISADE_DATABASE_SIGNIN_URL", signin.as_str()),
-        ("PALISADE_INSTANCE_KEY_FILE", key_file.as_str()),
-        ("PALISADE_KEK_FILE", kek_file.as_str()),
-        ("PALISADE_KEY_STORE_FILE", store_file.as_str()),
-        ("PALISADE_REDIS_URL", redis),
-        ("PALISADE_RATE_LIMITS__ANONYMOUS", "10"),
-    ];
-    envs.extend_from_slice(extra);
-    Server::start(&envs)
+    let envs = node_envs(app, redis);
+    let mut refs: Vec<(&str, &str)> = envs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    refs.extend_from_slice(extra);
+    Server::start(&refs)
 }
 
 /// Sends `n` anonymous requests, alternating between the nodes; the statuses in order.
@@ -68,4 +72,45 @@ async fn a_node_told_to_fail_closed_refuses_while_redis_is_unreachable() {
     assert_eq!(body["type"], "/problems/unavailable");
     // Probes stay exempt, so an orchestrator does not restart healthy nodes over Redis.
     assert_eq!(call(&closed.base_url, "GET", "/healthz", None, None).await.0, 200);
+}
+
+#[tokio::test]
+async fn nodes_share_budgets_over_verified_tls_and_never_trust_a_redis_they_cannot_verify() {
+    let app = TestApp::spawn().await;
+    let dir = scratch_dir("redis-tls");
+    std::fs::create_dir_all(&dir).unwrap();
+    let (ca, ca_file) = certificate_authority(&dir, "redis-ca");
+    let (certificate, key) = server_certificate(&ca, "127.0.0.1");
+    let (cert_file, key_file) = (dir.join("redis.crt"), dir.join("redis.key"));
+    std::fs::write(&cert_file, certificate).unwrap();
+    std::fs::write(&key_file, key).unwrap();
+    let redis = RedisServer::start_tls(&cert_file, &key_file, &ca_file);
+    let ca_text = ca_file.display().to_string();
+
+    // Trusting the CA: two nodes share one budget through the TLS connection.
+    let trusting = [("PALISADE_REDIS_CA_FILE", ca_text.as_str())];
+    let (a, b) = (node(&app, &redis.url(), &trusting), node(&app, &redis.url(), &trusting));
+    let statuses = alternate(&[&a, &b], 30).await;
+    let allowed = statuses.iter().filter(|s| **s != 429).count();
+    assert!((10..=11).contains(&allowed), "one shared budget: allowed {allowed}: {statuses:?}");
+    assert!(!a.output().contains("rate_limit_store_unreachable"), "{}", a.output());
+
+    // Not trusting it (the system's CAs): Redis is unreachable for this node, which refuses
+    // (told to fail closed) and says why.
+    let untrusting = node(&app, &redis.url(), &[("PALISADE_RATE_LIMITS__ON_REDIS_FAILURE", "closed")]);
+    let (status, body) = call(&untrusting.base_url, "GET", "/api/v1/me", None, None).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(untrusting.output().contains("UnknownIssuer"), "{}", untrusting.output());
+
+    // Certificate checks cannot be turned off, and a CA file needs a TLS URL: both stop the start.
+    let mut insecure = node_envs(&app, &format!("{}/#insecure", redis.url()));
+    insecure.push(("PALISADE_REDIS_CA_FILE", ca_text.clone()));
+    let refs: Vec<(&str, &str)> = insecure.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let output = refused_start(&refs, &scratch_dir("redis-insecure"));
+    assert!(output.contains("#insecure"), "{output}");
+    let mut plain = node_envs(&app, "redis://127.0.0.1:1");
+    plain.push(("PALISADE_REDIS_CA_FILE", ca_text));
+    let refs: Vec<(&str, &str)> = plain.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let output = refused_start(&refs, &scratch_dir("redis-plain-ca"));
+    assert!(output.contains("not a rediss://"), "{output}");
 }

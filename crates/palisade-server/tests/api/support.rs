@@ -67,6 +67,29 @@ pub fn run_keys(envs: &[(&str, &str)], args: &[&str]) -> (Option<i32>, String, S
     )
 }
 
+/// A CA (its certificate written to `name`.pem in `dir`) and the issuer to sign with.
+pub fn certificate_authority(
+    dir: &std::path::Path,
+    name: &str,
+) -> (rcgen::CertifiedIssuer<'static, rcgen::KeyPair>, std::path::PathBuf) {
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params.distinguished_name.push(rcgen::DnType::CommonName, format!("Palisade test {name}"));
+    let issuer = rcgen::CertifiedIssuer::self_signed(params, rcgen::KeyPair::generate().unwrap()).unwrap();
+    let path = dir.join(format!("{name}.pem"));
+    std::fs::write(&path, issuer.pem()).unwrap();
+    (issuer, path)
+}
+
+/// A server certificate for `name` (a host name or an IP address) signed by `ca`: (certificate
+/// PEM, private key PEM).
+pub fn server_certificate(ca: &rcgen::CertifiedIssuer<'static, rcgen::KeyPair>, name: &str) -> (String, String) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(vec![name.to_owned()]).unwrap();
+    params.distinguished_name.push(rcgen::DnType::CommonName, name);
+    (params.signed_by(&key, ca).unwrap().pem(), key.serialize_pem())
+}
+
 /// Runs `palisade serve` expecting it to refuse to start; returns its output.
 pub fn refused_start(envs: &[(&str, &str)], data_dir: &std::path::Path) -> String {
     let mut child = command(envs)
