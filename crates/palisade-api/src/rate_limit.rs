@@ -142,6 +142,11 @@ pub struct Limiter {
     redis: Option<RedisBackend>,
 }
 
+/// How a `redis_url` reaches Redis (E1 in `palisade controls check`): evidence, or the problem.
+pub fn judge_redis_link(url: &str) -> Result<String, String> {
+    crate::rate_limit_redis::judge_link(url)
+}
+
 impl Limiter {
     /// In-process budgets; `redis_url` makes them shared (`rate_limit_redis`).
     /// `redis_ca_file`: with a `rediss://` URL, trust only the CAs in this PEM file.

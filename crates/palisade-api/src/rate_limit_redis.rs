@@ -115,6 +115,21 @@ fn redis_client(url: &str, ca_file: Option<&Path>) -> Result<redis::Client, Stri
     }
 }
 
+/// How `url` reaches Redis, for `controls check` (E1): evidence, or the problem.
+pub(crate) fn judge_link(url: &str) -> Result<String, String> {
+    let client = redis::Client::open(url).map_err(|err| format!("redis_url is not usable: {err}"))?;
+    match client.get_connection_info().addr() {
+        ConnectionAddr::TcpTls { insecure: true, .. } => {
+            Err("redis_url turns certificate checks off (#insecure)".into())
+        }
+        ConnectionAddr::TcpTls { host, .. } => Ok(format!("Redis at {host} over TLS, certificate verified")),
+        ConnectionAddr::Tcp(host, _) if !is_this_machine(host) => {
+            Err(format!("Redis at {host} is reached without TLS: use rediss://"))
+        }
+        _ => Ok("Redis on this machine".into()),
+    }
+}
+
 fn is_this_machine(host: &str) -> bool {
     host == "localhost" || host.trim_matches(['[', ']']).parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
@@ -153,7 +168,7 @@ async fn call_in_batches(mut connection: redis::aio::ConnectionManager, mut wait
 
 #[cfg(test)]
 mod tests {
-    use super::{is_this_machine, redis_client};
+    use super::{is_this_machine, judge_link, redis_client};
 
     #[test]
     fn only_loopback_names_count_as_this_machine() {
@@ -163,6 +178,14 @@ mod tests {
         for remote in ["redis.internal", "10.0.0.7", "localhost.example.com", "::ffff:10.0.0.7"] {
             assert!(!is_this_machine(remote), "{remote}");
         }
+    }
+
+    #[test]
+    fn controls_judge_the_redis_link() {
+        assert!(judge_link("rediss://redis.internal:6380").unwrap().contains("over TLS"));
+        assert!(judge_link("redis://127.0.0.1:6379").unwrap().contains("this machine"));
+        assert!(judge_link("redis+unix:///run/redis.sock").unwrap().contains("this machine"));
+        assert!(judge_link("redis://redis.internal:6379").unwrap_err().contains("without TLS"));
     }
 
     #[test]

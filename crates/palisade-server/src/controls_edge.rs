@@ -6,6 +6,8 @@
 
 use std::process::{Command, Stdio};
 
+use secrecy::ExposeSecret;
+
 use crate::config::{RateLimits, Switch};
 use crate::controls::{CheckResult, Status, result};
 
@@ -18,8 +20,9 @@ const P4: &str = "Security headers on every response; body size and time limits;
 const CATALOG_TIERS: [(&str, u32); 4] =
     [("anonymous", 10), ("standard", 100), ("professional", 500), ("enterprise", 2000)];
 
-/// E1 for the database link, added to the listener's result: a connection to another machine
-/// must be TLS (what the runtime connection of this check run negotiated, from `pg_stat_ssl`).
+/// E1 for the links to the database and Redis, added to the listener's result: a connection to
+/// another machine must be TLS (for the database: what the runtime connection of this check run
+/// negotiated, from `pg_stat_ssl`; for Redis: what `redis_url` asks for).
 pub async fn add_database_transport(
     mut e1: CheckResult,
     runtime: &tokio_postgres::Client,
@@ -31,12 +34,15 @@ pub async fn add_database_transport(
         .ok()
         .flatten()
         .map(|row| (row.get::<_, bool>(0), row.get::<_, String>(1)));
-    match database_transport(config.database_is_local(), negotiated) {
-        Ok(evidence) => e1.evidence = format!("{}; {evidence}", e1.evidence),
-        Err(problem) if e1.status == Status::Fail => e1.evidence = format!("{}; {problem}", e1.evidence),
-        Err(problem) => {
-            e1.status = Status::Fail;
-            e1.evidence = problem;
+    let redis = config.redis_url.as_ref().map(|url| palisade_api::rate_limit::judge_redis_link(url.expose_secret()));
+    for link in std::iter::once(database_transport(config.database_is_local(), negotiated)).chain(redis) {
+        match link {
+            Ok(evidence) => e1.evidence = format!("{}; {evidence}", e1.evidence),
+            Err(problem) if e1.status == Status::Fail => e1.evidence = format!("{}; {problem}", e1.evidence),
+            Err(problem) => {
+                e1.status = Status::Fail;
+                e1.evidence = problem;
+            }
         }
     }
     e1

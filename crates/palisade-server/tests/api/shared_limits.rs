@@ -4,7 +4,7 @@
 
 use palisade_testkit::{RedisServer, TestApp};
 
-use crate::support::{Server, call, certificate_authority, refused_start, scratch_dir, server_certificate};
+use crate::support::{Server, call, certificate_authority, command, refused_start, scratch_dir, server_certificate};
 
 /// What a node sharing `redis` needs: the test's database, keys, and an anonymous budget of 10.
 fn node_envs(app: &TestApp, redis: &str) -> Vec<(&'static str, String)> {
@@ -94,6 +94,14 @@ async fn nodes_share_budgets_over_verified_tls_and_never_trust_a_redis_they_cann
     let allowed = statuses.iter().filter(|s| **s != 429).count();
     assert!((10..=11).contains(&allowed), "one shared budget: allowed {allowed}: {statuses:?}");
     assert!(!a.output().contains("rate_limit_store_unreachable"), "{}", a.output());
+    // `controls check` reports the link under E1.
+    let mut envs = node_envs(&app, &redis.url());
+    envs.push(("PALISADE_REDIS_CA_FILE", ca_text.clone()));
+    let refs: Vec<(&str, &str)> = envs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let check = command(&refs).args(["controls", "check", "--json"]).output().unwrap();
+    let results: serde_json::Value = serde_json::from_slice(&check.stdout).unwrap();
+    let e1 = results.as_array().unwrap().iter().find(|r| r["id"] == "E1").unwrap();
+    assert!(e1["evidence"].as_str().unwrap().contains("Redis at 127.0.0.1 over TLS"), "{e1}");
 
     // Not trusting it (the system's CAs): Redis is unreachable for this node, which refuses
     // (told to fail closed) and says why.
