@@ -149,11 +149,11 @@ pub fn judge_redis_link(url: &str) -> Result<String, String> {
 
 impl Limiter {
     /// In-process budgets; `redis_url` makes them shared (`rate_limit_redis`).
-    /// `redis_ca_file`: with a `rediss://` URL, trust only the CAs in this PEM file.
+    /// `redis_ca_pem`: with a `rediss://` URL, trust only these CA certificates (PEM).
     pub fn new(
         budgets: Budgets,
         redis_url: Option<&str>,
-        redis_ca_file: Option<&std::path::Path>,
+        redis_ca_pem: Option<&[u8]>,
         on_failure: RedisFailure,
     ) -> Result<Self, String> {
         let local = Class::ALL
@@ -166,7 +166,7 @@ impl Limiter {
         let redis = match redis_url {
             None => None,
             Some(url) => Some(RedisBackend {
-                shared: crate::rate_limit_redis::SharedBudgets::connect(url, redis_ca_file)?,
+                shared: crate::rate_limit_redis::SharedBudgets::connect(url, redis_ca_pem)?,
                 on_failure,
                 last_alert: AtomicU64::new(0),
                 skip_until_ms: AtomicU64::new(0),

@@ -3,9 +3,9 @@
 //! flight travel together in the next one (group commit): under load one round trip and one
 //! script run serve many requests, and an idle node still answers each check at once.
 
-use std::path::Path;
 use std::time::Duration;
 
+use palisade_core::net::is_this_machine;
 use redis::ConnectionAddr;
 use tokio::sync::{mpsc, oneshot};
 
@@ -58,8 +58,8 @@ pub(crate) struct SharedBudgets {
 impl SharedBudgets {
     /// Connects lazily (a Redis that is down at start is an alert later, not a failed start) and
     /// starts the task that makes the calls.
-    pub(crate) fn connect(url: &str, ca_file: Option<&Path>) -> Result<Self, String> {
-        let client = redis_client(url, ca_file)?;
+    pub(crate) fn connect(url: &str, ca_pem: Option<&[u8]>) -> Result<Self, String> {
+        let client = redis_client(url, ca_pem)?;
         let config = redis::aio::ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_millis(500)))
             .set_response_timeout(Some(Duration::from_millis(250)))
@@ -83,10 +83,10 @@ impl SharedBudgets {
 }
 
 /// A client for `url`. `rediss://` is TLS with the certificate and host name verified against the
-/// system's CAs, or only those in `ca_file`; turning the checks off (`#insecure`) is refused. A
+/// system's CAs, or only those in `ca_pem`; turning the checks off (`#insecure`) is refused. A
 /// plain `redis://` to another machine is warned about: counters and the password cross the
 /// network readable.
-fn redis_client(url: &str, ca_file: Option<&Path>) -> Result<redis::Client, String> {
+fn redis_client(url: &str, ca_pem: Option<&[u8]>) -> Result<redis::Client, String> {
     let unusable = |err: redis::RedisError| format!("redis_url is not usable: {err}");
     let client = redis::Client::open(url).map_err(unusable)?;
     match client.get_connection_info().addr() {
@@ -96,13 +96,11 @@ fn redis_client(url: &str, ca_file: Option<&Path>) -> Result<redis::Client, Stri
         ConnectionAddr::TcpTls { .. } => {
             // The redis crate builds its TLS on the process's default rustls provider.
             let _ = rustls::crypto::ring::default_provider().install_default();
-            let Some(path) = ca_file else { return Ok(client) };
-            let pem =
-                std::fs::read(path).map_err(|err| format!("redis_ca_file {} cannot be read: {err}", path.display()))?;
-            let certificates = redis::TlsCertificates { client_tls: None, root_cert: Some(pem) };
+            let Some(pem) = ca_pem else { return Ok(client) };
+            let certificates = redis::TlsCertificates { client_tls: None, root_cert: Some(pem.to_vec()) };
             redis::Client::build_with_tls(url, certificates).map_err(unusable)
         }
-        _ if ca_file.is_some() => Err("redis_ca_file is set but redis_url is not a rediss:// (TLS) URL".into()),
+        _ if ca_pem.is_some() => Err("redis_ca_file is set but redis_url is not a rediss:// (TLS) URL".into()),
         ConnectionAddr::Tcp(host, _) if !is_this_machine(host) => {
             tracing::warn!(
                 host = %host,
@@ -128,10 +126,6 @@ pub(crate) fn judge_link(url: &str) -> Result<String, String> {
         }
         _ => Ok("Redis on this machine".into()),
     }
-}
-
-fn is_this_machine(host: &str) -> bool {
-    host == "localhost" || host.trim_matches(['[', ']']).parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 async fn call_in_batches(mut connection: redis::aio::ConnectionManager, mut waiting: mpsc::Receiver<Pending>) {
@@ -168,17 +162,7 @@ async fn call_in_batches(mut connection: redis::aio::ConnectionManager, mut wait
 
 #[cfg(test)]
 mod tests {
-    use super::{is_this_machine, judge_link, redis_client};
-
-    #[test]
-    fn only_loopback_names_count_as_this_machine() {
-        for local in ["localhost", "127.0.0.1", "127.0.0.9", "::1", "[::1]"] {
-            assert!(is_this_machine(local), "{local}");
-        }
-        for remote in ["redis.internal", "10.0.0.7", "localhost.example.com", "::ffff:10.0.0.7"] {
-            assert!(!is_this_machine(remote), "{remote}");
-        }
-    }
+    use super::{judge_link, redis_client};
 
     #[test]
     fn controls_judge_the_redis_link() {

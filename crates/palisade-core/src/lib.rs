@@ -2,6 +2,7 @@
 
 pub mod clock;
 pub mod ids;
+pub mod net;
 pub mod plan;
 pub mod role;
 pub mod values;

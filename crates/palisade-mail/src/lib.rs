@@ -43,11 +43,6 @@ pub struct Mailer {
     from: Mailbox,
 }
 
-/// Hosts plain (unencrypted) SMTP may be used with: this machine only.
-fn is_loopback(host: &str) -> bool {
-    host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
-}
-
 impl Mailer {
     /// Mail to `<dir>` (created mode 0700) instead of an SMTP server.
     pub fn outbox(dir: PathBuf, from: &str) -> Result<Self, MailError> {
@@ -62,7 +57,7 @@ impl Mailer {
         let parsed = url::Url::parse(text).map_err(|_| MailError::Config("smtp_url is not a URL".into()))?;
         let tls = parsed.scheme() == "smtps" || parsed.query_pairs().any(|(k, v)| k == "tls" && v == "required");
         let host = parsed.host_str().unwrap_or_default();
-        if !tls && !is_loopback(host) {
+        if !tls && !palisade_core::net::is_this_machine(host) {
             return Err(MailError::Config(format!(
                 "SMTP to {host} without TLS: use smtps://… or add ?tls=required (plain SMTP is allowed only to loopback)"
             )));

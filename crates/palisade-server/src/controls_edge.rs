@@ -35,7 +35,15 @@ pub async fn add_database_transport(
         .flatten()
         .map(|row| (row.get::<_, bool>(0), row.get::<_, String>(1)));
     let redis = config.redis_url.as_ref().map(|url| palisade_api::rate_limit::judge_redis_link(url.expose_secret()));
-    for link in std::iter::once(database_transport(config.database_is_local(), negotiated)).chain(redis) {
+    // The other logins' URLs too (the runtime one is judged by what it negotiated).
+    let plaintext = crate::database::configured_urls(config)
+        .into_iter()
+        .filter(|(what, _)| *what != "PALISADE_DATABASE_URL")
+        .filter_map(|(what, url)| crate::database::plaintext_to_another_machine(&url, what))
+        .map(Err);
+    let links =
+        std::iter::once(database_transport(config.database_is_local(), negotiated)).chain(plaintext).chain(redis);
+    for link in links {
         match link {
             Ok(evidence) => e1.evidence = format!("{}; {evidence}", e1.evidence),
             Err(problem) if e1.status == Status::Fail => e1.evidence = format!("{}; {problem}", e1.evidence),

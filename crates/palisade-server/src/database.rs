@@ -41,18 +41,53 @@ pub async fn connect(config: &tokio_postgres::Config) -> Result<Client> {
 }
 
 fn parse_url(url: &SecretString, what: &str) -> Result<tokio_postgres::Config> {
-    let config = tokio_postgres::Config::from_str(url.expose_secret())
-        .map_err(|_| anyhow::anyhow!("{what} is not a valid PostgreSQL URL (postgres://user:password@host/db)"))?;
-    if !palisade_store::tls::is_local(&config)
-        && palisade_store::tls::policy_mode(&config) == tokio_postgres::config::SslMode::Disable
-    {
-        tracing::warn!(
-            "{what} reaches another machine without TLS (sslmode=disable): passwords are protected by SCRAM, \
-             but everything else crosses the network readable; remove sslmode=disable (TLS, verified) unless \
-             the network itself is encrypted"
-        );
+    let text = url.expose_secret();
+    let config = tokio_postgres::Config::from_str(text).map_err(|_| {
+        if ["sslmode=verify", "sslrootcert", "sslcert", "sslkey"].iter().any(|libpq_only| text.contains(libpq_only)) {
+            anyhow::anyhow!(
+                "{what} uses a libpq TLS option this client does not take (sslmode=verify-ca/verify-full, \
+                 sslrootcert, sslcert, sslkey): TLS to another machine is always verified here; drop the option \
+                 and name the CA with PALISADE_DATABASE_CA_FILE"
+            )
+        } else {
+            anyhow::anyhow!("{what} is not a valid PostgreSQL URL (postgres://user:password@host/db)")
+        }
+    })?;
+    if let Some(problem) = plaintext_to_another_machine(&config, what) {
+        // `serve` logs; the other commands have no log, so they print it.
+        if tracing::dispatcher::has_been_set() {
+            tracing::warn!("{problem}");
+        } else {
+            eprintln!("warning: {problem}");
+        }
     }
     Ok(config)
+}
+
+/// The warning for a connection that reaches another machine without TLS (`sslmode=disable`).
+pub fn plaintext_to_another_machine(config: &tokio_postgres::Config, what: &str) -> Option<String> {
+    (!palisade_store::tls::is_local(config)
+        && palisade_store::tls::policy_mode(config) == tokio_postgres::config::SslMode::Disable)
+        .then(|| {
+            format!(
+                "{what} reaches another machine without TLS (sslmode=disable): passwords are protected by SCRAM, \
+                 but everything else crosses the network readable; remove sslmode=disable (TLS, verified) unless \
+                 the network itself is encrypted"
+            )
+        })
+}
+
+/// Every configured database URL that parses, with the name of its setting.
+pub fn configured_urls(config: &Config) -> Vec<(&'static str, tokio_postgres::Config)> {
+    [
+        ("PALISADE_DATABASE_URL", &config.database_url),
+        ("PALISADE_DATABASE_ADMIN_URL", &config.database_admin_url),
+        ("PALISADE_DATABASE_KEYS_URL", &config.database_keys_url),
+        ("PALISADE_DATABASE_SIGNIN_URL", &config.database_signin_url),
+    ]
+    .into_iter()
+    .filter_map(|(what, url)| Some((what, tokio_postgres::Config::from_str(url.as_ref()?.expose_secret()).ok()?)))
+    .collect()
 }
 
 /// Opens the database for a command. Embedded: starts (or attaches to) the cluster, creates the

@@ -284,10 +284,14 @@ pub fn limiter(config: &Config) -> Result<Option<Arc<Limiter>>> {
         return Ok(None);
     }
     let redis_url = config.redis_url.as_ref().map(|url| url.expose_secret().to_owned());
+    let redis_ca = match &config.redis_ca_file {
+        Some(path) => Some(palisade_store::tls::read_ca_file(path, "redis_ca_file", "the Redis server's")?.0),
+        None => None,
+    };
     let limiter = Limiter::new(
         config.rate_limits.budgets(),
         redis_url.as_deref(),
-        config.redis_ca_file.as_deref(),
+        redis_ca.as_deref(),
         config.rate_limits.on_redis_failure,
     )
     .map_err(|why| anyhow::anyhow!("{why} (PALISADE_REDIS_URL, e.g. redis://127.0.0.1:6379)"))?;

@@ -4,8 +4,10 @@
 //! otherwise, no certificate check): a connection to a host that is not this machine always uses
 //! TLS, with the certificate chain and the host name verified, unless its URL says
 //! `sslmode=disable`. A connection to this machine (a Unix socket, a loopback address,
-//! `localhost`) goes without TLS unless its URL says `sslmode=require`, and is then verified the
-//! same way. There is no "encrypted but unverified" mode: it protects against nobody able to
+//! `localhost`) goes without TLS unless its URL says `sslmode=require`; over TCP it is then
+//! verified the same way (PostgreSQL speaks no TLS on a Unix socket, so `require` cannot connect
+//! there). One mode covers every host of a URL: a host list that names another machine makes
+//! them all TLS, and a Unix socket among them then cannot connect. There is no "encrypted but unverified" mode: it protects against nobody able to
 //! intercept the connection, which is whom TLS is for.
 
 use std::path::Path;
@@ -20,12 +22,15 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 static CONNECTOR: RwLock<Option<MakeRustlsConnect>> = RwLock::new(None);
 
 /// Whether every host of `config` is this machine: a Unix socket, a loopback address, `localhost`.
+/// A `hostaddr` (the address actually dialled, the host then only names the certificate) must be
+/// loopback too.
 pub fn is_local(config: &tokio_postgres::Config) -> bool {
     !config.get_hosts().is_empty()
         && config.get_hosts().iter().all(|host| match host {
             Host::Unix(_) => true,
-            Host::Tcp(name) => name == "localhost" || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback()),
+            Host::Tcp(name) => palisade_core::net::is_this_machine(name),
         })
+        && config.get_hostaddrs().iter().all(|address| address.is_loopback())
 }
 
 /// The TLS mode the policy gives a connection to `config`'s hosts: `Disable` or `Require`.
@@ -96,26 +101,40 @@ pub fn certificate_advice(err: &tokio_postgres::Error) -> Option<String> {
     None
 }
 
+/// A CA file that holds at least one PEM certificate: its text and its certificates. `setting`
+/// and `whose` name the configuration key and the server it vouches for, in errors.
+pub fn read_ca_file(
+    path: &Path,
+    setting: &str,
+    whose: &str,
+) -> Result<(Vec<u8>, Vec<CertificateDer<'static>>), TrustError> {
+    let unusable = |why: String| {
+        TrustError(format!(
+            "the CA file {} ({setting}) {why}: give the PEM file of the certificate authority that signed {whose} \
+             certificate",
+            path.display()
+        ))
+    };
+    let text = std::fs::read(path).map_err(|err| unusable(format!("cannot be read ({err})")))?;
+    let certificates = CertificateDer::pem_slice_iter(&text)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|err| unusable(format!("is not valid PEM ({err})")))?;
+    if certificates.is_empty() {
+        return Err(unusable("holds no certificate".into()));
+    }
+    Ok((text, certificates))
+}
+
 fn client_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, TrustError> {
     let mut roots = rustls::RootCertStore::empty();
     match ca_file {
         None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
         Some(path) => {
-            let unreadable = |why: String| {
-                TrustError(format!(
-                    "the database CA file {} (PALISADE_DATABASE_CA_FILE) {why}: give the PEM file of the \
-                     certificate authority that signed the database server's certificate",
-                    path.display()
-                ))
-            };
-            let certificates =
-                CertificateDer::pem_file_iter(path).map_err(|err| unreadable(format!("cannot be read ({err})")))?;
+            let (_, certificates) = read_ca_file(path, "PALISADE_DATABASE_CA_FILE", "the database server's")?;
             for certificate in certificates {
-                let certificate = certificate.map_err(|err| unreadable(format!("is not valid PEM ({err})")))?;
-                roots.add(certificate).map_err(|err| unreadable(format!("holds an unusable certificate ({err})")))?;
-            }
-            if roots.is_empty() {
-                return Err(unreadable("holds no certificate".into()));
+                roots
+                    .add(certificate)
+                    .map_err(|err| TrustError(format!("{} holds an unusable certificate ({err})", path.display())))?;
             }
         }
     }
@@ -144,6 +163,8 @@ mod tests {
         // One remote host among local ones is enough.
         assert_eq!(mode("host=/run/postgresql,db.internal user=app"), SslMode::Require);
         assert_eq!(mode("host=127.0.0.1,10.1.1.1 user=app"), SslMode::Require);
+        // The address dialled decides, not the name the certificate is checked against.
+        assert_eq!(mode("host=localhost hostaddr=10.0.0.5 user=app"), SslMode::Require);
     }
 
     #[test]
@@ -152,6 +173,7 @@ mod tests {
         assert_eq!(mode("postgres://app@127.0.0.1:5433/palisade"), SslMode::Disable);
         assert_eq!(mode("postgres://app@[::1]/palisade"), SslMode::Disable);
         assert_eq!(mode("host=/run/postgresql,127.0.0.2 user=app"), SslMode::Disable);
+        assert_eq!(mode("host=db.local hostaddr=127.0.0.1 user=app"), SslMode::Require, "a name is not proof");
         assert_eq!(mode("postgres://app@localhost/palisade?sslmode=require"), SslMode::Require);
         assert!(!is_local(&tokio_postgres::Config::new()), "no host is not this machine");
         assert_eq!(with_policy("postgres://app@db.internal/x".parse().unwrap()).get_ssl_mode(), SslMode::Require);

@@ -18,9 +18,9 @@ impl RedisServer {
     pub fn start() -> Self {
         let dir = fresh_dir();
         let socket = dir.join("redis.sock");
-        let child =
+        let mut child =
             spawn(redis(&dir).args(["--port", "0", "--unixsocketperm", "700"]).arg("--unixsocket").arg(&socket));
-        wait_until(|| socket.exists());
+        wait_until(&mut child, &dir, || socket.exists());
         Self { child: Some(child), url: format!("redis+unix://{}", socket.display()), socket: Some(socket), dir }
     }
 
@@ -30,7 +30,7 @@ impl RedisServer {
     pub fn start_tls(cert: &Path, key: &Path, ca: &Path) -> Self {
         let dir = fresh_dir();
         let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();
-        let child = spawn(
+        let mut child = spawn(
             redis(&dir)
                 .args([
                     "--port",
@@ -49,7 +49,9 @@ impl RedisServer {
                 .arg("--tls-ca-cert-file")
                 .arg(ca),
         );
-        wait_until(|| std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
+        // (The port was free a moment ago; if something took it since, redis-server exits and
+        // wait_until says so with its log.)
+        wait_until(&mut child, &dir, || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
         Self { child: Some(child), url: format!("rediss://127.0.0.1:{port}"), socket: None, dir }
     }
 
@@ -104,10 +106,15 @@ fn spawn(command: &mut Command) -> Child {
         .expect("redis-server not found: install it (apt-get install redis-server; scripts/ensure-deps.sh test does)")
 }
 
-fn wait_until(ready: impl Fn() -> bool) {
+/// Waits for `ready`; panics with redis-server's log if it exits first or takes over 20 s.
+fn wait_until(child: &mut Child, dir: &Path, ready: impl Fn() -> bool) {
     let started = Instant::now();
+    let log = || std::fs::read_to_string(dir.join("redis.log")).unwrap_or_default();
     while !ready() {
-        assert!(started.elapsed() < Duration::from_secs(20), "redis-server did not start");
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("redis-server exited ({status}) before it answered:\n{}", log());
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "redis-server did not start:\n{}", log());
         std::thread::sleep(Duration::from_millis(20));
     }
 }

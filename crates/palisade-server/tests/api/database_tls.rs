@@ -1,7 +1,10 @@
 //! PostgreSQL over TLS under the real binary: a cluster that accepts only TLS connections over
-//! TCP (on 127.0.0.3, its certificate from a test CA) is reached by every pool of `serve` with
-//! the certificate verified; a server that does not trust the CA, or that reaches the cluster
-//! by a name its certificate does not carry, refuses to start and says what to set.
+//! TCP (on 127.0.0.3, with a certificate for the name `palisade-db.test` from a test CA) stands
+//! for a database on another machine: URLs name it `host=palisade-db.test hostaddr=127.0.0.3`
+//! (dial that address, check that name). Every pool of `serve` reaches it over verified TLS with
+//! no `sslmode` at all; a server that does not trust the CA, or that reaches the cluster by a
+//! name its certificate does not carry, refuses to start and says what to set.
+//! (127.0.0.3:5432 must be free: a PostgreSQL listening on every address would take it.)
 
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::PathBuf;
@@ -13,6 +16,8 @@ use secrecy::ExposeSecret;
 use crate::support::{Server, certificate_authority, command, refused_start, scratch_dir, server_certificate};
 
 const ADDRESS: &str = "127.0.0.3";
+/// The name in the cluster's certificate: not this machine's, so the default policy is TLS.
+const REMOTE: &str = "host=palisade-db.test hostaddr=127.0.0.3";
 const ROLE: &str = "palisade_app";
 
 /// A cluster listening on `ADDRESS` for TLS only (`hostssl` is its one TCP rule), migrated.
@@ -29,22 +34,23 @@ impl Drop for TlsCluster {
 }
 
 impl TlsCluster {
-    /// Key-value connection settings for `user` over TCP, with `extra` appended.
-    fn dsn(&self, user: &str, password: &str, extra: &str) -> String {
-        format!("host={ADDRESS} port=5432 user={user} password={password} dbname={} {extra}", embedded::DATABASE)
+    /// Key-value connection settings for `user` over TCP: `host` (and `hostaddr`, `sslmode`, …).
+    fn dsn(&self, user: &str, password: &str, host: &str) -> String {
+        format!("{host} port=5432 user={user} password={password} dbname={}", embedded::DATABASE)
     }
 
-    /// The environment for `serve` against this cluster: runtime, sign-in and key-job logins.
-    fn envs(&self, extra: &str) -> Vec<(&'static str, String)> {
+    /// The environment for `serve` against this cluster as `host`: runtime, sign-in and key-job
+    /// logins.
+    fn envs(&self, host: &str) -> Vec<(&'static str, String)> {
         vec![
-            ("PALISADE_DATABASE_URL", self.dsn(ROLE, self.cluster.runtime_password().expose_secret(), extra)),
+            ("PALISADE_DATABASE_URL", self.dsn(ROLE, self.cluster.runtime_password().expose_secret(), host)),
             (
                 "PALISADE_DATABASE_SIGNIN_URL",
-                self.dsn(&format!("{ROLE}_signin"), self.cluster.signin_password().expose_secret(), extra),
+                self.dsn(&format!("{ROLE}_signin"), self.cluster.signin_password().expose_secret(), host),
             ),
             (
                 "PALISADE_DATABASE_KEYS_URL",
-                self.dsn(&format!("{ROLE}_keys"), self.cluster.keys_password().expose_secret(), extra),
+                self.dsn(&format!("{ROLE}_keys"), self.cluster.keys_password().expose_secret(), host),
             ),
         ]
     }
@@ -61,7 +67,7 @@ fn start_tls_cluster() -> TlsCluster {
     std::fs::DirBuilder::new().recursive(true).mode(0o711).create(&data_dir).unwrap();
     let (ca, ca_file) = certificate_authority(&root, "database-ca");
     let (_, other_ca_file) = certificate_authority(&root, "other-ca");
-    let (certificate, server_key) = server_certificate(&ca, ADDRESS);
+    let (certificate, server_key) = server_certificate(&ca, "palisade-db.test");
     // The server's files go where the cluster's user can surely reach them: beside its data
     // (a first start makes that place; the second start, below, listens for TLS).
     let mut plain = EmbeddedCluster::start(&data_dir, &embedded::Options::default()).unwrap();
@@ -119,9 +125,9 @@ async fn every_pool_reaches_a_remote_database_over_verified_tls_and_refuses_an_u
     migrated(&tls).await;
     let ca_file = tls.ca_file.display().to_string();
 
-    // Trusting the CA: the server starts, serves sign-up and sign-in, and every one of its
-    // connections is TLS 1.3.
-    let mut envs = tls.envs("sslmode=require");
+    // Trusting the CA, with no sslmode in the URLs: the server starts, serves sign-up and
+    // sign-in, and every one of its connections is TLS 1.3.
+    let mut envs = tls.envs(REMOTE);
     envs.push(("PALISADE_DATABASE_CA_FILE", ca_file.clone()));
     let mut server = Server::start(&refs(&envs));
     server.verified_user("tls@example.com").await;
@@ -130,25 +136,26 @@ async fn every_pool_reaches_a_remote_database_over_verified_tls_and_refuses_an_u
     assert!(logins.contains(ROLE) && logins.contains("palisade_app_signin"), "{held:?}");
     assert!(held.iter().all(|(_, ssl, version)| *ssl && version == "TLSv1.3"), "{held:?}");
     server.terminate();
-    // `controls check` says so under E1.
+    // `controls check` says so under E1 (still a skip: the listener needs --url).
     let check = command(&refs(&envs)).args(["controls", "check", "--json"]).output().unwrap();
     let results: serde_json::Value = serde_json::from_slice(&check.stdout).unwrap();
     let e1 = results.as_array().unwrap().iter().find(|r| r["id"] == "E1").unwrap();
     assert!(e1["evidence"].as_str().unwrap().contains("database connection over TLSv1.3"), "{e1}");
+    assert_eq!(e1["status"], "SKIP", "{e1}");
 
-    // The same without sslmode: 127.0.0.3 is this machine, so no TLS is attempted, and the
-    // cluster (TLS only over TCP) turns the connection away: the server refuses to start.
-    let mut plain = tls.envs("");
+    // By its address: 127.0.0.3 is this machine, so no TLS is attempted, and the cluster (TLS
+    // only over TCP) turns the connection away: the server refuses to start.
+    let mut plain = tls.envs(&format!("host={ADDRESS}"));
     plain.push(("PALISADE_DATABASE_CA_FILE", ca_file.clone()));
     let output = refused_start(&refs(&plain), &scratch_dir("tls-plain"));
     assert!(output.contains("no encryption"), "{output}");
 
     // Not trusting the CA (Mozilla's roots by default, or another CA): refused, with what to set,
     // and no password in the output.
-    let output = refused_start(&refs(&tls.envs("sslmode=require")), &scratch_dir("tls-untrusted"));
+    let output = refused_start(&refs(&tls.envs(REMOTE)), &scratch_dir("tls-untrusted"));
     assert!(output.contains("UnknownIssuer") && output.contains("PALISADE_DATABASE_CA_FILE"), "{output}");
     assert!(!output.contains(tls.cluster.runtime_password().expose_secret()), "a password is in the output: {output}");
-    let mut other = tls.envs("sslmode=require");
+    let mut other = tls.envs(REMOTE);
     other.push(("PALISADE_DATABASE_CA_FILE", tls.other_ca_file.display().to_string()));
     let output = refused_start(&refs(&other), &scratch_dir("tls-other-ca"));
     assert!(output.contains("UnknownIssuer") && output.contains("PALISADE_DATABASE_CA_FILE"), "{output}");
@@ -160,13 +167,16 @@ async fn every_pool_reaches_a_remote_database_over_verified_tls_and_refuses_an_u
     let said = String::from_utf8_lossy(&missing.stderr);
     assert!(said.contains("/nonexistent/ca.pem") && said.contains("cannot be read"), "{said}");
 
-    // The right CA, but the server is reached as `localhost` (its certificate names only
-    // 127.0.0.3): the name check fails.
-    let mut renamed = tls.envs(&format!("sslmode=require hostaddr={ADDRESS}"));
-    for (_, dsn) in &mut renamed {
-        *dsn = dsn.replacen(&format!("host={ADDRESS}"), "host=localhost", 1);
-    }
-    renamed.push(("PALISADE_DATABASE_CA_FILE", ca_file));
+    // The right CA, but the cluster reached as `localhost` with TLS asked for: its certificate
+    // names only palisade-db.test, so the name check fails.
+    let mut renamed = tls.envs(&format!("host=localhost hostaddr={ADDRESS} sslmode=require"));
+    renamed.push(("PALISADE_DATABASE_CA_FILE", ca_file.clone()));
     let output = refused_start(&refs(&renamed), &scratch_dir("tls-name"));
     assert!(output.contains("not valid for name") && output.contains("PALISADE_DATABASE_CA_FILE"), "{output}");
+
+    // libpq's own TLS options are not taken, and the error says what to use instead.
+    let mut libpq = tls.envs(&format!("{REMOTE} sslrootcert={ca_file}"));
+    libpq.push(("PALISADE_DATABASE_CA_FILE", ca_file));
+    let output = refused_start(&refs(&libpq), &scratch_dir("tls-libpq"));
+    assert!(output.contains("sslrootcert") && output.contains("PALISADE_DATABASE_CA_FILE"), "{output}");
 }
