@@ -60,7 +60,7 @@ pub async fn run_all(
         crate::controls_auth::check_a4(runtime, admin, url, config).await,
         check_l1(runtime).await,
         crate::controls_data::check_l4(admin).await,
-        crate::controls_edge::add_database_transport(crate::controls_edge::check_e1(url).await, runtime, config).await,
+        crate::controls_edge::add_network_links(crate::controls_edge::check_e1(url).await, runtime, config).await,
         crate::controls_edge::check_p1(&config.rate_limits, url).await,
         check_p2(url).await,
         crate::controls_edge::check_p4(url).await,

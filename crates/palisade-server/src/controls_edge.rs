@@ -1,8 +1,7 @@
 //! Control checks of the edge, against a running server (`--url`) and the configuration: E1
-//! (TLS 1.2+ only, a certificate valid now and for the host, HSTS; the database reached over TLS
-//! unless it is on this machine), P1 (request budgets on and
-//! no looser than the catalog's tiers, headers on answers), P4 (security headers on every kind
-//! of answer, body size limit).
+//! (TLS 1.2+ only, a certificate valid now and for the host, HSTS; the database and Redis reached
+//! over TLS unless on this machine), P1 (request budgets on and no looser than the catalog's
+//! tiers, headers on answers), P4 (security headers on every kind of answer, body size limit).
 
 use std::process::{Command, Stdio};
 
@@ -23,7 +22,7 @@ const CATALOG_TIERS: [(&str, u32); 4] =
 /// E1 for the links to the database and Redis, added to the listener's result: a connection to
 /// another machine must be TLS (for the database: what the runtime connection of this check run
 /// negotiated, from `pg_stat_ssl`; for Redis: what `redis_url` asks for).
-pub async fn add_database_transport(
+pub async fn add_network_links(
     mut e1: CheckResult,
     runtime: &tokio_postgres::Client,
     config: &crate::config::Config,

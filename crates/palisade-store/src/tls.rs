@@ -7,8 +7,9 @@
 //! `localhost`) goes without TLS unless its URL says `sslmode=require`; over TCP it is then
 //! verified the same way (PostgreSQL speaks no TLS on a Unix socket, so `require` cannot connect
 //! there). One mode covers every host of a URL: a host list that names another machine makes
-//! them all TLS, and a Unix socket among them then cannot connect. There is no "encrypted but unverified" mode: it protects against nobody able to
-//! intercept the connection, which is whom TLS is for.
+//! them all TLS, and a Unix socket among them then cannot connect. There is no "encrypted but
+//! unverified" mode: it protects against nobody able to intercept the connection, which is whom
+//! TLS is for.
 
 use std::path::Path;
 use std::sync::{Arc, RwLock};
