@@ -40,8 +40,8 @@ psql_admin() { PGUSER=palisade_admin PGPASSWORD="$ADMIN_PW" psql -qAtX -v ON_ERR
 settle_db() {
   local i
   for i in $(seq 1 600); do
-    [ "$(psql_admin -c "SELECT NOT EXISTS (SELECT 1 FROM palisade.audit_events a WHERE a.tenant_id IS NOT NULL
-        AND a.xid >= (SELECT low_xid FROM palisade.audit_sealer)
+    [ "$(psql_admin -c "SELECT NOT EXISTS (SELECT 1 FROM palisade.audit_events a
+        WHERE a.xid >= (SELECT low_xid FROM palisade.audit_sealer)
         AND NOT EXISTS (SELECT 1 FROM palisade.audit_chain c WHERE c.event_id = a.id))")" = t ] && break
     sleep 0.1
   done

@@ -241,7 +241,8 @@ impl App {
         Ok(due.len())
     }
 
-    /// Applies every organization's audit retention: cuts each due chain under a signed
+    /// Applies every organization's audit retention, and the instance chain's
+    /// (`Policy::instance_audit_retention_days`): cuts each due chain under a signed
     /// truncation checkpoint (legal hold and the minimum of 365 days are enforced in SQL). A
     /// chain is cut at most 100,000 positions at a time (each query stays well inside the
     /// statement timeout), so a longer backlog takes several rounds, until nothing is due.
@@ -252,13 +253,26 @@ impl App {
         let signed_at = now.replace_nanosecond(now.microsecond() * 1000).unwrap_or(now);
         let mut deleted = 0;
         // Bounded, in case a purge keeps answering without moving a chain's base.
+        let instance_days = self.policy.instance_audit_retention_days;
         for _ in 0..RETENTION_ROUNDS {
             let due = audit_chain::retention_due(&client, signed_at, 1000).await?;
-            if due.is_empty() {
+            let instance_due = audit_chain::instance_retention_due(&client, signed_at, instance_days).await?;
+            if due.is_empty() && instance_due.is_none() {
                 break;
             }
             let signer = self.audit_signer().await?;
             let key_id = signer.key_id();
+            if let Some((seq, hash)) = &instance_due {
+                let chain = audit_chain::instance_chain();
+                let signature = signer.sign(&audit_chain::truncation_message(chain, *seq, hash, signed_at));
+                deleted += audit_chain::purge_instance(
+                    &client,
+                    NewCheckpoint { org: chain, seq: *seq, hash, signed_at, key_id: &key_id, signature: &signature },
+                    instance_days,
+                )
+                .await?;
+                tracing::info!(through_seq = seq, "instance audit events past retention purged");
+            }
             for (org, seq, hash) in &due {
                 let signature = signer.sign(&audit_chain::truncation_message(*org, *seq, hash, signed_at));
                 deleted += audit_chain::purge(

@@ -1,5 +1,6 @@
-//! `palisade audit verify`: the operator's (and an auditor's) check of an organization's chain,
-//! over the admin connection, independent of any running server. Exits non-zero when broken.
+//! `palisade audit verify` and `palisade audit checkpoint`: the operator's (and an auditor's)
+//! check of an organization's chain or the instance chain (the events of no organization), over
+//! the admin connection, independent of any running server. Verify exits non-zero when broken.
 
 use std::path::Path;
 use std::pin::Pin;
@@ -52,7 +53,12 @@ impl ChainSource for OperatorChain<'_> {
         Ok(page)
     }
     async fn unchained(&mut self) -> Result<i64, StoreError> {
-        let row = self.client.query_one(audit_chain::UNCHAINED, &[&self.org.as_uuid()]).await.map_err(pg)?;
+        let query = if audit_chain::is_instance_chain(self.org) {
+            audit_chain::UNCHAINED_INSTANCE
+        } else {
+            audit_chain::UNCHAINED
+        };
+        let row = self.client.query_one(query, &[&self.org.as_uuid()]).await.map_err(pg)?;
         Ok(row.get(0))
     }
     async fn checkpoints(&mut self) -> Result<Vec<Checkpoint>, StoreError> {
@@ -61,7 +67,43 @@ impl ChainSource for OperatorChain<'_> {
     }
 }
 
-/// Verifies one organization's chain in one consistent snapshot, as the operator.
+/// Which chain a command names: `--org org_…` or `--instance`.
+pub fn chain_named(org: Option<&str>, instance: bool) -> Result<OrgId> {
+    match (org, instance) {
+        (Some(org), false) => org.parse().map_err(|_| anyhow::anyhow!("--org must be an organization id (org_…)")),
+        (None, true) => Ok(audit_chain::instance_chain()),
+        _ => anyhow::bail!(
+            "name one chain: --org org_… (an organization's) or --instance (sign-ups, sign-ins, lockouts)"
+        ),
+    }
+}
+
+/// How output names a chain.
+pub fn chain_label(chain: OrgId) -> String {
+    if audit_chain::is_instance_chain(chain) { "instance chain".into() } else { chain.to_string() }
+}
+
+/// Prints the newest signed checkpoint of `chain` as the document `--checkpoint` takes back.
+pub async fn print_checkpoint(client: &Client, chain: OrgId) -> Result<ExitCode> {
+    client.query_one("SELECT palisade.seal_audit_events(100000)", &[]).await.context("sealing pending events")?;
+    let row = client
+        .query_opt(audit_chain::CHECKPOINTS, &[&chain.as_uuid(), &1i64])
+        .await
+        .context("reading the checkpoints")?;
+    let Some(row) = row else {
+        eprintln!(
+            "{}: no signed checkpoint yet: the server signs one at least hourly while events arrive, and every 1,000 events",
+            chain_label(chain)
+        );
+        return Ok(ExitCode::FAILURE);
+    };
+    let document = CheckpointDocument::from_stored(chain, &audit_chain::checkpoint_row(&row));
+    println!("{}", serde_json::to_string_pretty(&document)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Verifies one chain (an organization's, or the instance chain) in one consistent snapshot, as
+/// the operator.
 pub async fn verify_org(client: &Client, org: OrgId, kept: &[Anchor]) -> Result<Report> {
     // No JIT: one pass over a million rows gains less from compiled expressions than the
     // 0.1–0.2 s it takes to compile them (the count of stray events alone paid 0.12 s).
@@ -73,8 +115,7 @@ pub async fn verify_org(client: &Client, org: OrgId, kept: &[Anchor]) -> Result<
 }
 
 /// Seals what is pending, verifies, prints the verdict; exit 1 when the chain is broken.
-pub async fn verify(client: &Client, org: &str, checkpoint: Option<&Path>, json: bool) -> Result<ExitCode> {
-    let org: OrgId = org.parse().map_err(|_| anyhow::anyhow!("--org must be an organization id (org_…)"))?;
+pub async fn verify(client: &Client, org: OrgId, checkpoint: Option<&Path>, json: bool) -> Result<ExitCode> {
     let kept = match checkpoint {
         None => Vec::new(),
         Some(path) => {
@@ -92,6 +133,7 @@ pub async fn verify(client: &Client, org: &str, checkpoint: Option<&Path>, json:
             "{}",
             serde_json::json!({
                 "org": org.to_string(),
+                "instance": audit_chain::is_instance_chain(org),
                 "valid": verdict.valid,
                 "events": verdict.events,
                 "first_bad_seq": verdict.first_bad_seq,
@@ -101,12 +143,15 @@ pub async fn verify(client: &Client, org: &str, checkpoint: Option<&Path>, json:
         );
     } else if verdict.valid {
         println!(
-            "{org}: chain VALID — {} events recomputed, {} signed checkpoint(s) verified.",
-            verdict.events, report.checkpoints_verified
+            "{}: chain VALID — {} events recomputed, {} signed checkpoint(s) verified.",
+            chain_label(org),
+            verdict.events,
+            report.checkpoints_verified
         );
     } else {
         println!(
-            "{org}: chain BROKEN at position {} — {}. {} events verified before it.",
+            "{}: chain BROKEN at position {} — {}. {} events verified before it.",
+            chain_label(org),
             verdict.first_bad_seq.unwrap_or(0),
             verdict.reason.as_deref().unwrap_or("unknown"),
             verdict.events

@@ -10,7 +10,8 @@ use crate::controls::{CheckResult, Status, result};
 
 const T3: &str = "Role limits enforced in the database as well (records scope policy)";
 const Z1: &str = "RBAC with fine-grained permissions; the database enforces the published matrix";
-const L4: &str = "Audit log tamper-evident (hash chain + signed checkpoints); every org's chain verifies";
+const L4: &str =
+    "Audit log tamper-evident (hash chain + signed checkpoints); every org's chain and the instance chain verify";
 
 pub async fn check_t3(runtime: &Client) -> CheckResult {
     let rows = runtime
@@ -131,26 +132,29 @@ pub async fn check_l4(admin: Option<&Client>) -> CheckResult {
     };
     let (mut problems, mut events, mut checkpoints) = (Vec::new(), 0, 0);
     for org in &orgs {
+        let name = crate::audit_cli::chain_label(*org);
         match verify_org(admin, *org, &[]).await {
             Ok(report) if report.verdict.valid => {
                 events += report.verdict.events;
                 checkpoints += report.checkpoints_verified;
             }
             Ok(report) => problems.push(format!(
-                "{org}: broken at position {} ({})",
+                "{name}: broken at position {} ({})",
                 report.verdict.first_bad_seq.unwrap_or(0),
                 report.verdict.reason.unwrap_or_default()
             )),
-            Err(err) => problems.push(format!("{org}: cannot verify ({err})")),
+            Err(err) => problems.push(format!("{name}: cannot verify ({err})")),
         }
     }
+    let instance = orgs.iter().any(|org| palisade_store::repo::audit_chain::is_instance_chain(*org));
+    let org_chains = orgs.len() - usize::from(instance);
+    let and_instance = if instance { " and the instance chain (sign-ups, sign-ins, lockouts)" } else { "" };
     result(
         "L4",
         L4,
         problems,
         format!(
-            "{} organization chain(s) verify: {events} events recomputed, {checkpoints} signed checkpoint(s)",
-            orgs.len()
+            "{org_chains} organization chain(s){and_instance} verify: {events} events recomputed, {checkpoints} signed checkpoint(s)"
         ),
     )
 }

@@ -126,19 +126,33 @@ enum ControlsCommand {
 
 #[derive(Subcommand)]
 enum AuditCommand {
-    /// Seal pending events, then recompute an organization's hash chain and check its signed
-    /// checkpoints; exits 1 if anything does not verify.
+    /// Seal pending events, then recompute an organization's hash chain (or the instance chain)
+    /// and check its signed checkpoints; exits 1 if anything does not verify.
+    #[command(group = clap::ArgGroup::new("chain").required(true).multiple(false).args(["org", "instance"]))]
     Verify {
         /// The organization (org_…).
         #[arg(long)]
-        org: String,
-        /// A checkpoint document you kept (from /audit-checkpoints/latest): the chain must still
-        /// agree with it.
+        org: Option<String>,
+        /// The instance chain: the events of no organization (sign-ups, sign-ins, lockouts).
+        #[arg(long)]
+        instance: bool,
+        /// A checkpoint document you kept (from /audit-checkpoints/latest or `palisade audit
+        /// checkpoint`): the chain must still agree with it.
         #[arg(long)]
         checkpoint: Option<PathBuf>,
         /// Print JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Print the newest signed checkpoint of a chain, to keep where the server cannot reach it.
+    #[command(group = clap::ArgGroup::new("chain").required(true).multiple(false).args(["org", "instance"]))]
+    Checkpoint {
+        /// The organization (org_…).
+        #[arg(long)]
+        org: Option<String>,
+        /// The instance chain.
+        #[arg(long)]
+        instance: bool,
     },
 }
 
@@ -248,14 +262,24 @@ async fn run(command: Command, config: Config) -> Result<ExitCode> {
             }
             outcome.map(|()| ExitCode::SUCCESS)
         }
-        Command::Audit { command: AuditCommand::Verify { org, checkpoint, json } } => {
+        Command::Audit { command } => {
+            let chain = match &command {
+                AuditCommand::Verify { org, instance, .. } | AuditCommand::Checkpoint { org, instance } => {
+                    palisade_server::audit_cli::chain_named(org.as_deref(), *instance)?
+                }
+            };
             let mut connections = database::open(&config).await?;
             let admin = connections
                 .admin
                 .clone()
                 .context("set PALISADE_DATABASE_ADMIN_URL: verifying reads every event over the admin connection")?;
             let client = database::connect(&admin).await?;
-            let outcome = palisade_server::audit_cli::verify(&client, &org, checkpoint.as_deref(), json).await;
+            let outcome = match command {
+                AuditCommand::Verify { checkpoint, json, .. } => {
+                    palisade_server::audit_cli::verify(&client, chain, checkpoint.as_deref(), json).await
+                }
+                AuditCommand::Checkpoint { .. } => palisade_server::audit_cli::print_checkpoint(&client, chain).await,
+            };
             drop(client);
             if let Some(cluster) = connections.cluster.as_mut() {
                 cluster.stop()?;

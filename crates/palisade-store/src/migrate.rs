@@ -100,6 +100,7 @@ const MIGRATIONS: &[Migration] = &[
         name: "bearer_key_real_time",
         sql: include_str!("../migrations/0039_bearer_key_real_time.sql"),
     },
+    Migration { version: 40, name: "instance_chain", sql: include_str!("../migrations/0040_instance_chain.sql") },
 ];
 
 const GRANTS: &str = include_str!("../migrations/grants.sql");

@@ -139,3 +139,94 @@ async fn retention_purges_old_events_under_a_signed_truncation_unless_on_legal_h
         "{report}"
     );
 }
+
+async fn instance_event_count(app: &TestApp) -> i64 {
+    app.admin()
+        .await
+        .query_one("SELECT count(*) FROM palisade.audit_events WHERE tenant_id IS NULL", &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// The instance chain (sign-ups, sign-ins: no organization) under the instance's retention:
+/// events past it are purged under a signed truncation checkpoint of the instance chain, which
+/// still verifies and records the purge; the database refuses a retention under 365 days, a
+/// purge dated ahead of its clock, and one of events still within retention.
+#[tokio::test]
+async fn instance_events_past_the_instance_retention_are_purged_under_a_signed_truncation() {
+    let app = TestApp::spawn().await;
+    app.clock.advance(time::Duration::days(-800));
+    app.user("early@example.com").await;
+    app.app.seal_audit().await.unwrap();
+    // The chain is cut in its order, up to the first event within retention: date its first
+    // event (the token signing key made at start) with the others, as on an install that has
+    // run for 800 days.
+    let admin = app.admin().await;
+    admin
+        .batch_execute(
+            "UPDATE palisade.audit_events SET occurred_at = occurred_at - interval '800 days'
+             WHERE tenant_id IS NULL AND action = 'signing_key.rotated'",
+        )
+        .await
+        .unwrap();
+    crate::audit::rehash_history(&admin, uuid::Uuid::nil()).await;
+    let old = instance_event_count(&app).await;
+    assert!(old >= 3, "the signing key, a sign-up and a sign-in: {old}");
+    app.clock.advance(time::Duration::days(800));
+    app.login("early@example.com").await;
+    app.app.seal_audit().await.unwrap();
+
+    assert_eq!(app.app.apply_audit_retention().await.unwrap(), old);
+    assert_eq!(app.app.apply_audit_retention().await.unwrap(), 0, "nothing more is due");
+    app.app.seal_audit().await.unwrap();
+    let chain = palisade_store::repo::audit_chain::instance_chain();
+    let report = palisade_server::audit_cli::verify_org(&admin, chain, &[]).await.unwrap();
+    assert!(report.verdict.valid, "{:?}", report.verdict);
+    let actions: Vec<String> = admin
+        .query(
+            "SELECT e.action FROM palisade.audit_chain c JOIN palisade.audit_events e ON e.id = c.event_id
+             WHERE c.tenant_id = $1 ORDER BY c.seq",
+            &[&chain.as_uuid()],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(actions.first().map(String::as_str), Some("user.login"), "today's sign-in is kept: {actions:?}");
+    assert_eq!(actions.last().map(String::as_str), Some("audit.purged"), "{actions:?}");
+    let truncation: (i64, String) = admin
+        .query_one(
+            "SELECT seq, kind FROM palisade.audit_checkpoints WHERE tenant_id = $1 ORDER BY seq DESC LIMIT 1",
+            &[&chain.as_uuid()],
+        )
+        .await
+        .map(|r| (r.get(0), r.get(1)))
+        .unwrap();
+    assert_eq!(truncation, (old, "truncation".to_owned()));
+    let base: i64 = admin
+        .query_one("SELECT base_seq FROM palisade.audit_chain_heads WHERE tenant_id = $1", &[&chain.as_uuid()])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(base, old);
+
+    // The database's own checks, whatever the server asks.
+    let head = admin
+        .query_one("SELECT seq, hash FROM palisade.audit_chain_heads WHERE tenant_id = $1", &[&chain.as_uuid()])
+        .await
+        .unwrap();
+    let (seq, hash): (i64, Vec<u8>) = (head.get(0), head.get(1));
+    let runtime = app.runtime().await;
+    for (when, days) in [("now() + interval '10 years'", 730), ("now()", 730), ("now() + interval '10 years'", 30)] {
+        let sql = format!("SELECT palisade.purge_instance_audit($1, $2, {when}, $3, 'k', '\\x00')");
+        let refused = runtime.query_one(&sql, &[&seq, &hash, &days]).await.unwrap_err();
+        assert_eq!(refused.code().map(|c| c.code()), Some("PA403"), "{when}, {days} days: {refused:?}");
+    }
+    let unknown = runtime
+        .query_one("SELECT palisade.purge_instance_audit($1, $2, now(), 730, 'k', '\\x00')", &[&seq, &vec![7u8; 32]])
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.code().map(|c| c.code()), Some("PA404"));
+}

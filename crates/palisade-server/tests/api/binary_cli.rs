@@ -277,7 +277,7 @@ async fn audit_verify_exits_non_zero_and_names_the_position_when_the_chain_is_br
         .batch_execute("UPDATE palisade.audit_chain_heads SET checkpointed_at = checkpointed_at - interval '2 hours'")
         .await
         .unwrap();
-    assert_eq!(app.app.checkpoint_audit().await.unwrap(), 1);
+    assert_eq!(app.app.checkpoint_audit().await.unwrap(), 2, "the organization's chain and the instance chain");
     let kept = app.get(&format!("/api/v1/orgs/{org}/audit-checkpoints/latest"), Some(&owner)).await;
     let path = std::env::temp_dir().join(format!("palisade-checkpoint-{}.json", app.db.name));
     std::fs::write(&path, kept.text.as_bytes()).unwrap();

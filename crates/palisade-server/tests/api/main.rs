@@ -6,6 +6,7 @@ mod api_keys;
 mod attacks;
 mod audit;
 mod audit_export;
+mod audit_instance;
 mod audit_retention;
 mod binary;
 mod binary_cli;

@@ -13,6 +13,17 @@ use crate::pipeline::{Step, Tenant, Tx};
 
 pub const ZERO_HASH: [u8; 32] = [0; 32];
 
+/// The chain of the events that belong to no organization (sign-up, sign-in, lockouts, …): it
+/// is named by the nil UUID, which no organization has (0040).
+pub fn instance_chain() -> OrgId {
+    OrgId::from_uuid(Uuid::nil())
+}
+
+/// Whether `chain` names the instance chain.
+pub fn is_instance_chain(chain: OrgId) -> bool {
+    chain.as_uuid().is_nil()
+}
+
 /// One position of a chain as stored, with the event it names (absent if the event row is
 /// gone). The event's fields stay in the row as received: hashing reads them in place.
 #[derive(Debug)]
@@ -57,10 +68,13 @@ impl ChainRow {
 pub const CHAIN_PAGE: &str = const_format::concatcp!(CHAIN_ROWS, " LIMIT $3");
 
 /// Every chain position after `$2` in order (for a cursor that reads the whole chain once).
-pub const CHAIN_ROWS: &str = "SELECT c.seq, c.hash, e.id, e.tenant_id, \
+/// An event without a tenant belongs to the instance chain (the nil UUID) and hashes as such.
+pub const CHAIN_ROWS: &str = "SELECT c.seq, c.hash, e.id, \
+        coalesce(e.tenant_id, '00000000-0000-0000-0000-000000000000'::uuid), \
         (extract(epoch FROM e.occurred_at) * 1000000)::bigint, e.actor_kind, e.actor_id::text, e.action, \
         e.target_kind, e.target_id::text, host(e.ip), e.user_agent, e.request_id, e.outcome, e.details::text \
-    FROM palisade.audit_chain c LEFT JOIN palisade.audit_events e ON e.id = c.event_id AND e.tenant_id = c.tenant_id \
+    FROM palisade.audit_chain c LEFT JOIN palisade.audit_events e ON e.id = c.event_id \
+        AND coalesce(e.tenant_id, '00000000-0000-0000-0000-000000000000'::uuid) = c.tenant_id \
     WHERE c.tenant_id = $1 AND c.seq > $2 ORDER BY c.seq";
 
 pub fn chain_row(row: Row) -> ChainRow {
@@ -98,6 +112,14 @@ pub fn head(tx: &mut Tx<Tenant>, org: OrgId) -> Step<Option<Head>> {
 pub const UNCHAINED: &str = "SELECT \
       (SELECT count(*) FROM palisade.audit_events e WHERE e.tenant_id = $1) \
     - (SELECT count(*) FROM palisade.audit_events e WHERE e.tenant_id = $1 \
+         AND e.xid >= (SELECT low_xid FROM palisade.audit_sealer WHERE id = 1) \
+         AND NOT EXISTS (SELECT 1 FROM palisade.audit_chain c WHERE c.event_id = e.id OFFSET 0)) \
+    - coalesce((SELECT h.seq - h.base_seq FROM palisade.audit_chain_heads h WHERE h.tenant_id = $1), 0)";
+
+/// `UNCHAINED` for the instance chain (`$1` is its nil id): the events without a tenant.
+pub const UNCHAINED_INSTANCE: &str = "SELECT \
+      (SELECT count(*) FROM palisade.audit_events e WHERE e.tenant_id IS NULL) \
+    - (SELECT count(*) FROM palisade.audit_events e WHERE e.tenant_id IS NULL \
          AND e.xid >= (SELECT low_xid FROM palisade.audit_sealer WHERE id = 1) \
          AND NOT EXISTS (SELECT 1 FROM palisade.audit_chain c WHERE c.event_id = e.id OFFSET 0)) \
     - coalesce((SELECT h.seq - h.base_seq FROM palisade.audit_chain_heads h WHERE h.tenant_id = $1), 0)";
@@ -326,6 +348,32 @@ pub async fn retention_due(
         .await
         .map_err(StoreError::from_pg)?;
     Ok(rows.iter().map(|r| (OrgId::from_uuid(r.get(0)), r.get(1), r.get(2))).collect())
+}
+
+/// Where to cut the instance chain, if its oldest kept events outlived `days` of retention.
+pub async fn instance_retention_due(
+    client: &Client,
+    now: OffsetDateTime,
+    days: i32,
+) -> Result<Option<(i64, Vec<u8>)>, StoreError> {
+    let row = client
+        .query_opt("SELECT seq, hash FROM palisade.instance_retention_due($1, $2)", &[&now, &days])
+        .await
+        .map_err(StoreError::from_pg)?;
+    Ok(row.map(|r| (r.get(0), r.get(1))))
+}
+
+/// Cuts the instance chain at `c.seq` (rules in `palisade.purge_instance_audit`); `c.org` is
+/// ignored. Returns how many events were deleted.
+pub async fn purge_instance(client: &Client, c: NewCheckpoint<'_>, days: i32) -> Result<i64, StoreError> {
+    let row = client
+        .query_one(
+            "SELECT palisade.purge_instance_audit($1, $2, $3, $4, $5, $6)",
+            &[&c.seq, &c.hash, &c.signed_at, &days, &c.key_id, &c.signature],
+        )
+        .await
+        .map_err(StoreError::from_pg)?;
+    Ok(row.get(0))
 }
 
 /// Cuts a chain at `seq` under a signed truncation checkpoint (rules in `palisade.purge_audit`).
