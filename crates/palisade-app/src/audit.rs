@@ -241,8 +241,8 @@ impl App {
         Ok(due.len())
     }
 
-    /// Applies every organization's audit retention, and the instance chain's
-    /// (`Policy::instance_audit_retention_days`): cuts each due chain under a signed
+    /// Applies every organization's audit retention, and the instance chain's (the database's
+    /// `instance_audit`, set by the operator): cuts each due chain under a signed
     /// truncation checkpoint (legal hold and the minimum of 365 days are enforced in SQL). A
     /// chain is cut at most 100,000 positions at a time (each query stays well inside the
     /// statement timeout), so a longer backlog takes several rounds, until nothing is due.
@@ -253,10 +253,19 @@ impl App {
         let signed_at = now.replace_nanosecond(now.microsecond() * 1000).unwrap_or(now);
         let mut deleted = 0;
         // Bounded, in case a purge keeps answering without moving a chain's base.
-        let instance_days = self.policy.instance_audit_retention_days;
+        let mut instance_failed = false;
         for _ in 0..RETENTION_ROUNDS {
             let due = audit_chain::retention_due(&client, signed_at, 1000).await?;
-            let instance_due = audit_chain::instance_retention_due(&client, signed_at, instance_days).await?;
+            // The instance chain's cut, if due; a failure there is logged, ends the instance's
+            // part of this run and does not hold up the organizations'.
+            let instance_due = match instance_failed {
+                true => None,
+                false => audit_chain::instance_retention_due(&client, signed_at).await.unwrap_or_else(|err| {
+                    tracing::warn!(error = %err, "instance audit retention failed; will retry tomorrow");
+                    instance_failed = true;
+                    None
+                }),
+            };
             if due.is_empty() && instance_due.is_none() {
                 break;
             }
@@ -265,13 +274,18 @@ impl App {
             if let Some((seq, hash)) = &instance_due {
                 let chain = audit_chain::instance_chain();
                 let signature = signer.sign(&audit_chain::truncation_message(chain, *seq, hash, signed_at));
-                deleted += audit_chain::purge_instance(
-                    &client,
-                    NewCheckpoint { org: chain, seq: *seq, hash, signed_at, key_id: &key_id, signature: &signature },
-                    instance_days,
-                )
-                .await?;
-                tracing::info!(through_seq = seq, "instance audit events past retention purged");
+                let cut =
+                    NewCheckpoint { org: chain, seq: *seq, hash, signed_at, key_id: &key_id, signature: &signature };
+                match audit_chain::purge_instance(&client, cut).await {
+                    Ok(purged) => {
+                        deleted += purged;
+                        tracing::info!(through_seq = seq, "instance audit events past retention purged");
+                    }
+                    Err(err) => {
+                        tracing::warn!(error = %err, "instance audit retention failed; will retry tomorrow");
+                        instance_failed = true;
+                    }
+                }
             }
             for (org, seq, hash) in &due {
                 let signature = signer.sign(&audit_chain::truncation_message(*org, *seq, hash, signed_at));

@@ -47,8 +47,8 @@ pub async fn verify_chain<S: ChainSource>(source: &mut S, org: OrgId, kept: &[An
     let Some(head) = source.head().await? else {
         let mut verifier = ChainVerifier::new(0, ZERO_HASH.to_vec());
         let unchained = source.unchained().await?;
-        if unchained > 0 {
-            verifier.fail(1, format!("{unchained} event(s) are in no chain position"));
+        if unchained != 0 {
+            verifier.fail(1, unchained_fault(unchained, ""));
         }
         for anchor in kept {
             verifier.fail(anchor.seq, format!("the checkpoint at position {} is not in the chain", anchor.seq));
@@ -148,11 +148,21 @@ pub async fn verify_chain<S: ChainSource>(source: &mut S, org: OrgId, kept: &[An
         }
     }
     let unchained = source.unchained().await?;
-    if unchained > 0 {
+    if unchained != 0 {
         let seq = verifier.next_seq();
-        verifier.fail(seq, format!("{unchained} sealed-period event(s) are in no chain position"));
+        verifier.fail(seq, unchained_fault(unchained, "sealed-period "));
     }
     Ok(Report { verdict: verifier.verdict(), checkpoints_verified: verified })
+}
+
+/// The fault when the chain's length and its events' count disagree: events in no chain
+/// position, or (negative) more positions than the chain's events can fill.
+fn unchained_fault(unchained: i64, kind: &str) -> String {
+    if unchained > 0 {
+        format!("{unchained} {kind}event(s) are in no chain position")
+    } else {
+        format!("the chain holds {} more position(s) than it has events", -unchained)
+    }
 }
 
 /// A checkpoint as downloaded and kept by a customer (docs/audit.md, "Checkpoints").

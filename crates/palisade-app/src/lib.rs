@@ -109,9 +109,6 @@ pub struct Policy {
     pub data_key_rotation: time::Duration,
     /// How long a scheduled organization deletion can still be cancelled.
     pub org_deletion_grace: time::Duration,
-    /// Days the events of no organization (sign-ups, sign-ins, lockouts) are kept: at least
-    /// 365, enforced by the database too.
-    pub instance_audit_retention_days: i32,
 }
 
 impl Default for Policy {
@@ -131,7 +128,6 @@ impl Default for Policy {
             api_key_env: "live".into(),
             data_key_rotation: time::Duration::days(365),
             org_deletion_grace: time::Duration::days(7),
-            instance_audit_retention_days: 730,
         }
     }
 }

@@ -39,7 +39,12 @@ impl ChainSource for OperatorChain<'_> {
         if self.rows.is_none() {
             // The first call starts the one query; later calls take its next rows.
             let params: [&(dyn ToSql + Sync); 2] = [&self.org.as_uuid(), &after];
-            let stream = self.client.query_raw(audit_chain::CHAIN_ROWS, params).await.map_err(pg)?;
+            let query = if audit_chain::is_instance_chain(self.org) {
+                audit_chain::CHAIN_ROWS_INSTANCE
+            } else {
+                audit_chain::CHAIN_ROWS
+            };
+            let stream = self.client.query_raw(query, params).await.map_err(pg)?;
             self.rows = Some(Box::pin(stream));
         }
         let Some(rows) = self.rows.as_mut() else { return Ok(Vec::new()) };
@@ -86,18 +91,21 @@ pub fn chain_label(chain: OrgId) -> String {
 /// Prints the newest signed checkpoint of `chain` as the document `--checkpoint` takes back.
 pub async fn print_checkpoint(client: &Client, chain: OrgId) -> Result<ExitCode> {
     client.query_one("SELECT palisade.seal_audit_events(100000)", &[]).await.context("sealing pending events")?;
-    let row = client
-        .query_opt(audit_chain::CHECKPOINTS, &[&chain.as_uuid(), &1i64])
+    // The newest head checkpoint (a truncation checkpoint marks where a cut chain starts, and
+    // is not a document `--checkpoint` takes).
+    let rows = client
+        .query(audit_chain::CHECKPOINTS, &[&chain.as_uuid(), &10_000i64])
         .await
         .context("reading the checkpoints")?;
-    let Some(row) = row else {
+    let newest = rows.iter().map(audit_chain::checkpoint_row).find(|c| c.kind == "head");
+    let Some(newest) = newest else {
         eprintln!(
             "{}: no signed checkpoint yet: the server signs one at least hourly while events arrive, and every 1,000 events",
             chain_label(chain)
         );
         return Ok(ExitCode::FAILURE);
     };
-    let document = CheckpointDocument::from_stored(chain, &audit_chain::checkpoint_row(&row));
+    let document = CheckpointDocument::from_stored(chain, &newest);
     println!("{}", serde_json::to_string_pretty(&document)?);
     Ok(ExitCode::SUCCESS)
 }

@@ -125,6 +125,7 @@ pub async fn open(config: &Config) -> Result<Connections> {
     for name in &report.applied {
         tracing::info!(migration = %name, "applied migration");
     }
+    migrate::set_instance_audit_retention(&client, instance_audit_retention(config)).await?;
     Ok(Connections {
         runtime: Some(cluster.runtime_config(role.as_str(), embedded::DATABASE)),
         admin: Some(admin),
@@ -172,6 +173,7 @@ pub async fn migrate_command(config: &Config) -> Result<()> {
         signin: signin_password.as_ref(),
     };
     let report = migrate::migrate(&mut client, &role, passwords).await?;
+    migrate::set_instance_audit_retention(&client, instance_audit_retention(config)).await?;
     println!(
         "Applied {} migration(s) ({} already current); runtime role {} {}.",
         report.applied.len(),
@@ -200,4 +202,31 @@ pub async fn migrate_command(config: &Config) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// The instance chain's retention as configured (`Config::load` keeps it within 365..=36500).
+fn instance_audit_retention(config: &Config) -> i32 {
+    i32::try_from(config.instance_audit_retention_days).unwrap_or(i32::MAX)
+}
+
+/// Warns when the instance chain's retention in the database is not the configured one: with an
+/// external database only `palisade migrate` writes it (the runtime role may only read it).
+pub async fn warn_on_instance_retention_drift(db: &palisade_store::Db, config: &Config) {
+    let stored = match db.client().await {
+        Ok(client) => client.query_one("SELECT retention_days FROM palisade.instance_audit", &[]).await,
+        Err(err) => {
+            tracing::warn!(error = %err, "cannot read the instance audit retention");
+            return;
+        }
+    };
+    match stored {
+        Ok(row) if i64::from(row.get::<_, i32>(0)) != config.instance_audit_retention_days => tracing::warn!(
+            database = row.get::<_, i32>(0),
+            configured = config.instance_audit_retention_days,
+            "the instance audit retention in the database is not the configured one: run `palisade migrate` \
+             (admin connection) to apply instance_audit_retention_days"
+        ),
+        Ok(_) => {}
+        Err(err) => tracing::warn!(error = %err, "cannot read the instance audit retention"),
+    }
 }

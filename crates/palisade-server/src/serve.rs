@@ -67,8 +67,6 @@ pub fn build_app(config: &Config, db: Db, clock: Arc<dyn Clock>, random: Arc<dyn
             api_key_env: config.api_key_env.clone(),
             data_key_rotation: time::Duration::days(config.data_key_rotation_days.clamp(1, 3650)),
             org_deletion_grace: time::Duration::days(config.org_deletion_grace_days.clamp(1, 365)),
-            // (Config::load refuses a value outside 365..=36500.)
-            instance_audit_retention_days: config.instance_audit_retention_days.clamp(365, 36_500) as i32,
         },
         mailer: config.mailer()?,
         keys: Arc::new(config.instance_key()?),
@@ -213,6 +211,7 @@ pub async fn run(config: Config) -> Result<()> {
     )?;
     let db = Db::connect(runtime, config.db_pool_size)?;
     refuse_unsafe_role(&db).await?;
+    database::warn_on_instance_retention_drift(&db, &config).await;
     let mut app = build_app(&config, db, Arc::new(SystemClock), Arc::new(SystemRandomness))?;
     app.key_jobs = key_jobs_pool(&connections).await?;
     // Sign-ins are bounded by password hashing, a few per core: four connections are plenty.

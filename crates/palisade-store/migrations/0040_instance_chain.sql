@@ -12,6 +12,25 @@
 -- organization chains' (docs/audit.md), with the nil UUID in the organization field; the hashes
 -- of organization events do not change.
 
+-- No sequencer pass (any node, old or new code) runs while this migrates: the horizon it moves
+-- and the chain it writes below must not race one.
+SELECT pg_advisory_xact_lock(727274002);
+
+-- The migrating role writes the backfilled chain as the sequencer's role (as 0011 arranged for
+-- whoever ran it then).
+DO $$
+BEGIN
+    IF NOT pg_has_role(current_user, 'palisade_sealer', 'MEMBER') THEN
+        EXECUTE format('GRANT palisade_sealer TO %I', current_user);
+    END IF;
+END
+$$;
+
+-- No organization may ever be the instance chain: enter_new_tenant takes the id the server
+-- sends, so the database refuses the nil UUID itself.
+ALTER TABLE palisade.tenants ADD CONSTRAINT tenants_id_is_not_the_instance_chain
+    CHECK (id <> '00000000-0000-0000-0000-000000000000'::uuid);
+
 -- The encoding: an event without a tenant hashes as the instance chain's (NULL would make the
 -- whole hash NULL). Still inlinable: the same single SELECT, STABLE.
 CREATE OR REPLACE FUNCTION palisade.audit_hash(p_seq bigint, p_prev bytea, e palisade.audit_events) RETURNS bytea
@@ -105,60 +124,62 @@ END
 $$;
 ALTER FUNCTION palisade.seal_audit_events(integer) OWNER TO palisade_sealer;
 
--- The instance events written before this migration are behind the sequencer's horizon: move
--- the horizon back to the oldest of them, so the next passes chain them (in the order they were
--- written) and walk forward again. Organization events in that range are already chained and
--- are skipped by the event index.
-UPDATE palisade.audit_sealer s
-   SET low_xid = least(s.low_xid, (SELECT min(a.xid) FROM palisade.audit_events a WHERE a.tenant_id IS NULL))
- WHERE s.id = 1 AND EXISTS (SELECT 1 FROM palisade.audit_events a WHERE a.tenant_id IS NULL);
+-- The instance's audit retention, set by the operator (`instance_audit_retention_days`, written
+-- by `palisade migrate` and by an embedded server's start, both over the admin connection). Only
+-- the migrating role may change it: the purge below reads it here and takes no retention from its
+-- caller, so a server (or SQL injected into one) cannot shorten how long sign-ins are kept.
+CREATE TABLE palisade.instance_audit (
+    only_row       boolean PRIMARY KEY DEFAULT true CHECK (only_row),
+    retention_days integer NOT NULL DEFAULT 730 CHECK (retention_days BETWEEN 365 AND 36500)
+);
+INSERT INTO palisade.instance_audit DEFAULT VALUES;
+GRANT SELECT ON palisade.instance_audit TO palisade_sealer;
 
 -- Retention of the instance chain: the same walk and the same signed cut as an organization's
--- (0012, 0026), with the retention the operator configures (`instance_audit_retention_days`,
--- at least 365 days, enforced here too) instead of an organization's setting. There is no
+-- (0012, 0026), with the instance's retention instead of an organization's setting. There is no
 -- legal hold for the instance chain: an operator who must keep it raises the retention.
-CREATE FUNCTION palisade.instance_retention_due(p_now timestamptz, p_days integer)
+CREATE FUNCTION palisade.instance_retention_due(p_now timestamptz)
     RETURNS TABLE (seq bigint, hash bytea)
     LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, palisade
     AS $$
     SELECT cut.seq, c.hash
       FROM palisade.audit_chain_heads h
+      CROSS JOIN palisade.instance_audit ia
       CROSS JOIN LATERAL (
           SELECT coalesce((SELECT ch.seq - 1 FROM palisade.audit_chain ch JOIN palisade.audit_events e ON e.id = ch.event_id
                             WHERE ch.tenant_id = h.tenant_id AND ch.seq > h.base_seq AND ch.seq <= h.base_seq + 100000
-                              AND e.occurred_at >= p_now - make_interval(days => greatest(p_days, 365))
+                              AND e.occurred_at >= p_now - make_interval(days => ia.retention_days)
                             ORDER BY ch.seq LIMIT 1),
                           least(h.seq, h.base_seq + 100000)) AS seq) cut
       JOIN palisade.audit_chain c ON c.tenant_id = h.tenant_id AND c.seq = cut.seq
      WHERE h.tenant_id = '00000000-0000-0000-0000-000000000000'::uuid AND cut.seq > h.base_seq
 $$;
-ALTER FUNCTION palisade.instance_retention_due(timestamptz, integer) OWNER TO palisade_sealer;
+ALTER FUNCTION palisade.instance_retention_due(timestamptz) OWNER TO palisade_sealer;
 
--- Cuts the instance chain at p_seq (as purge_audit does an organization's): refuses a retention
--- under 365 days, a time more than 5 minutes ahead of the database clock, an event up to p_seq
--- still within retention, or a position whose hash is not p_hash.
-CREATE FUNCTION palisade.purge_instance_audit(p_seq bigint, p_hash bytea, p_now timestamptz, p_days integer,
+-- Cuts the instance chain at p_seq (as purge_audit does an organization's): refuses a time more
+-- than 5 minutes ahead of the database clock, an event up to p_seq still within the instance's
+-- retention, or a position whose hash is not p_hash.
+CREATE FUNCTION palisade.purge_instance_audit(p_seq bigint, p_hash bytea, p_now timestamptz,
                                               p_key_id text, p_signature bytea) RETURNS bigint
     LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, palisade
     AS $$
 DECLARE
     v_chain constant uuid := '00000000-0000-0000-0000-000000000000';
+    v_days integer;
     v_base bigint;
     v_deleted bigint;
 BEGIN
-    IF p_days IS NULL OR p_days < 365 THEN
-        RAISE EXCEPTION 'the instance audit retention is at least 365 days' USING ERRCODE = 'PA403';
-    END IF;
     IF p_now > now() + interval '5 minutes' THEN
         RAISE EXCEPTION 'the purge time is ahead of the database clock' USING ERRCODE = 'PA403';
     END IF;
+    SELECT ia.retention_days INTO STRICT v_days FROM palisade.instance_audit ia;
     IF NOT EXISTS (SELECT 1 FROM palisade.audit_chain c WHERE c.tenant_id = v_chain AND c.seq = p_seq AND c.hash = p_hash) THEN
         RAISE EXCEPTION 'no such chain position' USING ERRCODE = 'PA404';
     END IF;
     SELECT h.base_seq INTO v_base FROM palisade.audit_chain_heads h WHERE h.tenant_id = v_chain FOR UPDATE;
     IF EXISTS (SELECT 1 FROM palisade.audit_chain c JOIN palisade.audit_events e ON e.id = c.event_id
                 WHERE c.tenant_id = v_chain AND c.seq > v_base AND c.seq <= p_seq
-                  AND e.occurred_at >= p_now - make_interval(days => p_days)) THEN
+                  AND e.occurred_at >= p_now - make_interval(days => v_days)) THEN
         RAISE EXCEPTION 'an event up to that position is still within retention' USING ERRCODE = 'PA403';
     END IF;
     INSERT INTO palisade.audit_checkpoints (tenant_id, kind, seq, hash, signed_at, key_id, signature)
@@ -172,8 +193,40 @@ BEGIN
     UPDATE palisade.audit_chain_heads SET base_seq = p_seq, base_hash = p_hash WHERE tenant_id = v_chain;
     INSERT INTO palisade.audit_events (id, tenant_id, occurred_at, actor_kind, action, outcome, details)
     VALUES (gen_random_uuid(), NULL, p_now, 'system', 'audit.purged', 'success',
-            jsonb_build_object('through_seq', p_seq, 'events', v_deleted, 'retention_days', p_days));
+            jsonb_build_object('through_seq', p_seq, 'events', v_deleted, 'retention_days', v_days));
     RETURN v_deleted;
 END
 $$;
-ALTER FUNCTION palisade.purge_instance_audit(bigint, bytea, timestamptz, integer, text, bytea) OWNER TO palisade_sealer;
+ALTER FUNCTION palisade.purge_instance_audit(bigint, bytea, timestamptz, text, bytea) OWNER TO palisade_sealer;
+
+-- The instance events written before this migration are behind the sequencer's horizon
+-- (`low_xid`): chain them here, in the order they were written, as the sequencer would have
+-- (same encoding, same order, run as its role). The horizon itself does not move: events from it
+-- on are the sequencer's, and follow these in the chain. Nothing else is re-examined, so an
+-- organization event found in no chain position before stays found.
+SET LOCAL ROLE palisade_sealer;
+DO $$
+DECLARE
+    v_chain constant uuid := '00000000-0000-0000-0000-000000000000';
+    v_low xid8;
+    e palisade.audit_events%ROWTYPE;
+    v_seq bigint := 0;
+    v_hash bytea := '\x0000000000000000000000000000000000000000000000000000000000000000'::bytea;
+    v_first timestamptz;
+BEGIN
+    SELECT s.low_xid INTO v_low FROM palisade.audit_sealer s WHERE s.id = 1 FOR UPDATE;
+    FOR e IN SELECT a.* FROM palisade.audit_events a
+              WHERE a.tenant_id IS NULL AND a.xid < v_low
+              ORDER BY a.xid, a.id LOOP
+        v_seq := v_seq + 1;
+        v_hash := palisade.audit_hash(v_seq, v_hash, e);
+        v_first := coalesce(v_first, e.occurred_at);
+        INSERT INTO palisade.audit_chain (tenant_id, seq, event_id, hash) VALUES (v_chain, v_seq, e.id, v_hash);
+    END LOOP;
+    IF v_seq > 0 THEN
+        INSERT INTO palisade.audit_chain_heads (tenant_id, seq, hash, checkpointed_at)
+        VALUES (v_chain, v_seq, v_hash, v_first);
+    END IF;
+END
+$$;
+RESET ROLE;

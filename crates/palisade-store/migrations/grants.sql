@@ -105,8 +105,9 @@ GRANT EXECUTE ON FUNCTION palisade.is_admin_like(text) TO {role};
 GRANT UPDATE (audit_retention_days, legal_hold) ON palisade.orgs TO {role};
 GRANT EXECUTE ON FUNCTION palisade.retention_due(timestamptz, integer) TO {role};
 GRANT EXECUTE ON FUNCTION palisade.purge_audit(uuid, bigint, bytea, timestamptz, text, bytea) TO {role};
-GRANT EXECUTE ON FUNCTION palisade.instance_retention_due(timestamptz, integer) TO {role};
-GRANT EXECUTE ON FUNCTION palisade.purge_instance_audit(bigint, bytea, timestamptz, integer, text, bytea) TO {role};
+GRANT EXECUTE ON FUNCTION palisade.instance_retention_due(timestamptz) TO {role};
+GRANT EXECUTE ON FUNCTION palisade.purge_instance_audit(bigint, bytea, timestamptz, text, bytea) TO {role};
+GRANT SELECT ON palisade.instance_audit TO {role};
 GRANT SELECT ON palisade.org_usage TO {role};
 GRANT EXECUTE ON FUNCTION palisade.require_record_quota(bigint, bigint, bigint) TO {role};
 -- WebAuthn: a user's own credentials (row-level security); sign-in reads them only through the

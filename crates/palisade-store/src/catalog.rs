@@ -25,6 +25,7 @@ pub const INSTANCE_TABLES: &[&str] = &[
     "settings_key",
     "login_attempts",
     "bearer_key",
+    "instance_audit",
 ];
 
 /// The connected role's attributes, for the "owns nothing, no BYPASSRLS" rule.

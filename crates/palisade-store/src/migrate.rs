@@ -210,6 +210,15 @@ pub async fn migrate(
     Ok(report)
 }
 
+/// Sets how many days the instance chain (the audit events of no organization) is kept: the
+/// operator's `instance_audit_retention_days`, written over the admin connection after
+/// migrating (the runtime role can only read it; 0040). The database refuses a value outside
+/// 365..=36500.
+pub async fn set_instance_audit_retention(admin: &Client, days: i32) -> Result<(), MigrateError> {
+    admin.execute("UPDATE palisade.instance_audit SET retention_days = $1", &[&days]).await.map_err(pg)?;
+    Ok(())
+}
+
 async fn migrate_locked(
     admin: &mut Client,
     runtime_role: &RoleName,

@@ -135,33 +135,32 @@ async fn the_instance_chain_of_sign_ins_is_verified_and_checkpointed_by_the_oper
     }
 }
 
-/// 0040 moves the sequencer's horizon back to the oldest instance event, so an install's events
-/// of no organization written before it (behind the horizon, in no chain) are chained, in the
-/// order they were written, by the next passes; organization events in that range stay as they
-/// are. Run here on a database put back in that state: the instance chain's rows and head gone,
-/// its events' transaction ids long passed.
+/// 0040 chains the instance events an install wrote before it (behind the sequencer's horizon,
+/// in no chain) in the order they were written, as the sequencer's role, without moving the
+/// horizon: an organization event found in no chain position before stays found. Run here on a
+/// database put back in that state (the instance chain's rows and head gone, its events'
+/// transaction ids long passed) with the migration's own statements.
 #[tokio::test]
-async fn instance_events_written_before_0040_are_chained_after_it() {
+async fn instance_events_written_before_0040_are_chained_by_it() {
     let app = TestApp::spawn().await;
-    let (_, org) = app.owner_of("before@example.com", "Before").await;
+    let (owner, org) = app.owner_of("before@example.com", "Before").await;
     app.user("also@example.com").await;
     app.app.seal_audit().await.unwrap();
     let admin = app.admin().await;
-    let org_chain_before: Vec<Vec<u8>> = admin
-        .query(
-            "SELECT hash FROM palisade.audit_chain WHERE tenant_id = $1 ORDER BY seq",
-            &[&crate::audit::tenant(&org)],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
     admin
         .batch_execute(
             "DELETE FROM palisade.audit_chain WHERE tenant_id = '00000000-0000-0000-0000-000000000000';
              DELETE FROM palisade.audit_chain_heads WHERE tenant_id = '00000000-0000-0000-0000-000000000000';
              UPDATE palisade.audit_events SET xid = '3' WHERE tenant_id IS NULL;",
+        )
+        .await
+        .unwrap();
+    // An organization event slipped in behind the sequencer: in no chain position.
+    admin
+        .execute(
+            "INSERT INTO palisade.audit_events (id, tenant_id, occurred_at, actor_kind, action, outcome, xid)
+             VALUES (gen_random_uuid(), $1, now(), 'user', 'record.deleted', 'success', '2')",
+            &[&crate::audit::tenant(&org)],
         )
         .await
         .unwrap();
@@ -171,27 +170,70 @@ async fn instance_events_written_before_0040_are_chained_after_it() {
         .unwrap()
         .get(0);
     assert!(behind >= 5, "a key, two sign-ups, verifications, sign-ins: {behind}");
-    assert_eq!(app.app.seal_audit().await.unwrap(), 0, "behind the horizon: not found by a pass");
+    assert_eq!(app.app.seal_audit().await.unwrap(), 0, "behind the horizon: no pass finds them");
 
-    // The migration's own statement (its last), as `palisade migrate` ran it.
+    // The migration's backfill (its last statements), as `palisade migrate` ran them.
     let migration = include_str!("../../../palisade-store/migrations/0040_instance_chain.sql");
-    let backfill = &migration[migration.find("UPDATE palisade.audit_sealer s").expect("the backfill statement")..];
-    let backfill = &backfill[..backfill.find(';').unwrap() + 1];
-    admin.batch_execute(backfill).await.unwrap();
-    assert_eq!(app.app.seal_audit().await.unwrap() as i64, behind);
+    let backfill = &migration[migration.rfind("SET LOCAL ROLE palisade_sealer;").expect("the backfill")..];
+    admin.batch_execute(&format!("BEGIN; {backfill} COMMIT;")).await.unwrap();
+    assert_eq!(app.app.seal_audit().await.unwrap(), 0, "chained by the migration, not left to the sequencer");
     let chain = palisade_store::repo::audit_chain::instance_chain();
     let report = palisade_server::audit_cli::verify_org(&admin, chain, &[]).await.unwrap();
     assert_eq!((report.verdict.valid, report.verdict.events), (true, behind), "{:?}", report.verdict);
-    let org_chain_after: Vec<Vec<u8>> = admin
-        .query(
-            "SELECT hash FROM palisade.audit_chain WHERE tenant_id = $1 ORDER BY seq",
-            &[&crate::audit::tenant(&org)],
+    let ordered: bool = admin
+        .query_one(
+            "SELECT bool_and(e.id > prev) FROM (
+                 SELECT e.id, lag(e.id) OVER (ORDER BY c.seq) AS prev FROM palisade.audit_chain c
+                   JOIN palisade.audit_events e ON e.id = c.event_id
+                  WHERE c.tenant_id = '00000000-0000-0000-0000-000000000000') e",
+            &[],
         )
         .await
         .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    assert_eq!(org_chain_after, org_chain_before, "the organization's chain is untouched");
-    assert_eq!(app.app.seal_audit().await.unwrap(), 0, "nothing left");
+        .get(0);
+    assert!(ordered, "in the order written (UUIDv7 ids, one transaction id here)");
+    // New sign-ins follow them, sealed by the sequencer.
+    app.login("also@example.com").await;
+    assert!(app.app.seal_audit().await.unwrap() >= 1);
+    let report = palisade_server::audit_cli::verify_org(&admin, chain, &[]).await.unwrap();
+    assert_eq!((report.verdict.valid, report.verdict.events > behind), (true, true), "{:?}", report.verdict);
+    // The stray organization event is still found.
+    let org_report = crate::audit::verify(&app, &owner, &org).await;
+    assert_eq!(org_report["valid"], false, "{org_report}");
+    assert!(org_report["reason"].as_str().unwrap().contains("1 sealed-period event(s) are in no chain position"));
+}
+
+/// Nothing can pose as the instance chain: the database refuses an organization with its nil id
+/// (`enter_new_tenant` takes the id the server sends), and `controls check` verifies the instance
+/// chain even when its head is gone, so deleting the head (and every position) shows.
+#[tokio::test]
+async fn no_organization_can_be_the_instance_chain_and_l4_checks_it_without_a_head() {
+    let app = TestApp::spawn().await;
+    app.owner_of("someone@example.com", "Some Org").await;
+    let admin = app.admin().await;
+    let refused = admin
+        .execute(
+            "INSERT INTO palisade.tenants (id, created_at) VALUES ('00000000-0000-0000-0000-000000000000', now())",
+            &[],
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code().map(|c| c.code()), Some("23514"), "{refused:?}");
+
+    let l4 = palisade_server::controls_data::check_l4(Some(&admin)).await;
+    assert_eq!(l4.status, palisade_server::controls::Status::Pass, "{l4:?}");
+    assert!(l4.evidence.starts_with("1 organization chain(s) and the instance chain"), "{l4:?}");
+    admin
+        .batch_execute(
+            "DELETE FROM palisade.audit_chain WHERE tenant_id = '00000000-0000-0000-0000-000000000000';
+             DELETE FROM palisade.audit_chain_heads WHERE tenant_id = '00000000-0000-0000-0000-000000000000';",
+        )
+        .await
+        .unwrap();
+    let l4 = palisade_server::controls_data::check_l4(Some(&admin)).await;
+    assert_eq!(l4.status, palisade_server::controls::Status::Fail, "{l4:?}");
+    let text = format!("{l4:?}");
+    // (The check seals first: an event the sequencer had not passed yet may start a new chain;
+    // the deleted ones stay in none.)
+    assert!(text.contains("instance chain: broken at position") && text.contains("in no chain position"), "{text}");
 }

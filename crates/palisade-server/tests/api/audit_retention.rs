@@ -149,10 +149,12 @@ async fn instance_event_count(app: &TestApp) -> i64 {
         .get(0)
 }
 
-/// The instance chain (sign-ups, sign-ins: no organization) under the instance's retention:
-/// events past it are purged under a signed truncation checkpoint of the instance chain, which
-/// still verifies and records the purge; the database refuses a retention under 365 days, a
-/// purge dated ahead of its clock, and one of events still within retention.
+/// The instance chain (sign-ups, sign-ins: no organization) under the instance's retention,
+/// which only the operator sets (`palisade migrate` writes `instance_audit_retention_days` over
+/// the admin connection): events past it are purged under a signed truncation checkpoint of the
+/// instance chain, which still verifies and records the purge; `audit checkpoint` then prints no
+/// truncation as a document to keep. The runtime role can neither change the retention nor pass
+/// its own, and the database refuses a purge dated ahead of its clock or of events within it.
 #[tokio::test]
 async fn instance_events_past_the_instance_retention_are_purged_under_a_signed_truncation() {
     let app = TestApp::spawn().await;
@@ -176,6 +178,16 @@ async fn instance_events_past_the_instance_retention_are_purged_under_a_signed_t
     app.clock.advance(time::Duration::days(800));
     app.login("early@example.com").await;
     app.app.seal_audit().await.unwrap();
+
+    // The runtime role cannot shorten it.
+    let runtime = app.runtime().await;
+    let refused = runtime.execute("UPDATE palisade.instance_audit SET retention_days = 365", &[]).await.unwrap_err();
+    assert_eq!(refused.code().map(|c| c.code()), Some("42501"), "{refused:?}");
+    // Ten years, as the operator set it: nothing is due.
+    palisade_store::migrate::set_instance_audit_retention(&admin, 3650).await.unwrap();
+    assert_eq!(app.app.apply_audit_retention().await.unwrap(), 0, "within ten years");
+    assert!(palisade_store::migrate::set_instance_audit_retention(&admin, 364).await.is_err(), "the floor");
+    palisade_store::migrate::set_instance_audit_retention(&admin, 730).await.unwrap();
 
     assert_eq!(app.app.apply_audit_retention().await.unwrap(), old);
     assert_eq!(app.app.apply_audit_retention().await.unwrap(), 0, "nothing more is due");
@@ -205,12 +217,28 @@ async fn instance_events_past_the_instance_retention_are_purged_under_a_signed_t
         .map(|r| (r.get(0), r.get(1)))
         .unwrap();
     assert_eq!(truncation, (old, "truncation".to_owned()));
-    let base: i64 = admin
-        .query_one("SELECT base_seq FROM palisade.audit_chain_heads WHERE tenant_id = $1", &[&chain.as_uuid()])
+
+    // `audit checkpoint` prints head checkpoints only: none yet after the cut.
+    let (dsn, admin_dsn) = (app.db.runtime_dsn(), app.db.admin_dsn());
+    let checkpoint = || {
+        crate::support::command(&[("PALISADE_DATABASE_URL", &dsn), ("PALISADE_DATABASE_ADMIN_URL", &admin_dsn)])
+            .args(["audit", "checkpoint", "--instance"])
+            .output()
+            .unwrap()
+    };
+    assert_eq!(checkpoint().status.code(), Some(1));
+    admin
+        .execute(
+            "UPDATE palisade.audit_chain_heads SET checkpointed_at = checkpointed_at - interval '2 hours' WHERE tenant_id = $1",
+            &[&chain.as_uuid()],
+        )
         .await
-        .unwrap()
-        .get(0);
-    assert_eq!(base, old);
+        .unwrap();
+    assert_eq!(app.app.checkpoint_audit().await.unwrap(), 1);
+    let printed = checkpoint();
+    assert_eq!(printed.status.code(), Some(0));
+    let document: serde_json::Value = serde_json::from_slice(&printed.stdout).unwrap();
+    assert_eq!(document["format"], "palisade-audit-checkpoint-v1", "{document}");
 
     // The database's own checks, whatever the server asks.
     let head = admin
@@ -218,14 +246,13 @@ async fn instance_events_past_the_instance_retention_are_purged_under_a_signed_t
         .await
         .unwrap();
     let (seq, hash): (i64, Vec<u8>) = (head.get(0), head.get(1));
-    let runtime = app.runtime().await;
-    for (when, days) in [("now() + interval '10 years'", 730), ("now()", 730), ("now() + interval '10 years'", 30)] {
-        let sql = format!("SELECT palisade.purge_instance_audit($1, $2, {when}, $3, 'k', '\\x00')");
-        let refused = runtime.query_one(&sql, &[&seq, &hash, &days]).await.unwrap_err();
-        assert_eq!(refused.code().map(|c| c.code()), Some("PA403"), "{when}, {days} days: {refused:?}");
+    for when in ["now() + interval '10 years'", "now()"] {
+        let sql = format!("SELECT palisade.purge_instance_audit($1, $2, {when}, 'k', '\\x00')");
+        let refused = runtime.query_one(&sql, &[&seq, &hash]).await.unwrap_err();
+        assert_eq!(refused.code().map(|c| c.code()), Some("PA403"), "{when}: {refused:?}");
     }
     let unknown = runtime
-        .query_one("SELECT palisade.purge_instance_audit($1, $2, now(), 730, 'k', '\\x00')", &[&seq, &vec![7u8; 32]])
+        .query_one("SELECT palisade.purge_instance_audit($1, $2, now(), 'k', '\\x00')", &[&seq, &vec![7u8; 32]])
         .await
         .unwrap_err();
     assert_eq!(unknown.code().map(|c| c.code()), Some("PA404"));

@@ -68,13 +68,19 @@ impl ChainRow {
 pub const CHAIN_PAGE: &str = const_format::concatcp!(CHAIN_ROWS, " LIMIT $3");
 
 /// Every chain position after `$2` in order (for a cursor that reads the whole chain once).
-/// An event without a tenant belongs to the instance chain (the nil UUID) and hashes as such.
-pub const CHAIN_ROWS: &str = "SELECT c.seq, c.hash, e.id, \
-        coalesce(e.tenant_id, '00000000-0000-0000-0000-000000000000'::uuid), \
+pub const CHAIN_ROWS: &str = "SELECT c.seq, c.hash, e.id, e.tenant_id, \
         (extract(epoch FROM e.occurred_at) * 1000000)::bigint, e.actor_kind, e.actor_id::text, e.action, \
         e.target_kind, e.target_id::text, host(e.ip), e.user_agent, e.request_id, e.outcome, e.details::text \
-    FROM palisade.audit_chain c LEFT JOIN palisade.audit_events e ON e.id = c.event_id \
-        AND coalesce(e.tenant_id, '00000000-0000-0000-0000-000000000000'::uuid) = c.tenant_id \
+    FROM palisade.audit_chain c LEFT JOIN palisade.audit_events e ON e.id = c.event_id AND e.tenant_id = c.tenant_id \
+    WHERE c.tenant_id = $1 AND c.seq > $2 ORDER BY c.seq";
+
+/// `CHAIN_ROWS` for the instance chain (`$1` is its nil id): its events are those without a
+/// tenant, hashed with the nil UUID in the organization field.
+pub const CHAIN_ROWS_INSTANCE: &str = "SELECT c.seq, c.hash, e.id, \
+        CASE WHEN e.id IS NOT NULL THEN '00000000-0000-0000-0000-000000000000'::uuid END, \
+        (extract(epoch FROM e.occurred_at) * 1000000)::bigint, e.actor_kind, e.actor_id::text, e.action, \
+        e.target_kind, e.target_id::text, host(e.ip), e.user_agent, e.request_id, e.outcome, e.details::text \
+    FROM palisade.audit_chain c LEFT JOIN palisade.audit_events e ON e.id = c.event_id AND e.tenant_id IS NULL \
     WHERE c.tenant_id = $1 AND c.seq > $2 ORDER BY c.seq";
 
 pub fn chain_row(row: Row) -> ChainRow {
@@ -350,26 +356,26 @@ pub async fn retention_due(
     Ok(rows.iter().map(|r| (OrgId::from_uuid(r.get(0)), r.get(1), r.get(2))).collect())
 }
 
-/// Where to cut the instance chain, if its oldest kept events outlived `days` of retention.
+/// Where to cut the instance chain, if its oldest kept events outlived the instance's retention
+/// (`palisade.instance_audit`, which only the migrating role writes).
 pub async fn instance_retention_due(
     client: &Client,
     now: OffsetDateTime,
-    days: i32,
 ) -> Result<Option<(i64, Vec<u8>)>, StoreError> {
     let row = client
-        .query_opt("SELECT seq, hash FROM palisade.instance_retention_due($1, $2)", &[&now, &days])
+        .query_opt("SELECT seq, hash FROM palisade.instance_retention_due($1)", &[&now])
         .await
         .map_err(StoreError::from_pg)?;
     Ok(row.map(|r| (r.get(0), r.get(1))))
 }
 
 /// Cuts the instance chain at `c.seq` (rules in `palisade.purge_instance_audit`); `c.org` is
-/// ignored. Returns how many events were deleted.
-pub async fn purge_instance(client: &Client, c: NewCheckpoint<'_>, days: i32) -> Result<i64, StoreError> {
+/// not sent (the chain is fixed). Returns how many events were deleted.
+pub async fn purge_instance(client: &Client, c: NewCheckpoint<'_>) -> Result<i64, StoreError> {
     let row = client
         .query_one(
-            "SELECT palisade.purge_instance_audit($1, $2, $3, $4, $5, $6)",
-            &[&c.seq, &c.hash, &c.signed_at, &days, &c.key_id, &c.signature],
+            "SELECT palisade.purge_instance_audit($1, $2, $3, $4, $5)",
+            &[&c.seq, &c.hash, &c.signed_at, &c.key_id, &c.signature],
         )
         .await
         .map_err(StoreError::from_pg)?;

@@ -304,6 +304,7 @@ pub(super) const NOT_A_PERSONS_OR_ORGS: &[&str] = &[
     "instance_data_keys",
     "settings_key",
     "bearer_key",
+    "instance_audit",
 ];
 
 /// Tables in which A's setup leaves rows (a snapshot without them would compare nothing).
