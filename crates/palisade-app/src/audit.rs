@@ -253,7 +253,7 @@ impl App {
         let signed_at = now.replace_nanosecond(now.microsecond() * 1000).unwrap_or(now);
         let mut deleted = 0;
         // Bounded, in case a purge keeps answering without moving a chain's base.
-        let mut instance_failed = false;
+        let mut instance_failed = !self.instance_purge_allowed().await;
         for _ in 0..RETENTION_ROUNDS {
             let due = audit_chain::retention_due(&client, signed_at, 1000).await?;
             // The instance chain's cut, if due; a failure there is logged, ends the instance's
@@ -298,6 +298,33 @@ impl App {
             }
         }
         Ok(deleted)
+    }
+
+    /// Whether this run may cut the instance chain. A server configured with a longer retention
+    /// than the database holds (a `palisade migrate` not yet run) cuts nothing: a server may keep
+    /// events longer, never shorter.
+    async fn instance_purge_allowed(&self) -> bool {
+        let Some(configured) = self.policy.instance_audit_retention_days else { return true };
+        let stored = match self.db.client().await {
+            Ok(client) => audit_chain::instance_retention_days(&client).await,
+            Err(err) => Err(err),
+        };
+        match stored {
+            Ok(stored) if stored >= configured => true,
+            Ok(stored) => {
+                tracing::warn!(
+                    database = stored,
+                    configured,
+                    "instance audit retention: the database holds a shorter one than configured; nothing purged \
+                     (run `palisade migrate`)"
+                );
+                false
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "instance audit retention failed; will retry tomorrow");
+                false
+            }
+        }
     }
 
     /// The sequencer loop each server node runs: seal every `interval` (so an event is in its

@@ -109,6 +109,9 @@ pub struct Policy {
     pub data_key_rotation: time::Duration,
     /// How long a scheduled organization deletion can still be cancelled.
     pub org_deletion_grace: time::Duration,
+    /// The instance chain's retention this server was configured with, if any: it never purges
+    /// instance events younger than this, whatever the database holds (which rules otherwise).
+    pub instance_audit_retention_days: Option<i32>,
 }
 
 impl Default for Policy {
@@ -128,6 +131,7 @@ impl Default for Policy {
             api_key_env: "live".into(),
             data_key_rotation: time::Duration::days(365),
             org_deletion_grace: time::Duration::days(7),
+            instance_audit_retention_days: None,
         }
     }
 }

@@ -196,8 +196,11 @@ pub struct Config {
     /// (at least 1; the database enforces the floor too).
     pub org_deletion_grace_days: i64,
     /// Days the audit events of no organization (sign-ups, sign-ins, lockouts: the instance
-    /// chain) are kept before they are purged under a signed truncation: 365 to 36500.
-    pub instance_audit_retention_days: i64,
+    /// chain) are kept before they are purged under a signed truncation: 365 to 36500. Unset:
+    /// whatever the database holds (730 until an operator sets it); set, it is written to the
+    /// database by `palisade migrate` (and an embedded server's start), and a server never
+    /// purges instance events younger than it.
+    pub instance_audit_retention_days: Option<i64>,
     /// The most collections one organization may hold.
     pub collections_per_org: i32,
     /// The most records one organization may hold.
@@ -271,7 +274,7 @@ impl Default for Config {
             data_key_rotation_days: 365,
             data_key_cache_seconds: 300,
             org_deletion_grace_days: 7,
-            instance_audit_retention_days: 730,
+            instance_audit_retention_days: None,
             collections_per_org: 100,
             records_per_org: 1_000_000,
             record_bytes_per_org: 1 << 30,
@@ -338,12 +341,13 @@ impl Config {
                 _ => anyhow::bail!("PALISADE_RATE_LIMITS must be on or off, not {value:?}"),
             };
         }
-        anyhow::ensure!(
-            (365..=36_500).contains(&config.instance_audit_retention_days),
-            "instance_audit_retention_days must be between 365 and 36500 days, not {} \
-             (PALISADE_INSTANCE_AUDIT_RETENTION_DAYS or palisade.toml)",
-            config.instance_audit_retention_days
-        );
+        if let Some(days) = config.instance_audit_retention_days {
+            anyhow::ensure!(
+                (365..=36_500).contains(&days),
+                "instance_audit_retention_days must be between 365 and 36500 days, not {days} \
+                 (PALISADE_INSTANCE_AUDIT_RETENTION_DAYS or palisade.toml)"
+            );
+        }
         Ok(config)
     }
 
@@ -454,7 +458,10 @@ impl Config {
             format!("data_key_rotation_days = {}", self.data_key_rotation_days),
             format!("data_key_cache_seconds = {}", self.data_key_cache_seconds),
             format!("org_deletion_grace_days = {}", self.org_deletion_grace_days),
-            format!("instance_audit_retention_days = {}", self.instance_audit_retention_days),
+            match self.instance_audit_retention_days {
+                Some(days) => format!("instance_audit_retention_days = {days}"),
+                None => "# instance_audit_retention_days unset: the database's (730 unless set before)".into(),
+            },
             format!("smtp_url = \"{}\"", url(&self.smtp_url)),
             format!("mail_from = {:?}", self.mail_from),
             format!("collections_per_org = {}", self.collections_per_org),

@@ -125,7 +125,9 @@ pub async fn open(config: &Config) -> Result<Connections> {
     for name in &report.applied {
         tracing::info!(migration = %name, "applied migration");
     }
-    migrate::set_instance_audit_retention(&client, instance_audit_retention(config)).await?;
+    if let Some(days) = instance_audit_retention(config) {
+        migrate::set_instance_audit_retention(&client, days).await?;
+    }
     Ok(Connections {
         runtime: Some(cluster.runtime_config(role.as_str(), embedded::DATABASE)),
         admin: Some(admin),
@@ -173,7 +175,9 @@ pub async fn migrate_command(config: &Config) -> Result<()> {
         signin: signin_password.as_ref(),
     };
     let report = migrate::migrate(&mut client, &role, passwords).await?;
-    migrate::set_instance_audit_retention(&client, instance_audit_retention(config)).await?;
+    if let Some(days) = instance_audit_retention(config) {
+        migrate::set_instance_audit_retention(&client, days).await?;
+    }
     println!(
         "Applied {} migration(s) ({} already current); runtime role {} {}.",
         report.applied.len(),
@@ -204,14 +208,17 @@ pub async fn migrate_command(config: &Config) -> Result<()> {
     Ok(())
 }
 
-/// The instance chain's retention as configured (`Config::load` keeps it within 365..=36500).
-fn instance_audit_retention(config: &Config) -> i32 {
-    i32::try_from(config.instance_audit_retention_days).unwrap_or(i32::MAX)
+/// The instance chain's retention, when the operator configured one (`Config::load` keeps it
+/// within 365..=36500). Unset, the database keeps what it has: a run without the setting never
+/// shortens a longer retention set before.
+pub fn instance_audit_retention(config: &Config) -> Option<i32> {
+    config.instance_audit_retention_days.map(|days| i32::try_from(days).unwrap_or(i32::MAX))
 }
 
 /// Warns when the instance chain's retention in the database is not the configured one: with an
 /// external database only `palisade migrate` writes it (the runtime role may only read it).
 pub async fn warn_on_instance_retention_drift(db: &palisade_store::Db, config: &Config) {
+    let Some(configured) = instance_audit_retention(config) else { return };
     let stored = match db.client().await {
         Ok(client) => client.query_one("SELECT retention_days FROM palisade.instance_audit", &[]).await,
         Err(err) => {
@@ -220,11 +227,12 @@ pub async fn warn_on_instance_retention_drift(db: &palisade_store::Db, config: &
         }
     };
     match stored {
-        Ok(row) if i64::from(row.get::<_, i32>(0)) != config.instance_audit_retention_days => tracing::warn!(
+        Ok(row) if row.get::<_, i32>(0) != configured => tracing::warn!(
             database = row.get::<_, i32>(0),
-            configured = config.instance_audit_retention_days,
+            configured,
             "the instance audit retention in the database is not the configured one: run `palisade migrate` \
-             (admin connection) to apply instance_audit_retention_days"
+             (admin connection) to apply instance_audit_retention_days; meanwhile this server purges no instance \
+             event younger than the longer of the two"
         ),
         Ok(_) => {}
         Err(err) => tracing::warn!(error = %err, "cannot read the instance audit retention"),

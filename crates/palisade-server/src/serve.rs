@@ -67,6 +67,7 @@ pub fn build_app(config: &Config, db: Db, clock: Arc<dyn Clock>, random: Arc<dyn
             api_key_env: config.api_key_env.clone(),
             data_key_rotation: time::Duration::days(config.data_key_rotation_days.clamp(1, 3650)),
             org_deletion_grace: time::Duration::days(config.org_deletion_grace_days.clamp(1, 365)),
+            instance_audit_retention_days: crate::database::instance_audit_retention(config),
         },
         mailer: config.mailer()?,
         keys: Arc::new(config.instance_key()?),

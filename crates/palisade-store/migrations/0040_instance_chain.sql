@@ -7,13 +7,16 @@
 -- with write access to the table without a trace, and were kept forever (IP addresses and user
 -- agents included). They now form one more chain, named by the nil UUID
 -- (00000000-0000-0000-0000-000000000000; `org_00000000000000000000000000` in checkpoint
--- messages): no organization has that id (organization ids are UUIDv7), and no caller can enter
--- it (enter_tenant requires a membership of an existing organization). The encoding is the
+-- messages): no organization has that id (organization ids are UUIDv7, and `tenants` refuses it
+-- below), so no caller can enter it. The encoding is the
 -- organization chains' (docs/audit.md), with the nil UUID in the organization field; the hashes
 -- of organization events do not change.
 
--- No sequencer pass (any node, old or new code) runs while this migrates: the horizon it moves
--- and the chain it writes below must not race one.
+-- No sequencer pass (any node, old or new code) runs while this migrates: the chain the backfill
+-- below writes must not race one. The backfill walks every instance event an install has, in one
+-- statement: no statement timeout for this transaction. The table changes come last, so their
+-- locks (held until commit) are held for as short a time as possible.
+SET LOCAL statement_timeout = 0;
 SELECT pg_advisory_xact_lock(727274002);
 
 -- The migrating role writes the backfilled chain as the sequencer's role (as 0011 arranged for
@@ -25,11 +28,6 @@ BEGIN
     END IF;
 END
 $$;
-
--- No organization may ever be the instance chain: enter_new_tenant takes the id the server
--- sends, so the database refuses the nil UUID itself.
-ALTER TABLE palisade.tenants ADD CONSTRAINT tenants_id_is_not_the_instance_chain
-    CHECK (id <> '00000000-0000-0000-0000-000000000000'::uuid);
 
 -- The encoding: an event without a tenant hashes as the instance chain's (NULL would make the
 -- whole hash NULL). Still inlinable: the same single SELECT, STABLE.
@@ -46,9 +44,51 @@ CREATE OR REPLACE FUNCTION palisade.audit_hash(p_seq bigint, p_prev bytea, e pal
                   || palisade.audit_field(e.outcome) || palisade.audit_field(e.details::text))
 $$;
 
--- The sequencer's candidates are now every event from the horizon on, with or without a tenant.
-CREATE INDEX audit_events_xid_idx ON palisade.audit_events (xid);
-DROP INDEX palisade.audit_events_unsealed_idx;
+-- The instance events written before this migration are behind the sequencer's horizon
+-- (`low_xid`): chain them here, in the order they were written, as the sequencer would have
+-- (same encoding, same order, run as its role), 10,000 positions per insert. The horizon itself
+-- does not move: events from it on are the sequencer's, and follow these in the chain. Nothing
+-- else is re-examined, so an organization event found in no chain position before stays found.
+SET LOCAL ROLE palisade_sealer;
+DO $$
+DECLARE
+    v_chain constant uuid := '00000000-0000-0000-0000-000000000000';
+    v_low xid8;
+    e palisade.audit_events%ROWTYPE;
+    v_seq bigint := 0;
+    v_hash bytea := '\x0000000000000000000000000000000000000000000000000000000000000000'::bytea;
+    v_first timestamptz;
+    v_seqs bigint[] := '{}';
+    v_events uuid[] := '{}';
+    v_hashes bytea[] := '{}';
+BEGIN
+    SELECT s.low_xid INTO v_low FROM palisade.audit_sealer s WHERE s.id = 1 FOR UPDATE;
+    FOR e IN SELECT a.* FROM palisade.audit_events a
+              WHERE a.tenant_id IS NULL AND a.xid < v_low
+              ORDER BY a.xid, a.id LOOP
+        v_seq := v_seq + 1;
+        v_hash := palisade.audit_hash(v_seq, v_hash, e);
+        v_first := coalesce(v_first, e.occurred_at);
+        v_seqs := array_append(v_seqs, v_seq);
+        v_events := array_append(v_events, e.id);
+        v_hashes := array_append(v_hashes, v_hash);
+        IF cardinality(v_seqs) >= 10000 THEN
+            INSERT INTO palisade.audit_chain (tenant_id, seq, event_id, hash)
+            SELECT v_chain, * FROM unnest(v_seqs, v_events, v_hashes);
+            v_seqs := '{}';
+            v_events := '{}';
+            v_hashes := '{}';
+        END IF;
+    END LOOP;
+    INSERT INTO palisade.audit_chain (tenant_id, seq, event_id, hash)
+    SELECT v_chain, * FROM unnest(v_seqs, v_events, v_hashes);
+    IF v_seq > 0 THEN
+        INSERT INTO palisade.audit_chain_heads (tenant_id, seq, hash, checkpointed_at)
+        VALUES (v_chain, v_seq, v_hash, v_first);
+    END IF;
+END
+$$;
+RESET ROLE;
 
 -- 0028's sequencer with events without a tenant chained under the nil UUID, and 0031's fixed
 -- plan (CREATE OR REPLACE resets a function's SET options, so they are stated again).
@@ -125,9 +165,10 @@ $$;
 ALTER FUNCTION palisade.seal_audit_events(integer) OWNER TO palisade_sealer;
 
 -- The instance's audit retention, set by the operator (`instance_audit_retention_days`, written
--- by `palisade migrate` and by an embedded server's start, both over the admin connection). Only
--- the migrating role may change it: the purge below reads it here and takes no retention from its
--- caller, so a server (or SQL injected into one) cannot shorten how long sign-ins are kept.
+-- when configured by `palisade migrate` and by an embedded server's start, both over the admin
+-- connection). Only the migrating role may change it: the purge below reads it here and takes no
+-- retention from its caller, so a server (or SQL injected into one) cannot shorten how long
+-- sign-ins are kept.
 CREATE TABLE palisade.instance_audit (
     only_row       boolean PRIMARY KEY DEFAULT true CHECK (only_row),
     retention_days integer NOT NULL DEFAULT 730 CHECK (retention_days BETWEEN 365 AND 36500)
@@ -199,34 +240,11 @@ END
 $$;
 ALTER FUNCTION palisade.purge_instance_audit(bigint, bytea, timestamptz, text, bytea) OWNER TO palisade_sealer;
 
--- The instance events written before this migration are behind the sequencer's horizon
--- (`low_xid`): chain them here, in the order they were written, as the sequencer would have
--- (same encoding, same order, run as its role). The horizon itself does not move: events from it
--- on are the sequencer's, and follow these in the chain. Nothing else is re-examined, so an
--- organization event found in no chain position before stays found.
-SET LOCAL ROLE palisade_sealer;
-DO $$
-DECLARE
-    v_chain constant uuid := '00000000-0000-0000-0000-000000000000';
-    v_low xid8;
-    e palisade.audit_events%ROWTYPE;
-    v_seq bigint := 0;
-    v_hash bytea := '\x0000000000000000000000000000000000000000000000000000000000000000'::bytea;
-    v_first timestamptz;
-BEGIN
-    SELECT s.low_xid INTO v_low FROM palisade.audit_sealer s WHERE s.id = 1 FOR UPDATE;
-    FOR e IN SELECT a.* FROM palisade.audit_events a
-              WHERE a.tenant_id IS NULL AND a.xid < v_low
-              ORDER BY a.xid, a.id LOOP
-        v_seq := v_seq + 1;
-        v_hash := palisade.audit_hash(v_seq, v_hash, e);
-        v_first := coalesce(v_first, e.occurred_at);
-        INSERT INTO palisade.audit_chain (tenant_id, seq, event_id, hash) VALUES (v_chain, v_seq, e.id, v_hash);
-    END LOOP;
-    IF v_seq > 0 THEN
-        INSERT INTO palisade.audit_chain_heads (tenant_id, seq, hash, checkpointed_at)
-        VALUES (v_chain, v_seq, v_hash, v_first);
-    END IF;
-END
-$$;
-RESET ROLE;
+-- The sequencer's candidates are now every event from the horizon on, with or without a tenant.
+CREATE INDEX audit_events_xid_idx ON palisade.audit_events (xid);
+DROP INDEX palisade.audit_events_unsealed_idx;
+
+-- No organization may ever be the instance chain: enter_new_tenant takes the id the server
+-- sends, so the database refuses the nil UUID itself.
+ALTER TABLE palisade.tenants ADD CONSTRAINT tenants_id_is_not_the_instance_chain
+    CHECK (id <> '00000000-0000-0000-0000-000000000000'::uuid);

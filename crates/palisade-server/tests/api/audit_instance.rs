@@ -172,9 +172,11 @@ async fn instance_events_written_before_0040_are_chained_by_it() {
     assert!(behind >= 5, "a key, two sign-ups, verifications, sign-ins: {behind}");
     assert_eq!(app.app.seal_audit().await.unwrap(), 0, "behind the horizon: no pass finds them");
 
-    // The migration's backfill (its last statements), as `palisade migrate` ran them.
+    // The migration's backfill, as `palisade migrate` ran it.
     let migration = include_str!("../../../palisade-store/migrations/0040_instance_chain.sql");
-    let backfill = &migration[migration.rfind("SET LOCAL ROLE palisade_sealer;").expect("the backfill")..];
+    let start = migration.find("SET LOCAL ROLE palisade_sealer;").expect("the backfill");
+    let end = start + migration[start..].find("RESET ROLE;").expect("its end") + "RESET ROLE;".len();
+    let backfill = &migration[start..end];
     admin.batch_execute(&format!("BEGIN; {backfill} COMMIT;")).await.unwrap();
     assert_eq!(app.app.seal_audit().await.unwrap(), 0, "chained by the migration, not left to the sequencer");
     let chain = palisade_store::repo::audit_chain::instance_chain();

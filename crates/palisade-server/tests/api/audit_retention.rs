@@ -188,8 +188,13 @@ async fn instance_events_past_the_instance_retention_are_purged_under_a_signed_t
     assert_eq!(app.app.apply_audit_retention().await.unwrap(), 0, "within ten years");
     assert!(palisade_store::migrate::set_instance_audit_retention(&admin, 364).await.is_err(), "the floor");
     palisade_store::migrate::set_instance_audit_retention(&admin, 730).await.unwrap();
+    // A server configured with a longer retention than the database holds purges nothing.
+    let mut keeps_longer = app.app.clone();
+    keeps_longer.policy.instance_audit_retention_days = Some(1000);
+    assert_eq!(keeps_longer.apply_audit_retention().await.unwrap(), 0, "the server keeps events longer");
+    keeps_longer.policy.instance_audit_retention_days = Some(730);
 
-    assert_eq!(app.app.apply_audit_retention().await.unwrap(), old);
+    assert_eq!(keeps_longer.apply_audit_retention().await.unwrap(), old);
     assert_eq!(app.app.apply_audit_retention().await.unwrap(), 0, "nothing more is due");
     app.app.seal_audit().await.unwrap();
     let chain = palisade_store::repo::audit_chain::instance_chain();

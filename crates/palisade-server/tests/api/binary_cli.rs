@@ -79,6 +79,18 @@ async fn migrate_builds_an_empty_external_database_and_serve_runs_as_the_new_rol
         "{again}"
     );
 
+    // The instance audit retention: written by a migrate that is given one, kept by one that is
+    // not (a run without the setting never shortens a longer retention set before).
+    let (ext, connection) = tokio_postgres::connect(&admin_dsn, tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    let retention_query = "SELECT retention_days FROM palisade.instance_audit";
+    assert_eq!(ext.query_one(retention_query, &[]).await.unwrap().get::<_, i32>(0), 730);
+    let longer = [envs.as_slice(), &[("PALISADE_INSTANCE_AUDIT_RETENTION_DAYS", "3650")]].concat();
+    assert!(command(&longer).arg("migrate").output().unwrap().status.success());
+    assert_eq!(ext.query_one(retention_query, &[]).await.unwrap().get::<_, i32>(0), 3650);
+    assert!(command(&envs).arg("migrate").output().unwrap().status.success());
+    assert_eq!(ext.query_one(retention_query, &[]).await.unwrap().get::<_, i32>(0), 3650, "kept");
+
     // A runtime role that gained privileges is put back in its place by the next migrate.
     let admin = app.admin().await;
     admin.batch_execute(&format!("ALTER ROLE {role} BYPASSRLS CREATEDB")).await.unwrap();

@@ -369,6 +369,15 @@ pub async fn instance_retention_due(
     Ok(row.map(|r| (r.get(0), r.get(1))))
 }
 
+/// The instance chain's retention in days, as the database holds it.
+pub async fn instance_retention_days(client: &Client) -> Result<i32, StoreError> {
+    let row = client
+        .query_one("SELECT retention_days FROM palisade.instance_audit", &[])
+        .await
+        .map_err(StoreError::from_pg)?;
+    Ok(row.get(0))
+}
+
 /// Cuts the instance chain at `c.seq` (rules in `palisade.purge_instance_audit`); `c.org` is
 /// not sent (the chain is fixed). Returns how many events were deleted.
 pub async fn purge_instance(client: &Client, c: NewCheckpoint<'_>) -> Result<i64, StoreError> {
