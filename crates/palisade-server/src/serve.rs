@@ -1,5 +1,5 @@
 //! `palisade serve`: open the database, refuse an over-privileged role, serve until SIGTERM,
-//! drain, stop the embedded cluster.
+//! drain, stop the periodic database work, stop the embedded cluster.
 
 use std::sync::Arc;
 
@@ -228,18 +228,20 @@ pub async fn run(config: Config) -> Result<()> {
     }
     // Access-token keys: load (creating the first key on a new instance), then stay current.
     app.reload_token_keys().await.context("loading the access-token signing keys")?;
-    tokio::spawn(app.clone().run_token_keys(std::time::Duration::from_secs(1)));
+    // The loops that use the database, stopped before it is (see the end of `run`).
+    let mut background = tokio::task::JoinSet::new();
+    background.spawn(app.clone().run_token_keys(std::time::Duration::from_secs(1)));
     // The audit sequencer: seals committed events into their organizations' chains and signs
     // checkpoints. Every node runs one; they take turns in the database.
-    tokio::spawn(
+    background.spawn(
         app.clone().run_audit_sequencer(std::time::Duration::from_millis(config.audit_seal_interval_ms.max(10))),
     );
     // Runs of failed sign-ins are forgotten a day after their last failure (0030).
-    tokio::spawn(app.clone().run_login_attempt_pruning(std::time::Duration::from_secs(3600)));
+    background.spawn(app.clone().run_login_attempt_pruning(std::time::Duration::from_secs(3600)));
     // Data-key rotation: starts scheduled rotations and re-encrypts in batches; resumes after
     // any crash because its progress is what the database still holds under retired keys.
     if app.key_jobs.is_some() {
-        tokio::spawn(app.clone().run_key_rotation(std::time::Duration::from_secs(10)));
+        background.spawn(app.clone().run_key_rotation(std::time::Duration::from_secs(10)));
     } else {
         tracing::warn!(
             "no key jobs' connection (PALISADE_DATABASE_KEYS_URL): scheduled data-key rotation and \
@@ -272,6 +274,10 @@ pub async fn run(config: Config) -> Result<()> {
     let header_read_timeout = std::time::Duration::from_secs(config.header_read_timeout_secs.clamp(1, 300));
     crate::listener::serve(listener, router, tls, header_read_timeout, shutdown).await;
     tracing::info!("drained in-flight requests; stopping");
+    // The periodic work stops before the database does: a pass that started meanwhile is rolled
+    // back with its connection (each is one transaction), and none tries to reconnect to a
+    // cluster shutting down (which logged connection errors on every clean stop).
+    background.shutdown().await;
     if let Some(cluster) = connections.cluster.as_mut() {
         tokio::task::block_in_place(|| cluster.stop())?;
     }
