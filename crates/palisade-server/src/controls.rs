@@ -162,6 +162,11 @@ pub async fn check_t2(runtime: &Client) -> CheckResult {
         Ok(found) => problems.extend(found),
         Err(err) => problems.push(format!("cannot read the caller-settings facts: {err}")),
     }
+    // No temporary object can stand in for a name a definer function uses.
+    match catalog::definer_problems(runtime).await {
+        Ok(found) => problems.extend(found),
+        Err(err) => problems.push(format!("cannot read the definer-function facts: {err}")),
+    }
     if let Some(problem) = forged_tenant_problem(runtime).await {
         problems.push(problem);
     }
@@ -171,7 +176,8 @@ pub async fn check_t2(runtime: &Client) -> CheckResult {
         problems,
         format!(
             "role {}: not superuser, no BYPASSRLS, owns nothing; enter_tenant refuses an unknown session (PA401); \
-             caller settings are read only through palisade.setting, which refuses a tenant set by hand (PA401)",
+             caller settings are read only through palisade.setting, which refuses a tenant set by hand (PA401); \
+             every SECURITY DEFINER function searches pg_temp last and palisade's logins cannot create temporary objects",
             facts.role
         ),
     )

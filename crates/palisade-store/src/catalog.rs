@@ -231,3 +231,31 @@ pub async fn caller_settings_problems(client: &Client) -> Result<Vec<String>, St
         .map_err(StoreError::from_pg)?;
     Ok(rows.iter().map(|r| r.get(0)).collect())
 }
+
+/// What would let SQL injected into a palisade connection run code with the rights of the role
+/// that owns the schema (0041): a SECURITY DEFINER function whose `search_path` does not end
+/// with `pg_temp` (PostgreSQL then searches the caller's temporary schema first for type and
+/// table names), or one of palisade's logins (this one, `<it>_keys`, `<it>_signin`) allowed to
+/// create temporary objects at all. Empty means neither.
+pub async fn definer_problems(client: &Client) -> Result<Vec<String>, StoreError> {
+    let rows = client
+        .query(
+            r#"SELECT format('function %s runs with its owner''s rights but its search_path does not end with pg_temp',
+                             p.oid::regprocedure)
+                 FROM pg_proc p
+                WHERE p.pronamespace = 'palisade'::regnamespace AND p.prosecdef
+                  AND NOT EXISTS (SELECT 1 FROM unnest(p.proconfig) AS c
+                                   WHERE c ~ '^search_path=(.*,\s*)?"?pg_temp"?\s*$')
+               UNION ALL
+               SELECT format('role %s may create temporary objects in database %s (REVOKE TEMPORARY ON DATABASE %I FROM PUBLIC, %I)',
+                             r.rolname, current_database(), current_database(), r.rolname)
+                 FROM pg_roles r
+                WHERE r.rolname IN (current_user, current_user || '_keys', current_user || '_signin')
+                  AND has_database_privilege(r.oid, current_database(), 'TEMPORARY')
+               ORDER BY 1"#,
+            &[],
+        )
+        .await
+        .map_err(StoreError::from_pg)?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}

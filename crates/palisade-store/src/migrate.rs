@@ -101,6 +101,11 @@ const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../migrations/0039_bearer_key_real_time.sql"),
     },
     Migration { version: 40, name: "instance_chain", sql: include_str!("../migrations/0040_instance_chain.sql") },
+    Migration {
+        version: 41,
+        name: "definer_search_path",
+        sql: include_str!("../migrations/0041_definer_search_path.sql"),
+    },
 ];
 
 const GRANTS: &str = include_str!("../migrations/grants.sql");
@@ -283,7 +288,32 @@ async fn migrate_locked(
     tx.batch_execute(&GRANTS.replace("{role}", &signin_role.quoted())).await.map_err(pg)?;
     tx.batch_execute(&format!("GRANT palisade_signin TO {}", signin_role.quoted())).await.map_err(pg)?;
     sync_role_permissions(&tx).await?;
+    let database: String = tx.query_one("SELECT current_database()::text", &[]).await.map_err(pg)?.get(0);
+    revoke_temporary(&tx, &database, &[runtime_role, &keys_role, &signin_role]).await?;
     tx.commit().await.map_err(pg)?;
+    Ok(())
+}
+
+/// Takes TEMPORARY on `database` from PUBLIC and from palisade's logins. None of them needs
+/// temporary objects, and a session's temporary schema is where SQL injected into one would
+/// plant a type or table for a SECURITY DEFINER function to pick up (0041 pins every such
+/// function's path so that it cannot; this is the second wall). PostgreSQL grants TEMPORARY to
+/// PUBLIC on every new database, a copy of a template included, so whoever creates a database
+/// for palisade (migrate, the test kit) calls this. Where the migrating role neither owns the
+/// database nor is a superuser, PostgreSQL only warns and nothing changes; `controls check` (T2)
+/// then reports the grant.
+pub async fn revoke_temporary(
+    admin: &impl tokio_postgres::GenericClient,
+    database: &str,
+    logins: &[&RoleName],
+) -> Result<(), MigrateError> {
+    let grantees: Vec<String> =
+        std::iter::once("PUBLIC".to_owned()).chain(logins.iter().map(|role| role.quoted())).collect();
+    let quoted_database = format!("\"{}\"", database.replace('"', "\"\""));
+    admin
+        .batch_execute(&format!("REVOKE TEMPORARY ON DATABASE {quoted_database} FROM {}", grantees.join(", ")))
+        .await
+        .map_err(pg)?;
     Ok(())
 }
 

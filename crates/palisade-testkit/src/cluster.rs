@@ -73,6 +73,11 @@ pub async fn fresh_database() -> TestDb {
     let postgres =
         palisade_server::database::connect(&test_cluster.cluster.admin_config("postgres")).await.expect("admin");
     postgres.batch_execute(&format!("CREATE DATABASE {name} TEMPLATE {TEMPLATE}")).await.expect("create test database");
+    // A database's privileges are not copied from its template: take TEMPORARY away as
+    // `migrate` does for a real one.
+    let runtime = RoleName::parse(RUNTIME_ROLE).expect("role name");
+    let (keys, signin) = (runtime.keys_role().expect("keys role"), runtime.signin_role().expect("signin role"));
+    migrate::revoke_temporary(&postgres, &name, &[&runtime, &keys, &signin]).await.expect("revoke TEMPORARY");
     TestDb { name }
 }
 

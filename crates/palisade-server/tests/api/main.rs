@@ -26,6 +26,7 @@ mod controls_keys;
 mod cors;
 mod cross_tenant;
 mod database_tls;
+mod definer;
 mod email;
 mod errors;
 mod hygiene;
