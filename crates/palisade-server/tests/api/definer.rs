@@ -90,9 +90,13 @@ async fn temporary_objects_cannot_take_over_definer_functions() {
     let proof = app.session_proof(&token).to_db();
     let runtime = app.runtime().await;
 
-    // 1. The first wall: no temporary objects for palisade's logins.
-    let err = runtime.batch_execute("CREATE TEMP TABLE probe (a int)").await.unwrap_err();
-    assert_eq!(sql_state(&err), "42501", "{err}");
+    // 1. The first wall: no temporary objects for any of palisade's logins.
+    let keys = app.key_jobs().await;
+    let signin = palisade_server::database::connect(&app.db.signin_config()).await.unwrap();
+    for (login, client) in [("runtime", &runtime), ("keys", &keys), ("signin", &signin)] {
+        let err = client.batch_execute("CREATE TEMP TABLE probe (a int)").await.unwrap_err();
+        assert_eq!(sql_state(&err), "42501", "{login}: {err}");
+    }
 
     // 2. The second: with TEMPORARY granted back, plant the shadows.
     grant_temporary_back(&app).await;
