@@ -90,8 +90,8 @@ pub fn chain_label(chain: OrgId) -> String {
 
 /// Prints the newest signed checkpoint of `chain` as the document `--checkpoint` takes back.
 pub async fn print_checkpoint(client: &Client, chain: OrgId) -> Result<ExitCode> {
-    client.query_one("SELECT palisade.seal_audit_events(100000)", &[]).await.context("sealing pending events")?;
-    // The newest head checkpoint (a truncation checkpoint marks where a cut chain starts, and
+    // Read only: a seal pass would chain pending events but sign nothing (the server signs), so
+    // it could not make a newer checkpoint. The newest head checkpoint (a truncation checkpoint marks where a cut chain starts, and
     // is not a document `--checkpoint` takes).
     let rows = client
         .query(audit_chain::CHECKPOINTS, &[&chain.as_uuid(), &10_000i64])
