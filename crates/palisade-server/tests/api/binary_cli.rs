@@ -123,6 +123,32 @@ async fn migrate_builds_an_empty_external_database_and_serve_runs_as_the_new_rol
     )
     .await;
     assert_eq!(status, 202);
+
+    // A server configured with another instance retention than the database holds (3650, from
+    // the migrate above) cannot write it (the runtime role only reads it) and says what to run.
+    // (The same data directory: its key file opens the instance keys the first server sealed.)
+    let data_dir = server.data_dir.to_str().unwrap().to_owned();
+    let drifted = Server::start(&[
+        ("PALISADE_DATA_DIR", data_dir.as_str()),
+        ("PALISADE_DATABASE_URL", runtime_dsn.as_str()),
+        ("PALISADE_DATABASE_SIGNIN_URL", signin_dsn.as_str()),
+        ("PALISADE_INSTANCE_AUDIT_RETENTION_DAYS", "1000"),
+    ]);
+    let (status, _) = call(&drifted.base_url, "GET", "/readyz", None, None).await;
+    assert_eq!(status, 200, "{}", drifted.output());
+    let warned = |output: &str| {
+        output.contains("the instance audit retention in the database is not the configured one")
+            && output.contains("palisade migrate")
+    };
+    for _ in 0..100 {
+        if warned(&drifted.output()) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(warned(&drifted.output()), "{}", drifted.output());
+    assert!(!warned(&server.output()), "no warning without the setting: {}", server.output());
+    assert_eq!(ext.query_one(retention_query, &[]).await.unwrap().get::<_, i32>(0), 3650, "unchanged");
 }
 
 /// With an owner that is not a superuser, FORCE makes row-level security apply to the owner's
