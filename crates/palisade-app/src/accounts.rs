@@ -75,7 +75,8 @@ impl App {
             },
             meta,
         );
-        let mut results = tx.run(&self.db).await?;
+        // Creating an account and its verification token: the sign-in login's (0042).
+        let mut results = tx.run(self.sign_in_db()?).await?;
         // Either way exactly one email goes out, in the background: the answer and its timing
         // are the same for a new and a taken address.
         if results.get(created)? {
@@ -97,7 +98,8 @@ impl App {
                 let reservation = users::reserve_login(&mut tx, email, self.clock.now(), self.policy.lockout);
                 let factors = webauthn_repo::second_factors(&mut tx, email);
                 let passkeys = webauthn_repo::passkeys_for_email(&mut tx, email);
-                let mut results = tx.run(&self.db).await?;
+                // Reading a password hash: the sign-in login's (0042).
+                let mut results = tx.run(self.sign_in_db()?).await?;
                 let (reserved, id) = results.get(reservation)?;
                 (reserved, id, results.get(factors)?, results.get(passkeys)?)
             }

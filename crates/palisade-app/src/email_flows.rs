@@ -38,7 +38,8 @@ impl App {
         let mut tx = Tx::anonymous();
         let account =
             email_tokens::issue_reset(&mut tx, &email, &token.hash, self.clock.now(), self.policy.reset_valid_for);
-        let Some(account) = tx.run(&self.db).await?.get(account)? else {
+        // Minting an email token: the sign-in login's (0042).
+        let Some(account) = tx.run(self.sign_in_db()?).await?.get(account)? else {
             return Ok(());
         };
         let mut tx = Tx::anonymous();
@@ -94,7 +95,8 @@ impl App {
         palisade_store::repo::security::require_recent_auth(&mut tx, now, crate::STEP_UP_WINDOW);
         let taken = email_tokens::issue_change(&mut tx, &token.hash, &new_email, now, time::Duration::hours(24));
         audit::record(&mut tx, self.audit("user.email_change_requested", meta));
-        let taken = tx.run(&self.db).await?.get(taken)?;
+        // Minting an email token: the sign-in login's (0042).
+        let taken = tx.run(self.sign_in_db()?).await?.get(taken)?;
         if taken {
             self.send_notice(new_email.as_str(), Notice::AddressTaken);
         } else {

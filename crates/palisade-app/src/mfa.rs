@@ -169,7 +169,8 @@ impl App {
             &mut tx,
             self.audit("user.mfa_challenged", meta).actor(Actor::User(user.as_uuid())).target("user", user.as_uuid()),
         );
-        tx.run(&self.db).await?;
+        // Minting a challenge: the sign-in login's (0042).
+        tx.run(self.sign_in_db()?).await?;
         Ok(token.token)
     }
 

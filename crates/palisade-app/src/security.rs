@@ -58,7 +58,8 @@ impl App {
         let email = palisade_core::Email::parse(&me.email)?;
         let mut tx = Tx::<Anonymous>::anonymous();
         let reservation = users::reserve_login(&mut tx, &email, self.clock.now(), self.policy.lockout);
-        let (reserved, _) = tx.run(&self.db).await?.get(reservation)?;
+        // Reading a password hash: the sign-in login's (0042).
+        let (reserved, _) = tx.run(self.sign_in_db()?).await?.get(reservation)?;
         let password_ok =
             self.hasher.verify(&password, reserved.as_ref().map(|c| c.password_hash.as_str())).await?.matches;
         let second_ok = match (&code, &factor, password_ok) {
@@ -107,7 +108,8 @@ impl App {
         let email = palisade_core::Email::parse(&me.email)?;
         let mut tx = Tx::<Anonymous>::anonymous();
         let reservation = users::reserve_login(&mut tx, &email, self.clock.now(), self.policy.lockout);
-        let (reserved, _) = tx.run(&self.db).await?.get(reservation)?;
+        // Reading a password hash: the sign-in login's (0042).
+        let (reserved, _) = tx.run(self.sign_in_db()?).await?.get(reservation)?;
         let password_ok =
             self.hasher.verify(&password, reserved.as_ref().map(|c| c.password_hash.as_str())).await?.matches;
         let assertion = match password_ok {

@@ -245,7 +245,8 @@ impl App {
                 .target("user", user.as_uuid())
                 .details(json!({"method": "webauthn", "purpose": purpose_name(purpose)})),
         );
-        tx.run(&self.db).await?;
+        // Minting a challenge: the sign-in login's (0042).
+        tx.run(self.sign_in_db()?).await?;
         Ok((token.token, serde_json::to_value(options).unwrap_or(Value::Null)))
     }
 

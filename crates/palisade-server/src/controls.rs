@@ -167,6 +167,11 @@ pub async fn check_t2(runtime: &Client) -> CheckResult {
         Ok(found) => problems.extend(found),
         Err(err) => problems.push(format!("cannot read the definer-function facts: {err}")),
     }
+    // Nor can it make itself any account (0042).
+    match catalog::account_write_problems(runtime).await {
+        Ok(found) => problems.extend(found),
+        Err(err) => problems.push(format!("cannot read the account-write facts: {err}")),
+    }
     if let Some(problem) = forged_tenant_problem(runtime).await {
         problems.push(problem);
     }
@@ -177,7 +182,8 @@ pub async fn check_t2(runtime: &Client) -> CheckResult {
         format!(
             "role {}: not superuser, no BYPASSRLS, owns nothing; enter_tenant refuses an unknown session (PA401); \
              caller settings are read only through palisade.setting, which refuses a tenant set by hand (PA401); \
-             every SECURITY DEFINER function searches pg_temp last and palisade's logins cannot create temporary objects",
+             every SECURITY DEFINER function searches pg_temp last and palisade's logins cannot create temporary objects; \
+             it can neither read nor replace password hashes, create accounts, nor mint email tokens or sign-in challenges",
             facts.role
         ),
     )
@@ -185,13 +191,8 @@ pub async fn check_t2(runtime: &Client) -> CheckResult {
 
 pub async fn check_a1(runtime: &Client) -> CheckResult {
     let row = runtime
-        .query_one(
-            "SELECT count(*) FILTER (WHERE password_hash LIKE '$argon2id$v=19$m=19456,t=2,p=1$%'),
-                    count(*) FILTER (WHERE password_hash ~ '^\\$2[aby]\\$'),
-                    count(*) FILTER (WHERE password_hash NOT LIKE '$argon2id$%' AND password_hash !~ '^\\$2[aby]\\$')
-               FROM palisade.users",
-            &[],
-        )
+        // Counted by the database (0042): the runtime role cannot read the hashes themselves.
+        .query_one("SELECT * FROM palisade.password_hash_census('$argon2id$v=19$m=19456,t=2,p=1$')", &[])
         .await;
     match row {
         Err(err) => result("A1", A1, vec![format!("cannot read password hashes: {err}")], String::new()),

@@ -20,8 +20,12 @@ END
 $$;
 GRANT USAGE ON SCHEMA palisade TO {role};
 GRANT SELECT ON palisade.schema_migrations TO {role};
-GRANT SELECT, INSERT ON palisade.users TO {role};
-GRANT UPDATE (name, password_hash, updated_at) ON palisade.users TO {role};
+-- Accounts: no password hash read or written, no account created, here (0042): those are the
+-- sign-in login's (palisade_signin). A password is changed through set_own_password, for the
+-- verified caller only.
+GRANT SELECT (id, email, name, is_instance_admin, created_at, updated_at, email_verified_at) ON palisade.users TO {role};
+GRANT UPDATE (name, updated_at) ON palisade.users TO {role};
+GRANT EXECUTE ON FUNCTION palisade.set_own_password(text, timestamptz), palisade.password_hash_census(text) TO {role};
 -- Sign-in attempts are counted, cleared and pruned only through these functions (0030).
 GRANT EXECUTE ON FUNCTION palisade.count_login_attempt(text, timestamptz, integer, float8),
     palisade.clear_login_attempts(uuid), palisade.prune_login_attempts(timestamptz, float8) TO {role};
@@ -50,11 +54,10 @@ GRANT EXECUTE ON FUNCTION palisade.my_orgs() TO {role};
 GRANT EXECUTE ON FUNCTION palisade.verify_email(bytea, timestamptz) TO {role};
 GRANT EXECUTE ON FUNCTION palisade.enter_reset(bytea, timestamptz) TO {role};
 GRANT EXECUTE ON FUNCTION palisade.device_seen(uuid, text) TO {role};
--- Tokens are created by the server and consumed only by the functions above.
-GRANT INSERT ON palisade.email_tokens TO {role};
+-- Email tokens and sign-in challenges are minted by the sign-in login only (0042) and consumed
+-- only by the functions above.
 GRANT SELECT, INSERT, UPDATE, DELETE ON palisade.totp_factors TO {role};
 GRANT SELECT, INSERT, UPDATE, DELETE ON palisade.backup_codes TO {role};
-GRANT INSERT ON palisade.mfa_challenges TO {role};
 GRANT EXECUTE ON FUNCTION palisade.mfa_enabled_for(text) TO {role};
 GRANT EXECUTE ON FUNCTION palisade.enter_mfa_challenge(bytea, timestamptz, integer, float8) TO {role};
 GRANT EXECUTE ON FUNCTION palisade.complete_mfa(bytea, timestamptz, bigint, text) TO {role};

@@ -259,3 +259,28 @@ pub async fn definer_problems(client: &Client) -> Result<Vec<String>, StoreError
         .map_err(StoreError::from_pg)?;
     Ok(rows.iter().map(|r| r.get(0)).collect())
 }
+
+/// What would let SQL injected into a request's connection (this role's) take over an account
+/// (0042): reading or replacing password hashes, creating accounts, or minting the email tokens
+/// and sign-in challenges that the `enter_*` functions turn into a verified caller. Those are
+/// the sign-in login's alone. Empty means none of them.
+pub async fn account_write_problems(client: &Client) -> Result<Vec<String>, StoreError> {
+    let rows = client
+        .query(
+            "SELECT format('role %s can %s', current_user, what)
+               FROM (VALUES
+                     ('read password hashes', has_column_privilege('palisade.users', 'password_hash', 'SELECT')),
+                     ('replace password hashes', has_column_privilege('palisade.users', 'password_hash', 'UPDATE')),
+                     ('create accounts', has_any_column_privilege('palisade.users', 'INSERT')),
+                     ('grant instance administration', has_column_privilege('palisade.users', 'is_instance_admin', 'UPDATE')),
+                     ('mint email tokens', has_table_privilege('palisade.email_tokens', 'INSERT')),
+                     ('mint sign-in challenges', has_table_privilege('palisade.mfa_challenges', 'INSERT'))
+                    ) AS p(what, held)
+              WHERE held
+              ORDER BY 1",
+            &[],
+        )
+        .await
+        .map_err(StoreError::from_pg)?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}

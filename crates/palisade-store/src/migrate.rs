@@ -106,6 +106,7 @@ const MIGRATIONS: &[Migration] = &[
         name: "definer_search_path",
         sql: include_str!("../migrations/0041_definer_search_path.sql"),
     },
+    Migration { version: 42, name: "account_wall", sql: include_str!("../migrations/0042_account_wall.sql") },
 ];
 
 const GRANTS: &str = include_str!("../migrations/grants.sql");

@@ -1,6 +1,7 @@
 //! Integration tests: the real server over real PostgreSQL, spoken to over HTTP (and the real
 //! `palisade` binary where the process itself is under test).
 
+mod account_wall;
 mod accounts;
 mod api_keys;
 mod attacks;

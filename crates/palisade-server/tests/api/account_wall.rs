@@ -1,0 +1,86 @@
+//! Accounts behind the database's wall (migration 0042): SQL injected into a request's
+//! connection cannot read or replace password hashes, create accounts, or mint the email tokens
+//! and sign-in challenges that would make it any account. The attacks are the ones a review
+//! carried out against the previous grants, each of which ended signed in as the victim.
+
+use palisade_store::catalog;
+use palisade_testkit::TestApp;
+use serde_json::json;
+
+fn sql_state(err: &tokio_postgres::Error) -> String {
+    err.code().map(|c| c.code().to_owned()).unwrap_or_default()
+}
+
+async fn hash_of(admin: &tokio_postgres::Client, email: &str) -> String {
+    admin.query_one("SELECT password_hash FROM palisade.users WHERE email = $1", &[&email]).await.unwrap().get(0)
+}
+
+#[tokio::test]
+async fn injected_sql_cannot_take_over_an_account() {
+    let app = TestApp::spawn().await;
+    let (_, victim_org) = app.owner_of("victim@example.com", "Victim Corp").await;
+    let (mallory, _) = app.owner_of("mallory@example.com", "Mallory Ltd").await;
+    let admin = app.admin().await;
+    let victim_hash = hash_of(&admin, "victim@example.com").await;
+    let runtime = app.runtime().await;
+    assert_eq!(catalog::account_write_problems(&runtime).await.unwrap(), Vec::<String>::new());
+
+    // Each statement the review ran, refused for want of the privilege.
+    for sql in [
+        "SELECT password_hash FROM palisade.users",
+        "UPDATE palisade.users v SET password_hash = 'x' WHERE v.email = 'victim@example.com'",
+        "INSERT INTO palisade.users (id, email, name, password_hash, is_instance_admin, created_at, updated_at)
+           VALUES (gen_random_uuid(), 'root@evil.test', 'Root', 'x', true, now(), now())",
+        "INSERT INTO palisade.users (id, email, name, password_hash, created_at, updated_at)
+           VALUES (gen_random_uuid(), 'plain@evil.test', 'Plain', 'x', now(), now())",
+        "UPDATE palisade.users SET is_instance_admin = true",
+        "INSERT INTO palisade.email_tokens (token_hash, user_id, purpose, email, created_at, expires_at)
+           SELECT sha256('v'), id, 'reset_password', email, now(), now() + interval '1 hour'
+             FROM palisade.users WHERE email = 'victim@example.com'",
+        "INSERT INTO palisade.mfa_challenges (token_hash, user_id, created_at, expires_at)
+           SELECT sha256('c'), id, now(), now() + interval '5 minutes'
+             FROM palisade.users WHERE email = 'victim@example.com'",
+    ] {
+        let err = runtime.batch_execute(sql).await.unwrap_err();
+        assert_eq!(sql_state(&err), "42501", "{sql}: {err}");
+    }
+    // No forged token exists, so none can be consumed: the reset never names the victim.
+    let err = runtime.query_one("SELECT palisade.enter_reset(sha256('v'), now())", &[]).await.unwrap_err();
+    assert!(["PA401", "PA410"].contains(&sql_state(&err).as_str()), "{err}");
+
+    // The one way left to set a password: for the verified caller, no one else.
+    let err = runtime.query_one("SELECT palisade.set_own_password('x', now())", &[]).await.unwrap_err();
+    assert_eq!(sql_state(&err), "PA401", "no caller: {err}");
+    runtime.batch_execute("BEGIN").await.unwrap();
+    runtime
+        .query_one("SELECT palisade.enter_session($1, now())", &[&app.session_proof(&mallory).to_db()])
+        .await
+        .unwrap();
+    runtime.query_one("SELECT palisade.set_own_password('$argon2id$mallory-chose-this', now())", &[]).await.unwrap();
+    runtime.batch_execute("COMMIT").await.unwrap();
+    assert_eq!(hash_of(&admin, "mallory@example.com").await, "$argon2id$mallory-chose-this");
+    assert_eq!(hash_of(&admin, "victim@example.com").await, victim_hash, "the victim's hash is untouched");
+
+    // Nothing was created, and the victim's organization still has its one owner.
+    let accounts: i64 = admin.query_one("SELECT count(*) FROM palisade.users", &[]).await.unwrap().get(0);
+    assert_eq!(accounts, 2);
+    let tokens: i64 = admin
+        .query_one("SELECT count(*) FROM palisade.email_tokens WHERE purpose = 'reset_password'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(tokens, 0);
+    let members = app.get(&format!("/api/v1/orgs/{victim_org}/members"), Some(&mallory)).await;
+    assert_eq!(members.status, 404, "{:?}", members.body);
+
+    // The flows that need those privileges run over the sign-in login and still work.
+    let asked =
+        app.send("POST", "/api/v1/auth/forgot-password", None, Some(json!({"email": "victim@example.com"}))).await;
+    assert_eq!(asked.status, 202);
+    let tokens: i64 = admin
+        .query_one("SELECT count(*) FROM palisade.email_tokens WHERE purpose = 'reset_password'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(tokens, 1, "the genuine reset link was minted");
+}
