@@ -195,15 +195,7 @@ impl App {
             .get_or_try_init(|| async {
                 let client = self.db.client().await?;
                 if let Some(stored) = audit_chain::active_key(&client, "audit").await? {
-                    let pair = self.open_signing_key(&stored.key_id, &stored.sealed_private).await.map_err(|err| {
-                        match err {
-                            AppError::Internal(why) => AppError::Internal(format!(
-                                "the audit signing key does not open ({why}): every node must use the same key provider"
-                            )),
-                            other => other,
-                        }
-                    })?;
-                    return Ok(Arc::new(pair));
+                    return Ok(Arc::new(self.open_audit_key(&stored).await?));
                 }
                 let pair = KeyPair::generate();
                 let stored = StoredKey {
@@ -211,11 +203,26 @@ impl App {
                     public_key: pair.public_key().to_vec(),
                     sealed_private: self.seal_signing_key(&pair).await?,
                 };
-                audit_chain::insert_key(&client, "audit", &stored, self.clock.now()).await?;
-                Ok(Arc::new(pair))
+                if audit_chain::add_audit_key(&client, &stored, self.clock.now()).await? == stored.key_id {
+                    return Ok(Arc::new(pair));
+                }
+                // Another node added the instance's key first: sign with that one.
+                match audit_chain::active_key(&client, "audit").await? {
+                    Some(theirs) => Ok(Arc::new(self.open_audit_key(&theirs).await?)),
+                    None => Err(AppError::Internal("the audit signing key another node added is gone".into())),
+                }
             })
             .await
             .cloned()
+    }
+
+    async fn open_audit_key(&self, stored: &StoredKey) -> Result<KeyPair, AppError> {
+        self.open_signing_key(&stored.key_id, &stored.sealed_private).await.map_err(|err| match err {
+            AppError::Internal(why) => AppError::Internal(format!(
+                "the audit signing key does not open ({why}): every node must use the same key provider"
+            )),
+            other => other,
+        })
     }
 
     /// Signs a checkpoint for every chain that is due (1,000 new events, or an hour).

@@ -184,29 +184,43 @@ impl App {
         } else {
             None
         };
-        let mut tx = Tx::anonymous();
-        let rotated = candidate.map(|key| {
-            let rotated = tokens::rotate_key(&mut tx, key, now, Some(self.policy.signing_key_rotation));
-            audit::record_if_flag(
-                &mut tx,
-                self.audit("signing_key.rotated", &RequestMeta::default())
-                    .actor(Actor::None)
-                    .details(json!({"purpose": "token", "reason": "due"})),
-                KEY_ROTATED_FLAG,
-            );
-            rotated
-        });
-        let keys = tokens::published_keys(&mut tx, now, self.publish_grace());
-        let mut results = tx.run(&self.db).await?;
-        if let Some(rotated) = rotated
-            && results.get(rotated)?
-        {
-            tracing::info!("rotated the access-token signing key (schedule)");
+        // Rotating is the sign-in login's (0043); a node without it (a CLI command) only reads.
+        // A failed rotation still reloads the published set, so a revocation takes effect.
+        if let (Some(key), Some(sign_in)) = (candidate, &self.sign_in) {
+            match self.rotate_token_key_when_due(sign_in, key, now).await {
+                Ok(true) => tracing::info!("rotated the access-token signing key (schedule)"),
+                Ok(false) => {}
+                // With no key at all yet (a new instance's first start) there is nothing to sign with.
+                Err(err) if self.tokens.signer().is_none() => return Err(err),
+                Err(err) => tracing::warn!(error = %err, "rotating the access-token signing key failed; will retry"),
+            }
         }
-        let keys = results.get(keys)?;
+        let mut tx = Tx::anonymous();
+        let keys = tokens::published_keys(&mut tx, now, self.publish_grace());
+        let keys = tx.run(&self.db).await?.get(keys)?;
         let (state, signer) = self.key_state(&keys).await;
         self.tokens.install(state);
         signer
+    }
+
+    /// The scheduled rotation: `key` becomes the signing key unless another node rotated within
+    /// the period. Whether it did.
+    async fn rotate_token_key_when_due(
+        &self,
+        sign_in: &palisade_store::Db,
+        key: NewKey,
+        now: time::OffsetDateTime,
+    ) -> Result<bool, AppError> {
+        let mut tx = Tx::anonymous();
+        let rotated = tokens::rotate_key(&mut tx, key, now, Some(self.policy.signing_key_rotation));
+        audit::record_if_flag(
+            &mut tx,
+            self.audit("signing_key.rotated", &RequestMeta::default())
+                .actor(Actor::None)
+                .details(json!({"purpose": "token", "reason": "due"})),
+            KEY_ROTATED_FLAG,
+        );
+        Ok(tx.run(sign_in).await?.get(rotated)?)
     }
 
     /// The node's key state for `keys`, and whether the signing key could be opened. A signing
@@ -267,7 +281,8 @@ impl App {
                 .actor(Actor::None)
                 .details(json!({"purpose": "token", "reason": "operator", "key_id": kid})),
         );
-        tx.run(&self.db).await?.get(added)?;
+        // Rotating is the sign-in login's (0043).
+        tx.run(self.sign_in_db()?).await?.get(added)?;
         self.reload_token_keys().await?;
         Ok(kid)
     }
@@ -294,8 +309,9 @@ impl App {
                 .details(json!({"purpose": "token", "reason": "revocation"})),
             KEY_ROTATED_FLAG,
         );
-        // An unknown or already revoked key id fails the transaction: NotFound.
-        let replaced = tx.run(&self.db).await?.get(replaced)?;
+        // An unknown or already revoked key id fails the transaction: NotFound. Revoking is the
+        // sign-in login's (0043).
+        let replaced = tx.run(self.sign_in_db()?).await?.get(replaced)?;
         if replaced {
             tracing::warn!(key_id = kid, "revoked the signing access-token key; a new key signs from now on");
         }

@@ -167,8 +167,8 @@ pub async fn check_t2(runtime: &Client) -> CheckResult {
         Ok(found) => problems.extend(found),
         Err(err) => problems.push(format!("cannot read the definer-function facts: {err}")),
     }
-    // Nor can it make itself any account (0042).
-    match catalog::account_write_problems(runtime).await {
+    // Nor can it make itself any account, or change the keys (0042, 0043).
+    match catalog::wall_problems(runtime).await {
         Ok(found) => problems.extend(found),
         Err(err) => problems.push(format!("cannot read the account-write facts: {err}")),
     }
@@ -183,7 +183,8 @@ pub async fn check_t2(runtime: &Client) -> CheckResult {
             "role {}: not superuser, no BYPASSRLS, owns nothing; enter_tenant refuses an unknown session (PA401); \
              caller settings are read only through palisade.setting, which refuses a tenant set by hand (PA401); \
              every SECURITY DEFINER function searches pg_temp last and palisade's logins cannot create temporary objects; \
-             it can neither read nor replace password hashes, create accounts, nor mint email tokens or sign-in challenges",
+             it can neither read nor replace password hashes, create accounts, mint email tokens or sign-in challenges, \
+             publish or revoke signing keys, nor rewrite the instance data keys",
             facts.role
         ),
     )

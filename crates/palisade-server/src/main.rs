@@ -395,7 +395,11 @@ async fn keys(config: &Config, command: KeysCommand) -> Result<ExitCode> {
         std::sync::Arc::new(palisade_core::SystemRandomness),
     )?;
     app.key_jobs = serve::key_jobs_pool(&connections).await?;
-    if matches!(command, KeysCommand::RotateBearer { .. }) {
+    // The access-token and bearer keys are the sign-in login's to change (0037, 0043).
+    if matches!(
+        command,
+        KeysCommand::RotateBearer { .. } | KeysCommand::RotateSigning | KeysCommand::RevokeSigning { .. }
+    ) {
         app.sign_in = Some(serve::sign_in_pool(&connections, 1).await?);
     }
     let outcome = keys_command(&app, command).await;

@@ -98,8 +98,8 @@ pub async fn sign_in_pool(connections: &crate::database::Connections, size: usiz
     let Some(signin) = connections.signin.clone() else {
         bail!(
             "set PALISADE_DATABASE_SIGNIN_URL to the sign-in login's connection (the `<runtime role>_signin` role \
-             `palisade migrate` creates; give it a password first): sessions are opened over it, never over the \
-             runtime role's"
+             `palisade migrate` creates; give it a password first): sessions are opened, and access-token keys \
+             changed, over it, never over the runtime role's"
         );
     };
     let db = Db::connect(signin, size)?;

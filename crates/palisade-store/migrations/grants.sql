@@ -91,10 +91,11 @@ GRANT EXECUTE ON FUNCTION palisade.due_checkpoints(timestamptz, bigint, interval
 GRANT EXECUTE ON FUNCTION palisade.record_checkpoint(uuid, bigint, bytea, timestamptz, text, bytea) TO {role};
 GRANT EXECUTE ON FUNCTION palisade.audit_field(text) TO palisade_sealer;
 GRANT EXECUTE ON FUNCTION palisade.audit_hash(bigint, bytea, palisade.audit_events) TO palisade_sealer;
--- Signing keys: public parts readable, private parts sealed with the instance key.
-GRANT SELECT, INSERT ON palisade.signing_keys TO {role};
-GRANT UPDATE (retired_at, revoked_at) ON palisade.signing_keys TO {role};
-GRANT EXECUTE ON FUNCTION palisade.rotate_token_key(text, bytea, bytea, timestamptz, interval) TO {role};
+-- Signing keys: public parts readable, private parts sealed with the instance key. Access-token
+-- keys are rotated and revoked by the sign-in login only; the audit key is added only through
+-- add_audit_key (0043).
+GRANT SELECT ON palisade.signing_keys TO {role};
+GRANT EXECUTE ON FUNCTION palisade.add_audit_key(text, bytea, bytea, timestamptz) TO {role};
 -- Refresh tokens: the sign-in login adds the first of a family (palisade_signin, 0036); only
 -- rotate_refresh reads or uses them (their hashes are never readable by the runtime role).
 GRANT EXECUTE ON FUNCTION palisade.rotate_refresh(bytea, bytea, timestamptz, uuid, inet, text, text) TO {role};
@@ -136,8 +137,8 @@ GRANT EXECUTE ON FUNCTION palisade.set_org_plan(uuid, text, timestamptz) TO {rol
 -- on org_data_keys is for the KEY SHARE lock a sealed write takes (sealed_key_guard).
 GRANT SELECT, INSERT ON palisade.org_data_keys TO {role};
 GRANT UPDATE (rewrapped_at) ON palisade.org_data_keys TO {role};
+-- Rewrapped only by the key jobs' login (palisade_keyjobs, 0043).
 GRANT SELECT, INSERT ON palisade.instance_data_keys TO {role};
-GRANT UPDATE (wrapping_key, wrapped, rewrapped_at) ON palisade.instance_data_keys TO {role};
 GRANT SELECT, INSERT, DELETE ON palisade.secrets TO {role};
 GRANT UPDATE (sealed, version, updated_by, updated_at) ON palisade.secrets TO {role};
 -- Sealed WebAuthn credentials (0021): the server inserts a credential only sealed

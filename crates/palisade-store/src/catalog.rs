@@ -261,10 +261,11 @@ pub async fn definer_problems(client: &Client) -> Result<Vec<String>, StoreError
 }
 
 /// What would let SQL injected into a request's connection (this role's) take over an account
-/// (0042): reading or replacing password hashes, creating accounts, or minting the email tokens
-/// and sign-in challenges that the `enter_*` functions turn into a verified caller. Those are
-/// the sign-in login's alone. Empty means none of them.
-pub async fn account_write_problems(client: &Client) -> Result<Vec<String>, StoreError> {
+/// or the keys (0042, 0043): reading or replacing password hashes, creating accounts, minting
+/// the email tokens and sign-in challenges that the `enter_*` functions turn into a verified
+/// caller, publishing or revoking signing keys, or rewriting the instance's wrapped data keys.
+/// Those are the sign-in login's, or the key jobs', alone. Empty means none of them.
+pub async fn wall_problems(client: &Client) -> Result<Vec<String>, StoreError> {
     let rows = client
         .query(
             "SELECT format('role %s can %s', current_user, what)
@@ -274,7 +275,12 @@ pub async fn account_write_problems(client: &Client) -> Result<Vec<String>, Stor
                      ('create accounts', has_any_column_privilege('palisade.users', 'INSERT')),
                      ('grant instance administration', has_column_privilege('palisade.users', 'is_instance_admin', 'UPDATE')),
                      ('mint email tokens', has_table_privilege('palisade.email_tokens', 'INSERT')),
-                     ('mint sign-in challenges', has_table_privilege('palisade.mfa_challenges', 'INSERT'))
+                     ('mint sign-in challenges', has_table_privilege('palisade.mfa_challenges', 'INSERT')),
+                     ('publish signing keys', has_table_privilege('palisade.signing_keys', 'INSERT')),
+                     ('retire or revoke signing keys', has_any_column_privilege('palisade.signing_keys', 'UPDATE')),
+                     ('rotate the access-token key',
+                      has_function_privilege('palisade.rotate_token_key(text, bytea, bytea, timestamptz, interval)', 'EXECUTE')),
+                     ('rewrite the instance data keys', has_any_column_privilege('palisade.instance_data_keys', 'UPDATE'))
                     ) AS p(what, held)
               WHERE held
               ORDER BY 1",

@@ -107,6 +107,7 @@ const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../migrations/0041_definer_search_path.sql"),
     },
     Migration { version: 42, name: "account_wall", sql: include_str!("../migrations/0042_account_wall.sql") },
+    Migration { version: 43, name: "key_wall", sql: include_str!("../migrations/0043_key_wall.sql") },
 ];
 
 const GRANTS: &str = include_str!("../migrations/grants.sql");

@@ -23,7 +23,7 @@ async fn injected_sql_cannot_take_over_an_account() {
     let admin = app.admin().await;
     let victim_hash = hash_of(&admin, "victim@example.com").await;
     let runtime = app.runtime().await;
-    assert_eq!(catalog::account_write_problems(&runtime).await.unwrap(), Vec::<String>::new());
+    assert_eq!(catalog::wall_problems(&runtime).await.unwrap(), Vec::<String>::new());
 
     // Each statement the review ran, refused for want of the privilege.
     for sql in [
@@ -83,4 +83,70 @@ async fn injected_sql_cannot_take_over_an_account() {
         .unwrap()
         .get(0);
     assert_eq!(tokens, 1, "the genuine reset link was minted");
+}
+
+/// The keys behind the wall (0043): SQL injected into a request's connection can neither publish
+/// an access-token key of its own (which every node would trust), revoke the real ones, stand a
+/// second audit key beside the instance's, nor overwrite the wrapped instance data keys.
+#[tokio::test]
+async fn injected_sql_cannot_change_the_keys() {
+    let app = TestApp::spawn().await;
+    let token = app.user("keys-victim@example.com").await;
+    let admin = app.admin().await;
+    let keys_before: Vec<(String, Option<time::OffsetDateTime>)> = admin
+        .query("SELECT key_id, revoked_at FROM palisade.signing_keys ORDER BY key_id", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let instance_keys: Vec<Vec<u8>> = admin
+        .query("SELECT wrapped FROM palisade.instance_data_keys ORDER BY id", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(keys_before.len(), 1, "the access-token key (no checkpoint signed yet): {keys_before:?}");
+    assert!(!instance_keys.is_empty());
+    let runtime = app.runtime().await;
+    assert_eq!(catalog::wall_problems(&runtime).await.unwrap(), Vec::<String>::new());
+
+    let public = vec![7u8; 32];
+    for sql in [
+        "INSERT INTO palisade.signing_keys (key_id, purpose, algorithm, public_key, sealed_private, created_at)
+           VALUES ('evil-1', 'token', 'Ed25519', '\\x7777777777777777777777777777777777777777777777777777777777777777', '\\x00', now())",
+        "UPDATE palisade.signing_keys SET revoked_at = now()",
+        "SELECT palisade.rotate_token_key('evil-2', '\\x7777777777777777777777777777777777777777777777777777777777777777', '\\x00', now(), NULL)",
+        "UPDATE palisade.instance_data_keys SET wrapped = '\\x00'",
+    ] {
+        let err = runtime.batch_execute(sql).await.unwrap_err();
+        assert_eq!(sql_state(&err), "42501", "{sql}: {err}");
+    }
+    // The audit key can be added only while the instance has none: once the first is in (as the
+    // sequencer adds it), a second one is refused in favour of it, and nothing is written.
+    let add = "SELECT palisade.add_audit_key($1, $2, '\\x00', now())";
+    let first: String = runtime.query_one(add, &[&"audit-first", &public]).await.unwrap().get(0);
+    assert_eq!(first, "audit-first");
+    let mut keys_before = [keys_before, vec![("audit-first".to_owned(), None)]].concat();
+    keys_before.sort();
+    let active: String = runtime.query_one(add, &[&"evil-audit", &public]).await.unwrap().get(0);
+    assert_eq!(active, "audit-first", "the second key was refused");
+    let keys_after: Vec<(String, Option<time::OffsetDateTime>)> = admin
+        .query("SELECT key_id, revoked_at FROM palisade.signing_keys ORDER BY key_id", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(keys_after, keys_before);
+    let instance_after: Vec<Vec<u8>> = admin
+        .query("SELECT wrapped FROM palisade.instance_data_keys ORDER BY id", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(instance_after, instance_keys);
+    assert_eq!(app.get("/api/v1/me", Some(&token)).await.status, 200, "the real key still signs");
 }

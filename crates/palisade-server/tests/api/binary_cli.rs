@@ -361,6 +361,13 @@ async fn keys_commands_list_rotate_and_revoke_the_signing_key_a_running_server_u
     assert_eq!(code, Some(0));
     assert!(list.lines().any(|l| l.starts_with(&first_kid) && l.contains("signing")), "{list}");
 
+    // Access-token keys are the sign-in login's to change (0043): without it, what to set.
+    let (code, _, err) = run(&["rotate-signing"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("PALISADE_DATABASE_SIGNIN_URL"), "{err}");
+    let signin = app.db.signin_dsn();
+    let envs = [envs.as_slice(), &[("PALISADE_DATABASE_SIGNIN_URL", signin.as_str())]].concat();
+    let run = |args: &[&str]| run_keys(&envs, args);
     let (code, rotated, err) = run(&["rotate-signing"]);
     assert_eq!(code, Some(0), "{err}");
     let new_kid = rotated.split_whitespace().next().unwrap().to_owned();

@@ -242,16 +242,17 @@ pub async fn active_key(client: &Client, purpose: &str) -> Result<Option<StoredK
     Ok(row.map(|r| StoredKey { key_id: r.get(0), public_key: r.get(1), sealed_private: r.get(2) }))
 }
 
-pub async fn insert_key(client: &Client, purpose: &str, key: &StoredKey, at: OffsetDateTime) -> Result<(), StoreError> {
-    client
-        .execute(
-            "INSERT INTO palisade.signing_keys (key_id, purpose, algorithm, public_key, sealed_private, created_at) \
-             VALUES ($1, $2, 'Ed25519', $3, $4, $5) ON CONFLICT DO NOTHING",
-            &[&key.key_id, &purpose, &key.public_key, &key.sealed_private, &at],
+/// Adds `key` as the instance's audit signing key unless one is already active (another node
+/// was first). Returns the id of the key that signs checkpoints from now on.
+pub async fn add_audit_key(client: &Client, key: &StoredKey, at: OffsetDateTime) -> Result<String, StoreError> {
+    let row = client
+        .query_one(
+            "SELECT palisade.add_audit_key($1, $2, $3, $4)",
+            &[&key.key_id, &key.public_key, &key.sealed_private, &at],
         )
         .await
         .map_err(StoreError::from_pg)?;
-    Ok(())
+    Ok(row.get(0))
 }
 
 /// What verifying a chain found.
