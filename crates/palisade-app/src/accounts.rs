@@ -174,7 +174,8 @@ impl App {
 
     /// One pruning pass (see `run_login_attempt_pruning`): how many runs were forgotten.
     pub async fn prune_login_attempts(&self) -> Result<i64, AppError> {
-        Ok(users::prune_login_attempts(&self.db, self.clock.now(), LOGIN_ATTEMPTS_KEPT).await?)
+        // The sign-in login's (0044).
+        Ok(users::prune_login_attempts(self.sign_in_db()?, self.clock.now(), LOGIN_ATTEMPTS_KEPT).await?)
     }
 
     /// Records a refused sign-in (and the lock, if this attempt set it). Returns the one answer

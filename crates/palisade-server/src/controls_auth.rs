@@ -98,19 +98,23 @@ pub async fn check_a4(runtime: &Client, admin: Option<&Client>, url: Option<&str
             config.lockout_minutes
         ));
     }
-    // The counter is the database's: the runtime role reaches it only through the functions that
-    // count atomically (200 concurrent attempts, at most `threshold` password checks).
-    problems.extend(
-        only_through(
-            runtime,
-            "login_attempts",
-            &TABLE_PRIVILEGES,
-            "palisade.count_login_attempt(text, timestamptz, integer, double precision)",
-        )
-        .await,
-    );
+    // The counter is the database's: reached only through the function that counts atomically
+    // (200 concurrent attempts, at most `threshold` password checks), which only the sign-in
+    // login may call (0044: it takes the time from its caller).
+    match table_rights(runtime, "palisade.login_attempts", &TABLE_PRIVILEGES).await {
+        Ok(held) if !held.is_empty() => {
+            problems.push(format!("the runtime role holds {} on login_attempts", held.join(", ")))
+        }
+        Ok(_) => {}
+        Err(err) => problems.push(format!("cannot read the runtime role's privileges: {err}")),
+    }
+    if let Err(problem) =
+        sign_in_function(runtime, "palisade.count_login_attempt(text, timestamptz, integer, double precision)").await
+    {
+        problems.push(problem);
+    }
     let mut evidence = format!(
-        "{} failures lock for {} min, counted per address by count_login_attempt",
+        "{} failures lock for {} min, counted per address by count_login_attempt (the sign-in login's alone)",
         config.lockout_threshold, config.lockout_minutes
     );
     match (url, admin) {
@@ -244,6 +248,29 @@ async fn table_rights(
 }
 
 /// The function exists, runs as its owner (SECURITY DEFINER) and the connected role may call it.
+/// `signature` is SECURITY DEFINER and callable by the sign-in login (palisade_signin) but not by
+/// the connected (runtime) role.
+async fn sign_in_function(runtime: &Client, signature: &str) -> Result<(), String> {
+    let row = runtime
+        .query_opt(
+            "SELECT p.prosecdef, has_function_privilege(current_user, p.oid, 'EXECUTE'),
+                    has_function_privilege('palisade_signin', p.oid, 'EXECUTE')
+               FROM pg_proc p WHERE p.oid = to_regprocedure($1)",
+            &[&signature],
+        )
+        .await
+        .map_err(|err| format!("cannot read the catalog: {err}"))?;
+    match row {
+        None => Err(format!("{signature} is missing: is the schema migrated?")),
+        Some(row) if !row.get::<_, bool>(0) => Err(format!("{signature} is not SECURITY DEFINER")),
+        Some(row) if row.get::<_, bool>(1) => {
+            Err(format!("the runtime role can call {signature} (only the sign-in login may)"))
+        }
+        Some(row) if !row.get::<_, bool>(2) => Err(format!("the sign-in login cannot call {signature}")),
+        Some(_) => Ok(()),
+    }
+}
+
 async fn definer_function(runtime: &Client, signature: &str) -> Result<(), String> {
     let row = runtime
         .query_opt(

@@ -26,9 +26,9 @@ GRANT SELECT ON palisade.schema_migrations TO {role};
 GRANT SELECT (id, email, name, is_instance_admin, created_at, updated_at, email_verified_at) ON palisade.users TO {role};
 GRANT UPDATE (name, updated_at) ON palisade.users TO {role};
 GRANT EXECUTE ON FUNCTION palisade.set_own_password(text, timestamptz), palisade.password_hash_census(text) TO {role};
--- Sign-in attempts are counted, cleared and pruned only through these functions (0030).
-GRANT EXECUTE ON FUNCTION palisade.count_login_attempt(text, timestamptz, integer, float8),
-    palisade.clear_login_attempts(uuid), palisade.prune_login_attempts(timestamptz, float8) TO {role};
+-- Sign-in attempts are counted, cleared and pruned only through these functions (0030); counting
+-- and pruning are the sign-in login's, and clearing is for the verified caller only (0044).
+GRANT EXECUTE ON FUNCTION palisade.clear_login_attempts(uuid) TO {role};
 -- Token hashes are readable only by enter_session (SECURITY DEFINER): a compromised runtime
 -- connection cannot lift another user's session proof. Sessions are inserted only by the
 -- sign-in login (palisade_signin, 0036), never by {role}.

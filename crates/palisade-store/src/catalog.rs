@@ -263,8 +263,9 @@ pub async fn definer_problems(client: &Client) -> Result<Vec<String>, StoreError
 /// What would let SQL injected into a request's connection (this role's) take over an account
 /// or the keys (0042, 0043): reading or replacing password hashes, creating accounts, minting
 /// the email tokens and sign-in challenges that the `enter_*` functions turn into a verified
-/// caller, publishing or revoking signing keys, or rewriting the instance's wrapped data keys.
-/// Those are the sign-in login's, or the key jobs', alone. Empty means none of them.
+/// caller, publishing or revoking signing keys, rewriting the instance's wrapped data keys, or
+/// counting and pruning sign-in attempts itself (0044). Those are the sign-in login's, or the key
+/// jobs', alone. Empty means none of them.
 pub async fn wall_problems(client: &Client) -> Result<Vec<String>, StoreError> {
     let rows = client
         .query(
@@ -280,7 +281,10 @@ pub async fn wall_problems(client: &Client) -> Result<Vec<String>, StoreError> {
                      ('retire or revoke signing keys', has_any_column_privilege('palisade.signing_keys', 'UPDATE')),
                      ('rotate the access-token key',
                       has_function_privilege('palisade.rotate_token_key(text, bytea, bytea, timestamptz, interval)', 'EXECUTE')),
-                     ('rewrite the instance data keys', has_any_column_privilege('palisade.instance_data_keys', 'UPDATE'))
+                     ('rewrite the instance data keys', has_any_column_privilege('palisade.instance_data_keys', 'UPDATE')),
+                     ('count or prune sign-in attempts at a time of its choosing',
+                      has_function_privilege('palisade.count_login_attempt(text, timestamptz, integer, float8)', 'EXECUTE')
+                      OR has_function_privilege('palisade.prune_login_attempts(timestamptz, float8)', 'EXECUTE'))
                     ) AS p(what, held)
               WHERE held
               ORDER BY 1",

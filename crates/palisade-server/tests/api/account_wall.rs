@@ -150,3 +150,40 @@ async fn injected_sql_cannot_change_the_keys() {
     assert_eq!(instance_after, instance_keys);
     assert_eq!(app.get("/api/v1/me", Some(&token)).await.status, 200, "the real key still signs");
 }
+
+/// The lockout behind the wall (0044): SQL injected into a request's connection can neither lock
+/// an address for good, nor clear an account's run of failures between guesses, nor prune.
+#[tokio::test]
+async fn injected_sql_cannot_lock_or_unlock_accounts() {
+    let app = TestApp::spawn().await;
+    let victim = app.user("lock-victim@example.com").await;
+    let victim_id: uuid::Uuid = app.admin().await.query_one("SELECT id FROM palisade.users", &[]).await.unwrap().get(0);
+    // Five wrong passwords: one short of the lock.
+    for _ in 0..5 {
+        let wrong = json!({"email": "lock-victim@example.com", "password": "not-the-password-9"});
+        assert_eq!(app.send("POST", "/api/v1/auth/login", None, Some(wrong)).await.status, 401);
+    }
+    let runtime = app.runtime().await;
+    for sql in [
+        "SELECT palisade.count_login_attempt('lock-victim@example.com', 'infinity', 1, 1)",
+        "SELECT palisade.prune_login_attempts('infinity', 0)",
+    ] {
+        let err = runtime.batch_execute(sql).await.unwrap_err();
+        assert_eq!(sql_state(&err), "42501", "{sql}: {err}");
+    }
+    let err = runtime.query_one("SELECT palisade.clear_login_attempts($1)", &[&victim_id]).await.unwrap_err();
+    assert_eq!(sql_state(&err), "PA401", "{err}");
+    let failed: i32 =
+        app.admin().await.query_one("SELECT failed FROM palisade.login_attempts", &[]).await.unwrap().get(0);
+    assert_eq!(failed, 5, "the run of failures stands");
+    // The account itself may clear its own run (as a step-up does); the sixth guess would lock.
+    runtime.batch_execute("BEGIN").await.unwrap();
+    runtime
+        .query_one("SELECT palisade.enter_session($1, now())", &[&app.session_proof(&victim).to_db()])
+        .await
+        .unwrap();
+    runtime.query_one("SELECT palisade.clear_login_attempts($1)", &[&victim_id]).await.unwrap();
+    runtime.batch_execute("ROLLBACK").await.unwrap();
+    let ok = json!({"email": "lock-victim@example.com", "password": palisade_testkit::PASSWORD});
+    assert_eq!(app.send("POST", "/api/v1/auth/login", None, Some(ok)).await.status, 200, "not locked for good");
+}
