@@ -109,6 +109,7 @@ const MIGRATIONS: &[Migration] = &[
     Migration { version: 42, name: "account_wall", sql: include_str!("../migrations/0042_account_wall.sql") },
     Migration { version: 43, name: "key_wall", sql: include_str!("../migrations/0043_key_wall.sql") },
     Migration { version: 44, name: "lockout_wall", sql: include_str!("../migrations/0044_lockout_wall.sql") },
+    Migration { version: 45, name: "sealer_row_lock", sql: include_str!("../migrations/0045_sealer_row_lock.sql") },
 ];
 
 const GRANTS: &str = include_str!("../migrations/grants.sql");

@@ -1,7 +1,6 @@
 //! Integration tests: the real server over real PostgreSQL, spoken to over HTTP (and the real
 //! `palisade` binary where the process itself is under test).
 
-mod account_wall;
 mod accounts;
 mod api_keys;
 mod attacks;
@@ -55,4 +54,5 @@ mod step_up;
 mod support;
 mod tokens;
 mod transport;
+mod walls;
 mod webauthn;

@@ -1,7 +1,8 @@
-//! Accounts behind the database's wall (migration 0042): SQL injected into a request's
-//! connection cannot read or replace password hashes, create accounts, or mint the email tokens
-//! and sign-in challenges that would make it any account. The attacks are the ones a review
-//! carried out against the previous grants, each of which ended signed in as the victim.
+//! What SQL injected into a request's connection cannot do (migrations 0042–0045): take over an
+//! account (read or replace password hashes, create accounts, mint the email tokens and sign-in
+//! challenges that would make it any account), change the keys, lock or unlock accounts, or
+//! stall the audit sequencer. Each attack is one a review carried out against the earlier
+//! grants; the account takeovers ended signed in as the victim.
 
 use palisade_store::catalog;
 use palisade_testkit::TestApp;
@@ -186,4 +187,35 @@ async fn injected_sql_cannot_lock_or_unlock_accounts() {
     runtime.batch_execute("ROLLBACK").await.unwrap();
     let ok = json!({"email": "lock-victim@example.com", "password": palisade_testkit::PASSWORD});
     assert_eq!(app.send("POST", "/api/v1/auth/login", None, Some(ok)).await.status, 200, "not locked for good");
+}
+
+/// The sequencer behind the wall (0045): an advisory lock held by a runtime connection, which
+/// used to stop every sequencer pass for as long as it was held, no longer stalls it; and the
+/// sequencer's own row cannot be locked by a runtime connection.
+#[tokio::test]
+async fn injected_sql_cannot_stall_the_audit_sequencer() {
+    let app = TestApp::spawn().await;
+    let runtime = app.runtime().await;
+    runtime.query_one("SELECT pg_advisory_lock(727274002)", &[]).await.unwrap();
+    let err = runtime.batch_execute("BEGIN; SELECT 1 FROM palisade.audit_sealer FOR UPDATE").await.unwrap_err();
+    assert_eq!(sql_state(&err), "42501", "{err}");
+    runtime.batch_execute("ROLLBACK").await.unwrap();
+    app.user("sealed-anyway@example.com").await;
+    let mut sealed = 0;
+    for _ in 0..5 {
+        sealed += app.app.seal_audit().await.unwrap();
+    }
+    assert!(sealed > 0, "the sign-up's events were chained while the advisory lock was held");
+    let unchained: i64 = app
+        .admin()
+        .await
+        .query_one(
+            "SELECT count(*) FROM palisade.audit_events a
+              WHERE NOT EXISTS (SELECT 1 FROM palisade.audit_chain c WHERE c.event_id = a.id)",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(unchained, 0);
 }
