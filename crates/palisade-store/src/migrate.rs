@@ -110,6 +110,7 @@ const MIGRATIONS: &[Migration] = &[
     Migration { version: 43, name: "key_wall", sql: include_str!("../migrations/0043_key_wall.sql") },
     Migration { version: 44, name: "lockout_wall", sql: include_str!("../migrations/0044_lockout_wall.sql") },
     Migration { version: 45, name: "sealer_row_lock", sql: include_str!("../migrations/0045_sealer_row_lock.sql") },
+    Migration { version: 46, name: "checkpoint_keys", sql: include_str!("../migrations/0046_checkpoint_keys.sql") },
 ];
 
 const GRANTS: &str = include_str!("../migrations/grants.sql");

@@ -108,6 +108,14 @@ async fn nodes_share_budgets_over_verified_tls_and_never_trust_a_redis_they_cann
     let untrusting = node(&app, &redis.url(), &[("PALISADE_RATE_LIMITS__ON_REDIS_FAILURE", "closed")]);
     let (status, body) = call(&untrusting.base_url, "GET", "/api/v1/me", None, None).await;
     assert_eq!(status, 503, "{body}");
+    // The reason is logged as the request fails; its line may reach the captured output a moment
+    // after the answer does.
+    for _ in 0..100 {
+        if untrusting.output().contains("UnknownIssuer") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     assert!(untrusting.output().contains("UnknownIssuer"), "{}", untrusting.output());
 
     // Certificate checks cannot be turned off, and a CA file needs a TLS URL: both stop the start.

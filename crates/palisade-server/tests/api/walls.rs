@@ -219,3 +219,36 @@ async fn injected_sql_cannot_stall_the_audit_sequencer() {
         .get(0);
     assert_eq!(unchained, 0);
 }
+
+/// Checkpoints name a real audit key (0046): a runtime connection cannot record one (or a
+/// truncation) under a key id the instance never had.
+#[tokio::test]
+async fn injected_sql_cannot_checkpoint_under_a_made_up_key() {
+    let app = TestApp::spawn().await;
+    let (_, org) = app.owner_of("cp@example.com", "Checkpointed").await;
+    app.app.seal_audit().await.unwrap();
+    let org = org.parse::<palisade_core::OrgId>().unwrap().as_uuid();
+    let admin = app.admin().await;
+    let head = admin
+        .query_one("SELECT seq, hash FROM palisade.audit_chain WHERE tenant_id = $1 ORDER BY seq DESC LIMIT 1", &[&org])
+        .await
+        .unwrap();
+    let (seq, hash): (i64, Vec<u8>) = (head.get(0), head.get(1));
+    let runtime = app.runtime().await;
+    let err = runtime
+        .query_one("SELECT palisade.record_checkpoint($1, $2, $3, now(), 'made-up-key', '\\x00')", &[&org, &seq, &hash])
+        .await
+        .unwrap_err();
+    assert_eq!(sql_state(&err), "PA500", "{err}");
+    // (A truncation is refused earlier still here: nothing is past retention.)
+    let err = runtime
+        .query_one("SELECT palisade.purge_audit($1, $2, $3, now(), 'made-up-key', '\\x00')", &[&org, &seq, &hash])
+        .await
+        .unwrap_err();
+    assert!(["PA403", "PA500"].contains(&sql_state(&err).as_str()), "{err}");
+    let stored: i64 = admin.query_one("SELECT count(*) FROM palisade.audit_checkpoints", &[]).await.unwrap().get(0);
+    assert_eq!(stored, 0);
+    // The sequencer's own checkpoint, under the instance's key, is taken.
+    let signed = app.app.checkpoint_audit().await;
+    assert!(signed.is_ok(), "{signed:?}");
+}
