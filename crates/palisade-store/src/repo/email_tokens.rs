@@ -50,8 +50,8 @@ pub fn verify(tx: &mut Tx<Anonymous>, token: &SessionTokenHash, now: OffsetDateT
 }
 
 const ENTER_RESET: &str = "SELECT palisade.enter_reset($1, $2)";
-/// Only for the verified caller (0042: the runtime role may not write password hashes itself).
-const SET_PASSWORD: &str = "SELECT palisade.set_own_password($1, $2)";
+// For the account the reset link names (enter_reset made it the verified caller).
+use super::security::SET_PASSWORD;
 const UNLOCK: &str = "SELECT palisade.clear_login_attempts(palisade.current_user_id())";
 const REVOKE_ALL: &str =
     "UPDATE palisade.sessions SET revoked_at = $1 WHERE user_id = palisade.current_user_id() AND revoked_at IS NULL";

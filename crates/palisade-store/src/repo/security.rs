@@ -56,7 +56,7 @@ pub fn disable_totp(tx: &mut Tx<Authenticated>) {
 }
 
 /// Only for the verified caller (0042: the runtime role may not write password hashes itself).
-const SET_PASSWORD: &str = "SELECT palisade.set_own_password($1, $2)";
+pub(crate) const SET_PASSWORD: &str = "SELECT palisade.set_own_password($1, $2)";
 const REVOKE_OTHERS: &str = "UPDATE palisade.sessions SET revoked_at = $1 \
     WHERE user_id = palisade.current_user_id() AND id <> palisade.current_session_id() AND revoked_at IS NULL";
 
