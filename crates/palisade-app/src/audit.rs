@@ -203,7 +203,9 @@ impl App {
                     public_key: pair.public_key().to_vec(),
                     sealed_private: self.seal_signing_key(&pair).await?,
                 };
-                if audit_chain::add_audit_key(&client, &stored, self.clock.now()).await? == stored.key_id {
+                // Adding a signing key is the sign-in login's (0043).
+                let sign_in = self.sign_in_db()?.client().await?;
+                if audit_chain::add_audit_key(&sign_in, &stored, self.clock.now()).await? == stored.key_id {
                     return Ok(Arc::new(pair));
                 }
                 // Another node added the instance's key first: sign with that one.

@@ -195,7 +195,8 @@ impl App {
         let mut tx = Tx::anonymous();
         let (state, backup_hash) =
             mfa::enter_challenge(&mut tx, &proof, self.clock.now(), self.policy.lockout, lookup.clone());
-        let mut results = tx.run(&self.db).await?;
+        // Entering a challenge: the sign-in login's (0042).
+        let mut results = tx.run(self.sign_in_db()?).await?;
         let state = results.get(state)?.ok_or(AppError::InvalidToken)?;
         let backup_hash = results.get(backup_hash)?;
         let step = match (&code, state.reserved) {

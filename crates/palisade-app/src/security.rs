@@ -131,7 +131,8 @@ impl App {
         users::clear_failures(&mut tx, me.id);
         security::mark_authenticated(&mut tx, now);
         audit::record(&mut tx, self.audit("user.step_up", meta).details(json!({"second_factor": "webauthn"})));
-        match tx.run(&self.db).await {
+        // Completing a challenge: the sign-in login's (0042).
+        match tx.run(self.sign_in_db()?).await {
             Err(StoreError::InvalidToken | StoreError::Unauthenticated) => Err(AppError::InvalidCredentials),
             other => other.map(|_| ()).map_err(Into::into),
         }

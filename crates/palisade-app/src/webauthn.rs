@@ -391,7 +391,8 @@ impl App {
         let proof = hash_token(token);
         let mut tx = Tx::anonymous();
         let entered = repo::enter_challenge(&mut tx, &proof, self.clock.now(), self.policy.lockout);
-        let state = match tx.run(&self.db).await {
+        // Entering a challenge: the sign-in login's (0042).
+        let state = match tx.run(self.sign_in_db()?).await {
             Ok(mut results) => results.get(entered)?,
             Err(StoreError::InvalidToken) => return Ok(Checked::NoChallenge),
             Err(other) => return Err(other.into()),

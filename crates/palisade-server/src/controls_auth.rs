@@ -247,7 +247,6 @@ async fn table_rights(
     Ok(held)
 }
 
-/// The function exists, runs as its owner (SECURITY DEFINER) and the connected role may call it.
 /// `signature` is SECURITY DEFINER and callable by the sign-in login (palisade_signin) but not by
 /// the connected (runtime) role.
 async fn sign_in_function(runtime: &Client, signature: &str) -> Result<(), String> {
@@ -271,6 +270,7 @@ async fn sign_in_function(runtime: &Client, signature: &str) -> Result<(), Strin
     }
 }
 
+/// The function exists, runs as its owner (SECURITY DEFINER) and the connected role may call it.
 async fn definer_function(runtime: &Client, signature: &str) -> Result<(), String> {
     let row = runtime
         .query_opt(

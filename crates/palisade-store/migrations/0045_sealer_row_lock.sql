@@ -6,8 +6,10 @@
 -- keep it, and from then on no event of any organization was chained or checkpointed (nothing
 -- timed the hold out). The pass now takes its turn by locking the sequencer's own row
 -- (audit_sealer, FOR UPDATE SKIP LOCKED): a row lock needs UPDATE on the table, which only
--- palisade_sealer has, so no runtime connection can take it. Rewritten in place from the
--- current definition (0040's), the lock lines only.
+-- palisade_sealer has, so a runtime connection cannot take it by itself, and can hold it only
+-- by running a pass (seal_audit_events) and keeping that transaction open, which ends with the
+-- transaction; an open transaction holds the sequencer's horizon back as any does (ARCHITECTURE,
+-- known gaps). Rewritten in place from the current definition (0040's), the lock lines only.
 DO $$
 DECLARE
     v_def text;

@@ -25,7 +25,7 @@ GRANT SELECT ON palisade.schema_migrations TO {role};
 -- verified caller only.
 GRANT SELECT (id, email, name, is_instance_admin, created_at, updated_at, email_verified_at) ON palisade.users TO {role};
 GRANT UPDATE (name, updated_at) ON palisade.users TO {role};
-GRANT EXECUTE ON FUNCTION palisade.set_own_password(text, timestamptz), palisade.password_hash_census(text) TO {role};
+GRANT EXECUTE ON FUNCTION palisade.set_own_password(text, timestamptz), palisade.password_hash_census() TO {role};
 -- Sign-in attempts are counted, cleared and pruned only through these functions (0030); counting
 -- and pruning are the sign-in login's, and clearing is for the verified caller only (0044).
 GRANT EXECUTE ON FUNCTION palisade.clear_login_attempts(uuid) TO {role};
@@ -54,13 +54,11 @@ GRANT EXECUTE ON FUNCTION palisade.my_orgs() TO {role};
 GRANT EXECUTE ON FUNCTION palisade.verify_email(bytea, timestamptz) TO {role};
 GRANT EXECUTE ON FUNCTION palisade.enter_reset(bytea, timestamptz) TO {role};
 GRANT EXECUTE ON FUNCTION palisade.device_seen(uuid, text) TO {role};
--- Email tokens and sign-in challenges are minted by the sign-in login only (0042) and consumed
--- only by the functions above.
+-- Email tokens are minted by the sign-in login only (0042) and consumed only by the functions
+-- above; sign-in challenges are minted, entered and completed by the sign-in login only.
 GRANT SELECT, INSERT, UPDATE, DELETE ON palisade.totp_factors TO {role};
 GRANT SELECT, INSERT, UPDATE, DELETE ON palisade.backup_codes TO {role};
 GRANT EXECUTE ON FUNCTION palisade.mfa_enabled_for(text) TO {role};
-GRANT EXECUTE ON FUNCTION palisade.enter_mfa_challenge(bytea, timestamptz, integer, float8) TO {role};
-GRANT EXECUTE ON FUNCTION palisade.complete_mfa(bytea, timestamptz, bigint, text) TO {role};
 GRANT EXECUTE ON FUNCTION palisade.require_recent_auth(timestamptz, float8) TO {role};
 GRANT EXECUTE ON FUNCTION palisade.require_own_mfa() TO {role};
 GRANT EXECUTE ON FUNCTION palisade.change_email(bytea, timestamptz) TO {role};
@@ -92,10 +90,9 @@ GRANT EXECUTE ON FUNCTION palisade.record_checkpoint(uuid, bigint, bytea, timest
 GRANT EXECUTE ON FUNCTION palisade.audit_field(text) TO palisade_sealer;
 GRANT EXECUTE ON FUNCTION palisade.audit_hash(bigint, bytea, palisade.audit_events) TO palisade_sealer;
 -- Signing keys: public parts readable, private parts sealed with the instance key. Access-token
--- keys are rotated and revoked by the sign-in login only; the audit key is added only through
--- add_audit_key (0043).
+-- keys are rotated and revoked, and the audit key added (add_audit_key), by the sign-in login
+-- only (0043).
 GRANT SELECT ON palisade.signing_keys TO {role};
-GRANT EXECUTE ON FUNCTION palisade.add_audit_key(text, bytea, bytea, timestamptz) TO {role};
 -- Refresh tokens: the sign-in login adds the first of a family (palisade_signin, 0036); only
 -- rotate_refresh reads or uses them (their hashes are never readable by the runtime role).
 GRANT EXECUTE ON FUNCTION palisade.rotate_refresh(bytea, bytea, timestamptz, uuid, inet, text, text) TO {role};
@@ -120,7 +117,6 @@ GRANT SELECT, INSERT, DELETE ON palisade.webauthn_credentials TO {role};
 GRANT EXECUTE ON FUNCTION palisade.has_second_factor(uuid) TO {role};
 GRANT EXECUTE ON FUNCTION palisade.second_factors(text) TO {role};
 GRANT EXECUTE ON FUNCTION palisade.passkeys_for_email(text) TO {role};
-GRANT EXECUTE ON FUNCTION palisade.enter_webauthn_challenge(bytea, timestamptz, integer, float8) TO {role};
 GRANT EXECUTE ON FUNCTION palisade.complete_webauthn(bytea, timestamptz, bytea, jsonb) TO {role};
 -- API keys: listed and managed under row-level security; the hash column is never readable.
 GRANT SELECT (tenant_id, id, name, prefix, permissions, allowed_ips, created_by, created_at, expires_at,
@@ -146,7 +142,6 @@ GRANT UPDATE (sealed, version, updated_by, updated_at) ON palisade.secrets TO {r
 -- state only through the sealed complete_webauthn; the clear-JSON version is not callable.
 REVOKE INSERT ON palisade.webauthn_credentials FROM {role};
 GRANT INSERT (id, user_id, name, credential_id, passkey_sealed, created_at) ON palisade.webauthn_credentials TO {role};
-GRANT EXECUTE ON FUNCTION palisade.complete_webauthn(bytea, timestamptz, bytea, bytea) TO {role};
 REVOKE EXECUTE ON FUNCTION palisade.complete_webauthn(bytea, timestamptz, bytea, jsonb) FROM {role};
 -- Key status for the organization a request entered (org_key_rows checks the verified tenant);
 -- rotation, rewrapping and shredding are the `_keys` login's (palisade_keyjobs, 0025).

@@ -277,6 +277,13 @@ pub async fn wall_problems(client: &Client) -> Result<Vec<String>, StoreError> {
                      ('grant instance administration', has_column_privilege('palisade.users', 'is_instance_admin', 'UPDATE')),
                      ('mint email tokens', has_table_privilege('palisade.email_tokens', 'INSERT')),
                      ('mint sign-in challenges', has_table_privilege('palisade.mfa_challenges', 'INSERT')),
+                     ('enter or complete sign-in challenges',
+                      has_function_privilege('palisade.enter_mfa_challenge(bytea, timestamptz, integer, float8)', 'EXECUTE')
+                      OR has_function_privilege('palisade.enter_webauthn_challenge(bytea, timestamptz, integer, float8)', 'EXECUTE')
+                      OR has_function_privilege('palisade.complete_mfa(bytea, timestamptz, bigint, text)', 'EXECUTE')
+                      OR has_function_privilege('palisade.complete_webauthn(bytea, timestamptz, bytea, bytea)', 'EXECUTE')),
+                     ('add the audit signing key',
+                      has_function_privilege('palisade.add_audit_key(text, bytea, bytea, timestamptz)', 'EXECUTE')),
                      ('publish signing keys', has_table_privilege('palisade.signing_keys', 'INSERT')),
                      ('retire or revoke signing keys', has_any_column_privilege('palisade.signing_keys', 'UPDATE')),
                      ('rotate the access-token key',

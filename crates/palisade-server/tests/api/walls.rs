@@ -41,6 +41,12 @@ async fn injected_sql_cannot_take_over_an_account() {
         "INSERT INTO palisade.mfa_challenges (token_hash, user_id, created_at, expires_at)
            SELECT sha256('c'), id, now(), now() + interval '5 minutes'
              FROM palisade.users WHERE email = 'victim@example.com'",
+        // A passwordless sign-in hands anyone a challenge for an address with a passkey, and
+        // entering it made its account the caller before any factor was checked.
+        "SELECT * FROM palisade.enter_webauthn_challenge(sha256('handed-out'), now(), 6, 900)",
+        "SELECT * FROM palisade.enter_mfa_challenge(sha256('handed-out'), now(), 6, 900)",
+        "SELECT palisade.complete_mfa(sha256('handed-out'), now(), 1, NULL)",
+        "SELECT palisade.complete_webauthn(sha256('handed-out'), now(), '\\x00', '\\x00'::bytea)",
     ] {
         let err = runtime.batch_execute(sql).await.unwrap_err();
         assert_eq!(sql_state(&err), "42501", "{sql}: {err}");
@@ -48,6 +54,11 @@ async fn injected_sql_cannot_take_over_an_account() {
     // No forged token exists, so none can be consumed: the reset never names the victim.
     let err = runtime.query_one("SELECT palisade.enter_reset(sha256('v'), now())", &[]).await.unwrap_err();
     assert!(["PA401", "PA410"].contains(&sql_state(&err).as_str()), "{err}");
+
+    // Hash kinds are counted without a prefix of the caller's (which read hashes a character at
+    // a time).
+    let err = runtime.query_one("SELECT * FROM palisade.password_hash_census('$argon2id$')", &[]).await.unwrap_err();
+    assert_eq!(sql_state(&err), "42883", "{err}");
 
     // The one way left to set a password: for the verified caller, no one else.
     let err = runtime.query_one("SELECT palisade.set_own_password('x', now())", &[]).await.unwrap_err();
@@ -124,15 +135,11 @@ async fn injected_sql_cannot_change_the_keys() {
         let err = runtime.batch_execute(sql).await.unwrap_err();
         assert_eq!(sql_state(&err), "42501", "{sql}: {err}");
     }
-    // The audit key can be added only while the instance has none: once the first is in (as the
-    // sequencer adds it), a second one is refused in favour of it, and nothing is written.
+    // Nor the audit key: before the first checkpoint the instance has none, and one planted then
+    // would have been the key every checkpoint named. Only the sign-in login adds it.
     let add = "SELECT palisade.add_audit_key($1, $2, '\\x00', now())";
-    let first: String = runtime.query_one(add, &[&"audit-first", &public]).await.unwrap().get(0);
-    assert_eq!(first, "audit-first");
-    let mut keys_before = [keys_before, vec![("audit-first".to_owned(), None)]].concat();
-    keys_before.sort();
-    let active: String = runtime.query_one(add, &[&"evil-audit", &public]).await.unwrap().get(0);
-    assert_eq!(active, "audit-first", "the second key was refused");
+    let err = runtime.query_one(add, &[&"evil-audit", &public]).await.unwrap_err();
+    assert_eq!(sql_state(&err), "42501", "{err}");
     let keys_after: Vec<(String, Option<time::OffsetDateTime>)> = admin
         .query("SELECT key_id, revoked_at FROM palisade.signing_keys ORDER BY key_id", &[])
         .await
@@ -248,7 +255,63 @@ async fn injected_sql_cannot_checkpoint_under_a_made_up_key() {
     assert!(["PA403", "PA500"].contains(&sql_state(&err).as_str()), "{err}");
     let stored: i64 = admin.query_one("SELECT count(*) FROM palisade.audit_checkpoints", &[]).await.unwrap().get(0);
     assert_eq!(stored, 0);
-    // The sequencer's own checkpoint, under the instance's key, is taken.
-    let signed = app.app.checkpoint_audit().await;
-    assert!(signed.is_ok(), "{signed:?}");
+    // The sequencer's own checkpoint, under the instance's key, is taken once due (the chain's
+    // hour moved back rather than the clock on).
+    admin
+        .execute(
+            "UPDATE palisade.audit_chain_heads SET checkpointed_at = checkpointed_at - interval '61 minutes' WHERE tenant_id = $1",
+            &[&org],
+        )
+        .await
+        .unwrap();
+    assert_eq!(app.app.checkpoint_audit().await.unwrap(), 1);
+    let named: String = admin.query_one("SELECT key_id FROM palisade.audit_checkpoints", &[]).await.unwrap().get(0);
+    let audit_key: String = admin
+        .query_one("SELECT key_id FROM palisade.signing_keys WHERE purpose = 'audit' AND retired_at IS NULL", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(named, audit_key);
+}
+
+/// A new password needs proof of the account (0042): a session, or a reset link consumed in the
+/// same transaction. An email-verification link also makes its account the caller, and must
+/// not be enough.
+#[tokio::test]
+async fn a_password_is_set_only_with_a_session_or_a_reset_link() {
+    let app = TestApp::spawn().await;
+    app.user("proof@example.com").await;
+    let admin = app.admin().await;
+    let before = hash_of(&admin, "proof@example.com").await;
+    // Links as the sign-in login mints them (hashes of tokens the test knows).
+    for (token, purpose) in [("verify-link", "verify_email"), ("reset-link", "reset_password")] {
+        admin
+            .execute(
+                "INSERT INTO palisade.email_tokens (token_hash, user_id, purpose, email, created_at, expires_at)
+                 SELECT sha256(convert_to($1, 'UTF8')), id, $2, email, now(), now() + interval '30 minutes'
+                   FROM palisade.users WHERE email = 'proof@example.com'",
+                &[&token, &purpose],
+            )
+            .await
+            .unwrap();
+    }
+    let runtime = app.runtime().await;
+    runtime.batch_execute("BEGIN").await.unwrap();
+    runtime
+        .query_one("SELECT palisade.verify_email(sha256(convert_to('verify-link', 'UTF8')), now())", &[])
+        .await
+        .unwrap();
+    let err = runtime.query_one("SELECT palisade.set_own_password('x', now())", &[]).await.unwrap_err();
+    assert_eq!(sql_state(&err), "PA401", "a verification link is no proof for a password: {err}");
+    runtime.batch_execute("ROLLBACK").await.unwrap();
+    assert_eq!(hash_of(&admin, "proof@example.com").await, before);
+
+    runtime.batch_execute("BEGIN").await.unwrap();
+    runtime
+        .query_one("SELECT palisade.enter_reset(sha256(convert_to('reset-link', 'UTF8')), now())", &[])
+        .await
+        .unwrap();
+    runtime.query_one("SELECT palisade.set_own_password('$argon2id$reset', now())", &[]).await.unwrap();
+    runtime.batch_execute("COMMIT").await.unwrap();
+    assert_eq!(hash_of(&admin, "proof@example.com").await, "$argon2id$reset");
 }
